@@ -1,0 +1,558 @@
+//! Admin use-cases shared by the CLI and the HTTP API: enroll, assign, enable, disable, revoke,
+//! delete, set PIN, reset, set, resync. Each one writes an audit row named after its
+//! privacyIDEA event (`token_init`, `token_assign`, …).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{Authenticator, Origin};
+use crate::clock::format_short;
+use crate::crypto::{PinError, SealError};
+use crate::secret::Secret;
+use crate::store::StoreError;
+use crate::store::audit::AuditRow;
+use crate::store::tokens::{IntColumn, NewToken, OptColumn, TokenFilter};
+use crate::token::enroll::{self, EnrollError, UriParams};
+use crate::token::{HashLib, Owner, Token, TokenType, hotp, totp};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("no token with serial {0}")]
+    NoSuchToken(String),
+    #[error("user {0} does not exist")]
+    UnknownUser(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Enroll(#[from] EnrollError),
+    #[error("PIN hashing: {0}")]
+    Pin(#[from] PinError),
+    #[error("sealing the token key: {0}")]
+    Seal(#[from] SealError),
+}
+
+/// What to enroll.
+#[derive(Debug, Default)]
+pub struct EnrollSpec {
+    pub kind: Option<TokenType>,
+    pub serial: Option<String>,
+    /// A given key; `None` generates `key_len` random bytes.
+    pub key: Option<Secret<Vec<u8>>>,
+    pub key_len: Option<usize>,
+    pub otplen: Option<i64>,
+    pub hashlib: Option<HashLib>,
+    pub time_step: Option<i64>,
+    pub pin: Option<Secret<String>>,
+    /// `user` parameter and optional realm.
+    pub user: Option<String>,
+    pub realm: Option<String>,
+    pub description: String,
+    pub count_window: Option<i64>,
+    pub maxfail: Option<i64>,
+    pub info: BTreeMap<String, String>,
+    /// Email tokens: the address (else the user's `email`, or dynamic).
+    pub email: Option<String>,
+    /// SMS tokens: the number (else the user's `mobile`, or dynamic).
+    pub phone: Option<String>,
+    pub dynamic_email: bool,
+    pub dynamic_phone: bool,
+}
+
+/// The result of an enrollment. The key and URI are shown once.
+#[derive(Debug)]
+pub struct Enrolled {
+    pub serial: String,
+    pub kind: TokenType,
+    pub owner: Option<Owner>,
+    pub key: Option<Secret<Vec<u8>>>,
+    pub uri: Option<Secret<String>>,
+}
+
+/// A change made by `otpgate token set`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSetting {
+    Failcount(i64),
+    Maxfail(i64),
+    CountWindow(i64),
+    Otplen(i64),
+    Description(String),
+    /// A date, an offset like `+10d`, or empty to clear.
+    ValidityStart(String),
+    ValidityEnd(String),
+    TokenInfo(String, String),
+    Hashlib(HashLib),
+    TimeStep(i64),
+    TimeWindow(i64),
+    CountAuthMax(i64),
+    CountAuthSuccessMax(i64),
+}
+
+/// A token as `token show` / `token list --json` present it.
+#[derive(Debug, Serialize)]
+pub struct TokenView {
+    pub serial: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub description: String,
+    pub user: Option<String>,
+    pub realm: Option<String>,
+    pub resolver: Option<String>,
+    pub active: bool,
+    pub revoked: bool,
+    pub locked: bool,
+    pub failcount: i64,
+    pub maxfail: i64,
+    pub count: i64,
+    pub count_window: i64,
+    pub otplen: i64,
+    pub has_pin: bool,
+    pub rollout_state: String,
+    pub realms: Vec<String>,
+    pub info: BTreeMap<String, String>,
+}
+
+impl TokenView {
+    pub fn new(t: &Token, realms: Vec<String>) -> Self {
+        Self {
+            serial: t.serial.clone(),
+            kind: t.kind.as_str().into(),
+            description: t.description.clone(),
+            user: t.owner.as_ref().map(|o| o.login.clone()),
+            realm: t.owner.as_ref().map(|o| o.realm.clone()),
+            resolver: t.owner.as_ref().map(|o| o.resolver.clone()),
+            active: t.active,
+            revoked: t.revoked,
+            locked: t.is_locked(),
+            failcount: t.failcount,
+            maxfail: t.maxfail,
+            count: t.otp_counter,
+            count_window: t.count_window,
+            otplen: t.otplen,
+            has_pin: t.pin_hash.is_some(),
+            rollout_state: t.rollout_state.clone(),
+            realms,
+            info: t.tokeninfo_map(),
+        }
+    }
+}
+
+/// Parse a validity bound: a date privacyIDEA accepts, `+N[mhd]` from now, or "" to clear.
+pub fn parse_validity(text: &str, now: chrono::DateTime<chrono::Utc>) -> Result<Option<String>, AdminError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if text.starts_with('+') {
+        let delta = crate::dates::parse_offset(text)
+            .ok_or_else(|| AdminError::Invalid(format!("{text:?} is not an offset like +10d")))?;
+        return Ok(Some(format_short(now + delta)));
+    }
+    let stamp = crate::dates::parse(text)
+        .ok_or_else(|| AdminError::Invalid(format!("{text:?} is not a date otpgate understands")))?;
+    Ok(Some(format_short(stamp.as_local_utc())))
+}
+
+impl Authenticator {
+    async fn admin_audit(&self, event: &str, origin: Origin, serial: &str, owner: Option<&Owner>, success: bool, info: String) {
+        let now = self.clock.now();
+        self.audit
+            .record(AuditRow {
+                time_us: now.timestamp_micros(),
+                node: self.node.clone(),
+                event: event.into(),
+                origin: origin.as_str().into(),
+                success,
+                user: owner.map(|o| o.login.clone()).unwrap_or_default(),
+                realm: owner.map(|o| o.realm.clone()).unwrap_or_default(),
+                resolver: owner.map(|o| o.resolver.clone()).unwrap_or_default(),
+                serial: serial.into(),
+                info,
+                ..Default::default()
+            })
+            .await;
+    }
+
+    /// The token with this serial, or `NoSuchToken`.
+    pub async fn token(&self, serial: &str) -> Result<Token, AdminError> {
+        self.store
+            .tokens()
+            .by_serial(serial)
+            .await?
+            .ok_or_else(|| AdminError::NoSuchToken(serial.to_owned()))
+    }
+
+    fn resolve_owner(&self, user: &str, realm: Option<&str>) -> Result<Owner, AdminError> {
+        let cfg = self.config();
+        let (login, realm) = cfg.directory.split_user(user, realm);
+        let found = cfg
+            .directory
+            .find(&login, &realm)
+            .ok_or_else(|| AdminError::UnknownUser(format!("{login}@{realm}")))?;
+        Ok(Owner {
+            login: found.login,
+            realm: found.realm,
+            resolver: found.resolver,
+        })
+    }
+
+    /// Create a token. Nothing is written when any part is invalid.
+    pub async fn enroll(&self, spec: EnrollSpec, origin: Origin) -> Result<Enrolled, AdminError> {
+        let cfg = self.config();
+        let kind = spec.kind.unwrap_or(TokenType::Hotp);
+        let owner = match &spec.user {
+            Some(u) => Some(self.resolve_owner(u, spec.realm.as_deref())?),
+            None => None,
+        };
+        let serial = match spec.serial.clone() {
+            Some(s) if s.trim().is_empty() || s.contains(',') => {
+                return Err(AdminError::Invalid(format!("{s:?} is not a valid serial")));
+            }
+            Some(s) => s,
+            None => enroll::generate_serial(kind)?,
+        };
+        let otplen = match kind {
+            TokenType::Spass => 0,
+            _ => spec.otplen.unwrap_or(cfg.system.default_otplen),
+        };
+        if kind != TokenType::Spass && !(6..=10).contains(&otplen) {
+            return Err(AdminError::Invalid(format!(
+                "otplen {otplen}: only 6 to 10 digits are supported"
+            )));
+        }
+        let hashlib = spec.hashlib.unwrap_or(if kind == TokenType::Totp {
+            cfg.totp_hashlib
+        } else {
+            cfg.system.default_hashlib
+        });
+        let time_step = match (kind, spec.time_step) {
+            (TokenType::Totp, Some(s)) if s <= 0 => {
+                return Err(AdminError::Invalid("the time step must be positive".into()));
+            }
+            (TokenType::Totp, s) => Some(s.unwrap_or(cfg.system.totp_timestep)),
+            _ => None,
+        };
+        let key = match (kind.has_key(), spec.key) {
+            (false, _) => None,
+            (true, Some(k)) => Some(k),
+            (true, None) => Some(enroll::generate_key(
+                spec.key_len.unwrap_or(enroll::DEFAULT_KEY_LEN),
+            )?),
+        };
+        let key_sealed = match &key {
+            Some(k) => Some(self.key.seal(&serial, k.expose())?),
+            None => None,
+        };
+        let pin_hash = match &spec.pin {
+            Some(p) if !p.expose().is_empty() => Some(Secret::new(self.pins.hash(p.expose().clone()).await?)),
+            _ => None,
+        };
+        let mut info = spec.info.clone();
+        match kind {
+            TokenType::Email => {
+                if spec.dynamic_email {
+                    info.insert("dynamic_email".into(), "1".into());
+                } else {
+                    let address = spec
+                        .email
+                        .clone()
+                        .or_else(|| self.owner_attribute(owner.as_ref(), "email"))
+                        .unwrap_or_default();
+                    info.insert("email".into(), address);
+                }
+            }
+            TokenType::Sms => {
+                if spec.dynamic_phone {
+                    info.insert("dynamic_phone".into(), "1".into());
+                } else {
+                    let phone = spec
+                        .phone
+                        .clone()
+                        .or_else(|| self.owner_attribute(owner.as_ref(), "mobile"))
+                        .unwrap_or_default();
+                    info.insert("phone".into(), phone);
+                }
+            }
+            _ => {}
+        }
+        let now = self.clock.now();
+        let new = NewToken {
+            serial: serial.clone(),
+            kind,
+            description: spec.description.clone(),
+            owner: owner.clone(),
+            active: true,
+            maxfail: spec.maxfail.unwrap_or(cfg.system.default_maxfail),
+            otp_counter: 0,
+            count_window: spec.count_window.unwrap_or(cfg.system.default_count_window),
+            otplen,
+            hashlib,
+            time_step,
+            time_window: None,
+            pin_hash,
+            key_sealed,
+            rollout_state: String::new(),
+            validity_start: None,
+            validity_end: None,
+            count_auth_max: 0,
+            count_auth_success_max: 0,
+            info,
+            realms: owner.iter().map(|o| o.realm.clone()).collect(),
+            created: now.timestamp(),
+        };
+        if let Err(e) = self.store.tokens().insert(&new).await {
+            self.admin_audit("token_init", origin, &serial, owner.as_ref(), false, e.to_string())
+                .await;
+            return Err(e.into());
+        }
+        let uri = key.as_ref().filter(|_| matches!(kind, TokenType::Hotp | TokenType::Totp)).map(|k| {
+            let label = owner
+                .as_ref()
+                .map_or_else(|| serial.clone(), |o| format!("{}@{}", o.login, o.realm));
+            enroll::otpauth_uri(&UriParams {
+                kind,
+                key: k.expose(),
+                label: &label,
+                issuer: &cfg.issuer,
+                digits: usize::try_from(otplen).unwrap_or(6),
+                hashlib,
+                counter: 0,
+                period: time_step.unwrap_or(30),
+            })
+        });
+        self.admin_audit(
+            "token_init",
+            origin,
+            &serial,
+            owner.as_ref(),
+            true,
+            format!("enrolled {kind} token"),
+        )
+        .await;
+        Ok(Enrolled {
+            serial,
+            kind,
+            owner,
+            key,
+            uri,
+        })
+    }
+
+    fn owner_attribute(&self, owner: Option<&Owner>, attr: &str) -> Option<String> {
+        let owner = owner?;
+        self.config()
+            .directory
+            .find(&owner.login, &owner.realm)
+            .and_then(|u| u.record.attribute(attr))
+    }
+
+    pub async fn token_list(&self, filter: &TokenFilter) -> Result<Vec<Token>, AdminError> {
+        Ok(self.store.tokens().list(filter).await?)
+    }
+
+    pub async fn token_view(&self, serial: &str) -> Result<TokenView, AdminError> {
+        let t = self.token(serial).await?;
+        let realms = self.store.tokens().realms(t.id).await?;
+        Ok(TokenView::new(&t, realms))
+    }
+
+    pub async fn token_enable(&self, serial: &str, active: bool, origin: Origin) -> Result<(), AdminError> {
+        let t = self.token(serial).await?;
+        if active && t.revoked {
+            return Err(AdminError::Invalid(format!(
+                "token {serial} is revoked and cannot be enabled again"
+            )));
+        }
+        self.store.tokens().set_active(t.id, active).await?;
+        let event = if active { "token_enable" } else { "token_disable" };
+        self.admin_audit(event, origin, serial, t.owner.as_ref(), true, String::new())
+            .await;
+        Ok(())
+    }
+
+    pub async fn token_revoke(&self, serial: &str, origin: Origin) -> Result<(), AdminError> {
+        let t = self.token(serial).await?;
+        self.store.tokens().revoke(t.id).await?;
+        self.admin_audit("token_revoke", origin, serial, t.owner.as_ref(), true, String::new())
+            .await;
+        Ok(())
+    }
+
+    pub async fn token_delete(&self, serial: &str, origin: Origin) -> Result<(), AdminError> {
+        let t = self.token(serial).await?;
+        self.store.tokens().delete(t.id).await?;
+        self.admin_audit("token_delete", origin, serial, t.owner.as_ref(), true, String::new())
+            .await;
+        Ok(())
+    }
+
+    pub async fn token_assign(
+        &self,
+        serial: &str,
+        user: &str,
+        realm: Option<&str>,
+        origin: Origin,
+    ) -> Result<Owner, AdminError> {
+        let t = self.token(serial).await?;
+        if let Some(o) = &t.owner {
+            return Err(AdminError::Invalid(format!(
+                "token {serial} is already assigned to {o}; unassign it first"
+            )));
+        }
+        let owner = self.resolve_owner(user, realm)?;
+        self.store.tokens().assign(t.id, &owner).await?;
+        self.admin_audit("token_assign", origin, serial, Some(&owner), true, String::new())
+            .await;
+        Ok(owner)
+    }
+
+    pub async fn token_unassign(&self, serial: &str, origin: Origin) -> Result<(), AdminError> {
+        let t = self.token(serial).await?;
+        self.store.tokens().unassign(t.id).await?;
+        self.admin_audit("token_unassign", origin, serial, t.owner.as_ref(), true, String::new())
+            .await;
+        Ok(())
+    }
+
+    /// Set (or with an empty PIN, remove) the token PIN.
+    pub async fn token_set_pin(&self, serial: &str, pin: &Secret<String>, origin: Origin) -> Result<(), AdminError> {
+        let t = self.token(serial).await?;
+        let hash = if pin.expose().is_empty() {
+            None
+        } else {
+            Some(self.pins.hash(pin.expose().clone()).await?)
+        };
+        self.store.tokens().set_pin_hash(t.id, hash.as_deref()).await?;
+        self.admin_audit("token_setpin", origin, serial, t.owner.as_ref(), true, String::new())
+            .await;
+        Ok(())
+    }
+
+    /// Reset the failcounter. Returns true if the token was locked before (`token_unlocked`).
+    pub async fn token_reset(&self, serial: &str, origin: Origin) -> Result<bool, AdminError> {
+        let t = self.token(serial).await?;
+        let before = self.store.tokens().set_failcount(t.id, 0).await?;
+        let was_locked = before.is_some_and(|(f, m)| f >= m);
+        self.admin_audit(
+            "token_reset",
+            origin,
+            serial,
+            t.owner.as_ref(),
+            true,
+            if was_locked { "unlocked".into() } else { String::new() },
+        )
+        .await;
+        Ok(was_locked)
+    }
+
+    /// Apply `otpgate token set` changes (each validated before anything is written).
+    pub async fn token_set(&self, serial: &str, settings: &[TokenSetting], origin: Origin) -> Result<(), AdminError> {
+        let t = self.token(serial).await?;
+        let now = self.clock.now();
+        for s in settings {
+            match s {
+                TokenSetting::Otplen(n) if !(6..=10).contains(n) => {
+                    return Err(AdminError::Invalid(format!("otplen {n}: only 6 to 10 digits")));
+                }
+                TokenSetting::Maxfail(n) | TokenSetting::CountWindow(n) | TokenSetting::TimeStep(n)
+                    if *n <= 0 =>
+                {
+                    return Err(AdminError::Invalid(format!("{s:?}: must be positive")));
+                }
+                TokenSetting::ValidityStart(v) | TokenSetting::ValidityEnd(v) => {
+                    parse_validity(v, now)?;
+                }
+                _ => {}
+            }
+        }
+        let store = self.store.tokens();
+        let mut notes = Vec::new();
+        for s in settings {
+            match s {
+                TokenSetting::Failcount(n) => {
+                    store.set_failcount(t.id, *n).await?;
+                }
+                TokenSetting::Maxfail(n) => store.set_int(t.id, IntColumn::Maxfail, *n).await?,
+                TokenSetting::CountWindow(n) => store.set_int(t.id, IntColumn::CountWindow, *n).await?,
+                TokenSetting::Otplen(n) => store.set_int(t.id, IntColumn::Otplen, *n).await?,
+                TokenSetting::CountAuthMax(n) => store.set_int(t.id, IntColumn::CountAuthMax, *n).await?,
+                TokenSetting::CountAuthSuccessMax(n) => {
+                    store.set_int(t.id, IntColumn::CountAuthSuccessMax, *n).await?
+                }
+                TokenSetting::Description(d) => store.set_opt(t.id, OptColumn::Description, Some(d)).await?,
+                TokenSetting::ValidityStart(v) => {
+                    let v = parse_validity(v, now)?;
+                    store.set_opt(t.id, OptColumn::ValidityStart, v.as_deref()).await?;
+                }
+                TokenSetting::ValidityEnd(v) => {
+                    let v = parse_validity(v, now)?;
+                    store.set_opt(t.id, OptColumn::ValidityEnd, v.as_deref()).await?;
+                }
+                TokenSetting::TokenInfo(k, v) => store.set_tokeninfo(t.id, k, v).await?,
+                TokenSetting::Hashlib(h) => store.set_opt(t.id, OptColumn::Hashlib, Some(h.as_str())).await?,
+                TokenSetting::TimeStep(n) => {
+                    store.set_opt(t.id, OptColumn::TimeStep, Some(&n.to_string())).await?
+                }
+                TokenSetting::TimeWindow(n) => {
+                    store.set_opt(t.id, OptColumn::TimeWindow, Some(&n.to_string())).await?
+                }
+            }
+            notes.push(format!("{s:?}"));
+        }
+        self.admin_audit("token_set", origin, serial, t.owner.as_ref(), true, notes.join(", "))
+            .await;
+        Ok(())
+    }
+
+    /// Resync an HOTP or TOTP token with two consecutive OTPs.
+    pub async fn token_resync(&self, serial: &str, otp1: &str, otp2: &str, origin: Origin) -> Result<(), AdminError> {
+        let t = self.token(serial).await?;
+        let cfg = self.config();
+        let generator = super::verify::generator(&t, &self.key)
+            .map_err(|e| AdminError::Invalid(e.to_string()))?
+            .ok_or_else(|| AdminError::Invalid(format!("{} tokens cannot be resynced", t.kind)))?;
+        let count = u64::try_from(t.otp_counter).unwrap_or(0);
+        let digits = t.otplen();
+        let result = match t.kind {
+            TokenType::Hotp => hotp::resync(
+                &generator,
+                digits,
+                otp1.as_bytes(),
+                otp2.as_bytes(),
+                count,
+                cfg.system.sync_window,
+            )
+            .map(|c| (c, None)),
+            TokenType::Totp => totp::resync(
+                &generator,
+                digits,
+                otp1.as_bytes(),
+                otp2.as_bytes(),
+                self.clock.now().timestamp(),
+                super::verify::totp_timing(&t, &cfg.system),
+                count,
+                cfg.system.sync_window,
+            )
+            .map(|(c, shift)| (c, Some(shift))),
+            other => {
+                return Err(AdminError::Invalid(format!("{other} tokens cannot be resynced")));
+            }
+        };
+        let Some((new_count, shift)) = result else {
+            self.admin_audit("token_resync", origin, serial, t.owner.as_ref(), false, "OTPs not consecutive within the sync window".into())
+                .await;
+            return Err(AdminError::Invalid(
+                "the two OTPs are not consecutive values within the sync window".into(),
+            ));
+        };
+        self.store
+            .tokens()
+            .set_counter(t.id, i64::try_from(new_count).unwrap_or(i64::MAX), shift)
+            .await?;
+        self.admin_audit("token_resync", origin, serial, t.owner.as_ref(), true, format!("counter {new_count}"))
+            .await;
+        Ok(())
+    }
+}

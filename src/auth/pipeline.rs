@@ -1,0 +1,224 @@
+//! `validate_check` from request to audit row (spec §1.4, §4.2).
+
+use serde_json::{Map, json};
+
+use super::check::check_token_list;
+use super::response::{Authentication, Response, codes};
+use super::{Attempt, AuthError, Authenticator, Outcome, Request};
+use crate::store::audit::AuditRow;
+
+impl Authenticator {
+    /// Run one authentication request through the whole pipeline and write its audit row.
+    pub async fn validate_check(&self, req: Request) -> Outcome {
+        let cfg = self.config();
+        let now = self.clock.now();
+        let mut at = Attempt::new(self, &cfg, now);
+        at.transaction_id = req.transaction_id.clone().filter(|t| !t.is_empty());
+        let response = match self.run_validate(&mut at, &req).await {
+            Ok(r) => r,
+            Err(AuthError::Respond(r)) => {
+                at.trace.add(
+                    "result",
+                    format!("error: {}", r.message().unwrap_or("request refused")),
+                );
+                r
+            }
+            Err(e) => {
+                tracing::error!(target: "otpgate::auth", error = %e, "validate_check failed");
+                at.trace.add("error", e.to_string());
+                Response::error(500, codes::INTERNAL, &format!("ERR500: {e}"))
+            }
+        };
+        self.audit_validate(&at, &req, &response).await;
+        Outcome {
+            response,
+            user: at.user.clone(),
+            accepted: at.accepted.clone(),
+        }
+    }
+
+    async fn run_validate(&self, at: &mut Attempt<'_>, req: &Request) -> Result<Response, AuthError> {
+        let cfg = at.cfg;
+        at.trace.add(
+            "request",
+            format!(
+                "{} request: user={:?} realm={:?} serial={:?} transaction={:?} client={}",
+                req.origin.as_str(),
+                req.user.as_deref().unwrap_or(""),
+                req.realm.as_deref().unwrap_or(""),
+                req.serial.as_deref().unwrap_or(""),
+                req.transaction_id.as_deref().unwrap_or(""),
+                req.client.map(|c| c.to_string()).unwrap_or_default()
+            ),
+        );
+        if let Some(user) = req.user.as_deref().filter(|u| !u.trim().is_empty()) {
+            let (login, realm) = cfg.directory.split_user(user, req.realm.as_deref());
+            at.login = login;
+            at.realm = realm;
+            match cfg.directory.find(&at.login, &at.realm) {
+                Some(u) => {
+                    at.trace.add(
+                        "user",
+                        format!(
+                            "{user:?} → login {:?} in realm {:?}, resolver {:?}",
+                            u.login, u.realm, u.resolver
+                        ),
+                    );
+                    at.user = Some(u);
+                }
+                None => at.trace.add(
+                    "user",
+                    format!(
+                        "{user:?} → login {:?} in realm {:?}: not found in any resolver of the realm",
+                        at.login, at.realm
+                    ),
+                ),
+            }
+        }
+
+        if let Some(serial) = req.serial.as_deref().filter(|s| !s.is_empty()) {
+            return self.check_serial(at, req, serial).await;
+        }
+        if at.login.is_empty() {
+            return Err(AuthError::Respond(Response::error(
+                400,
+                codes::PARAMETER,
+                "You need to specify a serial, user or credential_id.",
+            )));
+        }
+        let Some(user) = at.user.clone() else {
+            return Err(AuthError::Respond(Response::error(
+                400,
+                codes::USER_NOT_FOUND,
+                &format!("User <{}@{}> does not exist.", at.login, at.realm),
+            )));
+        };
+        let mut tokens = self.store.tokens().of_user(&user.realm, &user.login).await?;
+        if let Some(kind) = req.token_type.as_deref().filter(|t| !t.is_empty()) {
+            tokens.retain(|t| t.kind.as_str().eq_ignore_ascii_case(kind));
+        }
+        at.trace.add(
+            "token",
+            format!(
+                "candidates: {}",
+                if tokens.is_empty() {
+                    "none".to_owned()
+                } else {
+                    tokens
+                        .iter()
+                        .map(|t| format!("{} ({})", t.serial, t.kind))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ),
+        );
+        if tokens.is_empty() {
+            let mut detail = Map::new();
+            detail.insert("message".into(), json!("The user has no tokens assigned"));
+            at.trace.add("result", "REJECT: the user has no tokens assigned");
+            return Ok(Response::decided(false, Authentication::Reject, detail));
+        }
+        check_token_list(at, tokens, &req.pass).await
+    }
+
+    async fn check_serial(
+        &self,
+        at: &mut Attempt<'_>,
+        req: &Request,
+        serial: &str,
+    ) -> Result<Response, AuthError> {
+        let Some(token) = self.store.tokens().by_serial(serial).await? else {
+            at.trace.add("token", format!("serial {serial:?} does not exist"));
+            return Err(AuthError::Respond(Response::error(
+                404,
+                codes::TOKEN_NOT_FOUND,
+                "The requested token could not be found.",
+            )));
+        };
+        if !at.login.is_empty() {
+            let owns = token
+                .owner
+                .as_ref()
+                .is_some_and(|o| o.login == at.login && o.realm.eq_ignore_ascii_case(&at.realm));
+            if !owns {
+                return Err(AuthError::Respond(Response::error(
+                    400,
+                    codes::PARAMETER,
+                    "Given serial does not belong to given user!",
+                )));
+            }
+        } else if let Some(owner) = &token.owner {
+            // Serial-only request: the owner is the user for policies, events and the audit.
+            at.login = owner.login.clone();
+            at.realm = owner.realm.clone();
+            at.user = at.cfg.directory.find(&owner.login, &owner.realm);
+        }
+        at.trace.add(
+            "token",
+            format!("serial request for {} ({})", token.serial, token.kind),
+        );
+        if req.otponly {
+            return self.check_otp_only(at, token, &req.pass).await;
+        }
+        check_token_list(at, vec![token], &req.pass).await
+    }
+
+    /// `otponly=1`: the OTP alone, no PIN and no failcounter logic.
+    async fn check_otp_only(
+        &self,
+        at: &mut Attempt<'_>,
+        token: crate::token::Token,
+        pass: &crate::secret::Secret<String>,
+    ) -> Result<Response, AuthError> {
+        let generator = super::verify::generator(&token, &self.key).ok().flatten();
+        let check = super::verify::check_otp(&token, generator.as_ref(), pass.expose(), at.now, &at.cfg.system);
+        let mut detail = Map::new();
+        if let super::verify::OtpCheck::Accepted {
+            new_count,
+            time_shift,
+            ..
+        } = check
+        {
+            if super::check::consume(at, &token, new_count, time_shift).await? {
+                detail.insert("message".into(), json!("matching 1 tokens"));
+                super::check::token_detail(&mut detail, &token);
+                at.note_token(&token);
+                at.accepted.push(token.serial.clone());
+                at.trace.add("result", "ACCEPT: OTP only");
+                return Ok(Response::decided(true, Authentication::Accept, detail));
+            }
+        }
+        detail.insert("message".into(), json!("wrong otp value"));
+        at.note_token(&token);
+        at.trace.add("result", "REJECT: OTP only, wrong value");
+        Ok(Response::decided(false, Authentication::Reject, detail))
+    }
+
+    async fn audit_validate(&self, at: &Attempt<'_>, req: &Request, response: &Response) {
+        let row = AuditRow {
+            id: None,
+            time_us: at.now.timestamp_micros(),
+            node: self.node.clone(),
+            event: "validate_check".into(),
+            origin: req.origin.as_str().into(),
+            success: response.value(),
+            authentication: response.authentication().unwrap_or("").into(),
+            user: at.login.clone(),
+            realm: at.realm.clone(),
+            resolver: at
+                .user
+                .as_ref()
+                .map(|u| u.resolver.clone())
+                .unwrap_or_default(),
+            serial: at.serials.join(","),
+            token_type: at.token_types.join(","),
+            client: req.client.map(|c| c.to_string()).unwrap_or_default(),
+            info: response.message().unwrap_or("").into(),
+            action_detail: String::new(),
+            policies: at.policies.join(","),
+            duration_us: at.trace.elapsed_us(),
+            trace: at.trace.to_json(),
+        };
+        self.audit.record(row).await;
+    }
+}

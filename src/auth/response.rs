@@ -1,0 +1,178 @@
+//! The answer document, shaped like privacyIDEA's `/validate/check` JSON (spec §4.1).
+//!
+//! It stays a JSON value because ResponseMangler handlers edit it by JSON pointer and
+//! conditions read it by path; the front-ends read the decision back with the accessors here.
+
+use serde_json::{Map, Value, json};
+
+/// `result.authentication`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authentication {
+    Accept,
+    Reject,
+    Challenge,
+    Declined,
+}
+
+impl Authentication {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accept => "ACCEPT",
+            Self::Reject => "REJECT",
+            Self::Challenge => "CHALLENGE",
+            Self::Declined => "DECLINED",
+        }
+    }
+}
+
+/// What a front-end does with the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Accept,
+    Reject,
+    Challenge,
+    /// An error answer (`result.status == false`): unknown user, bad parameters, policy error.
+    Error,
+}
+
+/// The answer: an HTTP-like status and the JSON document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    pub status_code: u16,
+    pub body: Value,
+}
+
+/// privacyIDEA error codes used here.
+pub mod codes {
+    pub const USER_NOT_FOUND: i64 = 904;
+    pub const PARAMETER: i64 = 905;
+    pub const TOKEN_NOT_FOUND: i64 = 601;
+    pub const TOKEN_ADMIN: i64 = 1007;
+    pub const POLICY: i64 = 303;
+    pub const VALIDATE: i64 = 10;
+    pub const HANDLER: i64 = 904_100;
+    pub const INTERNAL: i64 = 500;
+}
+
+impl Response {
+    /// A decided authentication (HTTP 200).
+    pub fn decided(value: bool, authentication: Authentication, detail: Map<String, Value>) -> Self {
+        Self {
+            status_code: 200,
+            body: json!({
+                "jsonrpc": "2.0",
+                "id": 1,
+                "version": concat!("otpgate ", env!("CARGO_PKG_VERSION")),
+                "result": {
+                    "status": true,
+                    "value": value,
+                    "authentication": authentication.as_str(),
+                },
+                "detail": Value::Object(detail),
+            }),
+        }
+    }
+
+    /// An error answer: `result.status = false`, `result.error = {code, message}`.
+    pub fn error(status_code: u16, code: i64, message: &str) -> Self {
+        let text = if code == codes::INTERNAL || code == codes::HANDLER {
+            message.to_owned()
+        } else {
+            format!("ERR{code}: {message}")
+        };
+        Self {
+            status_code,
+            body: json!({
+                "jsonrpc": "2.0",
+                "id": 1,
+                "version": concat!("otpgate ", env!("CARGO_PKG_VERSION")),
+                "result": {
+                    "status": false,
+                    "error": { "code": code, "message": text },
+                },
+            }),
+        }
+    }
+
+    pub fn status(&self) -> bool {
+        self.body
+            .pointer("/result/status")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    pub fn value(&self) -> bool {
+        self.body
+            .pointer("/result/value")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    pub fn authentication(&self) -> Option<&str> {
+        self.body
+            .pointer("/result/authentication")
+            .and_then(Value::as_str)
+    }
+
+    /// `detail.message`, or the error message of an error answer.
+    pub fn message(&self) -> Option<&str> {
+        self.body
+            .pointer("/detail/message")
+            .or_else(|| self.body.pointer("/result/error/message"))
+            .and_then(Value::as_str)
+    }
+
+    pub fn detail_str(&self, key: &str) -> Option<&str> {
+        self.body
+            .get("detail")
+            .and_then(|d| d.get(key))
+            .and_then(Value::as_str)
+    }
+
+    pub fn transaction_id(&self) -> Option<&str> {
+        self.detail_str("transaction_id")
+    }
+
+    pub fn serial(&self) -> Option<&str> {
+        self.detail_str("serial")
+    }
+
+    pub fn detail_mut(&mut self) -> Option<&mut Map<String, Value>> {
+        self.body.get_mut("detail").and_then(Value::as_object_mut)
+    }
+
+    pub fn decision(&self) -> Decision {
+        if !self.status() {
+            return Decision::Error;
+        }
+        match self.authentication() {
+            Some("ACCEPT") if self.value() => Decision::Accept,
+            Some("CHALLENGE") => Decision::Challenge,
+            _ => Decision::Reject,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_document_shape() {
+        let mut d = Map::new();
+        d.insert("message".into(), json!("matching 1 tokens"));
+        let r = Response::decided(true, Authentication::Accept, d);
+        assert_eq!(r.decision(), Decision::Accept);
+        assert_eq!(r.message(), Some("matching 1 tokens"));
+        assert_eq!(r.body["result"]["status"], json!(true));
+    }
+
+    #[test]
+    fn error_document_shape() {
+        let r = Response::error(400, codes::USER_NOT_FOUND, "User <eve@realm1> does not exist.");
+        assert_eq!(r.decision(), Decision::Error);
+        assert_eq!(r.message(), Some("ERR904: User <eve@realm1> does not exist."));
+        assert_eq!(r.body["result"]["error"]["code"], json!(904));
+        assert!(r.authentication().is_none());
+    }
+}

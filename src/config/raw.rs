@@ -1,0 +1,205 @@
+//! The serde mirror of the TOML file. Every struct denies unknown keys; the `///` comments are
+//! the reference documentation of each key (docs/configuration.md is generated from the same
+//! text by hand).
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// This node's name in audit rows and cluster-wide event counters (default: host name).
+    pub node: Option<String>,
+    #[serde(default)]
+    pub database: RawDatabase,
+    #[serde(default)]
+    pub secrets: RawSecrets,
+    /// argon2id cost of PIN hashes.
+    #[serde(default)]
+    pub pin: RawPin,
+    /// privacyIDEA system settings, under their privacyIDEA names.
+    #[serde(default)]
+    pub system: RawSystem,
+    #[serde(default)]
+    pub audit: RawAudit,
+    #[serde(default)]
+    pub enrollment: RawEnrollment,
+    /// User resolvers.
+    #[serde(default, rename = "resolver")]
+    pub resolvers: Vec<RawResolver>,
+    /// Realms: named, ordered lists of resolvers; exactly one may be the default.
+    #[serde(default, rename = "realm")]
+    pub realms: Vec<RawRealm>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    /// `sqlite:PATH` (relative to this file) or `postgres://user:password@host:port/db`.
+    #[serde(default = "default_db_url")]
+    pub url: String,
+    /// Pool size (default 8).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Seconds to wait for a connection before a request fails (default 5).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: u64,
+}
+
+impl Default for RawDatabase {
+    fn default() -> Self {
+        Self {
+            url: default_db_url(),
+            max_connections: default_max_connections(),
+            connect_timeout: default_connect_timeout(),
+        }
+    }
+}
+
+fn default_db_url() -> String {
+    "sqlite:/var/lib/otpgate/otpgate.db".into()
+}
+fn default_max_connections() -> u32 {
+    8
+}
+fn default_connect_timeout() -> u64 {
+    5
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecrets {
+    /// The 32-byte master key sealing token secrets (created by `otpgate init`, mode 0600).
+    #[serde(default = "default_key_file")]
+    pub key_file: String,
+}
+
+impl Default for RawSecrets {
+    fn default() -> Self {
+        Self {
+            key_file: default_key_file(),
+        }
+    }
+}
+
+fn default_key_file() -> String {
+    "/etc/otpgate/secret.key".into()
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawPin {
+    /// argon2id memory in KiB (default 19456 = 19 MiB, OWASP).
+    pub argon2_memory_kib: Option<u32>,
+    /// argon2id passes (default 2).
+    pub argon2_iterations: Option<u32>,
+    /// argon2id lanes (default 1).
+    pub argon2_parallelism: Option<u32>,
+    /// Concurrent hash computations (default: number of CPUs).
+    pub max_concurrent: Option<usize>,
+}
+
+/// privacyIDEA system config. Keys keep their privacyIDEA spelling.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawSystem {
+    /// PIN before OTP (default true).
+    #[serde(rename = "PrependPin")]
+    pub prepend_pin: Option<bool>,
+    /// A wrong PIN increases the failcount (default true).
+    #[serde(rename = "IncFailCountOnFalsePin")]
+    pub inc_fail_count_on_false_pin: Option<bool>,
+    /// Minutes after which a locked token is cleared automatically (0 = never).
+    pub failcounter_clear_timeout: Option<i64>,
+    /// Do not count authentications in `count_auth` / `count_auth_success`.
+    pub no_auth_counter: Option<bool>,
+    /// Split `user@realm` (default true).
+    #[serde(rename = "splitAtSign")]
+    pub split_at_sign: Option<bool>,
+    /// Resync an OATH token from two consecutive OTPs at login (default false).
+    #[serde(rename = "AutoResync")]
+    pub auto_resync: Option<bool>,
+    /// Seconds within which the second OTP must follow (default 300).
+    #[serde(rename = "AutoResyncTimeout")]
+    pub auto_resync_timeout: Option<i64>,
+    /// Look-ahead for resync (default 1000).
+    #[serde(rename = "DefaultSyncWindow")]
+    pub sync_window: Option<u64>,
+    /// maxfail of new tokens (default 10).
+    #[serde(rename = "DefaultMaxFailCount")]
+    pub default_maxfail: Option<i64>,
+    /// HOTP look-ahead of new tokens (default 10).
+    #[serde(rename = "DefaultCountWindow")]
+    pub default_count_window: Option<i64>,
+    /// OTP length of new tokens (default 6).
+    #[serde(rename = "DefaultOtpLen")]
+    pub default_otplen: Option<i64>,
+    /// Seconds a challenge stays valid (default 120).
+    #[serde(rename = "DefaultChallengeValidityTime")]
+    pub challenge_validity: Option<i64>,
+    /// Re-run failcounter auto-clear after a PIN-matching failure (default false).
+    #[serde(rename = "ResetFailcounterOnPIN")]
+    pub reset_failcounter_on_pin: Option<bool>,
+    #[serde(default)]
+    pub totp: RawTotp,
+    #[serde(default)]
+    pub hotp: RawHotp,
+}
+
+/// `totp.*` system settings.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawTotp {
+    /// Seconds per step (default 30).
+    #[serde(rename = "timeStep")]
+    pub time_step: Option<i64>,
+    /// Seconds either side of now that are searched (default 180).
+    #[serde(rename = "timeWindow")]
+    pub time_window: Option<i64>,
+    /// HMAC hash of new TOTP tokens (default sha1).
+    pub hashlib: Option<String>,
+}
+
+/// `hotp.*` system settings.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawHotp {
+    /// HMAC hash of new HOTP tokens (default sha1).
+    pub hashlib: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Rows that may wait for the batch writer (default 8192).
+    pub queue_size: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnrollment {
+    /// Issuer shown by authenticator apps (default "otpgate").
+    pub issuer: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResolver {
+    pub name: String,
+    /// `file` (more kinds later).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For `file`: the users file, relative to this file.
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRealm {
+    pub name: String,
+    /// Resolver names in priority order.
+    pub resolvers: Vec<String>,
+    /// The realm for logins without one (exactly one realm may say true).
+    #[serde(default)]
+    pub default: bool,
+}

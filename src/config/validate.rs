@@ -1,0 +1,363 @@
+//! Raw → typed configuration. Every problem is collected with its key path; nothing stops at
+//! the first error, so an admin sees the whole list.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+
+use super::raw::RawConfig;
+use super::{Config, ConfigError, Issue};
+use crate::auth::SystemSettings;
+use crate::crypto::Argon2Settings;
+use crate::store::{Database, StoreSettings};
+use crate::token::HashLib;
+use crate::users::{Directory, FileResolver, Realm, Resolver};
+
+/// Collects problems while validation goes on.
+#[derive(Debug, Default)]
+pub struct Issues(Vec<Issue>);
+
+impl Issues {
+    pub fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Issue {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn into_vec(self) -> Vec<Issue> {
+        self.0
+    }
+}
+
+/// Resolve a path from the configuration relative to the file's directory.
+pub fn resolve_path(base: &Path, value: &str) -> PathBuf {
+    let p = PathBuf::from(value);
+    if p.is_absolute() { p } else { base.join(p) }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "otpgate".into())
+}
+
+pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned();
+    let mut issues = Issues::default();
+
+    let node = raw.node.clone().unwrap_or_else(host_name);
+    if node.trim().is_empty() {
+        issues.push("node", "must not be empty");
+    }
+
+    let database = Database::parse(&raw.database.url, &base);
+    if database.is_none() {
+        issues.push(
+            "database.url",
+            format!(
+                "{:?} is neither sqlite:PATH nor postgres://… (in-memory SQLite is not supported)",
+                raw.database.url
+            ),
+        );
+    }
+    if raw.database.max_connections == 0 {
+        issues.push("database.max_connections", "must be at least 1");
+    }
+
+    let key_file = resolve_path(&base, &raw.secrets.key_file);
+
+    let defaults = Argon2Settings::default();
+    let argon2 = Argon2Settings {
+        memory_kib: raw.pin.argon2_memory_kib.unwrap_or(defaults.memory_kib),
+        iterations: raw.pin.argon2_iterations.unwrap_or(defaults.iterations),
+        parallelism: raw.pin.argon2_parallelism.unwrap_or(defaults.parallelism),
+        max_concurrent: raw.pin.max_concurrent.unwrap_or(defaults.max_concurrent),
+    };
+    if let Err(e) = argon2.validate() {
+        issues.push("pin", e.to_string());
+    }
+    if argon2.max_concurrent == 0 {
+        issues.push("pin.max_concurrent", "must be at least 1");
+    }
+
+    let system = system_settings(&raw, &mut issues);
+    let directory = directory(&raw, &base, system.split_at_sign, &mut issues);
+
+    let issuer = raw.enrollment.issuer.clone().unwrap_or_else(|| "otpgate".into());
+
+    if !issues.is_empty() {
+        return Err(ConfigError::Invalid {
+            file: path.to_owned(),
+            issues: issues.into_vec(),
+        });
+    }
+    let Some(database) = database else {
+        return Err(ConfigError::Invalid {
+            file: path.to_owned(),
+            issues: vec![],
+        });
+    };
+    Ok(Config {
+        path: path.to_owned(),
+        node,
+        store: StoreSettings {
+            database,
+            max_connections: raw.database.max_connections,
+            connect_timeout: Duration::from_secs(raw.database.connect_timeout.max(1)),
+        },
+        key_file,
+        argon2,
+        system,
+        audit_queue: raw.audit.queue_size.unwrap_or(8192),
+        issuer,
+        totp_hashlib: totp_hashlib(&raw),
+        directory: Arc::new(directory),
+    })
+}
+
+fn system_settings(raw: &RawConfig, issues: &mut Issues) -> SystemSettings {
+    let d = SystemSettings::default();
+    let s = &raw.system;
+    let mut positive = |key: &str, v: Option<i64>, default: i64| -> i64 {
+        match v {
+            Some(v) if v <= 0 => {
+                issues.push(format!("system.{key}"), format!("must be positive, not {v}"));
+                default
+            }
+            Some(v) => v,
+            None => default,
+        }
+    };
+    let totp_timestep = positive("totp.timeStep", s.totp.time_step, d.totp_timestep);
+    let default_maxfail = positive("DefaultMaxFailCount", s.default_maxfail, d.default_maxfail);
+    let default_count_window =
+        positive("DefaultCountWindow", s.default_count_window, d.default_count_window);
+    let auto_resync_timeout = positive(
+        "AutoResyncTimeout",
+        s.auto_resync_timeout,
+        d.auto_resync_timeout.num_seconds(),
+    );
+    let challenge_validity = positive(
+        "DefaultChallengeValidityTime",
+        s.challenge_validity,
+        d.challenge_validity.num_seconds(),
+    );
+    let totp_timewindow = match s.totp.time_window {
+        Some(v) if v < 0 => {
+            issues.push("system.totp.timeWindow", "must not be negative");
+            d.totp_timewindow
+        }
+        Some(v) => v,
+        None => d.totp_timewindow,
+    };
+    let default_otplen = match s.default_otplen {
+        Some(v) if !(6..=10).contains(&v) => {
+            issues.push("system.DefaultOtpLen", format!("must be 6 to 10, not {v}"));
+            d.default_otplen
+        }
+        Some(v) => v,
+        None => d.default_otplen,
+    };
+    let clear = match s.failcounter_clear_timeout {
+        Some(v) if v < 0 => {
+            issues.push("system.failcounter_clear_timeout", "must not be negative");
+            0
+        }
+        Some(v) => v,
+        None => 0,
+    };
+    let mut hashlib = |key: &str, v: &Option<String>| match v {
+        Some(text) => HashLib::parse(text).unwrap_or_else(|| {
+            issues.push(
+                format!("system.{key}"),
+                format!("{text:?} is not one of sha1, sha256, sha512"),
+            );
+            HashLib::Sha1
+        }),
+        None => HashLib::Sha1,
+    };
+    let default_hashlib = hashlib("hotp.hashlib", &s.hotp.hashlib);
+    let _ = hashlib("totp.hashlib", &s.totp.hashlib);
+    SystemSettings {
+        prepend_pin: s.prepend_pin.unwrap_or(d.prepend_pin),
+        inc_fail_count_on_false_pin: s
+            .inc_fail_count_on_false_pin
+            .unwrap_or(d.inc_fail_count_on_false_pin),
+        failcounter_clear_timeout: TimeDelta::minutes(clear),
+        no_auth_counter: s.no_auth_counter.unwrap_or(d.no_auth_counter),
+        split_at_sign: s.split_at_sign.unwrap_or(d.split_at_sign),
+        auto_resync: s.auto_resync.unwrap_or(d.auto_resync),
+        auto_resync_timeout: TimeDelta::seconds(auto_resync_timeout),
+        sync_window: s.sync_window.unwrap_or(d.sync_window).max(1),
+        default_maxfail,
+        default_count_window,
+        default_otplen,
+        default_hashlib,
+        totp_timestep,
+        totp_timewindow,
+        challenge_validity: TimeDelta::seconds(challenge_validity),
+        reset_failcounter_on_pin: s
+            .reset_failcounter_on_pin
+            .unwrap_or(d.reset_failcounter_on_pin),
+    }
+}
+
+/// The TOTP hash of new TOTP tokens (`system.totp.hashlib`).
+pub fn totp_hashlib(raw: &RawConfig) -> HashLib {
+    raw.system
+        .totp
+        .hashlib
+        .as_deref()
+        .and_then(HashLib::parse)
+        .unwrap_or_default()
+}
+
+fn directory(raw: &RawConfig, base: &Path, split_at_sign: bool, issues: &mut Issues) -> Directory {
+    let mut resolvers = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for (i, r) in raw.resolvers.iter().enumerate() {
+        let key = format!("resolver[{i}]");
+        if r.name.trim().is_empty() {
+            issues.push(format!("{key}.name"), "must not be empty");
+            continue;
+        }
+        if names.contains(&r.name) {
+            issues.push(
+                format!("{key}.name"),
+                format!("resolver {:?} is defined twice", r.name),
+            );
+            continue;
+        }
+        names.push(r.name.clone());
+        match r.kind.as_str() {
+            "file" => {
+                let Some(p) = &r.path else {
+                    issues.push(format!("{key}.path"), "a file resolver needs a path");
+                    continue;
+                };
+                match FileResolver::load(&r.name, &resolve_path(base, p)) {
+                    Ok(f) => resolvers.push(Resolver::File(f)),
+                    Err(e) => issues.push(format!("{key}.path"), e.to_string()),
+                }
+            }
+            other => issues.push(
+                format!("{key}.type"),
+                format!("unknown resolver type {other:?} (known: file)"),
+            ),
+        }
+    }
+
+    let mut realms: Vec<Realm> = Vec::new();
+    for (i, r) in raw.realms.iter().enumerate() {
+        let key = format!("realm[{i}]");
+        let name = r.name.trim().to_ascii_lowercase();
+        if name.is_empty() || name.contains(['@', '\\', ',']) {
+            issues.push(
+                format!("{key}.name"),
+                format!("{:?} is not a valid realm name", r.name),
+            );
+            continue;
+        }
+        if realms.iter().any(|x| x.name == name) {
+            issues.push(
+                format!("{key}.name"),
+                format!("realm {name:?} is defined twice (realm names ignore case)"),
+            );
+            continue;
+        }
+        if r.resolvers.is_empty() {
+            issues.push(format!("{key}.resolvers"), "a realm needs at least one resolver");
+        }
+        for (j, res) in r.resolvers.iter().enumerate() {
+            if !names.contains(res) {
+                issues.push(
+                    format!("{key}.resolvers[{j}]"),
+                    format!("realm {name:?} names unknown resolver {res:?}"),
+                );
+            }
+        }
+        realms.push(Realm {
+            name,
+            resolvers: r.resolvers.clone(),
+            default: r.default,
+        });
+    }
+    match realms.iter().filter(|r| r.default).count() {
+        0 if realms.len() == 1 => {
+            if let Some(only) = realms.first_mut() {
+                only.default = true;
+            }
+        }
+        0 if !realms.is_empty() => issues.push(
+            "realm",
+            "several realms but none is marked `default = true`",
+        ),
+        n if n > 1 => issues.push("realm", "more than one realm is marked `default = true`"),
+        _ => {}
+    }
+    Directory::new(realms, resolvers, split_at_sign)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("users.toml"), "[[user]]\nusername = \"alice\"\n").unwrap();
+        let path = dir.path().join("otpgate.toml");
+        std::fs::write(&path, text).unwrap();
+        super::super::load(&path)
+    }
+
+    #[test]
+    fn minimal_file_uses_defaults() {
+        let c = check(
+            "[database]\nurl = \"sqlite:x.db\"\n[[resolver]]\nname = \"f\"\ntype = \"file\"\npath = \"users.toml\"\n[[realm]]\nname = \"Corp\"\nresolvers = [\"f\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.directory.default_realm(), Some("corp"));
+        assert!(c.system.prepend_pin);
+        assert_eq!(c.system.default_maxfail, 10);
+        assert_eq!(c.system.challenge_validity, TimeDelta::seconds(120));
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_key() {
+        let err = check(
+            "[database]\nurl = \"mysql://x\"\n[system]\nDefaultOtpLen = 4\n[system.totp]\ntimeStep = 0\n\
+             [[resolver]]\nname = \"f\"\ntype = \"ldap\"\n[[resolver]]\nname = \"g\"\ntype = \"file\"\npath = \"missing.toml\"\n\
+             [[realm]]\nname = \"a\"\nresolvers = [\"nope\"]\ndefault = true\n[[realm]]\nname = \"A\"\nresolvers = [\"g\"]\n",
+        )
+        .unwrap_err();
+        let ConfigError::Invalid { issues, .. } = &err else {
+            panic!("{err}")
+        };
+        let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
+        for want in [
+            "database.url",
+            "system.DefaultOtpLen",
+            "system.totp.timeStep",
+            "resolver[0].type",
+            "resolver[1].path",
+            "realm[0].resolvers[0]",
+            "realm[1].name",
+        ] {
+            assert!(keys.contains(&want), "missing {want} in {keys:?}");
+        }
+        assert!(err.to_string().contains("unknown resolver \"nope\""));
+    }
+}

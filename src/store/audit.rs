@@ -1,0 +1,286 @@
+//! The audit trail: one row per request and per event-handler run, each with its decision trace.
+//!
+//! Rows go through a bounded queue to a writer task that inserts whatever has queued up in one
+//! transaction, so audit costs one commit per batch instead of one per request. A full queue
+//! applies back-pressure for a bounded time; if the database stays away longer, the row is
+//! written to the log instead (and counted), never silently dropped.
+
+use std::time::Duration;
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, QueryBuilder, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Store, StoreError, flag};
+
+/// One audit row. Never holds a password, PIN or OTP value.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct AuditRow {
+    pub id: Option<i64>,
+    pub time_us: i64,
+    pub node: String,
+    /// `validate_check`, `token_init`, `POST-EVENT validate_check>>Token:disable`, …
+    pub event: String,
+    /// Which front-end or tool: `radius`, `cli`, `http`, `event`.
+    pub origin: String,
+    pub success: bool,
+    pub authentication: String,
+    pub user: String,
+    pub realm: String,
+    pub resolver: String,
+    pub serial: String,
+    pub token_type: String,
+    pub client: String,
+    /// The answer's message or the handler's info.
+    pub info: String,
+    pub action_detail: String,
+    pub policies: String,
+    pub duration_us: i64,
+    /// The decision trace as JSON (see `auth::trace`).
+    pub trace: String,
+}
+
+/// Which rows to list.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub user: Option<String>,
+    pub realm: Option<String>,
+    pub serial: Option<String>,
+    pub event: Option<String>,
+    pub since_us: Option<i64>,
+    pub limit: i64,
+}
+
+fn row_to_audit(r: &AnyRow) -> Result<AuditRow, StoreError> {
+    Ok(AuditRow {
+        id: Some(r.try_get("id")?),
+        time_us: r.try_get("time_us")?,
+        node: r.try_get("node")?,
+        event: r.try_get("event")?,
+        origin: r.try_get("origin")?,
+        success: flag(r.try_get("success")?),
+        authentication: r.try_get("authentication")?,
+        user: r.try_get("user_login")?,
+        realm: r.try_get("realm")?,
+        resolver: r.try_get("resolver")?,
+        serial: r.try_get("serial")?,
+        token_type: r.try_get("token_type")?,
+        client: r.try_get("client")?,
+        info: r.try_get("info")?,
+        action_detail: r.try_get("action_detail")?,
+        policies: r.try_get("policies")?,
+        duration_us: r.try_get("duration_us")?,
+        trace: r.try_get("trace")?,
+    })
+}
+
+const AUDIT_COLUMNS: &str = "time_us, node, event, origin, success, authentication, user_login, \
+     realm, resolver, serial, token_type, client, info, action_detail, policies, duration_us, trace";
+
+impl Store {
+    /// Insert rows in one transaction (one multi-row INSERT per chunk).
+    pub async fn insert_audit(&self, rows: &[AuditRow]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool().begin().await?;
+        // 17 binds per row; stay well below SQLite's 32766 bind limit.
+        for chunk in rows.chunks(500) {
+            let mut qb: QueryBuilder<Any> =
+                QueryBuilder::new(format!("INSERT INTO audit ({AUDIT_COLUMNS}) "));
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.time_us)
+                    .push_bind(r.node.clone())
+                    .push_bind(r.event.clone())
+                    .push_bind(r.origin.clone())
+                    .push_bind(i64::from(r.success))
+                    .push_bind(r.authentication.clone())
+                    .push_bind(r.user.clone())
+                    .push_bind(r.realm.clone())
+                    .push_bind(r.resolver.clone())
+                    .push_bind(r.serial.clone())
+                    .push_bind(r.token_type.clone())
+                    .push_bind(r.client.clone())
+                    .push_bind(r.info.clone())
+                    .push_bind(r.action_detail.clone())
+                    .push_bind(r.policies.clone())
+                    .push_bind(r.duration_us)
+                    .push_bind(r.trace.clone());
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Newest rows first.
+    pub async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
+        let mut qb: QueryBuilder<Any> =
+            QueryBuilder::new(format!("SELECT id, {AUDIT_COLUMNS} FROM audit WHERE 1 = 1"));
+        if let Some(u) = &f.user {
+            qb.push(" AND user_login = ").push_bind(u.clone());
+        }
+        if let Some(r) = &f.realm {
+            qb.push(" AND realm = ").push_bind(r.clone());
+        }
+        if let Some(s) = &f.serial {
+            qb.push(" AND serial LIKE ")
+                .push_bind(format!("%{}%", s.replace(['%', '_'], "")));
+        }
+        if let Some(e) = &f.event {
+            qb.push(" AND event = ").push_bind(e.clone());
+        }
+        if let Some(since) = f.since_us {
+            qb.push(" AND time_us >= ").push_bind(since);
+        }
+        qb.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(if f.limit > 0 { f.limit } else { 100 });
+        let rows = qb.build().fetch_all(self.pool()).await?;
+        rows.iter().map(row_to_audit).collect()
+    }
+
+    pub async fn audit_by_id(&self, id: i64) -> Result<Option<AuditRow>, StoreError> {
+        let sql = format!("SELECT id, {AUDIT_COLUMNS} FROM audit WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(row_to_audit).transpose()
+    }
+
+    /// Count `validate_check` rows of a user since a time (auth_max_fail / auth_max_success).
+    /// `success`: `Some(true)` accepted rows, `Some(false)` rejected rows (challenges excluded).
+    pub async fn count_auth_rows(
+        &self,
+        user: &str,
+        realm: &str,
+        since_us: i64,
+        success: bool,
+    ) -> Result<i64, StoreError> {
+        let sql = if success {
+            "SELECT COUNT(*) AS n FROM audit WHERE event = 'validate_check' AND user_login = $1 \
+             AND realm = $2 AND time_us >= $3 AND success = 1"
+        } else {
+            "SELECT COUNT(*) AS n FROM audit WHERE event = 'validate_check' AND user_login = $1 \
+             AND realm = $2 AND time_us >= $3 AND success = 0 AND authentication <> 'CHALLENGE'"
+        };
+        let row = sqlx::query(sql)
+            .bind(user)
+            .bind(realm)
+            .bind(since_us)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+}
+
+enum Msg {
+    Row(Box<AuditRow>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Queue handle for audit rows. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AuditSink {
+    tx: mpsc::Sender<Msg>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Row(_) => f.write_str("Row"),
+            Self::Flush(_) => f.write_str("Flush"),
+        }
+    }
+}
+
+/// How long a request waits for room in a full queue before it logs its row instead.
+const ENQUEUE_PATIENCE: Duration = Duration::from_secs(2);
+const MAX_BATCH: usize = 2048;
+
+impl AuditSink {
+    /// Start the writer task. It ends when every sink clone is dropped, after writing what is
+    /// queued.
+    pub fn start(store: Store, capacity: usize) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(capacity.max(16));
+        let handle = tokio::spawn(writer(store, rx));
+        (Self { tx }, handle)
+    }
+
+    /// Queue a row, waiting (bounded) for room.
+    pub async fn record(&self, row: AuditRow) {
+        let depth = self.tx.max_capacity() - self.tx.capacity();
+        metrics::gauge!("otpgate_audit_queue_depth").set(depth as f64);
+        match tokio::time::timeout(ENQUEUE_PATIENCE, self.tx.reserve()).await {
+            Ok(Ok(permit)) => permit.send(Msg::Row(Box::new(row))),
+            _ => {
+                metrics::counter!("otpgate_audit_rows_logged_total").increment(1);
+                tracing::error!(
+                    target: "otpgate::audit",
+                    row = %serde_json::to_string(&row).unwrap_or_default(),
+                    "audit queue full or writer stopped; audit row written to the log instead"
+                );
+            }
+        }
+    }
+
+    /// Wait until everything queued before this call is in the database.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Msg::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+async fn writer(store: Store, mut rx: mpsc::Receiver<Msg>) {
+    let mut batch: Vec<AuditRow> = Vec::with_capacity(256);
+    let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+    loop {
+        let Some(first) = rx.recv().await else { break };
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Row(row) => batch.push(*row),
+                Msg::Flush(done) => waiters.push(done),
+            }
+            if batch.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        write_with_retry(&store, &mut batch).await;
+        for done in waiters.drain(..) {
+            let _ = done.send(());
+        }
+    }
+    write_with_retry(&store, &mut batch).await;
+}
+
+async fn write_with_retry(store: &Store, batch: &mut Vec<AuditRow>) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut delay = Duration::from_millis(50);
+    for attempt in 1..=8 {
+        match store.insert_audit(batch).await {
+            Ok(()) => {
+                metrics::counter!("otpgate_audit_rows_written_total").increment(batch.len() as u64);
+                batch.clear();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(target: "otpgate::audit", attempt, error = %e, rows = batch.len(), "audit insert failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+    metrics::counter!("otpgate_audit_rows_logged_total").increment(batch.len() as u64);
+    for row in batch.drain(..) {
+        tracing::error!(
+            target: "otpgate::audit",
+            row = %serde_json::to_string(&row).unwrap_or_default(),
+            "database unavailable; audit row written to the log instead"
+        );
+    }
+}

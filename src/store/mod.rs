@@ -1,0 +1,242 @@
+//! The token store: sqlx pools (SQLite by default, PostgreSQL for several nodes), migrations
+//! per backend, and typed queries.
+//!
+//! One SQL dialect with `$N` placeholders runs on both backends through sqlx's `Any` driver.
+//! Every OTP consumption, counter and failcount change is a single atomic `UPDATE … WHERE …
+//! RETURNING`, so two requests (or two nodes on one PostgreSQL) can never accept the same OTP.
+//!
+//! - [`tokens`]: tokens, tokeninfo, token realms, and the hot-path updates;
+//! - [`audit`]: audit rows and the batching writer.
+
+pub mod audit;
+pub mod challenges;
+pub mod tokens;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, AssertSqlSafe, Executor, SqlSafeStr};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("a token with serial {0} already exists")]
+    DuplicateSerial(String),
+    #[error("no token with serial {0}")]
+    NoSuchToken(String),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("invalid value for {key}: {message}")]
+    InvalidValue { key: String, message: String },
+}
+
+/// Where the store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file (created on first use).
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (`postgres://user:pass@host:port/db`).
+    Postgres(String),
+}
+
+impl Database {
+    /// Parse `sqlite:PATH`, `sqlite://PATH` or `postgres://…`. A relative SQLite path is taken
+    /// relative to `base` (the configuration file's directory).
+    pub fn parse(url: &str, base: &Path) -> Option<Self> {
+        if let Some(rest) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            let path = PathBuf::from(rest.split('?').next().unwrap_or(rest));
+            if path.as_os_str().is_empty() || rest.starts_with(":memory:") {
+                return None;
+            }
+            return Some(Self::Sqlite(if path.is_absolute() {
+                path
+            } else {
+                base.join(path)
+            }));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Some(Self::Postgres(url.to_owned()));
+        }
+        None
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The URL without a password, for logs.
+    pub fn redacted(&self) -> String {
+        match self {
+            Self::Sqlite(p) => format!("sqlite://{}", p.display()),
+            Self::Postgres(url) => match (url.find("://"), url.rfind('@')) {
+                (Some(scheme), Some(at)) if at > scheme => {
+                    let creds = url.get(scheme + 3..at).unwrap_or("");
+                    let user = creds.split(':').next().unwrap_or("");
+                    format!(
+                        "{}{}:***{}",
+                        url.get(..scheme + 3).unwrap_or(""),
+                        user,
+                        url.get(at..).unwrap_or("")
+                    )
+                }
+                _ => url.clone(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Pool settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    pub database: Database,
+    pub max_connections: u32,
+    pub connect_timeout: Duration,
+}
+
+/// A handle on the store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../../migrations/sqlite/0001_initial.sql"),
+)];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../../migrations/postgres/0001_initial.sql"),
+)];
+
+impl Store {
+    /// Connect (creating a SQLite file if needed) and apply the migrations.
+    pub async fn open(settings: &StoreSettings) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let url = match &settings.database {
+            Database::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        StoreError::Db(sqlx::Error::Configuration(
+                            format!("cannot create {}: {e}", dir.display()).into(),
+                        ))
+                    })?;
+                }
+                format!("sqlite://{}?mode=rwc", path.display())
+            }
+            Database::Postgres(url) => url.clone(),
+        };
+        let options: AnyConnectOptions = url.parse()?;
+        let backend = settings.database.backend();
+        let pool = AnyPoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .min_connections(1)
+            .acquire_timeout(settings.connect_timeout)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; synchronous=FULL fsyncs every
+                        // commit so an accepted OTP survives a power cut; busy_timeout waits for
+                        // the writer lock instead of failing.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        let store = Self { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let list = match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+        };
+        let migrations = list
+            .iter()
+            .map(|(version, desc, sql)| {
+                Migration::new(
+                    *version,
+                    (*desc).into(),
+                    MigrationType::Simple,
+                    AssertSqlSafe(*sql).into_sql_str(),
+                    false,
+                )
+            })
+            .collect();
+        Migrator::with_migrations(migrations)
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// A cheap round trip (health checks, start-up).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// `0/1` integer column → bool.
+pub(crate) fn flag(v: i64) -> bool {
+    v != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls() {
+        let base = Path::new("/etc/otpgate");
+        assert_eq!(
+            Database::parse("sqlite:../var/otpgate.db", base),
+            Some(Database::Sqlite(PathBuf::from("/etc/otpgate/../var/otpgate.db")))
+        );
+        assert_eq!(
+            Database::parse("sqlite:///var/lib/otpgate/db", base),
+            Some(Database::Sqlite(PathBuf::from("/var/lib/otpgate/db")))
+        );
+        assert_eq!(Database::parse("sqlite::memory:", base), None);
+        assert_eq!(Database::parse("mysql://x", base), None);
+        let pg = Database::parse("postgres://otp:s3cret@127.0.0.1:5432/otp", base).unwrap();
+        assert_eq!(pg.redacted(), "postgres://otp:***@127.0.0.1:5432/otp");
+    }
+}

@@ -1,0 +1,814 @@
+//! Token rows, tokeninfo and token realms.
+//!
+//! The hot path uses three statements, each atomic on its own:
+//! [`TokenStore::consume_otp`] (the OTP can be used once), [`TokenStore::record_failure`]
+//! (failcount capped at maxfail, `failcounter_exceeded` stamped by the request that reaches it)
+//! and [`TokenStore::auto_clear`]. Admin changes are single statements too, or one transaction
+//! when they touch several tables.
+
+use std::collections::BTreeMap;
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, QueryBuilder, Row};
+
+use super::{Store, StoreError, flag};
+use crate::secret::Secret;
+use crate::token::{HashLib, InfoField, Owner, Token, TokenType};
+
+macro_rules! token_select {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, serial, tokentype, description, owner_login, owner_realm, owner_resolver, \
+             active, revoked, failcount, maxfail, otp_counter, count_window, otplen, hashlib, \
+             time_step, time_window, time_shift, pin_hash, key_sealed, rollout_state, \
+             validity_start, validity_end, count_auth, count_auth_success, count_auth_max, \
+             count_auth_success_max, last_auth, failcounter_exceeded, created FROM token ",
+            $tail
+        )
+    };
+}
+
+/// A token to insert.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub serial: String,
+    pub kind: TokenType,
+    pub description: String,
+    pub owner: Option<Owner>,
+    pub active: bool,
+    pub maxfail: i64,
+    pub otp_counter: i64,
+    pub count_window: i64,
+    pub otplen: i64,
+    pub hashlib: HashLib,
+    pub time_step: Option<i64>,
+    pub time_window: Option<i64>,
+    pub pin_hash: Option<Secret<String>>,
+    pub key_sealed: Option<Vec<u8>>,
+    pub rollout_state: String,
+    pub validity_start: Option<String>,
+    pub validity_end: Option<String>,
+    pub count_auth_max: i64,
+    pub count_auth_success_max: i64,
+    pub info: BTreeMap<String, String>,
+    pub realms: Vec<String>,
+    pub created: i64,
+}
+
+/// Which tokens to list.
+#[derive(Debug, Clone, Default)]
+pub struct TokenFilter {
+    pub owner: Option<(String, String)>,
+    pub realm: Option<String>,
+    pub kind: Option<TokenType>,
+    pub serial_prefix: Option<String>,
+    pub active: Option<bool>,
+    pub assigned: Option<bool>,
+    pub limit: Option<i64>,
+}
+
+/// What a recorded failure did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureOutcome {
+    pub failcount: i64,
+    pub maxfail: i64,
+    /// This request moved the failcount to maxfail (fires `token_locked`).
+    pub reached_max: bool,
+}
+
+/// A successful OTP (or spass PIN) to store.
+#[derive(Debug, Clone, Copy)]
+pub struct Consume<'a> {
+    pub id: i64,
+    /// The new `otp_counter`; `None` for tokens without a counter (spass).
+    pub new_count: Option<i64>,
+    pub time_shift: Option<i64>,
+    /// Increase `count_auth` and `count_auth_success` (off with `no_auth_counter`).
+    pub count_auth: bool,
+    pub last_auth: &'a str,
+}
+
+/// Integer columns an admin or a handler may set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntColumn {
+    Maxfail,
+    CountWindow,
+    Otplen,
+    Failcount,
+    OtpCounter,
+    TimeShift,
+    CountAuth,
+    CountAuthSuccess,
+    CountAuthMax,
+    CountAuthSuccessMax,
+}
+
+impl IntColumn {
+    fn update_sql(self) -> &'static str {
+        match self {
+            Self::Maxfail => "UPDATE token SET maxfail = $1 WHERE id = $2",
+            Self::CountWindow => "UPDATE token SET count_window = $1 WHERE id = $2",
+            Self::Otplen => "UPDATE token SET otplen = $1 WHERE id = $2",
+            Self::Failcount => "UPDATE token SET failcount = $1 WHERE id = $2",
+            Self::OtpCounter => "UPDATE token SET otp_counter = $1 WHERE id = $2",
+            Self::TimeShift => "UPDATE token SET time_shift = $1 WHERE id = $2",
+            Self::CountAuth => "UPDATE token SET count_auth = $1 WHERE id = $2",
+            Self::CountAuthSuccess => "UPDATE token SET count_auth_success = $1 WHERE id = $2",
+            Self::CountAuthMax => "UPDATE token SET count_auth_max = $1 WHERE id = $2",
+            Self::CountAuthSuccessMax => {
+                "UPDATE token SET count_auth_success_max = $1 WHERE id = $2"
+            }
+        }
+    }
+}
+
+/// Nullable columns an admin or a handler may set (NULL = unset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptColumn {
+    Description,
+    Hashlib,
+    RolloutState,
+    ValidityStart,
+    ValidityEnd,
+    LastAuth,
+    FailcounterExceeded,
+    TimeStep,
+    TimeWindow,
+}
+
+impl OptColumn {
+    fn update_sql(self) -> &'static str {
+        match self {
+            Self::Description => "UPDATE token SET description = COALESCE($1, '') WHERE id = $2",
+            Self::Hashlib => "UPDATE token SET hashlib = COALESCE($1, 'sha1') WHERE id = $2",
+            Self::RolloutState => {
+                "UPDATE token SET rollout_state = COALESCE($1, '') WHERE id = $2"
+            }
+            Self::ValidityStart => "UPDATE token SET validity_start = $1 WHERE id = $2",
+            Self::ValidityEnd => "UPDATE token SET validity_end = $1 WHERE id = $2",
+            Self::LastAuth => "UPDATE token SET last_auth = $1 WHERE id = $2",
+            Self::FailcounterExceeded => {
+                "UPDATE token SET failcounter_exceeded = $1 WHERE id = $2"
+            }
+            Self::TimeStep => "UPDATE token SET time_step = CAST($1 AS BIGINT) WHERE id = $2",
+            Self::TimeWindow => "UPDATE token SET time_window = CAST($1 AS BIGINT) WHERE id = $2",
+        }
+    }
+}
+
+fn token_from_row(row: &AnyRow) -> Result<Token, StoreError> {
+    let kind_text: String = row.try_get("tokentype")?;
+    let serial: String = row.try_get("serial")?;
+    let kind = TokenType::parse(&kind_text).ok_or_else(|| {
+        StoreError::Corrupt(format!("token {serial} has unknown type {kind_text:?}"))
+    })?;
+    let hashlib_text: String = row.try_get("hashlib")?;
+    let owner = match (
+        row.try_get::<Option<String>, _>("owner_login")?,
+        row.try_get::<Option<String>, _>("owner_realm")?,
+    ) {
+        (Some(login), Some(realm)) if !login.is_empty() => Some(Owner {
+            login,
+            realm,
+            resolver: row
+                .try_get::<Option<String>, _>("owner_resolver")?
+                .unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    Ok(Token {
+        id: row.try_get("id")?,
+        kind,
+        description: row.try_get("description")?,
+        owner,
+        active: flag(row.try_get("active")?),
+        revoked: flag(row.try_get("revoked")?),
+        failcount: row.try_get("failcount")?,
+        maxfail: row.try_get("maxfail")?,
+        otp_counter: row.try_get("otp_counter")?,
+        count_window: row.try_get("count_window")?,
+        otplen: row.try_get("otplen")?,
+        hashlib: HashLib::parse(&hashlib_text).unwrap_or_default(),
+        time_step: row.try_get("time_step")?,
+        time_window: row.try_get("time_window")?,
+        time_shift: row.try_get("time_shift")?,
+        pin_hash: row
+            .try_get::<Option<String>, _>("pin_hash")?
+            .filter(|h| !h.is_empty())
+            .map(Secret::new),
+        key_sealed: row
+            .try_get::<Option<Vec<u8>>, _>("key_sealed")?
+            .map(Secret::new),
+        rollout_state: row.try_get("rollout_state")?,
+        validity_start: row.try_get("validity_start")?,
+        validity_end: row.try_get("validity_end")?,
+        count_auth: row.try_get("count_auth")?,
+        count_auth_success: row.try_get("count_auth_success")?,
+        count_auth_max: row.try_get("count_auth_max")?,
+        count_auth_success_max: row.try_get("count_auth_success_max")?,
+        last_auth: row.try_get("last_auth")?,
+        failcounter_exceeded: row.try_get("failcounter_exceeded")?,
+        created: row.try_get("created")?,
+        serial,
+        info: BTreeMap::new(),
+    })
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Token queries. A thin view on [`Store`].
+#[derive(Debug, Clone, Copy)]
+pub struct TokenStore<'a> {
+    store: &'a Store,
+}
+
+impl Store {
+    pub fn tokens(&self) -> TokenStore<'_> {
+        TokenStore { store: self }
+    }
+}
+
+impl TokenStore<'_> {
+    /// Insert a token with its tokeninfo and realms in one transaction.
+    pub async fn insert(&self, t: &NewToken) -> Result<i64, StoreError> {
+        let mut tx = self.store.pool().begin().await?;
+        let (login, realm, resolver) = match &t.owner {
+            Some(o) => (
+                Some(o.login.as_str()),
+                Some(o.realm.as_str()),
+                Some(o.resolver.as_str()),
+            ),
+            None => (None, None, None),
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO token (serial, tokentype, description, owner_login, owner_realm, \
+             owner_resolver, active, maxfail, otp_counter, count_window, otplen, hashlib, \
+             time_step, time_window, pin_hash, key_sealed, rollout_state, validity_start, \
+             validity_end, count_auth_max, count_auth_success_max, created) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18, $19, $20, $21, $22) RETURNING id",
+        )
+        .bind(&t.serial)
+        .bind(t.kind.as_str())
+        .bind(&t.description)
+        .bind(login)
+        .bind(realm)
+        .bind(resolver)
+        .bind(i64::from(t.active))
+        .bind(t.maxfail)
+        .bind(t.otp_counter)
+        .bind(t.count_window)
+        .bind(t.otplen)
+        .bind(t.hashlib.as_str())
+        .bind(t.time_step)
+        .bind(t.time_window)
+        .bind(t.pin_hash.as_ref().map(|h| h.expose().as_str()))
+        .bind(t.key_sealed.as_deref())
+        .bind(&t.rollout_state)
+        .bind(t.validity_start.as_deref())
+        .bind(t.validity_end.as_deref())
+        .bind(t.count_auth_max)
+        .bind(t.count_auth_success_max)
+        .bind(t.created)
+        .fetch_one(&mut *tx)
+        .await;
+        let id: i64 = match inserted {
+            Ok(row) => row.try_get("id")?,
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::DuplicateSerial(t.serial.clone()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        for (key, value) in &t.info {
+            sqlx::query("INSERT INTO tokeninfo (token_id, key, value) VALUES ($1, $2, $3)")
+                .bind(id)
+                .bind(key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for realm in &t.realms {
+            sqlx::query("INSERT INTO tokenrealm (token_id, realm) VALUES ($1, $2)")
+                .bind(id)
+                .bind(realm)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn by_serial(&self, serial: &str) -> Result<Option<Token>, StoreError> {
+        let row = sqlx::query(token_select!("WHERE serial = $1"))
+            .bind(serial)
+            .fetch_optional(self.store.pool())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut token = token_from_row(&row)?;
+        let info = sqlx::query("SELECT key, value FROM tokeninfo WHERE token_id = $1")
+            .bind(token.id)
+            .fetch_all(self.store.pool())
+            .await?;
+        for r in info {
+            token.info.insert(r.try_get("key")?, r.try_get("value")?);
+        }
+        Ok(Some(token))
+    }
+
+    /// The user's tokens in database order, with their tokeninfo (two statements).
+    pub async fn of_user(&self, realm: &str, login: &str) -> Result<Vec<Token>, StoreError> {
+        let rows = sqlx::query(token_select!(
+            "WHERE owner_realm = $1 AND owner_login = $2 ORDER BY id"
+        ))
+        .bind(realm)
+        .bind(login)
+        .fetch_all(self.store.pool())
+        .await?;
+        let mut tokens = rows
+            .iter()
+            .map(token_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        if tokens.is_empty() {
+            return Ok(tokens);
+        }
+        let info = sqlx::query(
+            "SELECT ti.token_id, ti.key, ti.value FROM tokeninfo ti JOIN token t \
+             ON t.id = ti.token_id WHERE t.owner_realm = $1 AND t.owner_login = $2",
+        )
+        .bind(realm)
+        .bind(login)
+        .fetch_all(self.store.pool())
+        .await?;
+        attach_info(&mut tokens, &info)?;
+        Ok(tokens)
+    }
+
+    /// How many tokens the user has (all states).
+    pub async fn count_of_user(&self, realm: &str, login: &str) -> Result<i64, StoreError> {
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM token WHERE owner_realm = $1 AND owner_login = $2")
+                .bind(realm)
+                .bind(login)
+                .fetch_one(self.store.pool())
+                .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Tokens matching a filter, in serial order, with their tokeninfo.
+    pub async fn list(&self, filter: &TokenFilter) -> Result<Vec<Token>, StoreError> {
+        let mut qb: QueryBuilder<Any> = QueryBuilder::new(token_select!("WHERE 1 = 1"));
+        if let Some((realm, login)) = &filter.owner {
+            qb.push(" AND owner_realm = ")
+                .push_bind(realm.clone())
+                .push(" AND owner_login = ")
+                .push_bind(login.clone());
+        }
+        if let Some(realm) = &filter.realm {
+            qb.push(" AND (owner_realm = ")
+                .push_bind(realm.clone())
+                .push(" OR id IN (SELECT token_id FROM tokenrealm WHERE realm = ")
+                .push_bind(realm.clone())
+                .push("))");
+        }
+        if let Some(kind) = filter.kind {
+            qb.push(" AND tokentype = ").push_bind(kind.as_str());
+        }
+        if let Some(prefix) = &filter.serial_prefix {
+            qb.push(" AND serial LIKE ")
+                .push_bind(format!("{}%", prefix.replace(['%', '_'], "")));
+        }
+        if let Some(active) = filter.active {
+            qb.push(" AND active = ").push_bind(i64::from(active));
+        }
+        match filter.assigned {
+            Some(true) => {
+                qb.push(" AND owner_login IS NOT NULL");
+            }
+            Some(false) => {
+                qb.push(" AND owner_login IS NULL");
+            }
+            None => {}
+        }
+        qb.push(" ORDER BY serial");
+        if let Some(limit) = filter.limit {
+            qb.push(" LIMIT ").push_bind(limit);
+        }
+        let rows = qb.build().fetch_all(self.store.pool()).await?;
+        let mut tokens = rows
+            .iter()
+            .map(token_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        if !tokens.is_empty() {
+            let mut qb: QueryBuilder<Any> =
+                QueryBuilder::new("SELECT token_id, key, value FROM tokeninfo WHERE token_id IN (");
+            let mut sep = qb.separated(", ");
+            for t in &tokens {
+                sep.push_bind(t.id);
+            }
+            qb.push(")");
+            let info = qb.build().fetch_all(self.store.pool()).await?;
+            attach_info(&mut tokens, &info)?;
+        }
+        Ok(tokens)
+    }
+
+    pub async fn realms(&self, id: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT realm FROM tokenrealm WHERE token_id = $1 ORDER BY realm")
+            .bind(id)
+            .fetch_all(self.store.pool())
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get("realm").map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Add realms to a token, or replace its realms with `realms`.
+    pub async fn set_realms(&self, id: i64, realms: &[String], replace: bool) -> Result<(), StoreError> {
+        let mut tx = self.store.pool().begin().await?;
+        if replace {
+            sqlx::query("DELETE FROM tokenrealm WHERE token_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for realm in realms {
+            sqlx::query(
+                "INSERT INTO tokenrealm (token_id, realm) VALUES ($1, $2) \
+                 ON CONFLICT (token_id, realm) DO NOTHING",
+            )
+            .bind(id)
+            .bind(realm)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn delete(&self, id: i64) -> Result<bool, StoreError> {
+        let mut tx = self.store.pool().begin().await?;
+        // Explicit deletes keep PostgreSQL and SQLite alike even where foreign keys are off.
+        sqlx::query("DELETE FROM tokeninfo WHERE token_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM tokenrealm WHERE token_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM token WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn set_active(&self, id: i64, active: bool) -> Result<(), StoreError> {
+        sqlx::query("UPDATE token SET active = $1 WHERE id = $2")
+            .bind(i64::from(active))
+            .bind(id)
+            .execute(self.store.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Revoke: disabled for good (privacyIDEA also locks a revoked token).
+    pub async fn revoke(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE token SET revoked = 1, active = 0 WHERE id = $1")
+            .bind(id)
+            .execute(self.store.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Assign to a user and add the user's realm to the token realms.
+    pub async fn assign(&self, id: i64, owner: &Owner) -> Result<(), StoreError> {
+        let mut tx = self.store.pool().begin().await?;
+        sqlx::query(
+            "UPDATE token SET owner_login = $1, owner_realm = $2, owner_resolver = $3 WHERE id = $4",
+        )
+        .bind(&owner.login)
+        .bind(&owner.realm)
+        .bind(&owner.resolver)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO tokenrealm (token_id, realm) VALUES ($1, $2) \
+             ON CONFLICT (token_id, realm) DO NOTHING",
+        )
+        .bind(id)
+        .bind(&owner.realm)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Unassign: no owner, no PIN, failcount 0 (privacyIDEA's unassign).
+    pub async fn unassign(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE token SET owner_login = NULL, owner_realm = NULL, owner_resolver = NULL, \
+             pin_hash = NULL, failcount = 0, failcounter_exceeded = NULL WHERE id = $1",
+        )
+        .bind(id)
+        .execute(self.store.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_pin_hash(&self, id: i64, hash: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE token SET pin_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(id)
+            .execute(self.store.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Failcount to `n`; at 0 the `failcounter_exceeded` stamp goes too. Returns the failcount
+    /// before the change (for `token_unlocked`).
+    pub async fn set_failcount(&self, id: i64, n: i64) -> Result<Option<(i64, i64)>, StoreError> {
+        let before = sqlx::query("SELECT failcount, maxfail FROM token WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.store.pool())
+            .await?;
+        sqlx::query(
+            "UPDATE token SET failcount = $1, failcounter_exceeded = \
+             CASE WHEN $1 = 0 THEN NULL ELSE failcounter_exceeded END WHERE id = $2",
+        )
+        .bind(n)
+        .bind(id)
+        .execute(self.store.pool())
+        .await?;
+        Ok(match before {
+            Some(r) => Some((r.try_get("failcount")?, r.try_get("maxfail")?)),
+            None => None,
+        })
+    }
+
+    /// Add `delta` to the failcount without clamping (the `change failcounter` action).
+    pub async fn change_failcount(&self, id: i64, delta: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE token SET failcount = failcount + $1 WHERE id = $2")
+            .bind(delta)
+            .bind(id)
+            .execute(self.store.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_int(&self, id: i64, column: IntColumn, value: i64) -> Result<(), StoreError> {
+        sqlx::query(column.update_sql())
+            .bind(value)
+            .bind(id)
+            .execute(self.store.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_opt(
+        &self,
+        id: i64,
+        column: OptColumn,
+        value: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(column.update_sql())
+            .bind(value)
+            .bind(id)
+            .execute(self.store.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Set a tokeninfo key; column-backed keys go to their column (integers are checked).
+    pub async fn set_tokeninfo(&self, id: i64, key: &str, value: &str) -> Result<(), StoreError> {
+        let Some(field) = InfoField::parse(key) else {
+            sqlx::query(
+                "INSERT INTO tokeninfo (token_id, key, value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (token_id, key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(id)
+            .bind(key)
+            .bind(value)
+            .execute(self.store.pool())
+            .await?;
+            return Ok(());
+        };
+        let int = || {
+            value.trim().parse::<i64>().map_err(|_| StoreError::InvalidValue {
+                key: key.to_owned(),
+                message: format!("{value:?} is not an integer"),
+            })
+        };
+        match field {
+            InfoField::CountAuth => self.set_int(id, IntColumn::CountAuth, int()?).await,
+            InfoField::CountAuthSuccess => {
+                self.set_int(id, IntColumn::CountAuthSuccess, int()?).await
+            }
+            InfoField::CountAuthMax => self.set_int(id, IntColumn::CountAuthMax, int()?).await,
+            InfoField::CountAuthSuccessMax => {
+                self.set_int(id, IntColumn::CountAuthSuccessMax, int()?).await
+            }
+            InfoField::TimeShift => self.set_int(id, IntColumn::TimeShift, int()?).await,
+            InfoField::TimeStep => {
+                let v = int()?.to_string();
+                self.set_opt(id, OptColumn::TimeStep, Some(&v)).await
+            }
+            InfoField::TimeWindow => {
+                let v = int()?.to_string();
+                self.set_opt(id, OptColumn::TimeWindow, Some(&v)).await
+            }
+            InfoField::Hashlib => {
+                let h = HashLib::parse(value).ok_or_else(|| StoreError::InvalidValue {
+                    key: key.to_owned(),
+                    message: format!("{value:?} is not one of sha1, sha256, sha512"),
+                })?;
+                self.set_opt(id, OptColumn::Hashlib, Some(h.as_str())).await
+            }
+            InfoField::LastAuth => self.set_opt(id, OptColumn::LastAuth, Some(value)).await,
+            InfoField::FailcounterExceeded => {
+                self.set_opt(id, OptColumn::FailcounterExceeded, Some(value))
+                    .await
+            }
+            InfoField::ValidityStart => {
+                self.set_opt(id, OptColumn::ValidityStart, Some(value)).await
+            }
+            InfoField::ValidityEnd => self.set_opt(id, OptColumn::ValidityEnd, Some(value)).await,
+        }
+    }
+
+    /// Delete a tokeninfo key (a missing key is fine); column-backed keys return to their
+    /// default.
+    pub async fn delete_tokeninfo(&self, id: i64, key: &str) -> Result<(), StoreError> {
+        match InfoField::parse(key) {
+            None => {
+                sqlx::query("DELETE FROM tokeninfo WHERE token_id = $1 AND key = $2")
+                    .bind(id)
+                    .bind(key)
+                    .execute(self.store.pool())
+                    .await?;
+                Ok(())
+            }
+            Some(InfoField::CountAuth) => self.set_int(id, IntColumn::CountAuth, 0).await,
+            Some(InfoField::CountAuthSuccess) => {
+                self.set_int(id, IntColumn::CountAuthSuccess, 0).await
+            }
+            Some(InfoField::CountAuthMax) => self.set_int(id, IntColumn::CountAuthMax, 0).await,
+            Some(InfoField::CountAuthSuccessMax) => {
+                self.set_int(id, IntColumn::CountAuthSuccessMax, 0).await
+            }
+            Some(InfoField::TimeShift) => self.set_int(id, IntColumn::TimeShift, 0).await,
+            Some(InfoField::TimeStep) => self.set_opt(id, OptColumn::TimeStep, None).await,
+            Some(InfoField::TimeWindow) => self.set_opt(id, OptColumn::TimeWindow, None).await,
+            Some(InfoField::Hashlib) => self.set_opt(id, OptColumn::Hashlib, None).await,
+            Some(InfoField::LastAuth) => self.set_opt(id, OptColumn::LastAuth, None).await,
+            Some(InfoField::FailcounterExceeded) => {
+                self.set_opt(id, OptColumn::FailcounterExceeded, None).await
+            }
+            Some(InfoField::ValidityStart) => {
+                self.set_opt(id, OptColumn::ValidityStart, None).await
+            }
+            Some(InfoField::ValidityEnd) => self.set_opt(id, OptColumn::ValidityEnd, None).await,
+        }
+    }
+
+    /// Store a successful authentication. With a counter, only if the stored counter is still
+    /// below the new one: a concurrent request (or node) that already used this OTP makes this
+    /// return `false`, and the caller must treat the OTP as used.
+    pub async fn consume_otp(&self, c: Consume<'_>) -> Result<bool, StoreError> {
+        let inc = i64::from(c.count_auth);
+        let row = match c.new_count {
+            Some(new_count) => {
+                sqlx::query(
+                    "UPDATE token SET otp_counter = $1, time_shift = COALESCE($2, time_shift), \
+                     failcount = 0, failcounter_exceeded = NULL, count_auth = count_auth + $3, \
+                     count_auth_success = count_auth_success + $3, last_auth = $4 \
+                     WHERE id = $5 AND otp_counter < $1 RETURNING id",
+                )
+                .bind(new_count)
+                .bind(c.time_shift)
+                .bind(inc)
+                .bind(c.last_auth)
+                .bind(c.id)
+                .fetch_optional(self.store.pool())
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "UPDATE token SET failcount = 0, failcounter_exceeded = NULL, \
+                     count_auth = count_auth + $1, count_auth_success = count_auth_success + $1, \
+                     last_auth = $2 WHERE id = $3 RETURNING id",
+                )
+                .bind(inc)
+                .bind(c.last_auth)
+                .bind(c.id)
+                .fetch_optional(self.store.pool())
+                .await?
+            }
+        };
+        Ok(row.is_some())
+    }
+
+    /// A failed attempt: failcount + 1 capped at maxfail (stamping `failcounter_exceeded` when
+    /// this request reaches it), and `count_auth` + 1 when `count_auth` is set.
+    pub async fn record_failure(
+        &self,
+        id: i64,
+        count_auth: bool,
+        now_short: &str,
+    ) -> Result<FailureOutcome, StoreError> {
+        let inc = i64::from(count_auth);
+        let row = sqlx::query(
+            "UPDATE token SET failcount = failcount + 1, count_auth = count_auth + $1, \
+             failcounter_exceeded = CASE WHEN failcount + 1 >= maxfail \
+             THEN $2 ELSE failcounter_exceeded END \
+             WHERE id = $3 AND failcount < maxfail RETURNING failcount, maxfail",
+        )
+        .bind(inc)
+        .bind(now_short)
+        .bind(id)
+        .fetch_optional(self.store.pool())
+        .await?;
+        if let Some(row) = row {
+            let failcount: i64 = row.try_get("failcount")?;
+            let maxfail: i64 = row.try_get("maxfail")?;
+            return Ok(FailureOutcome {
+                failcount,
+                maxfail,
+                reached_max: failcount == maxfail,
+            });
+        }
+        // Already at maxfail: the failcount stays, the attempt is still counted.
+        let row = sqlx::query(
+            "UPDATE token SET count_auth = count_auth + $1 WHERE id = $2 RETURNING failcount, maxfail",
+        )
+        .bind(inc)
+        .bind(id)
+        .fetch_optional(self.store.pool())
+        .await?;
+        match row {
+            Some(row) => Ok(FailureOutcome {
+                failcount: row.try_get("failcount")?,
+                maxfail: row.try_get("maxfail")?,
+                reached_max: false,
+            }),
+            None => Err(StoreError::Corrupt(format!("token id {id} vanished"))),
+        }
+    }
+
+    /// Count an attempt without touching the failcount.
+    pub async fn count_attempt(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE token SET count_auth = count_auth + 1 WHERE id = $1")
+            .bind(id)
+            .execute(self.store.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Failcounter auto-clear: back to 0 if the token is still at maxfail.
+    pub async fn auto_clear(&self, id: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE token SET failcount = 0, failcounter_exceeded = NULL \
+             WHERE id = $1 AND failcount >= maxfail",
+        )
+        .bind(id)
+        .execute(self.store.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Set the counter after a resync (HOTP: count; TOTP: count and drift).
+    pub async fn set_counter(&self, id: i64, count: i64, time_shift: Option<i64>) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE token SET otp_counter = $1, time_shift = COALESCE($2, time_shift), \
+             failcount = 0, failcounter_exceeded = NULL WHERE id = $3",
+        )
+        .bind(count)
+        .bind(time_shift)
+        .bind(id)
+        .execute(self.store.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// How many tokens are stored (start-up sanity check of the key file).
+    pub async fn count_all(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM token")
+            .fetch_one(self.store.pool())
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+}
+
+fn attach_info(tokens: &mut [Token], rows: &[AnyRow]) -> Result<(), StoreError> {
+    for r in rows {
+        let id: i64 = r.try_get("token_id")?;
+        if let Some(t) = tokens.iter_mut().find(|t| t.id == id) {
+            t.info.insert(r.try_get("key")?, r.try_get("value")?);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! Enrollment helpers: keys, serials, the `otpauth://` URI and its terminal QR code.
+
+use std::fmt::Write;
+
+use super::{HashLib, TokenType};
+use crate::secret::Secret;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EnrollError {
+    #[error("the key is not valid hex: {0}")]
+    BadHex(String),
+    #[error("the key is not valid base32: {0}")]
+    BadBase32(String),
+    #[error("the key is empty")]
+    EmptyKey,
+    #[error("the key is {0} bytes long; at most 128 bytes are allowed")]
+    KeyTooLong(usize),
+    #[error("the operating system's random source failed")]
+    Random,
+    #[error("the QR code could not be rendered: {0}")]
+    Qr(String),
+}
+
+/// Length of generated keys (privacyIDEA and RFC 4226 recommend 20 bytes).
+pub const DEFAULT_KEY_LEN: usize = 20;
+const MAX_KEY_LEN: usize = 128;
+
+pub fn generate_key(len: usize) -> Result<Secret<Vec<u8>>, EnrollError> {
+    let mut key = vec![0u8; len.clamp(1, MAX_KEY_LEN)];
+    getrandom::fill(&mut key).map_err(|_| EnrollError::Random)?;
+    Ok(Secret::new(key))
+}
+
+fn check_len(key: Vec<u8>) -> Result<Secret<Vec<u8>>, EnrollError> {
+    match key.len() {
+        0 => Err(EnrollError::EmptyKey),
+        n if n > MAX_KEY_LEN => Err(EnrollError::KeyTooLong(n)),
+        _ => Ok(Secret::new(key)),
+    }
+}
+
+/// A key given as hex (privacyIDEA's `otpkey`). Blanks are ignored.
+pub fn parse_hex_key(text: &str) -> Result<Secret<Vec<u8>>, EnrollError> {
+    let cleaned: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let bytes = data_encoding::HEXLOWER_PERMISSIVE
+        .decode(cleaned.as_bytes())
+        .map_err(|e| EnrollError::BadHex(e.to_string()))?;
+    check_len(bytes)
+}
+
+/// A key given as base32 (what authenticator apps show). Blanks, dashes and padding are
+/// ignored; case does not matter.
+pub fn parse_base32_key(text: &str) -> Result<Secret<Vec<u8>>, EnrollError> {
+    let cleaned: String = text
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-' && *c != '=')
+        .collect();
+    let bytes = data_encoding::BASE32_NOPAD_NOCASE
+        .decode(cleaned.as_bytes())
+        .map_err(|e| EnrollError::BadBase32(e.to_string()))?;
+    check_len(bytes)
+}
+
+/// A fresh serial: the type prefix and eight random hex digits, e.g. `OATH0A1B2C3D`.
+pub fn generate_serial(kind: TokenType) -> Result<String, EnrollError> {
+    let mut raw = [0u8; 4];
+    getrandom::fill(&mut raw).map_err(|_| EnrollError::Random)?;
+    Ok(format!(
+        "{}{}",
+        kind.serial_prefix(),
+        data_encoding::HEXUPPER.encode(&raw)
+    ))
+}
+
+/// What goes into an `otpauth://` URI.
+#[derive(Debug)]
+pub struct UriParams<'a> {
+    pub kind: TokenType,
+    pub key: &'a [u8],
+    pub label: &'a str,
+    pub issuer: &'a str,
+    pub digits: usize,
+    pub hashlib: HashLib,
+    pub counter: u64,
+    pub period: i64,
+}
+
+/// The Key URI Format understood by authenticator apps.
+pub fn otpauth_uri(p: &UriParams<'_>) -> Secret<String> {
+    let kind = if p.kind == TokenType::Totp {
+        "totp"
+    } else {
+        "hotp"
+    };
+    let secret = Secret::new(data_encoding::BASE32_NOPAD.encode(p.key));
+    let mut uri = format!(
+        "otpauth://{kind}/{}:{}?secret={}&issuer={}&algorithm={}&digits={}",
+        percent_encode(p.issuer),
+        percent_encode(p.label),
+        secret.expose(),
+        percent_encode(p.issuer),
+        p.hashlib.as_str().to_ascii_uppercase(),
+        p.digits
+    );
+    if p.kind == TokenType::Totp {
+        let _ = write!(uri, "&period={}", p.period);
+    } else {
+        let _ = write!(uri, "&counter={}", p.counter);
+    }
+    Secret::new(uri)
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'@') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// The URI as a QR code in Unicode half blocks, for a terminal.
+pub fn qr_terminal(uri: &str) -> Result<String, EnrollError> {
+    let code = qrcode::QrCode::new(uri.as_bytes()).map_err(|e| EnrollError::Qr(e.to_string()))?;
+    Ok(code
+        .render::<qrcode::render::unicode::Dense1x2>()
+        .dark_color(qrcode::render::unicode::Dense1x2::Light)
+        .light_color(qrcode::render::unicode::Dense1x2::Dark)
+        .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_and_base32_keys() {
+        let k = parse_hex_key("3132333435363738393031323334353637383930").unwrap();
+        assert_eq!(k.expose(), b"12345678901234567890");
+        let b = parse_base32_key("gezd gnbv gy3t qojq gezd gnbv gy3t qojq").unwrap();
+        assert_eq!(b.expose(), b"12345678901234567890");
+        assert!(matches!(parse_hex_key("zz"), Err(EnrollError::BadHex(_))));
+        assert!(matches!(parse_hex_key(""), Err(EnrollError::EmptyKey)));
+        assert!(matches!(parse_base32_key("1"), Err(EnrollError::BadBase32(_))));
+    }
+
+    #[test]
+    fn serials_carry_the_type_prefix() {
+        let s = generate_serial(TokenType::Email).unwrap();
+        assert!(s.starts_with("PIEM") && s.len() == 12, "{s}");
+    }
+
+    #[test]
+    fn uri_has_the_key_uri_format() {
+        let uri = otpauth_uri(&UriParams {
+            kind: TokenType::Totp,
+            key: b"12345678901234567890",
+            label: "alice@corp",
+            issuer: "otpgate",
+            digits: 6,
+            hashlib: HashLib::Sha256,
+            counter: 0,
+            period: 30,
+        });
+        assert_eq!(
+            uri.expose(),
+            "otpauth://totp/otpgate:alice@corp?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=otpgate&algorithm=SHA256&digits=6&period=30"
+        );
+        let qr = qr_terminal(uri.expose()).unwrap();
+        assert!(qr.lines().count() > 10);
+    }
+}
