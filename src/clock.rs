@@ -54,13 +54,17 @@ impl Clock for FixedClock {
 /// privacyIDEA's short timestamp, `YYYY-MM-DDTHH:MM+ZZZZ` in server local time
 /// (tokeninfo `failcounter_exceeded`, validity periods, the `{now}` condition tag).
 pub fn format_short(at: DateTime<Utc>) -> String {
-    at.with_timezone(&Local).format("%Y-%m-%dT%H:%M%z").to_string()
+    at.with_timezone(&Local)
+        .format("%Y-%m-%dT%H:%M%z")
+        .to_string()
 }
 
 /// privacyIDEA's long timestamp, `YYYY-MM-DD HH:MM:SS.ffffff+ZZZZ` in server local time
 /// (tokeninfo `last_auth`, the `{now}` tag of `set tokeninfo` and `set description`).
 pub fn format_long(at: DateTime<Utc>) -> String {
-    at.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S%.6f%z").to_string()
+    at.with_timezone(&Local)
+        .format("%Y-%m-%d %H:%M:%S%.6f%z")
+        .to_string()
 }
 
 #[cfg(test)]

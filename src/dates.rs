@@ -123,7 +123,11 @@ pub fn parse_offset(text: &str) -> Option<TimeDelta> {
 pub fn parse_duration(text: &str) -> Option<TimeDelta> {
     let text = text.trim();
     let unit = text.chars().last()?;
-    let number: i64 = text.get(..text.len() - unit.len_utf8())?.trim().parse().ok()?;
+    let number: i64 = text
+        .get(..text.len() - unit.len_utf8())?
+        .trim()
+        .parse()
+        .ok()?;
     if number < 0 {
         return None;
     }

@@ -17,9 +17,11 @@
 //! reads time only through [`clock::Clock`]. A test in this file enforces the import rule.
 
 pub mod auth;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod daemon;
 pub mod dates;
 pub mod secret;
 pub mod store;

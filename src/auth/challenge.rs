@@ -92,7 +92,13 @@ pub(crate) async fn answer(
                     (ok, None, None)
                 }
                 (TokenType::Hotp | TokenType::Totp, Some(g)) => {
-                    match verify::check_otp(&e.token, Some(g), pass.expose(), at.now, &at.cfg.system) {
+                    match verify::check_otp(
+                        &e.token,
+                        Some(g),
+                        pass.expose(),
+                        at.now,
+                        &at.cfg.system,
+                    ) {
                         OtpCheck::Accepted {
                             new_count,
                             time_shift,
@@ -111,7 +117,11 @@ pub(crate) async fn answer(
                 e.token.serial,
                 e.token.kind,
                 if expired { "expired" } else { "open" },
-                if matched { ", OTP matches" } else { ", OTP does not match" }
+                if matched {
+                    ", OTP matches"
+                } else {
+                    ", OTP does not match"
+                }
             ),
         );
         if !matched {
@@ -119,7 +129,8 @@ pub(crate) async fn answer(
         }
         if let Some(reason) = e.unfit {
             let mut detail = Map::new();
-            let message = format!("Challenge matches, but token is not fit for challenge. {reason}");
+            let message =
+                format!("Challenge matches, but token is not fit for challenge. {reason}");
             detail.insert("message".into(), json!(message));
             at.trace.add("result", format!("REJECT: {message}"));
             return Ok(Response::decided(false, Authentication::Reject, detail));
@@ -137,8 +148,10 @@ pub(crate) async fn answer(
         token_detail(&mut detail, &e.token);
         at.note_token(&e.token);
         at.accepted.push(e.token.serial.clone());
-        at.trace
-            .add("result", "ACCEPT: Found matching challenge (transaction deleted)");
+        at.trace.add(
+            "result",
+            "ACCEPT: Found matching challenge (transaction deleted)",
+        );
         return Ok(Response::decided(true, Authentication::Accept, detail));
     }
 
@@ -161,7 +174,10 @@ pub(crate) async fn answer(
 }
 
 /// Create one challenge per token under a shared transaction id.
-pub(crate) async fn create(at: &mut Attempt<'_>, tokens: Vec<Token>) -> Result<Response, AuthError> {
+pub(crate) async fn create(
+    at: &mut Attempt<'_>,
+    tokens: Vec<Token>,
+) -> Result<Response, AuthError> {
     let mut tokens = tokens;
     if at.flags.increase_failcounter_on_challenge {
         for t in &mut tokens {
@@ -179,31 +195,35 @@ pub(crate) async fn create(at: &mut Attempt<'_>, tokens: Vec<Token>) -> Result<R
     let mut last: Option<Token> = None;
     for token in tokens {
         if let Some(reason) = verify::unfit_reason(&token, at.now) {
-            at.trace
-                .add("challenge", format!("{}: {reason}; no challenge", token.serial));
+            at.trace.add(
+                "challenge",
+                format!("{}: {reason}; no challenge", token.serial),
+            );
             continue;
         }
         let (message, validity, data) = match token.kind {
-            TokenType::Email | TokenType::Sms => match super::delivery::send_otp(at, &token).await {
-                Ok(counter) => (
-                    if token.kind == TokenType::Email {
-                        EMAIL_TEXT.to_owned()
-                    } else {
-                        SMS_TEXT.to_owned()
-                    },
-                    at.cfg.delivery.validity(token.kind),
-                    counter.to_string(),
-                ),
-                Err(e) => {
-                    at.trace.add("challenge", format!("{}: {e}", token.serial));
-                    send_failure = Some(if token.kind == TokenType::Email {
-                        EMAIL_SEND_FAILED
-                    } else {
-                        SMS_SEND_FAILED
-                    });
-                    continue;
+            TokenType::Email | TokenType::Sms => {
+                match super::delivery::send_otp(at, &token).await {
+                    Ok(counter) => (
+                        if token.kind == TokenType::Email {
+                            EMAIL_TEXT.to_owned()
+                        } else {
+                            SMS_TEXT.to_owned()
+                        },
+                        at.cfg.delivery.validity(token.kind),
+                        counter.to_string(),
+                    ),
+                    Err(e) => {
+                        at.trace.add("challenge", format!("{}: {e}", token.serial));
+                        send_failure = Some(if token.kind == TokenType::Email {
+                            EMAIL_SEND_FAILED
+                        } else {
+                            SMS_SEND_FAILED
+                        });
+                        continue;
+                    }
                 }
-            },
+            }
             _ => (
                 at.flags
                     .challenge_text
@@ -263,7 +283,10 @@ pub(crate) async fn create(at: &mut Attempt<'_>, tokens: Vec<Token>) -> Result<R
     detail.insert("message".into(), json!(messages.join(", ")));
     detail.insert("messages".into(), json!(messages));
     detail.insert("transaction_id".into(), json!(txid));
-    detail.insert("transaction_ids".into(), json!(vec![txid.clone(); challenges.len()]));
+    detail.insert(
+        "transaction_ids".into(),
+        json!(vec![txid.clone(); challenges.len()]),
+    );
     detail.insert("multi_challenge".into(), Value::Array(challenges));
     detail.insert("serial".into(), json!(last.serial));
     detail.insert("type".into(), json!(last.kind.as_str()));

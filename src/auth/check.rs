@@ -9,10 +9,10 @@
 
 use serde_json::{Map, Value, json};
 
+use super::challenge::Entry;
 use super::pin::{self, OtpPin};
 use super::response::{Authentication, Response, codes};
 use super::verify::{self, OtpCheck, Resync};
-use super::challenge::Entry;
 use super::{Attempt, AuthError};
 use crate::clock::{format_long, format_short};
 use crate::secret::Secret;
@@ -48,7 +48,8 @@ pub(crate) async fn check_token_list(
     let before = tokens.len();
     tokens.retain(|t| {
         if t.revoked {
-            at.trace.add("token", format!("{}: revoked, not considered", t.serial));
+            at.trace
+                .add("token", format!("{}: revoked, not considered", t.serial));
         }
         !t.revoked
     });
@@ -65,7 +66,10 @@ pub(crate) async fn check_token_list(
             if disabled {
                 at.trace.add(
                     "policy",
-                    format!("{}: type {} disabled by disabled_token_types", t.serial, t.kind),
+                    format!(
+                        "{}: type {} disabled by disabled_token_types",
+                        t.serial, t.kind
+                    ),
                 );
             }
             !disabled
@@ -91,8 +95,10 @@ pub(crate) async fn check_token_list(
             }
         };
         if let Some(reason) = reason {
-            at.trace
-                .add("token", format!("{} ({}): {reason}", token.serial, token.kind));
+            at.trace.add(
+                "token",
+                format!("{} ({}): {reason}", token.serial, token.kind),
+            );
         }
         if answering {
             // Challenge answers look at unfit tokens too: a matching answer for an unfit
@@ -153,7 +159,10 @@ pub(crate) async fn check_token_list(
             if !pin_ok {
                 at.trace.add(
                     "token",
-                    format!("{} ({}): OTP matched but PIN wrong", c.token.serial, c.token.kind),
+                    format!(
+                        "{} ({}): OTP matched but PIN wrong",
+                        c.token.serial, c.token.kind
+                    ),
                 );
                 continue;
             }
@@ -193,7 +202,10 @@ pub(crate) async fn check_token_list(
         if can_trigger && pin_matches(at, &c.token, pass.expose()).await {
             at.trace.add(
                 "token",
-                format!("{} ({}): PIN alone → challenge", c.token.serial, c.token.kind),
+                format!(
+                    "{} ({}): PIN alone → challenge",
+                    c.token.serial, c.token.kind
+                ),
             );
             classes[i] = Class::ChallengeRequest;
             continue;
@@ -230,58 +242,63 @@ pub(crate) async fn check_token_list(
             }
         };
         if !pin_ok {
-            at.trace
-                .add("token", format!("{} ({}): PIN wrong → invalid", c.token.serial, c.token.kind));
+            at.trace.add(
+                "token",
+                format!("{} ({}): PIN wrong → invalid", c.token.serial, c.token.kind),
+            );
             classes[i] = Class::Invalid;
             continue;
         }
-        if c.otp == OtpCheck::Wrong {
-            if let Some(g) = c.generator.as_ref() {
-                let (_, otp) = pin::split(pass.expose(), c.token.otplen_for_split(), prepend)
-                    .unwrap_or_default();
-                match verify::auto_resync(&c.token, g, otp, at.now, &at.cfg.system) {
-                    Resync::NotApplicable => {}
-                    Resync::Remember { otp1c, due } => {
-                        let store = at.auth.store.tokens();
+        if c.otp == OtpCheck::Wrong
+            && let Some(g) = c.generator.as_ref()
+        {
+            let (_, otp) =
+                pin::split(pass.expose(), c.token.otplen_for_split(), prepend).unwrap_or_default();
+            match verify::auto_resync(&c.token, g, otp, at.now, &at.cfg.system) {
+                Resync::NotApplicable => {}
+                Resync::Remember { otp1c, due } => {
+                    let store = at.auth.store.tokens();
+                    store
+                        .set_tokeninfo(c.token.id, "otp1c", &otp1c.to_string())
+                        .await?;
+                    if let Some(due) = due {
                         store
-                            .set_tokeninfo(c.token.id, "otp1c", &otp1c.to_string())
+                            .set_tokeninfo(c.token.id, "dueDate", &due.to_string())
                             .await?;
-                        if let Some(due) = due {
-                            store
-                                .set_tokeninfo(c.token.id, "dueDate", &due.to_string())
-                                .await?;
-                        }
-                        at.trace.add(
-                            "token",
-                            format!(
-                                "{}: AutoResync remembered counter {otp1c}; send the next OTP",
-                                c.token.serial
-                            ),
-                        );
                     }
-                    Resync::Forget => {
-                        forget_resync(at, c.token.id).await?;
+                    at.trace.add(
+                        "token",
+                        format!(
+                            "{}: AutoResync remembered counter {otp1c}; send the next OTP",
+                            c.token.serial
+                        ),
+                    );
+                }
+                Resync::Forget => {
+                    forget_resync(at, c.token.id).await?;
+                    at.trace.add(
+                        "token",
+                        format!(
+                            "{}: AutoResync value did not follow; forgotten",
+                            c.token.serial
+                        ),
+                    );
+                }
+                Resync::Accept {
+                    new_count,
+                    time_shift,
+                } => {
+                    forget_resync(at, c.token.id).await?;
+                    if consume(at, &c.token, Some(new_count), time_shift).await? {
                         at.trace.add(
-                            "token",
-                            format!("{}: AutoResync value did not follow; forgotten", c.token.serial),
-                        );
-                    }
-                    Resync::Accept {
-                        new_count,
-                        time_shift,
-                    } => {
-                        forget_resync(at, c.token.id).await?;
-                        if consume(at, &c.token, Some(new_count), time_shift).await? {
-                            at.trace.add(
                                 "token",
                                 format!(
                                     "{}: AutoResync with two consecutive OTPs → valid (counter {new_count})",
                                     c.token.serial
                                 ),
                             );
-                            classes[i] = Class::Valid;
-                            continue;
-                        }
+                        classes[i] = Class::Valid;
+                        continue;
                     }
                 }
             }
@@ -293,7 +310,11 @@ pub(crate) async fn check_token_list(
                 "{} ({}): PIN right, OTP wrong{} → PIN-matching",
                 c.token.serial,
                 c.token.kind,
-                if previous { " (previous OTP used again)" } else { "" }
+                if previous {
+                    " (previous OTP used again)"
+                } else {
+                    ""
+                }
             ),
         );
         classes[i] = Class::PinMatching { previous };
@@ -349,7 +370,8 @@ pub(crate) fn unfit_or_nothing(at: &mut Attempt<'_>, mut unfit: Vec<&'static str
         }
         detail.insert("message".into(), json!(distinct.join(", ")));
     }
-    at.trace.add("result", "REJECT: no token fit for authentication");
+    at.trace
+        .add("result", "REJECT: no token fit for authentication");
     Response::decided(false, Authentication::Reject, detail)
 }
 
@@ -368,7 +390,10 @@ fn valid_branch(at: &mut Attempt<'_>, candidates: &[Candidate], classes: &[Class
         .map(|(c, _)| &c.token)
         .collect();
     let mut detail = Map::new();
-    detail.insert("message".into(), json!(format!("matching {} tokens", valid.len())));
+    detail.insert(
+        "message".into(),
+        json!(format!("matching {} tokens", valid.len())),
+    );
     if let [only] = valid.as_slice() {
         token_detail(&mut detail, only);
         for key in ["next_pin_change", "pin_change"] {
@@ -381,7 +406,8 @@ fn valid_branch(at: &mut Attempt<'_>, candidates: &[Candidate], classes: &[Class
         at.note_token(t);
         at.accepted.push(t.serial.clone());
     }
-    at.trace.add("result", format!("ACCEPT: matching {} tokens", valid.len()));
+    at.trace
+        .add("result", format!("ACCEPT: matching {} tokens", valid.len()));
     Response::decided(true, Authentication::Accept, detail)
 }
 
@@ -405,16 +431,15 @@ async fn pin_matching_branch(
     }
     let mut detail = Map::new();
     let mut message = String::from("wrong otp value");
-    if let [only] = which {
-        if let (Some(c), Some(Class::PinMatching { previous })) =
+    if let [only] = which
+        && let (Some(c), Some(Class::PinMatching { previous })) =
             (candidates.get(*only), classes.get(*only))
-        {
-            if *previous {
-                message.push_str(". previous otp used again");
-            }
-            token_detail(&mut detail, &c.token);
-            at.note_token(&c.token);
+    {
+        if *previous {
+            message.push_str(". previous otp used again");
         }
+        token_detail(&mut detail, &c.token);
+        at.note_token(&c.token);
     }
     detail.insert("message".into(), json!(message));
     at.trace.add("result", format!("REJECT: {message}"));
@@ -434,8 +459,10 @@ async fn invalid_branch(
             }
         }
     } else {
-        at.trace
-            .add("token", "IncFailCountOnFalsePin is off: failcounts unchanged");
+        at.trace.add(
+            "token",
+            "IncFailCountOnFalsePin is off: failcounts unchanged",
+        );
     }
     let mut detail = Map::new();
     detail.insert("message".into(), json!("wrong otp pin"));
@@ -444,7 +471,11 @@ async fn invalid_branch(
 }
 
 /// A failed attempt for one token (failcount capped at maxfail; lock noted for events).
-pub(crate) async fn fail(at: &mut Attempt<'_>, token: &Token, count_auth: bool) -> Result<(), AuthError> {
+pub(crate) async fn fail(
+    at: &mut Attempt<'_>,
+    token: &Token,
+    count_auth: bool,
+) -> Result<(), AuthError> {
     let out = at
         .auth
         .store
@@ -499,7 +530,10 @@ pub(crate) async fn consume(
         if let Some(n) = new_count {
             at.trace.add(
                 "token",
-                format!("{}: counter {} → {n}, failcount → 0", token.serial, token.otp_counter),
+                format!(
+                    "{}: counter {} → {n}, failcount → 0",
+                    token.serial, token.otp_counter
+                ),
             );
         }
     }

@@ -140,7 +140,10 @@ impl TokenView {
 }
 
 /// Parse a validity bound: a date privacyIDEA accepts, `+N[mhd]` from now, or "" to clear.
-pub fn parse_validity(text: &str, now: chrono::DateTime<chrono::Utc>) -> Result<Option<String>, AdminError> {
+pub fn parse_validity(
+    text: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<String>, AdminError> {
     let text = text.trim();
     if text.is_empty() {
         return Ok(None);
@@ -150,13 +153,22 @@ pub fn parse_validity(text: &str, now: chrono::DateTime<chrono::Utc>) -> Result<
             .ok_or_else(|| AdminError::Invalid(format!("{text:?} is not an offset like +10d")))?;
         return Ok(Some(format_short(now + delta)));
     }
-    let stamp = crate::dates::parse(text)
-        .ok_or_else(|| AdminError::Invalid(format!("{text:?} is not a date otpgate understands")))?;
+    let stamp = crate::dates::parse(text).ok_or_else(|| {
+        AdminError::Invalid(format!("{text:?} is not a date otpgate understands"))
+    })?;
     Ok(Some(format_short(stamp.as_local_utc())))
 }
 
 impl Authenticator {
-    async fn admin_audit(&self, event: &str, origin: Origin, serial: &str, owner: Option<&Owner>, success: bool, info: String) {
+    async fn admin_audit(
+        &self,
+        event: &str,
+        origin: Origin,
+        serial: &str,
+        owner: Option<&Owner>,
+        success: bool,
+        info: String,
+    ) {
         let now = self.clock.now();
         self.audit
             .record(AuditRow {
@@ -246,7 +258,9 @@ impl Authenticator {
             None => None,
         };
         let pin_hash = match &spec.pin {
-            Some(p) if !p.expose().is_empty() => Some(Secret::new(self.pins.hash(p.expose().clone()).await?)),
+            Some(p) if !p.expose().is_empty() => {
+                Some(Secret::new(self.pins.hash(p.expose().clone()).await?))
+            }
             _ => None,
         };
         let mut info = spec.info.clone();
@@ -303,25 +317,35 @@ impl Authenticator {
             created: now.timestamp(),
         };
         if let Err(e) = self.store.tokens().insert(&new).await {
-            self.admin_audit("token_init", origin, &serial, owner.as_ref(), false, e.to_string())
-                .await;
+            self.admin_audit(
+                "token_init",
+                origin,
+                &serial,
+                owner.as_ref(),
+                false,
+                e.to_string(),
+            )
+            .await;
             return Err(e.into());
         }
-        let uri = key.as_ref().filter(|_| matches!(kind, TokenType::Hotp | TokenType::Totp)).map(|k| {
-            let label = owner
-                .as_ref()
-                .map_or_else(|| serial.clone(), |o| format!("{}@{}", o.login, o.realm));
-            enroll::otpauth_uri(&UriParams {
-                kind,
-                key: k.expose(),
-                label: &label,
-                issuer: &cfg.issuer,
-                digits: usize::try_from(otplen).unwrap_or(6),
-                hashlib,
-                counter: 0,
-                period: time_step.unwrap_or(30),
-            })
-        });
+        let uri = key
+            .as_ref()
+            .filter(|_| matches!(kind, TokenType::Hotp | TokenType::Totp))
+            .map(|k| {
+                let label = owner
+                    .as_ref()
+                    .map_or_else(|| serial.clone(), |o| format!("{}@{}", o.login, o.realm));
+                enroll::otpauth_uri(&UriParams {
+                    kind,
+                    key: k.expose(),
+                    label: &label,
+                    issuer: &cfg.issuer,
+                    digits: usize::try_from(otplen).unwrap_or(6),
+                    hashlib,
+                    counter: 0,
+                    period: time_step.unwrap_or(30),
+                })
+            });
         self.admin_audit(
             "token_init",
             origin,
@@ -358,7 +382,12 @@ impl Authenticator {
         Ok(TokenView::new(&t, realms))
     }
 
-    pub async fn token_enable(&self, serial: &str, active: bool, origin: Origin) -> Result<(), AdminError> {
+    pub async fn token_enable(
+        &self,
+        serial: &str,
+        active: bool,
+        origin: Origin,
+    ) -> Result<(), AdminError> {
         let t = self.token(serial).await?;
         if active && t.revoked {
             return Err(AdminError::Invalid(format!(
@@ -366,7 +395,11 @@ impl Authenticator {
             )));
         }
         self.store.tokens().set_active(t.id, active).await?;
-        let event = if active { "token_enable" } else { "token_disable" };
+        let event = if active {
+            "token_enable"
+        } else {
+            "token_disable"
+        };
         self.admin_audit(event, origin, serial, t.owner.as_ref(), true, String::new())
             .await;
         Ok(())
@@ -375,16 +408,30 @@ impl Authenticator {
     pub async fn token_revoke(&self, serial: &str, origin: Origin) -> Result<(), AdminError> {
         let t = self.token(serial).await?;
         self.store.tokens().revoke(t.id).await?;
-        self.admin_audit("token_revoke", origin, serial, t.owner.as_ref(), true, String::new())
-            .await;
+        self.admin_audit(
+            "token_revoke",
+            origin,
+            serial,
+            t.owner.as_ref(),
+            true,
+            String::new(),
+        )
+        .await;
         Ok(())
     }
 
     pub async fn token_delete(&self, serial: &str, origin: Origin) -> Result<(), AdminError> {
         let t = self.token(serial).await?;
         self.store.tokens().delete(t.id).await?;
-        self.admin_audit("token_delete", origin, serial, t.owner.as_ref(), true, String::new())
-            .await;
+        self.admin_audit(
+            "token_delete",
+            origin,
+            serial,
+            t.owner.as_ref(),
+            true,
+            String::new(),
+        )
+        .await;
         Ok(())
     }
 
@@ -403,30 +450,59 @@ impl Authenticator {
         }
         let owner = self.resolve_owner(user, realm)?;
         self.store.tokens().assign(t.id, &owner).await?;
-        self.admin_audit("token_assign", origin, serial, Some(&owner), true, String::new())
-            .await;
+        self.admin_audit(
+            "token_assign",
+            origin,
+            serial,
+            Some(&owner),
+            true,
+            String::new(),
+        )
+        .await;
         Ok(owner)
     }
 
     pub async fn token_unassign(&self, serial: &str, origin: Origin) -> Result<(), AdminError> {
         let t = self.token(serial).await?;
         self.store.tokens().unassign(t.id).await?;
-        self.admin_audit("token_unassign", origin, serial, t.owner.as_ref(), true, String::new())
-            .await;
+        self.admin_audit(
+            "token_unassign",
+            origin,
+            serial,
+            t.owner.as_ref(),
+            true,
+            String::new(),
+        )
+        .await;
         Ok(())
     }
 
     /// Set (or with an empty PIN, remove) the token PIN.
-    pub async fn token_set_pin(&self, serial: &str, pin: &Secret<String>, origin: Origin) -> Result<(), AdminError> {
+    pub async fn token_set_pin(
+        &self,
+        serial: &str,
+        pin: &Secret<String>,
+        origin: Origin,
+    ) -> Result<(), AdminError> {
         let t = self.token(serial).await?;
         let hash = if pin.expose().is_empty() {
             None
         } else {
             Some(self.pins.hash(pin.expose().clone()).await?)
         };
-        self.store.tokens().set_pin_hash(t.id, hash.as_deref()).await?;
-        self.admin_audit("token_setpin", origin, serial, t.owner.as_ref(), true, String::new())
-            .await;
+        self.store
+            .tokens()
+            .set_pin_hash(t.id, hash.as_deref())
+            .await?;
+        self.admin_audit(
+            "token_setpin",
+            origin,
+            serial,
+            t.owner.as_ref(),
+            true,
+            String::new(),
+        )
+        .await;
         Ok(())
     }
 
@@ -441,22 +517,35 @@ impl Authenticator {
             serial,
             t.owner.as_ref(),
             true,
-            if was_locked { "unlocked".into() } else { String::new() },
+            if was_locked {
+                "unlocked".into()
+            } else {
+                String::new()
+            },
         )
         .await;
         Ok(was_locked)
     }
 
     /// Apply `otpgate token set` changes (each validated before anything is written).
-    pub async fn token_set(&self, serial: &str, settings: &[TokenSetting], origin: Origin) -> Result<(), AdminError> {
+    pub async fn token_set(
+        &self,
+        serial: &str,
+        settings: &[TokenSetting],
+        origin: Origin,
+    ) -> Result<(), AdminError> {
         let t = self.token(serial).await?;
         let now = self.clock.now();
         for s in settings {
             match s {
                 TokenSetting::Otplen(n) if !(6..=10).contains(n) => {
-                    return Err(AdminError::Invalid(format!("otplen {n}: only 6 to 10 digits")));
+                    return Err(AdminError::Invalid(format!(
+                        "otplen {n}: only 6 to 10 digits"
+                    )));
                 }
-                TokenSetting::Maxfail(n) | TokenSetting::CountWindow(n) | TokenSetting::TimeStep(n)
+                TokenSetting::Maxfail(n)
+                | TokenSetting::CountWindow(n)
+                | TokenSetting::TimeStep(n)
                     if *n <= 0 =>
                 {
                     return Err(AdminError::Invalid(format!("{s:?}: must be positive")));
@@ -475,39 +564,72 @@ impl Authenticator {
                     store.set_failcount(t.id, *n).await?;
                 }
                 TokenSetting::Maxfail(n) => store.set_int(t.id, IntColumn::Maxfail, *n).await?,
-                TokenSetting::CountWindow(n) => store.set_int(t.id, IntColumn::CountWindow, *n).await?,
-                TokenSetting::Otplen(n) => store.set_int(t.id, IntColumn::Otplen, *n).await?,
-                TokenSetting::CountAuthMax(n) => store.set_int(t.id, IntColumn::CountAuthMax, *n).await?,
-                TokenSetting::CountAuthSuccessMax(n) => {
-                    store.set_int(t.id, IntColumn::CountAuthSuccessMax, *n).await?
+                TokenSetting::CountWindow(n) => {
+                    store.set_int(t.id, IntColumn::CountWindow, *n).await?
                 }
-                TokenSetting::Description(d) => store.set_opt(t.id, OptColumn::Description, Some(d)).await?,
+                TokenSetting::Otplen(n) => store.set_int(t.id, IntColumn::Otplen, *n).await?,
+                TokenSetting::CountAuthMax(n) => {
+                    store.set_int(t.id, IntColumn::CountAuthMax, *n).await?
+                }
+                TokenSetting::CountAuthSuccessMax(n) => {
+                    store
+                        .set_int(t.id, IntColumn::CountAuthSuccessMax, *n)
+                        .await?
+                }
+                TokenSetting::Description(d) => {
+                    store.set_opt(t.id, OptColumn::Description, Some(d)).await?
+                }
                 TokenSetting::ValidityStart(v) => {
                     let v = parse_validity(v, now)?;
-                    store.set_opt(t.id, OptColumn::ValidityStart, v.as_deref()).await?;
+                    store
+                        .set_opt(t.id, OptColumn::ValidityStart, v.as_deref())
+                        .await?;
                 }
                 TokenSetting::ValidityEnd(v) => {
                     let v = parse_validity(v, now)?;
-                    store.set_opt(t.id, OptColumn::ValidityEnd, v.as_deref()).await?;
+                    store
+                        .set_opt(t.id, OptColumn::ValidityEnd, v.as_deref())
+                        .await?;
                 }
                 TokenSetting::TokenInfo(k, v) => store.set_tokeninfo(t.id, k, v).await?,
-                TokenSetting::Hashlib(h) => store.set_opt(t.id, OptColumn::Hashlib, Some(h.as_str())).await?,
+                TokenSetting::Hashlib(h) => {
+                    store
+                        .set_opt(t.id, OptColumn::Hashlib, Some(h.as_str()))
+                        .await?
+                }
                 TokenSetting::TimeStep(n) => {
-                    store.set_opt(t.id, OptColumn::TimeStep, Some(&n.to_string())).await?
+                    store
+                        .set_opt(t.id, OptColumn::TimeStep, Some(&n.to_string()))
+                        .await?
                 }
                 TokenSetting::TimeWindow(n) => {
-                    store.set_opt(t.id, OptColumn::TimeWindow, Some(&n.to_string())).await?
+                    store
+                        .set_opt(t.id, OptColumn::TimeWindow, Some(&n.to_string()))
+                        .await?
                 }
             }
             notes.push(format!("{s:?}"));
         }
-        self.admin_audit("token_set", origin, serial, t.owner.as_ref(), true, notes.join(", "))
-            .await;
+        self.admin_audit(
+            "token_set",
+            origin,
+            serial,
+            t.owner.as_ref(),
+            true,
+            notes.join(", "),
+        )
+        .await;
         Ok(())
     }
 
     /// Resync an HOTP or TOTP token with two consecutive OTPs.
-    pub async fn token_resync(&self, serial: &str, otp1: &str, otp2: &str, origin: Origin) -> Result<(), AdminError> {
+    pub async fn token_resync(
+        &self,
+        serial: &str,
+        otp1: &str,
+        otp2: &str,
+        origin: Origin,
+    ) -> Result<(), AdminError> {
         let t = self.token(serial).await?;
         let cfg = self.config();
         let generator = super::verify::generator(&t, &self.key)
@@ -526,23 +648,34 @@ impl Authenticator {
             )
             .map(|c| (c, None)),
             TokenType::Totp => totp::resync(
-                &generator,
-                digits,
+                &totp::TotpState {
+                    generator: &generator,
+                    digits,
+                    timing: super::verify::totp_timing(&t, &cfg.system),
+                    stored_count: count,
+                },
                 otp1.as_bytes(),
                 otp2.as_bytes(),
                 self.clock.now().timestamp(),
-                super::verify::totp_timing(&t, &cfg.system),
-                count,
                 cfg.system.sync_window,
             )
             .map(|(c, shift)| (c, Some(shift))),
             other => {
-                return Err(AdminError::Invalid(format!("{other} tokens cannot be resynced")));
+                return Err(AdminError::Invalid(format!(
+                    "{other} tokens cannot be resynced"
+                )));
             }
         };
         let Some((new_count, shift)) = result else {
-            self.admin_audit("token_resync", origin, serial, t.owner.as_ref(), false, "OTPs not consecutive within the sync window".into())
-                .await;
+            self.admin_audit(
+                "token_resync",
+                origin,
+                serial,
+                t.owner.as_ref(),
+                false,
+                "OTPs not consecutive within the sync window".into(),
+            )
+            .await;
             return Err(AdminError::Invalid(
                 "the two OTPs are not consecutive values within the sync window".into(),
             ));
@@ -551,8 +684,15 @@ impl Authenticator {
             .tokens()
             .set_counter(t.id, i64::try_from(new_count).unwrap_or(i64::MAX), shift)
             .await?;
-        self.admin_audit("token_resync", origin, serial, t.owner.as_ref(), true, format!("counter {new_count}"))
-            .await;
+        self.admin_audit(
+            "token_resync",
+            origin,
+            serial,
+            t.owner.as_ref(),
+            true,
+            format!("counter {new_count}"),
+        )
+        .await;
         Ok(())
     }
 }

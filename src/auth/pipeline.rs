@@ -37,7 +37,11 @@ impl Authenticator {
         }
     }
 
-    async fn run_validate(&self, at: &mut Attempt<'_>, req: &Request) -> Result<Response, AuthError> {
+    async fn run_validate(
+        &self,
+        at: &mut Attempt<'_>,
+        req: &Request,
+    ) -> Result<Response, AuthError> {
         let cfg = at.cfg;
         at.trace.add(
             "request",
@@ -93,7 +97,11 @@ impl Authenticator {
                 &format!("User <{}@{}> does not exist.", at.login, at.realm),
             )));
         };
-        let mut tokens = self.store.tokens().of_user(&user.realm, &user.login).await?;
+        let mut tokens = self
+            .store
+            .tokens()
+            .of_user(&user.realm, &user.login)
+            .await?;
         if let Some(kind) = req.token_type.as_deref().filter(|t| !t.is_empty()) {
             tokens.retain(|t| t.kind.as_str().eq_ignore_ascii_case(kind));
         }
@@ -115,7 +123,8 @@ impl Authenticator {
         if tokens.is_empty() {
             let mut detail = Map::new();
             detail.insert("message".into(), json!("The user has no tokens assigned"));
-            at.trace.add("result", "REJECT: the user has no tokens assigned");
+            at.trace
+                .add("result", "REJECT: the user has no tokens assigned");
             return Ok(Response::decided(false, Authentication::Reject, detail));
         }
         check_token_list(at, tokens, &req.pass).await
@@ -128,7 +137,8 @@ impl Authenticator {
         serial: &str,
     ) -> Result<Response, AuthError> {
         let Some(token) = self.store.tokens().by_serial(serial).await? else {
-            at.trace.add("token", format!("serial {serial:?} does not exist"));
+            at.trace
+                .add("token", format!("serial {serial:?} does not exist"));
             return Err(AuthError::Respond(Response::error(
                 404,
                 codes::TOKEN_NOT_FOUND,
@@ -171,22 +181,27 @@ impl Authenticator {
         pass: &crate::secret::Secret<String>,
     ) -> Result<Response, AuthError> {
         let generator = super::verify::generator(&token, &self.key).ok().flatten();
-        let check = super::verify::check_otp(&token, generator.as_ref(), pass.expose(), at.now, &at.cfg.system);
+        let check = super::verify::check_otp(
+            &token,
+            generator.as_ref(),
+            pass.expose(),
+            at.now,
+            &at.cfg.system,
+        );
         let mut detail = Map::new();
         if let super::verify::OtpCheck::Accepted {
             new_count,
             time_shift,
             ..
         } = check
+            && super::check::consume(at, &token, new_count, time_shift).await?
         {
-            if super::check::consume(at, &token, new_count, time_shift).await? {
-                detail.insert("message".into(), json!("matching 1 tokens"));
-                super::check::token_detail(&mut detail, &token);
-                at.note_token(&token);
-                at.accepted.push(token.serial.clone());
-                at.trace.add("result", "ACCEPT: OTP only");
-                return Ok(Response::decided(true, Authentication::Accept, detail));
-            }
+            detail.insert("message".into(), json!("matching 1 tokens"));
+            super::check::token_detail(&mut detail, &token);
+            at.note_token(&token);
+            at.accepted.push(token.serial.clone());
+            at.trace.add("result", "ACCEPT: OTP only");
+            return Ok(Response::decided(true, Authentication::Accept, detail));
         }
         detail.insert("message".into(), json!("wrong otp value"));
         at.note_token(&token);

@@ -56,7 +56,11 @@ pub mod codes {
 
 impl Response {
     /// A decided authentication (HTTP 200).
-    pub fn decided(value: bool, authentication: Authentication, detail: Map<String, Value>) -> Self {
+    pub fn decided(
+        value: bool,
+        authentication: Authentication,
+        detail: Map<String, Value>,
+    ) -> Self {
         Self {
             status_code: 200,
             body: json!({
@@ -169,9 +173,16 @@ mod tests {
 
     #[test]
     fn error_document_shape() {
-        let r = Response::error(400, codes::USER_NOT_FOUND, "User <eve@realm1> does not exist.");
+        let r = Response::error(
+            400,
+            codes::USER_NOT_FOUND,
+            "User <eve@realm1> does not exist.",
+        );
         assert_eq!(r.decision(), Decision::Error);
-        assert_eq!(r.message(), Some("ERR904: User <eve@realm1> does not exist."));
+        assert_eq!(
+            r.message(),
+            Some("ERR904: User <eve@realm1> does not exist.")
+        );
         assert_eq!(r.body["result"]["error"]["code"], json!(904));
         assert!(r.authentication().is_none());
     }

@@ -79,12 +79,14 @@ pub fn check_otp(
             time_shift: None,
         },
         (TokenType::Totp, Some(g)) => from_verdict(totp::check(
-            g,
-            digits,
+            &totp::TotpState {
+                generator: g,
+                digits,
+                timing: totp_timing(token, system),
+                stored_count: count,
+            },
             otp.as_bytes(),
             now.timestamp(),
-            totp_timing(token, system),
-            count,
         )),
         (TokenType::Hotp | TokenType::Email | TokenType::Sms, Some(g)) => {
             let window = u64::try_from(token.count_window).unwrap_or(10);
@@ -102,7 +104,10 @@ pub enum Resync {
     /// First value remembered: store `otp1c` (and `dueDate` for HOTP); the attempt fails.
     Remember { otp1c: u64, due: Option<i64> },
     /// The second, consecutive value within the timeout: resync to these values and accept.
-    Accept { new_count: i64, time_shift: Option<i64> },
+    Accept {
+        new_count: i64,
+        time_shift: Option<i64>,
+    },
     /// A remembered value did not fit: forget it; the attempt fails.
     Forget,
 }
@@ -122,12 +127,14 @@ pub fn auto_resync(
     let count = u64::try_from(token.otp_counter).unwrap_or(0);
     let found = match token.kind {
         TokenType::Totp => totp::find_in_sync_window(
-            generator,
-            digits,
+            &totp::TotpState {
+                generator,
+                digits,
+                timing: totp_timing(token, system),
+                stored_count: count,
+            },
             otp.as_bytes(),
             now.timestamp(),
-            totp_timing(token, system),
-            count,
             system.sync_window,
         ),
         TokenType::Hotp => {
@@ -139,8 +146,8 @@ pub fn auto_resync(
         return Resync::NotApplicable;
     };
     let Some(otp1c) = token.info.get("otp1c").and_then(|v| v.parse::<u64>().ok()) else {
-        let due = (token.kind == TokenType::Hotp)
-            .then(|| (now + system.auto_resync_timeout).timestamp());
+        let due =
+            (token.kind == TokenType::Hotp).then(|| (now + system.auto_resync_timeout).timestamp());
         return Resync::Remember { otp1c: c, due };
     };
     let in_time = match token.kind {
@@ -203,15 +210,15 @@ pub fn within_validity(token: &Token, now: DateTime<Utc>) -> bool {
             .and_then(crate::dates::parse)
             .map(|s| s.as_local_utc())
     };
-    if let Some(start) = bound(&token.validity_start) {
-        if now < start {
-            return false;
-        }
+    if let Some(start) = bound(&token.validity_start)
+        && now < start
+    {
+        return false;
     }
-    if let Some(end) = bound(&token.validity_end) {
-        if now > end {
-            return false;
-        }
+    if let Some(end) = bound(&token.validity_end)
+        && now > end
+    {
+        return false;
     }
     true
 }

@@ -66,7 +66,12 @@ fn render_issues(file: &Path, issues: &[Issue]) -> String {
         if i > 0 {
             out.push('\n');
         }
-        out.push_str(&format!("{}: {}: {}", file.display(), issue.key, issue.message));
+        out.push_str(&format!(
+            "{}: {}: {}",
+            file.display(),
+            issue.key,
+            issue.message
+        ));
     }
     out
 }
@@ -115,7 +120,10 @@ pub fn parse(path: &Path, text: &str) -> Result<raw::RawConfig, ConfigError> {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
     (line, column)
 }
 
@@ -148,7 +156,9 @@ mod tests {
 
     #[test]
     fn syntax_errors_have_a_position() {
-        let err = parse(Path::new("x.toml"), "a = = 1\n").unwrap_err().to_string();
+        let err = parse(Path::new("x.toml"), "a = = 1\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("x.toml:1:"), "{err}");
     }
 }

@@ -96,7 +96,11 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
     let system = system_settings(&raw, &mut issues);
     let directory = directory(&raw, &base, system.split_at_sign, &mut issues);
 
-    let issuer = raw.enrollment.issuer.clone().unwrap_or_else(|| "otpgate".into());
+    let issuer = raw
+        .enrollment
+        .issuer
+        .clone()
+        .unwrap_or_else(|| "otpgate".into());
 
     if !issues.is_empty() {
         return Err(ConfigError::Invalid {
@@ -134,7 +138,10 @@ fn system_settings(raw: &RawConfig, issues: &mut Issues) -> SystemSettings {
     let mut positive = |key: &str, v: Option<i64>, default: i64| -> i64 {
         match v {
             Some(v) if v <= 0 => {
-                issues.push(format!("system.{key}"), format!("must be positive, not {v}"));
+                issues.push(
+                    format!("system.{key}"),
+                    format!("must be positive, not {v}"),
+                );
                 default
             }
             Some(v) => v,
@@ -143,8 +150,11 @@ fn system_settings(raw: &RawConfig, issues: &mut Issues) -> SystemSettings {
     };
     let totp_timestep = positive("totp.timeStep", s.totp.time_step, d.totp_timestep);
     let default_maxfail = positive("DefaultMaxFailCount", s.default_maxfail, d.default_maxfail);
-    let default_count_window =
-        positive("DefaultCountWindow", s.default_count_window, d.default_count_window);
+    let default_count_window = positive(
+        "DefaultCountWindow",
+        s.default_count_window,
+        d.default_count_window,
+    );
     let auto_resync_timeout = positive(
         "AutoResyncTimeout",
         s.auto_resync_timeout,
@@ -279,7 +289,10 @@ fn directory(raw: &RawConfig, base: &Path, split_at_sign: bool, issues: &mut Iss
             continue;
         }
         if r.resolvers.is_empty() {
-            issues.push(format!("{key}.resolvers"), "a realm needs at least one resolver");
+            issues.push(
+                format!("{key}.resolvers"),
+                "a realm needs at least one resolver",
+            );
         }
         for (j, res) in r.resolvers.iter().enumerate() {
             if !names.contains(res) {
@@ -317,7 +330,11 @@ mod tests {
 
     fn check(text: &str) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("users.toml"), "[[user]]\nusername = \"alice\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("users.toml"),
+            "[[user]]\nusername = \"alice\"\n",
+        )
+        .unwrap();
         let path = dir.path().join("otpgate.toml");
         std::fs::write(&path, text).unwrap();
         super::super::load(&path)

@@ -35,7 +35,9 @@ pub enum SealError {
     Random,
     #[error("sealed secret is truncated")]
     Truncated,
-    #[error("sealed secret does not open with this key file (wrong key file, or moved between tokens)")]
+    #[error(
+        "sealed secret does not open with this key file (wrong key file, or moved between tokens)"
+    )]
     WrongKey,
 }
 
@@ -177,11 +179,23 @@ mod tests {
     fn seal_open_round_trip_bound_to_serial() {
         let key = MasterKey::from_bytes(&[7u8; 32]).unwrap();
         let sealed = key.seal("HOTP1", b"12345678901234567890").unwrap();
-        assert_eq!(key.open("HOTP1", &sealed).unwrap().expose(), b"12345678901234567890");
-        assert!(matches!(key.open("HOTP2", &sealed), Err(SealError::WrongKey)));
+        assert_eq!(
+            key.open("HOTP1", &sealed).unwrap().expose(),
+            b"12345678901234567890"
+        );
+        assert!(matches!(
+            key.open("HOTP2", &sealed),
+            Err(SealError::WrongKey)
+        ));
         let other = MasterKey::from_bytes(&[8u8; 32]).unwrap();
-        assert!(matches!(other.open("HOTP1", &sealed), Err(SealError::WrongKey)));
-        assert!(matches!(key.open("HOTP1", &sealed[..5]), Err(SealError::Truncated)));
+        assert!(matches!(
+            other.open("HOTP1", &sealed),
+            Err(SealError::WrongKey)
+        ));
+        assert!(matches!(
+            key.open("HOTP1", &sealed[..5]),
+            Err(SealError::Truncated)
+        ));
     }
 
     #[test]
@@ -194,8 +208,14 @@ mod tests {
         let loaded = MasterKey::load(&path).unwrap();
         let sealed = created.seal("S", b"x").unwrap();
         assert_eq!(loaded.open("S", &sealed).unwrap().expose(), b"x");
-        assert!(matches!(MasterKey::create(&path), Err(SealError::Exists { .. })));
+        assert!(matches!(
+            MasterKey::create(&path),
+            Err(SealError::Exists { .. })
+        ));
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(MasterKey::load(&path), Err(SealError::TooOpen { .. })));
+        assert!(matches!(
+            MasterKey::load(&path),
+            Err(SealError::TooOpen { .. })
+        ));
     }
 }

@@ -28,10 +28,10 @@ pub fn random_string(len: usize, alphabet: &[u8]) -> Result<String, getrandom::E
             if out.len() == len {
                 break;
             }
-            if usize::from(b) < limit {
-                if let Some(&c) = alphabet.get(usize::from(b) % n) {
-                    out.push(char::from(c));
-                }
+            if usize::from(b) < limit
+                && let Some(&c) = alphabet.get(usize::from(b) % n)
+            {
+                out.push(char::from(c));
             }
         }
     }

@@ -160,10 +160,7 @@ mod tests {
         let s = Argon2Settings::default();
         assert_eq!((s.memory_kib, s.iterations, s.parallelism), (19456, 2, 1));
         assert!(s.validate().is_ok());
-        let bad = Argon2Settings {
-            memory_kib: 1,
-            ..s
-        };
+        let bad = Argon2Settings { memory_kib: 1, ..s };
         assert!(bad.validate().is_err());
     }
 }

@@ -7,10 +7,11 @@
 
 use std::time::Duration;
 
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{Any, QueryBuilder, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use super::sql::Sql;
 use super::{Store, StoreError, flag};
 
 /// One audit row. Never holds a password, PIN or OTP value.
@@ -84,30 +85,47 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.pool().begin().await?;
-        // 17 binds per row; stay well below SQLite's 32766 bind limit.
+        // 17 binds per row; stay well below the backends' bind limits.
         for chunk in rows.chunks(500) {
-            let mut qb: QueryBuilder<Any> =
-                QueryBuilder::new(format!("INSERT INTO audit ({AUDIT_COLUMNS}) "));
-            qb.push_values(chunk, |mut b, r| {
-                b.push_bind(r.time_us)
-                    .push_bind(r.node.clone())
-                    .push_bind(r.event.clone())
-                    .push_bind(r.origin.clone())
-                    .push_bind(i64::from(r.success))
-                    .push_bind(r.authentication.clone())
-                    .push_bind(r.user.clone())
-                    .push_bind(r.realm.clone())
-                    .push_bind(r.resolver.clone())
-                    .push_bind(r.serial.clone())
-                    .push_bind(r.token_type.clone())
-                    .push_bind(r.client.clone())
-                    .push_bind(r.info.clone())
-                    .push_bind(r.action_detail.clone())
-                    .push_bind(r.policies.clone())
-                    .push_bind(r.duration_us)
-                    .push_bind(r.trace.clone());
-            });
-            qb.build().execute(&mut *tx).await?;
+            let mut q = Sql::new(&format!("INSERT INTO audit ({AUDIT_COLUMNS}) VALUES "));
+            for (i, r) in chunk.iter().enumerate() {
+                q.push(if i == 0 { "(" } else { ", (" });
+                q.bind(r.time_us)
+                    .push(", ")
+                    .bind(r.node.as_str())
+                    .push(", ")
+                    .bind(r.event.as_str())
+                    .push(", ")
+                    .bind(r.origin.as_str())
+                    .push(", ")
+                    .bind(i64::from(r.success))
+                    .push(", ")
+                    .bind(r.authentication.as_str())
+                    .push(", ")
+                    .bind(r.user.as_str())
+                    .push(", ")
+                    .bind(r.realm.as_str())
+                    .push(", ")
+                    .bind(r.resolver.as_str())
+                    .push(", ")
+                    .bind(r.serial.as_str())
+                    .push(", ")
+                    .bind(r.token_type.as_str())
+                    .push(", ")
+                    .bind(r.client.as_str())
+                    .push(", ")
+                    .bind(r.info.as_str())
+                    .push(", ")
+                    .bind(r.action_detail.as_str())
+                    .push(", ")
+                    .bind(r.policies.as_str())
+                    .push(", ")
+                    .bind(r.duration_us)
+                    .push(", ")
+                    .bind(r.trace.as_str())
+                    .push(")");
+            }
+            q.query().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -115,27 +133,28 @@ impl Store {
 
     /// Newest rows first.
     pub async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
-        let mut qb: QueryBuilder<Any> =
-            QueryBuilder::new(format!("SELECT id, {AUDIT_COLUMNS} FROM audit WHERE 1 = 1"));
+        let mut q = Sql::new(&format!(
+            "SELECT id, {AUDIT_COLUMNS} FROM audit WHERE 1 = 1"
+        ));
         if let Some(u) = &f.user {
-            qb.push(" AND user_login = ").push_bind(u.clone());
+            q.push(" AND user_login = ").bind(u.as_str());
         }
         if let Some(r) = &f.realm {
-            qb.push(" AND realm = ").push_bind(r.clone());
+            q.push(" AND realm = ").bind(r.as_str());
         }
         if let Some(s) = &f.serial {
-            qb.push(" AND serial LIKE ")
-                .push_bind(format!("%{}%", s.replace(['%', '_'], "")));
+            q.push(" AND serial LIKE ")
+                .bind(format!("%{}%", s.replace(['%', '_'], "")));
         }
         if let Some(e) = &f.event {
-            qb.push(" AND event = ").push_bind(e.clone());
+            q.push(" AND event = ").bind(e.as_str());
         }
         if let Some(since) = f.since_us {
-            qb.push(" AND time_us >= ").push_bind(since);
+            q.push(" AND time_us >= ").bind(since);
         }
-        qb.push(" ORDER BY id DESC LIMIT ")
-            .push_bind(if f.limit > 0 { f.limit } else { 100 });
-        let rows = qb.build().fetch_all(self.pool()).await?;
+        q.push(" ORDER BY id DESC LIMIT ")
+            .bind(if f.limit > 0 { f.limit } else { 100 });
+        let rows = q.query().fetch_all(self.pool()).await?;
         rows.iter().map(row_to_audit).collect()
     }
 

@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod challenges;
+mod sql;
 pub mod tokens;
 
 use std::path::{Path, PathBuf};
@@ -141,7 +142,14 @@ impl Store {
                         ))
                     })?;
                 }
-                format!("sqlite://{}?mode=rwc", path.display())
+                let absolute = if path.is_absolute() {
+                    path.clone()
+                } else {
+                    std::env::current_dir()
+                        .map(|d| d.join(path))
+                        .unwrap_or_else(|_| path.clone())
+                };
+                format!("sqlite://{}?mode=rwc", absolute.display())
             }
             Database::Postgres(url) => url.clone(),
         };
@@ -228,7 +236,9 @@ mod tests {
         let base = Path::new("/etc/otpgate");
         assert_eq!(
             Database::parse("sqlite:../var/otpgate.db", base),
-            Some(Database::Sqlite(PathBuf::from("/etc/otpgate/../var/otpgate.db")))
+            Some(Database::Sqlite(PathBuf::from(
+                "/etc/otpgate/../var/otpgate.db"
+            )))
         );
         assert_eq!(
             Database::parse("sqlite:///var/lib/otpgate/db", base),

@@ -8,9 +8,10 @@
 
 use std::collections::BTreeMap;
 
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{Any, QueryBuilder, Row};
 
+use super::sql::Sql;
 use super::{Store, StoreError, flag};
 use crate::secret::Secret;
 use crate::token::{HashLib, InfoField, Owner, Token, TokenType};
@@ -141,15 +142,11 @@ impl OptColumn {
         match self {
             Self::Description => "UPDATE token SET description = COALESCE($1, '') WHERE id = $2",
             Self::Hashlib => "UPDATE token SET hashlib = COALESCE($1, 'sha1') WHERE id = $2",
-            Self::RolloutState => {
-                "UPDATE token SET rollout_state = COALESCE($1, '') WHERE id = $2"
-            }
+            Self::RolloutState => "UPDATE token SET rollout_state = COALESCE($1, '') WHERE id = $2",
             Self::ValidityStart => "UPDATE token SET validity_start = $1 WHERE id = $2",
             Self::ValidityEnd => "UPDATE token SET validity_end = $1 WHERE id = $2",
             Self::LastAuth => "UPDATE token SET last_auth = $1 WHERE id = $2",
-            Self::FailcounterExceeded => {
-                "UPDATE token SET failcounter_exceeded = $1 WHERE id = $2"
-            }
+            Self::FailcounterExceeded => "UPDATE token SET failcounter_exceeded = $1 WHERE id = $2",
             Self::TimeStep => "UPDATE token SET time_step = CAST($1 AS BIGINT) WHERE id = $2",
             Self::TimeWindow => "UPDATE token SET time_window = CAST($1 AS BIGINT) WHERE id = $2",
         }
@@ -347,68 +344,66 @@ impl TokenStore<'_> {
 
     /// How many tokens the user has (all states).
     pub async fn count_of_user(&self, realm: &str, login: &str) -> Result<i64, StoreError> {
-        let row =
-            sqlx::query("SELECT COUNT(*) AS n FROM token WHERE owner_realm = $1 AND owner_login = $2")
-                .bind(realm)
-                .bind(login)
-                .fetch_one(self.store.pool())
-                .await?;
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM token WHERE owner_realm = $1 AND owner_login = $2",
+        )
+        .bind(realm)
+        .bind(login)
+        .fetch_one(self.store.pool())
+        .await?;
         Ok(row.try_get("n")?)
     }
 
     /// Tokens matching a filter, in serial order, with their tokeninfo.
     pub async fn list(&self, filter: &TokenFilter) -> Result<Vec<Token>, StoreError> {
-        let mut qb: QueryBuilder<Any> = QueryBuilder::new(token_select!("WHERE 1 = 1"));
+        let mut q = Sql::new(token_select!("WHERE 1 = 1"));
         if let Some((realm, login)) = &filter.owner {
-            qb.push(" AND owner_realm = ")
-                .push_bind(realm.clone())
+            q.push(" AND owner_realm = ")
+                .bind(realm.as_str())
                 .push(" AND owner_login = ")
-                .push_bind(login.clone());
+                .bind(login.as_str());
         }
         if let Some(realm) = &filter.realm {
-            qb.push(" AND (owner_realm = ")
-                .push_bind(realm.clone())
+            q.push(" AND (owner_realm = ")
+                .bind(realm.as_str())
                 .push(" OR id IN (SELECT token_id FROM tokenrealm WHERE realm = ")
-                .push_bind(realm.clone())
+                .bind(realm.as_str())
                 .push("))");
         }
         if let Some(kind) = filter.kind {
-            qb.push(" AND tokentype = ").push_bind(kind.as_str());
+            q.push(" AND tokentype = ").bind(kind.as_str());
         }
         if let Some(prefix) = &filter.serial_prefix {
-            qb.push(" AND serial LIKE ")
-                .push_bind(format!("{}%", prefix.replace(['%', '_'], "")));
+            q.push(" AND serial LIKE ")
+                .bind(format!("{}%", prefix.replace(['%', '_'], "")));
         }
         if let Some(active) = filter.active {
-            qb.push(" AND active = ").push_bind(i64::from(active));
+            q.push(" AND active = ").bind(i64::from(active));
         }
         match filter.assigned {
             Some(true) => {
-                qb.push(" AND owner_login IS NOT NULL");
+                q.push(" AND owner_login IS NOT NULL");
             }
             Some(false) => {
-                qb.push(" AND owner_login IS NULL");
+                q.push(" AND owner_login IS NULL");
             }
             None => {}
         }
-        qb.push(" ORDER BY serial");
+        q.push(" ORDER BY serial");
         if let Some(limit) = filter.limit {
-            qb.push(" LIMIT ").push_bind(limit);
+            q.push(" LIMIT ").bind(limit);
         }
-        let rows = qb.build().fetch_all(self.store.pool()).await?;
+        let rows = q.query().fetch_all(self.store.pool()).await?;
         let mut tokens = rows
             .iter()
             .map(token_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        if !tokens.is_empty() {
-            let mut qb: QueryBuilder<Any> =
-                QueryBuilder::new("SELECT token_id, key, value FROM tokeninfo WHERE token_id IN (");
-            let mut sep = qb.separated(", ");
-            for t in &tokens {
-                sep.push_bind(t.id);
-            }
-            qb.push(")");
-            let info = qb.build().fetch_all(self.store.pool()).await?;
+        // Tokeninfo in chunks, to stay below the backends' bind-parameter limits.
+        let ids: Vec<i64> = tokens.iter().map(|t| t.id).collect();
+        for chunk in ids.chunks(500) {
+            let mut q = Sql::new("SELECT token_id, key, value FROM tokeninfo WHERE token_id IN (");
+            q.bind_list(chunk.iter().copied()).push(")");
+            let info = q.query().fetch_all(self.store.pool()).await?;
             attach_info(&mut tokens, &info)?;
         }
         Ok(tokens)
@@ -425,7 +420,12 @@ impl TokenStore<'_> {
     }
 
     /// Add realms to a token, or replace its realms with `realms`.
-    pub async fn set_realms(&self, id: i64, realms: &[String], replace: bool) -> Result<(), StoreError> {
+    pub async fn set_realms(
+        &self,
+        id: i64,
+        realms: &[String],
+        replace: bool,
+    ) -> Result<(), StoreError> {
         let mut tx = self.store.pool().begin().await?;
         if replace {
             sqlx::query("DELETE FROM tokenrealm WHERE token_id = $1")
@@ -598,10 +598,13 @@ impl TokenStore<'_> {
             return Ok(());
         };
         let int = || {
-            value.trim().parse::<i64>().map_err(|_| StoreError::InvalidValue {
-                key: key.to_owned(),
-                message: format!("{value:?} is not an integer"),
-            })
+            value
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| StoreError::InvalidValue {
+                    key: key.to_owned(),
+                    message: format!("{value:?} is not an integer"),
+                })
         };
         match field {
             InfoField::CountAuth => self.set_int(id, IntColumn::CountAuth, int()?).await,
@@ -610,7 +613,8 @@ impl TokenStore<'_> {
             }
             InfoField::CountAuthMax => self.set_int(id, IntColumn::CountAuthMax, int()?).await,
             InfoField::CountAuthSuccessMax => {
-                self.set_int(id, IntColumn::CountAuthSuccessMax, int()?).await
+                self.set_int(id, IntColumn::CountAuthSuccessMax, int()?)
+                    .await
             }
             InfoField::TimeShift => self.set_int(id, IntColumn::TimeShift, int()?).await,
             InfoField::TimeStep => {
@@ -634,7 +638,8 @@ impl TokenStore<'_> {
                     .await
             }
             InfoField::ValidityStart => {
-                self.set_opt(id, OptColumn::ValidityStart, Some(value)).await
+                self.set_opt(id, OptColumn::ValidityStart, Some(value))
+                    .await
             }
             InfoField::ValidityEnd => self.set_opt(id, OptColumn::ValidityEnd, Some(value)).await,
         }
@@ -781,7 +786,12 @@ impl TokenStore<'_> {
     }
 
     /// Set the counter after a resync (HOTP: count; TOTP: count and drift).
-    pub async fn set_counter(&self, id: i64, count: i64, time_shift: Option<i64>) -> Result<(), StoreError> {
+    pub async fn set_counter(
+        &self,
+        id: i64,
+        count: i64,
+        time_shift: Option<i64>,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE token SET otp_counter = $1, time_shift = COALESCE($2, time_shift), \
              failcount = 0, failcounter_exceeded = NULL WHERE id = $3",

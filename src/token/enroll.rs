@@ -144,7 +144,10 @@ mod tests {
         assert_eq!(b.expose(), b"12345678901234567890");
         assert!(matches!(parse_hex_key("zz"), Err(EnrollError::BadHex(_))));
         assert!(matches!(parse_hex_key(""), Err(EnrollError::EmptyKey)));
-        assert!(matches!(parse_base32_key("1"), Err(EnrollError::BadBase32(_))));
+        assert!(matches!(
+            parse_base32_key("1"),
+            Err(EnrollError::BadBase32(_))
+        ));
     }
 
     #[test]

@@ -274,11 +274,21 @@ mod tests {
         assert_eq!(TokenType::parse("HOTP"), Some(TokenType::Hotp));
         assert_eq!(TokenType::parse("push"), None);
         // e < h < s < t
-        let mut v = vec![TokenType::Totp, TokenType::Spass, TokenType::Hotp, TokenType::Email];
+        let mut v = vec![
+            TokenType::Totp,
+            TokenType::Spass,
+            TokenType::Hotp,
+            TokenType::Email,
+        ];
         v.sort_by_key(|t| t.weight());
         assert_eq!(
             v,
-            vec![TokenType::Email, TokenType::Hotp, TokenType::Spass, TokenType::Totp]
+            vec![
+                TokenType::Email,
+                TokenType::Hotp,
+                TokenType::Spass,
+                TokenType::Totp
+            ]
         );
     }
 

@@ -128,7 +128,10 @@ fn truncate(mac: &[u8]) -> u32 {
 
 /// HOTP value as a string (enrollment output, test helpers, email/SMS OTPs).
 pub fn hotp(key: &[u8], counter: u64, digits: usize, hash: HashLib) -> String {
-    OtpGenerator::new(key, hash).value(counter, digits).as_str().to_owned()
+    OtpGenerator::new(key, hash)
+        .value(counter, digits)
+        .as_str()
+        .to_owned()
 }
 
 /// The TOTP time-step counter for unix time `t` (RFC 6238 §4.2, T0 = 0).

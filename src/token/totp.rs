@@ -24,26 +24,44 @@ impl TotpTiming {
     }
 }
 
-/// Check `typed` against the token's time window. `stored_count` is the last accepted counter
-/// (0 = never used).
-pub fn check(
-    generator: &OtpGenerator,
-    digits: usize,
-    typed: &[u8],
-    now_unix: i64,
-    timing: TotpTiming,
-    stored_count: u64,
-) -> OtpVerdict {
-    if typed.len() != digits {
+/// What a TOTP check needs to know about the token.
+#[derive(Clone, Copy)]
+pub struct TotpState<'a> {
+    pub generator: &'a OtpGenerator,
+    pub digits: usize,
+    pub timing: TotpTiming,
+    /// The last accepted counter (0 = never used).
+    pub stored_count: u64,
+}
+
+impl TotpState<'_> {
+    fn matches(&self, c: u64, typed: &[u8]) -> bool {
+        self.generator.value(c, self.digits).matches(typed)
+    }
+
+    /// Counters within ±`sync_window` steps of now, above the stored counter.
+    fn sync_range(&self, now_unix: i64, sync_window: u64) -> impl Iterator<Item = u64> + '_ {
+        let t = time_counter(now_unix + self.timing.shift, self.timing.step.max(1));
+        let w = i64::try_from(sync_window).unwrap_or(i64::MAX / 4);
+        let stored = self.stored_count;
+        ((t - w).max(0)..=t + w)
+            .map(|c| c as u64)
+            .filter(move |&c| stored == 0 || c > stored)
+    }
+}
+
+/// Check `typed` against the token's time window.
+pub fn check(s: &TotpState<'_>, typed: &[u8], now_unix: i64) -> OtpVerdict {
+    if typed.len() != s.digits {
         return OtpVerdict::Wrong;
     }
-    for c in timing.candidates(now_unix) {
+    for c in s.timing.candidates(now_unix) {
         let c = c as u64;
-        if !generator.value(c, digits).matches(typed) {
+        if !s.matches(c, typed) {
             continue;
         }
-        if stored_count != 0 && c <= stored_count {
-            return if c == stored_count {
+        if s.stored_count != 0 && c <= s.stored_count {
+            return if c == s.stored_count {
                 OtpVerdict::PreviousOtp
             } else {
                 OtpVerdict::Wrong
@@ -52,7 +70,7 @@ pub fn check(
         return OtpVerdict::Accepted {
             matched: c,
             new_count: c,
-            time_shift: Some(c as i64 * timing.step.max(1) - now_unix),
+            time_shift: Some(c as i64 * s.timing.step.max(1) - now_unix),
         };
     }
     OtpVerdict::Wrong
@@ -60,45 +78,34 @@ pub fn check(
 
 /// Find `typed` within ±`sync_window` steps of now, above the stored counter (AutoResync).
 pub fn find_in_sync_window(
-    generator: &OtpGenerator,
-    digits: usize,
+    s: &TotpState<'_>,
     typed: &[u8],
     now_unix: i64,
-    timing: TotpTiming,
-    stored_count: u64,
     sync_window: u64,
 ) -> Option<u64> {
-    if typed.len() != digits {
+    if typed.len() != s.digits {
         return None;
     }
-    let t = time_counter(now_unix + timing.shift, timing.step.max(1));
-    let w = sync_window as i64;
-    ((t - w).max(0)..=t + w)
-        .map(|c| c as u64)
-        .filter(|&c| stored_count == 0 || c > stored_count)
-        .find(|&c| generator.value(c, digits).matches(typed))
+    s.sync_range(now_unix, sync_window)
+        .find(|&c| s.matches(c, typed))
 }
 
 /// Resync with two consecutive values: returns (new stored count, new time shift).
 pub fn resync(
-    generator: &OtpGenerator,
-    digits: usize,
+    s: &TotpState<'_>,
     otp1: &[u8],
     otp2: &[u8],
     now_unix: i64,
-    timing: TotpTiming,
-    stored_count: u64,
     sync_window: u64,
 ) -> Option<(u64, i64)> {
-    let t = time_counter(now_unix + timing.shift, timing.step.max(1));
-    let w = sync_window as i64;
-    let c = ((t - w).max(0)..=t + w).map(|c| c as u64).find(|&c| {
-        (stored_count == 0 || c > stored_count)
-            && generator.value(c, digits).matches(otp1)
-            && generator.value(c + 1, digits).matches(otp2)
-    })?;
+    let c = s
+        .sync_range(now_unix, sync_window)
+        .find(|&c| s.matches(c, otp1) && s.matches(c + 1, otp2))?;
     let new_count = c + 1;
-    Some((new_count, new_count as i64 * timing.step.max(1) - now_unix))
+    Some((
+        new_count,
+        new_count as i64 * s.timing.step.max(1) - now_unix,
+    ))
 }
 
 #[cfg(test)]
@@ -117,6 +124,14 @@ mod tests {
             shift: 0,
         }
     }
+    fn state(g: &OtpGenerator, timing: TotpTiming, stored_count: u64) -> TotpState<'_> {
+        TotpState {
+            generator: g,
+            digits: 6,
+            timing,
+            stored_count,
+        }
+    }
     fn at(now: i64, offset_steps: i64) -> Vec<u8> {
         let c = (time_counter(now, STEP) + offset_steps) as u64;
         g().value(c, 6).as_bytes().to_vec()
@@ -126,7 +141,7 @@ mod tests {
     fn current_step_is_accepted_and_stored_as_is() {
         let now = 1_800_000_015;
         let t = time_counter(now, STEP) as u64;
-        match check(&g(), 6, &at(now, 0), now, timing(), 0) {
+        match check(&state(&g(), timing(), 0), &at(now, 0), now) {
             OtpVerdict::Accepted {
                 new_count,
                 time_shift,
@@ -145,14 +160,20 @@ mod tests {
         for off in -6..=5 {
             assert!(
                 matches!(
-                    check(&g(), 6, &at(now, off), now, timing(), 0),
+                    check(&state(&g(), timing(), 0), &at(now, off), now),
                     OtpVerdict::Accepted { .. }
                 ),
                 "offset {off}"
             );
         }
-        assert_eq!(check(&g(), 6, &at(now, -7), now, timing(), 0), OtpVerdict::Wrong);
-        assert_eq!(check(&g(), 6, &at(now, 6), now, timing(), 0), OtpVerdict::Wrong);
+        assert_eq!(
+            check(&state(&g(), timing(), 0), &at(now, -7), now),
+            OtpVerdict::Wrong
+        );
+        assert_eq!(
+            check(&state(&g(), timing(), 0), &at(now, 6), now),
+            OtpVerdict::Wrong
+        );
     }
 
     #[test]
@@ -160,10 +181,13 @@ mod tests {
         let now = 1_800_000_015;
         let t = time_counter(now, STEP) as u64;
         assert_eq!(
-            check(&g(), 6, &at(now, 0), now, timing(), t),
+            check(&state(&g(), timing(), t), &at(now, 0), now),
             OtpVerdict::PreviousOtp
         );
-        assert_eq!(check(&g(), 6, &at(now, -1), now, timing(), t), OtpVerdict::Wrong);
+        assert_eq!(
+            check(&state(&g(), timing(), t), &at(now, -1), now),
+            OtpVerdict::Wrong
+        );
     }
 
     #[test]
@@ -174,7 +198,7 @@ mod tests {
             ..timing()
         };
         assert!(matches!(
-            check(&g(), 6, &at(now, -10), now, shifted, 0),
+            check(&state(&g(), shifted, 0), &at(now, -10), now),
             OtpVerdict::Accepted { .. }
         ));
     }
@@ -183,9 +207,25 @@ mod tests {
     fn resync_finds_consecutive_values_above_the_stored_counter() {
         let now = 1_800_000_015;
         let t = time_counter(now, STEP);
-        let (count, _) = resync(&g(), 6, &at(now, 40), &at(now, 41), now, timing(), 0, 100)
-            .expect("resync");
+        let g = g();
+        let (count, _) = resync(
+            &state(&g, timing(), 0),
+            &at(now, 40),
+            &at(now, 41),
+            now,
+            100,
+        )
+        .expect("resync");
         assert_eq!(count as i64, t + 41);
-        assert!(resync(&g(), 6, &at(now, 40), &at(now, 41), now, timing(), count, 100).is_none());
+        assert!(
+            resync(
+                &state(&g, timing(), count),
+                &at(now, 40),
+                &at(now, 41),
+                now,
+                100
+            )
+            .is_none()
+        );
     }
 }

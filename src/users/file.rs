@@ -32,7 +32,9 @@ pub enum UserFileError {
     Parse { path: PathBuf, message: String },
     #[error("{path}: user {login:?} is listed twice")]
     Duplicate { path: PathBuf, login: String },
-    #[error("{path}: user {login:?}: the password must be an argon2 PHC string ($argon2id$…); use `otpgate hash-password`")]
+    #[error(
+        "{path}: user {login:?}: the password must be an argon2 PHC string ($argon2id$…); use `otpgate hash-password`"
+    )]
     BadHash { path: PathBuf, login: String },
     #[error("{path}: a user has an empty username")]
     EmptyLogin { path: PathBuf },
@@ -91,13 +93,13 @@ impl FileResolver {
                     path: path.to_owned(),
                 });
             }
-            if let Some(h) = &u.password {
-                if !h.starts_with("$argon2") || argon2::PasswordHash::new(h).is_err() {
-                    return Err(UserFileError::BadHash {
-                        path: path.to_owned(),
-                        login: u.username,
-                    });
-                }
+            if let Some(h) = &u.password
+                && (!h.starts_with("$argon2") || argon2::PasswordHash::new(h).is_err())
+            {
+                return Err(UserFileError::BadHash {
+                    path: path.to_owned(),
+                    login: u.username,
+                });
             }
             let record = UserRecord {
                 login: u.username.clone(),
@@ -110,10 +112,7 @@ impl FileResolver {
                 groups: u.groups,
                 attributes: u.attributes,
             };
-            if users
-                .insert(u.username.clone(), Arc::new(record))
-                .is_some()
-            {
+            if users.insert(u.username.clone(), Arc::new(record)).is_some() {
                 return Err(UserFileError::Duplicate {
                     path: path.to_owned(),
                     login: u.username,
@@ -163,11 +162,24 @@ mod tests {
         assert_eq!(a.attribute("dept").as_deref(), Some("IT"));
         assert_eq!(a.attribute("email").as_deref(), Some("a@x"));
 
-        std::fs::write(&p, "[[user]]\nusername = \"a\"\n[[user]]\nusername = \"a\"\n").unwrap();
-        assert!(matches!(FileResolver::load("r", &p), Err(UserFileError::Duplicate { .. })));
+        std::fs::write(
+            &p,
+            "[[user]]\nusername = \"a\"\n[[user]]\nusername = \"a\"\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            FileResolver::load("r", &p),
+            Err(UserFileError::Duplicate { .. })
+        ));
         std::fs::write(&p, "[[user]]\nusername = \"a\"\npassword = \"plain\"\n").unwrap();
-        assert!(matches!(FileResolver::load("r", &p), Err(UserFileError::BadHash { .. })));
+        assert!(matches!(
+            FileResolver::load("r", &p),
+            Err(UserFileError::BadHash { .. })
+        ));
         std::fs::write(&p, "[[user]]\nusername = \"a\"\nbogus = 1\n").unwrap();
-        assert!(matches!(FileResolver::load("r", &p), Err(UserFileError::Parse { .. })));
+        assert!(matches!(
+            FileResolver::load("r", &p),
+            Err(UserFileError::Parse { .. })
+        ));
     }
 }

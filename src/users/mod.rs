@@ -247,15 +247,27 @@ mod tests {
     #[test]
     fn split_like_privacyidea() {
         let d = dir(true);
-        assert_eq!(d.split_user("alice", None), ("alice".into(), "realm1".into()));
-        assert_eq!(d.split_user("alice@realm2", None), ("alice".into(), "realm2".into()));
-        assert_eq!(d.split_user("alice@REALM2", None), ("alice".into(), "realm2".into()));
+        assert_eq!(
+            d.split_user("alice", None),
+            ("alice".into(), "realm1".into())
+        );
+        assert_eq!(
+            d.split_user("alice@realm2", None),
+            ("alice".into(), "realm2".into())
+        );
+        assert_eq!(
+            d.split_user("alice@REALM2", None),
+            ("alice".into(), "realm2".into())
+        );
         // unknown suffix: the whole string is the login
         assert_eq!(
             d.split_user("alice@example.com", None),
             ("alice@example.com".into(), "realm1".into())
         );
-        assert_eq!(d.split_user("realm2\\alice", None), ("alice".into(), "realm2".into()));
+        assert_eq!(
+            d.split_user("realm2\\alice", None),
+            ("alice".into(), "realm2".into())
+        );
         // an explicit realm parameter wins
         assert_eq!(
             d.split_user("alice@realm2", Some("realm1")),

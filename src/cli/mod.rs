@@ -1,0 +1,126 @@
+//! The command line: `serve`, `check-config`, `init`, `token …`, `validate`, `audit …`,
+//! `hash-password`. anyhow lives here and in `main` only.
+
+mod audit;
+mod token;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config;
+use crate::daemon::{self, KeyMode};
+
+/// otpgate: two-factor authentication for VPN gateways, firewalls and LDAP applications.
+#[derive(Debug, Parser)]
+#[command(name = "otpgate", version, about)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(
+        short = 'c',
+        long = "config",
+        global = true,
+        env = "OTPGATE_CONFIG",
+        default_value = "/etc/otpgate/otpgate.toml"
+    )]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the configuration file and exit (non-zero with every problem listed).
+    CheckConfig,
+    /// Create the key file and the database.
+    Init,
+    /// Manage tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Run one authentication through the real pipeline and print the answer.
+    /// Exit 0 on ACCEPT, 1 on REJECT, 3 on CHALLENGE, 2 on error.
+    Validate(validate::ValidateArgs),
+    /// Read the audit trail.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Hash a password for the users file (reads it from stdin).
+    HashPassword,
+}
+
+/// Exit codes of `validate` (and 2 for every error elsewhere).
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const REJECT: u8 = 1;
+    pub const ERROR: u8 = 2;
+    pub const CHALLENGE: u8 = 3;
+}
+
+/// Run a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::CheckConfig => check_config(&cli.config),
+        Command::Init => init(&cli.config).await,
+        Command::Token(cmd) => token::run(&cli.config, cmd).await,
+        Command::Validate(args) => validate::run(&cli.config, args).await,
+        Command::Audit(cmd) => audit::run(&cli.config, cmd).await,
+        Command::HashPassword => hash_password(&cli.config),
+    }
+}
+
+fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    match config::load(path) {
+        Ok(c) => {
+            println!(
+                "{}: OK (node {}, store {}, {} realm(s))",
+                path.display(),
+                c.node,
+                c.store.database.redacted(),
+                c.directory.realms().len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::from(exit::ERROR))
+        }
+    }
+}
+
+async fn init(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = config::load(path)?;
+    let key_existed = config.key_file.exists();
+    let opened = daemon::open(&config, KeyMode::CreateIfFresh).await?;
+    if opened.created_key {
+        println!("created key file {} (mode 0600)", config.key_file.display());
+    } else if key_existed {
+        println!("key file {} exists; kept", config.key_file.display());
+    }
+    println!(
+        "token store ready: {} (schema up to date)",
+        config.store.database.redacted()
+    );
+    opened.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hash_password(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use std::io::BufRead;
+    let settings = config::load(path).map(|c| c.argon2).unwrap_or_default();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let password = crate::secret::Secret::new(line.trim_end_matches(['\r', '\n']).to_owned());
+    if password.expose().is_empty() {
+        anyhow::bail!("empty password");
+    }
+    let hasher = crate::crypto::PinHasher::new(settings);
+    println!("{}", hasher.hash_blocking(password.expose())?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Load the configuration and open the installation for an admin command.
+pub(crate) async fn open_admin(path: &std::path::Path) -> anyhow::Result<daemon::Opened> {
+    let config = config::load(path)?;
+    Ok(daemon::open(&config, KeyMode::MustExist).await?)
+}

@@ -1,0 +1,12 @@
+//! The one integration test binary. Pipeline scenarios run in-process on both backends; the
+//! front-end suites start the real `otpgate` binary and talk to it as a NAS would.
+
+// Test modules share helpers with `pub`; the crate-level lint is about the library API.
+#![allow(unreachable_pub)]
+// Helpers here are test code although they are not `#[test]` functions: a fixture that cannot
+// be built should stop the test loudly (clippy.toml relaxes the same lints inside tests).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+mod pg;
+mod scenarios;

@@ -1,0 +1,139 @@
+//! A real PostgreSQL for the tests: started once per test process on a free loopback port
+//! (initdb + pg_ctl as the `postgres` user), one fresh database per test, stopped by a watchdog
+//! when the test process exits. `OTPGATE_TEST_PG_URL` points at an existing server instead.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+pub struct PgServer {
+    /// `postgres://postgres@127.0.0.1:PORT` (no database part).
+    pub base_url: String,
+}
+
+static SERVER: OnceLock<Result<PgServer, String>> = OnceLock::new();
+
+fn bin_dir() -> Option<PathBuf> {
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").exists() && dir.join("postgres").exists() {
+            return Some(dir);
+        }
+    }
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    candidates.sort();
+    candidates.pop()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(54329)
+}
+
+fn as_postgres(cmd: &str) -> Result<(), String> {
+    let running_as_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let status = if running_as_root {
+        Command::new("runuser")
+            .args(["-u", "postgres", "--", "sh", "-c", cmd])
+            .status()
+    } else {
+        Command::new("sh").args(["-c", cmd]).status()
+    };
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("`{cmd}` failed with {s}")),
+        Err(e) => Err(format!("`{cmd}`: {e}")),
+    }
+}
+
+fn start() -> Result<PgServer, String> {
+    if let Ok(url) = std::env::var("OTPGATE_TEST_PG_URL") {
+        return Ok(PgServer {
+            base_url: url.trim_end_matches('/').to_owned(),
+        });
+    }
+    let bin = bin_dir().ok_or(
+        "PostgreSQL server binaries not found (install the Debian `postgresql` package, \
+         or set OTPGATE_TEST_PG_URL)",
+    )?;
+    let dir = tempdir_for_postgres()?;
+    let data = dir.join("data");
+    let port = free_port();
+    let b = bin.display();
+    let d = dir.display();
+    as_postgres(&format!(
+        "{b}/initdb -A trust -U postgres -D {data} >{d}/initdb.log 2>&1",
+        data = data.display()
+    ))?;
+    as_postgres(&format!(
+        "{b}/pg_ctl -D {data} -l {d}/server.log -w -t 60 -o \"-p {port} -c listen_addresses=127.0.0.1 -k {d} -F -c max_connections=300\" start >/dev/null",
+        data = data.display()
+    ))?;
+    // Stop the server when this test process is gone, however it ends.
+    let me = std::process::id();
+    let watchdog = format!(
+        "while kill -0 {me} 2>/dev/null; do sleep 1; done; runuser -u postgres -- {b}/pg_ctl -D {data} -m immediate stop >/dev/null 2>&1 || {b}/pg_ctl -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {d}",
+        data = data.display()
+    );
+    Command::new("setsid")
+        .args(["sh", "-c", &watchdog])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("watchdog: {e}"))?;
+    Ok(PgServer {
+        base_url: format!("postgres://postgres@127.0.0.1:{port}"),
+    })
+}
+
+fn tempdir_for_postgres() -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("otpgate-pg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let _ = Command::new("chown")
+        .args(["-R", "postgres:postgres"])
+        .arg(&dir)
+        .status();
+    Ok(dir)
+}
+
+/// The shared server, started on first use.
+pub fn server() -> Result<&'static PgServer, String> {
+    SERVER.get_or_init(start).as_ref().map_err(Clone::clone)
+}
+
+/// A fresh, empty database; returns its URL.
+pub async fn fresh_database() -> String {
+    let server = match server() {
+        Ok(s) => s,
+        Err(e) => panic!("PostgreSQL for the tests: {e}"),
+    };
+    sqlx::any::install_default_drivers();
+    let name = format!(
+        "t_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let admin_url = format!("{}/postgres", server.base_url);
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
+        .await
+        .expect("connect to the test PostgreSQL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    format!("{}/{name}", server.base_url)
+}
+
+static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
