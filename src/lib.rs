@@ -23,6 +23,7 @@ pub mod config;
 pub mod crypto;
 pub mod daemon;
 pub mod dates;
+pub mod radius;
 pub mod secret;
 pub mod store;
 pub mod token;

@@ -56,7 +56,11 @@ impl Authenticator {
             ),
         );
         if let Some(user) = req.user.as_deref().filter(|u| !u.trim().is_empty()) {
-            let (login, realm) = cfg.directory.split_user(user, req.realm.as_deref());
+            let (login, realm) = cfg.directory.split_user_or(
+                user,
+                req.realm.as_deref(),
+                req.default_realm.as_deref(),
+            );
             at.login = login;
             at.realm = realm;
             match cfg.directory.find(&at.login, &at.realm) {

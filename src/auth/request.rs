@@ -31,6 +31,9 @@ pub struct Request {
     /// The `user` parameter as sent (`alice`, `alice@realm`, `realm\alice`).
     pub user: Option<String>,
     pub realm: Option<String>,
+    /// Realm for a user that names none (a RADIUS client's configured realm); an explicit
+    /// realm in the user name or `realm` wins over it, the system default realm comes after.
+    pub default_realm: Option<String>,
     pub serial: Option<String>,
     pub pass: Secret<String>,
     /// `transaction_id` / `state`.
@@ -70,6 +73,7 @@ impl Request {
         Self {
             user: None,
             realm: None,
+            default_realm: None,
             serial: None,
             pass: Secret::default(),
             transaction_id: None,

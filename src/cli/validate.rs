@@ -41,6 +41,7 @@ pub(super) async fn run(config: &Path, args: ValidateArgs) -> anyhow::Result<Exi
     let request = Request {
         user: args.user,
         realm: args.realm,
+        default_realm: None,
         serial: args.serial,
         pass: Secret::new(args.pass),
         transaction_id: args.transaction_id,

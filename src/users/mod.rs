@@ -133,6 +133,17 @@ impl Directory {
     /// Split a `user` parameter into (login, realm) and apply an explicit `realm` parameter and
     /// the default realm. The realm comes back lower-case; it may name no realm.
     pub fn split_user(&self, user: &str, realm_param: Option<&str>) -> (String, String) {
+        self.split_user_or(user, realm_param, None)
+    }
+
+    /// [`Directory::split_user`] with a fallback realm tried before the default realm (a RADIUS
+    /// client's configured realm).
+    pub fn split_user_or(
+        &self,
+        user: &str,
+        realm_param: Option<&str>,
+        fallback: Option<&str>,
+    ) -> (String, String) {
         let user = user.trim();
         let (mut login, mut realm) = (user.to_owned(), String::new());
         if let Some((name, suffix)) = user.rsplit_once('@') {
@@ -148,7 +159,11 @@ impl Directory {
             realm = r.to_owned();
         }
         if realm.is_empty() && !login.is_empty() {
-            realm = self.default_realm().unwrap_or_default().to_owned();
+            realm = fallback
+                .filter(|f| !f.is_empty())
+                .or_else(|| self.default_realm())
+                .unwrap_or_default()
+                .to_owned();
         }
         (login, realm.to_ascii_lowercase())
     }
@@ -271,6 +286,14 @@ mod tests {
         // an explicit realm parameter wins
         assert_eq!(
             d.split_user("alice@realm2", Some("realm1")),
+            ("alice".into(), "realm1".into())
+        );
+        assert_eq!(
+            d.split_user_or("alice", None, Some("realm2")),
+            ("alice".into(), "realm2".into())
+        );
+        assert_eq!(
+            d.split_user_or("alice@realm1", None, Some("realm2")),
             ("alice".into(), "realm1".into())
         );
         let off = dir(false);

@@ -1,0 +1,19 @@
+//! The RADIUS front-end.
+//!
+//! - [`packet`], [`attr`], [`crypto`]: the sans-IO codec (no tokio, no sockets), bounded and
+//!   fuzzed; verification returns proof values;
+//! - [`dictionary`]: FreeRADIUS-format dictionaries for reply attributes;
+//! - [`settings`]: `[radius]` configuration, clients and reply rules;
+//! - [`dedup`]: the duplicate-request cache; [`translate`]: pure packet ↔ core mapping;
+//! - [`server`]: UDP sockets (the only file here that does I/O besides [`client`]);
+//! - [`client`]: our own client for `radtest`, passthru, federation and benchmarks.
+
+pub mod attr;
+pub mod client;
+pub mod crypto;
+pub mod dedup;
+pub mod dictionary;
+pub mod packet;
+pub mod server;
+pub mod settings;
+pub mod translate;

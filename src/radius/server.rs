@@ -1,0 +1,449 @@
+//! The UDP side of the RADIUS front-end: the only file here that touches a socket.
+//!
+//! Per datagram, in the receive loop: decode (bounded), find the client, verify the shared
+//! secret and Message-Authenticator (BlastRADIUS rules), consult the duplicate cache, take a
+//! concurrency permit (or drop and count), then hand the request to a task that runs the core
+//! and sends the signed reply. Every drop is counted in a metric and logged at most once a
+//! minute per client and reason.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::attr;
+use super::crypto::{self, Authentic, VerifyError};
+use super::dedup::{DedupCache, Key, Seen};
+use super::packet::{Code, Packet};
+use super::settings::{ClientDef, MaPolicy, RadiusSettings};
+use super::translate;
+use crate::auth::Authenticator;
+use crate::clock::Stopwatch;
+
+/// Per-client state that survives configuration reloads.
+#[derive(Debug, Default)]
+struct ClientState {
+    /// `auto`: a valid Message-Authenticator has been seen, so it is now required.
+    learned_ma: AtomicBool,
+    /// Requests without Message-Authenticator since the last periodic report.
+    missing_ma: AtomicU64,
+}
+
+/// Logs at most once a minute per (client, reason).
+#[derive(Debug, Default)]
+struct LogLimiter {
+    last: Mutex<HashMap<(String, &'static str), Instant>>,
+}
+
+impl LogLimiter {
+    fn allow(&self, client: &str, reason: &'static str, now: Instant) -> bool {
+        let Ok(mut map) = self.last.lock() else {
+            return false;
+        };
+        let key = (client.to_owned(), reason);
+        match map.get(&key) {
+            Some(t) if now.duration_since(*t) < Duration::from_secs(60) => false,
+            _ => {
+                if map.len() > 10_000 {
+                    map.clear();
+                }
+                map.insert(key, now);
+                true
+            }
+        }
+    }
+}
+
+/// The RADIUS server. One per daemon, shared by the receive loops of all sockets.
+pub struct RadiusServer {
+    auth: Arc<Authenticator>,
+    settings: RwLock<Arc<RadiusSettings>>,
+    states: Mutex<HashMap<String, Arc<ClientState>>>,
+    dedup: DedupCache,
+    permits: Arc<Semaphore>,
+    limiter: LogLimiter,
+}
+
+impl std::fmt::Debug for RadiusServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RadiusServer").finish_non_exhaustive()
+    }
+}
+
+fn drop_counter(client: &str, reason: &'static str) {
+    metrics::counter!("otpgate_radius_dropped_total", "client" => client.to_owned(), "reason" => reason)
+        .increment(1);
+}
+
+impl RadiusServer {
+    pub fn new(auth: Arc<Authenticator>, settings: RadiusSettings) -> Arc<Self> {
+        let permits = Arc::new(Semaphore::new(settings.max_in_flight));
+        let dedup = DedupCache::new(settings.dedup_ttl, 200_000);
+        Arc::new(Self {
+            auth,
+            settings: RwLock::new(Arc::new(settings)),
+            states: Mutex::new(HashMap::new()),
+            dedup,
+            permits,
+            limiter: LogLimiter::default(),
+        })
+    }
+
+    pub fn settings(&self) -> Arc<RadiusSettings> {
+        match self.settings.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Swap clients, secrets and reply attributes; requests in flight finish on the old ones.
+    pub fn reload(&self, settings: RadiusSettings) {
+        let new = Arc::new(settings);
+        match self.settings.write() {
+            Ok(mut g) => *g = new,
+            Err(p) => *p.into_inner() = new,
+        }
+    }
+
+    fn state(&self, client: &str) -> Arc<ClientState> {
+        match self.states.lock() {
+            Ok(mut map) => map.entry(client.to_owned()).or_default().clone(),
+            Err(_) => Arc::new(ClientState::default()),
+        }
+    }
+
+    /// Bind every configured listen address.
+    pub async fn bind(settings: &RadiusSettings) -> std::io::Result<Vec<Arc<UdpSocket>>> {
+        let mut sockets = Vec::new();
+        for addr in &settings.listen {
+            let socket = UdpSocket::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+            })?;
+            sockets.push(Arc::new(socket));
+        }
+        Ok(sockets)
+    }
+
+    /// Receive and answer until `shutdown`; request tasks are spawned on `tracker`.
+    pub async fn run(
+        self: Arc<Self>,
+        socket: Arc<UdpSocket>,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) {
+        let mut buf = vec![0u8; super::packet::MAX_LEN];
+        loop {
+            let (n, source) = tokio::select! {
+                () = shutdown.cancelled() => break,
+                r = socket.recv_from(&mut buf) => match r {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::warn!(target: "otpgate::radius", error = %e, "receive failed");
+                        continue;
+                    }
+                },
+            };
+            let Some(datagram) = buf.get(..n) else {
+                continue;
+            };
+            self.on_datagram(datagram, source, &socket, &tracker);
+        }
+    }
+
+    fn on_datagram(
+        self: &Arc<Self>,
+        datagram: &[u8],
+        source: SocketAddr,
+        socket: &Arc<UdpSocket>,
+        tracker: &TaskTracker,
+    ) {
+        let now = Instant::now();
+        let settings = self.settings();
+        let Some(client) = settings.client_for(source.ip()) else {
+            drop_counter("unknown", "unknown_client");
+            if self
+                .limiter
+                .allow(&source.ip().to_string(), "unknown_client", now)
+            {
+                tracing::warn!(target: "otpgate::radius", source = %source, "datagram from an unknown client dropped (no [[radius.client]] matches)");
+            }
+            return;
+        };
+        let packet = match Packet::decode(datagram) {
+            Ok(p) => p,
+            Err(e) => {
+                drop_counter(&client.name, "malformed");
+                if self.limiter.allow(&client.name, "malformed", now) {
+                    tracing::warn!(target: "otpgate::radius", client = %client.name, source = %source, error = %e, "malformed packet dropped");
+                }
+                return;
+            }
+        };
+        let code = packet.code();
+        metrics::counter!("otpgate_radius_requests_total", "client" => client.name.clone(), "code" => code.name())
+            .increment(1);
+        if !matches!(
+            code,
+            Code::AccessRequest | Code::StatusServer | Code::AccountingRequest
+        ) {
+            drop_counter(&client.name, "unsupported_code");
+            if self.limiter.allow(&client.name, "unsupported_code", now) {
+                tracing::warn!(target: "otpgate::radius", client = %client.name, code = code.as_u8(), "packet with an unsupported code dropped");
+            }
+            return;
+        }
+        let state = self.state(&client.name);
+        let require = match client.require_ma {
+            MaPolicy::Required => true,
+            MaPolicy::Off => false,
+            MaPolicy::Auto => state.learned_ma.load(Ordering::Relaxed),
+        };
+        let proof = match crypto::verify_request(
+            &packet,
+            client.secret.expose(),
+            require && code == Code::AccessRequest,
+            client.limit_proxy_state,
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                let reason = match e {
+                    VerifyError::MissingMessageAuthenticator => {
+                        state.missing_ma.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!("otpgate_radius_missing_message_authenticator_total", "client" => client.name.clone()).increment(1);
+                        "missing_message_authenticator"
+                    }
+                    VerifyError::ProxyStateWithoutMessageAuthenticator => "proxy_state_without_ma",
+                    _ => "bad_authenticator",
+                };
+                drop_counter(&client.name, reason);
+                if self.limiter.allow(&client.name, reason, now) {
+                    tracing::warn!(target: "otpgate::radius", client = %client.name, source = %source, error = %e, "{} dropped", code.name());
+                }
+                return;
+            }
+        };
+        if code == Code::AccessRequest && !proof.has_message_authenticator {
+            state.missing_ma.fetch_add(1, Ordering::Relaxed);
+        }
+        if client.require_ma == MaPolicy::Auto
+            && proof.has_message_authenticator
+            && !state.learned_ma.swap(true, Ordering::Relaxed)
+        {
+            tracing::info!(target: "otpgate::radius", client = %client.name, "client sent a valid Message-Authenticator; it is required from this client from now on");
+        }
+        let key = Key {
+            source,
+            identifier: packet.identifier(),
+            authenticator: *packet.authenticator(),
+        };
+        match self.dedup.begin(key, now) {
+            Seen::New => {}
+            Seen::InFlight => {
+                drop_counter(&client.name, "duplicate_in_flight");
+                return;
+            }
+            Seen::Answered(reply) => {
+                metrics::counter!("otpgate_radius_duplicates_answered_total", "client" => client.name.clone()).increment(1);
+                let socket = socket.clone();
+                tracker.spawn(async move {
+                    let _ = socket.send_to(&reply, source).await;
+                });
+                return;
+            }
+        }
+        match code {
+            Code::StatusServer => {
+                // RFC 5997: an Access-Accept says the server is alive.
+                let b = translate::start_reply(&packet, Code::AccessAccept);
+                let reply = translate::finish_reply(b, &packet, client);
+                self.send(
+                    socket,
+                    tracker,
+                    key,
+                    reply,
+                    source,
+                    &client.name,
+                    "Access-Accept",
+                );
+            }
+            Code::AccountingRequest => {
+                let status = packet
+                    .attr(attr::ACCT_STATUS_TYPE)
+                    .and_then(|v| <[u8; 4]>::try_from(v).ok())
+                    .map(u32::from_be_bytes)
+                    .and_then(|v| {
+                        settings
+                            .dictionary
+                            .attr("Acct-Status-Type")
+                            .and_then(|d| d.value_name(u64::from(v)).map(str::to_owned))
+                    })
+                    .unwrap_or_default();
+                tracing::info!(
+                    target: "otpgate::radius",
+                    client = %client.name,
+                    user = %packet.attr(attr::USER_NAME).map(String::from_utf8_lossy).unwrap_or_default(),
+                    session = %packet.attr(attr::ACCT_SESSION_ID).map(String::from_utf8_lossy).unwrap_or_default(),
+                    status = %status,
+                    "Accounting-Request answered (otpgate does not store accounting)"
+                );
+                let b = translate::start_reply(&packet, Code::AccountingResponse);
+                let reply = translate::finish_reply(b, &packet, client);
+                self.send(
+                    socket,
+                    tracker,
+                    key,
+                    reply,
+                    source,
+                    &client.name,
+                    "Accounting-Response",
+                );
+            }
+            _ => {
+                let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                    self.dedup.abandon(&key);
+                    drop_counter(&client.name, "overload");
+                    if self.limiter.allow(&client.name, "overload", now) {
+                        tracing::warn!(target: "otpgate::radius", client = %client.name, "too many requests in flight; Access-Request dropped (the NAS will retransmit)");
+                    }
+                    return;
+                };
+                let this = self.clone();
+                let datagram = datagram.to_vec();
+                let client = client.clone();
+                let socket = socket.clone();
+                tracker.spawn(async move {
+                    let guard = Abandon {
+                        dedup: &this.dedup,
+                        key,
+                        armed: true,
+                    };
+                    this.access_request(
+                        datagram, proof, client, settings, socket, source, key, guard,
+                    )
+                    .await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &self,
+        socket: &Arc<UdpSocket>,
+        tracker: &TaskTracker,
+        key: Key,
+        reply: Vec<u8>,
+        to: SocketAddr,
+        client: &str,
+        code: &'static str,
+    ) {
+        let reply: Arc<[u8]> = Arc::from(reply);
+        self.dedup.finish(key, reply.clone(), Instant::now());
+        metrics::counter!("otpgate_radius_replies_total", "client" => client.to_owned(), "code" => code).increment(1);
+        let socket = socket.clone();
+        tracker.spawn(async move {
+            if let Err(e) = socket.send_to(&reply, to).await {
+                tracing::warn!(target: "otpgate::radius", error = %e, to = %to, "send failed");
+            }
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn access_request(
+        &self,
+        datagram: Vec<u8>,
+        proof: Authentic,
+        client: ClientDef,
+        settings: Arc<RadiusSettings>,
+        socket: Arc<UdpSocket>,
+        source: SocketAddr,
+        key: Key,
+        mut guard: Abandon<'_>,
+    ) {
+        let watch = Stopwatch::start();
+        let Ok(packet) = Packet::decode(&datagram) else {
+            return;
+        };
+        let request = translate::to_request(&packet, &proof, &client, source.ip());
+        let user = request.user.clone().unwrap_or_default();
+        let outcome = self.auth.validate_check(request).await;
+        let reply = translate::access_reply(
+            &packet,
+            &outcome.response,
+            outcome.user.as_ref(),
+            &settings,
+            &client,
+        );
+        let code = Packet::decode(&reply)
+            .map(|p| p.code().name())
+            .unwrap_or("?");
+        let reply: Arc<[u8]> = Arc::from(reply);
+        self.dedup.finish(key, reply.clone(), Instant::now());
+        guard.armed = false;
+        metrics::counter!("otpgate_radius_replies_total", "client" => client.name.clone(), "code" => code).increment(1);
+        if let Err(e) = socket.send_to(&reply, source).await {
+            tracing::warn!(target: "otpgate::radius", error = %e, to = %source, "send failed");
+        }
+        tracing::info!(
+            target: "otpgate::radius",
+            user = %user,
+            client = %client.name,
+            source = %source,
+            result = code,
+            message = outcome.response.message().unwrap_or(""),
+            duration_ms = watch.elapsed().as_secs_f64() * 1000.0,
+            "Access-Request"
+        );
+    }
+
+    /// Periodic work: sweep the duplicate cache, report clients that send no
+    /// Message-Authenticator.
+    pub async fn housekeeping(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            self.dedup.sweep(Instant::now());
+            metrics::gauge!("otpgate_radius_duplicate_cache_entries").set(self.dedup.len() as f64);
+            let mut silent = Vec::new();
+            if let Ok(states) = self.states.lock() {
+                for (name, s) in states.iter() {
+                    let n = s.missing_ma.swap(0, Ordering::Relaxed);
+                    if n > 0 {
+                        silent.push(format!("{name} ({n})"));
+                    }
+                }
+            }
+            if !silent.is_empty() {
+                silent.sort();
+                tracing::warn!(target: "otpgate::radius", clients = %silent.join(", "), "clients sending Access-Requests without Message-Authenticator in the last minute (BlastRADIUS, CVE-2024-3596): configure them to send it");
+            }
+        }
+    }
+}
+
+/// Forgets the duplicate-cache entry of a request that ends without a reply (a bug or a panic
+/// in its task), so the NAS's retransmit is processed instead of ignored.
+struct Abandon<'a> {
+    dedup: &'a DedupCache,
+    key: Key,
+    armed: bool,
+}
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.dedup.abandon(&self.key);
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! The `[radius]` configuration, validated: listeners, NAS clients and reply-attribute rules.
+//! Reply attributes are resolved through the dictionaries at load, so an unknown attribute or a
+//! value of the wrong type is a configuration error, not a surprise at 9:00.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use super::dictionary::{AttrDef, Dictionary};
+use crate::config::validate::{Issues, resolve_path};
+use crate::secret::Secret;
+
+/// `[radius]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRadius {
+    /// Addresses to listen on (default `["0.0.0.0:1812", "[::]:1812"]`).
+    pub listen: Option<Vec<String>>,
+    /// Directory holding the `dictionary` file (default /usr/share/otpgate/dictionaries).
+    pub dictionaries: Option<String>,
+    /// Requests processed at once; more are dropped and counted (default 1024).
+    pub max_in_flight: Option<usize>,
+    /// Seconds a reply is kept for retransmits (default 30).
+    pub duplicate_cache_seconds: Option<u64>,
+    /// Reject without the detailed Reply-Message (default false).
+    pub hide_reject_detail: Option<bool>,
+    /// The Reply-Message of a reject when the detail is hidden (default "Access denied").
+    pub reject_message: Option<String>,
+    #[serde(default, rename = "client")]
+    pub clients: Vec<RawClient>,
+    #[serde(default, rename = "reply")]
+    pub replies: Vec<RawReply>,
+}
+
+/// `[[radius.client]]`: one NAS or a network of them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    pub name: String,
+    /// An address or a CIDR network.
+    pub address: String,
+    pub secret: Option<String>,
+    /// A file holding the secret (first line), relative to the configuration file.
+    pub secret_file: Option<String>,
+    /// Realm for User-Names without one.
+    pub realm: Option<String>,
+    /// `true` (default), `"auto"` (required once seen), or `false`.
+    pub require_message_authenticator: Option<RequireMa>,
+    /// Drop Access-Requests with Proxy-State but no Message-Authenticator (default true).
+    pub limit_proxy_state: Option<bool>,
+    /// Which address the request is about: `packet` (default), `Calling-Station-Id`,
+    /// `NAS-IP-Address`.
+    pub client_ip_from: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum RequireMa {
+    Flag(bool),
+    Word(String),
+}
+
+/// `[[radius.reply]]`: attributes added to an Access-Accept when the rule matches.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReply {
+    /// Only users of this realm.
+    pub realm: Option<String>,
+    /// Only users in this group; `"*"` repeats the attributes for every group of the user.
+    pub group: Option<String>,
+    /// Only users having this attribute (with `user_attribute_value`: this value).
+    pub user_attribute: Option<String>,
+    pub user_attribute_value: Option<String>,
+    /// Attribute name (optionally `Name:tag`) → value or list of values. Values may use
+    /// `{username}`, `{realm}`, `{group}` and `{<user attribute>}`.
+    pub attributes: BTreeMap<String, toml::Value>,
+}
+
+/// Message-Authenticator policy of a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaPolicy {
+    Required,
+    /// Required once the client has sent a valid one (FreeRADIUS 3.2.5+ behaviour).
+    Auto,
+    Off,
+}
+
+/// Where the client address of a request comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientIpFrom {
+    Packet,
+    CallingStationId,
+    NasIpAddress,
+}
+
+/// One NAS entry.
+#[derive(Debug, Clone)]
+pub struct ClientDef {
+    pub name: String,
+    pub net: IpNet,
+    pub secret: Secret<Vec<u8>>,
+    pub realm: Option<String>,
+    pub require_ma: MaPolicy,
+    pub limit_proxy_state: bool,
+    pub client_ip_from: ClientIpFrom,
+}
+
+/// A reply attribute value: fixed bytes, or a template encoded per request.
+#[derive(Debug, Clone)]
+pub enum ReplyValue {
+    Fixed(Vec<u8>),
+    Template(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ReplyAttr {
+    pub def: AttrDef,
+    pub tag: Option<u8>,
+    pub value: ReplyValue,
+}
+
+/// A reply rule.
+#[derive(Debug, Clone)]
+pub struct ReplyRule {
+    pub realm: Option<String>,
+    pub group: Option<String>,
+    pub user_attribute: Option<(String, Option<String>)>,
+    pub attributes: Vec<ReplyAttr>,
+}
+
+/// `[radius]`, validated.
+#[derive(Debug, Clone)]
+pub struct RadiusSettings {
+    pub listen: Vec<SocketAddr>,
+    pub dictionary: Arc<Dictionary>,
+    pub max_in_flight: usize,
+    pub dedup_ttl: Duration,
+    pub hide_reject_detail: bool,
+    pub reject_message: String,
+    /// Most specific network first.
+    pub clients: Vec<ClientDef>,
+    pub replies: Vec<ReplyRule>,
+}
+
+impl RadiusSettings {
+    /// The client entry for a source address (longest prefix wins).
+    pub fn client_for(&self, ip: IpAddr) -> Option<&ClientDef> {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        self.clients.iter().find(|c| c.net.contains(&ip))
+    }
+}
+
+/// Split `Name:tag`.
+fn split_tag(name: &str) -> (&str, Option<&str>) {
+    match name.rsplit_once(':') {
+        Some((n, t)) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => (n, Some(t)),
+        _ => (name, None),
+    }
+}
+
+/// Validate `[radius]`.
+pub fn build(raw: &RawRadius, base: &Path, issues: &mut Issues) -> Option<RadiusSettings> {
+    let mut listen = Vec::new();
+    let addrs = raw
+        .listen
+        .clone()
+        .unwrap_or_else(|| vec!["0.0.0.0:1812".into(), "[::]:1812".into()]);
+    for (i, a) in addrs.iter().enumerate() {
+        match a.parse::<SocketAddr>() {
+            Ok(sa) => listen.push(sa),
+            Err(_) => issues.push(
+                format!("radius.listen[{i}]"),
+                format!("{a:?} is not an address:port (use [::1]:1812 for IPv6)"),
+            ),
+        }
+    }
+    let dict_dir = resolve_path(
+        base,
+        raw.dictionaries
+            .as_deref()
+            .unwrap_or("/usr/share/otpgate/dictionaries"),
+    );
+    let dictionary = match Dictionary::load(&dict_dir.join("dictionary")) {
+        Ok(d) => d,
+        Err(e) => {
+            issues.push("radius.dictionaries", e.to_string());
+            Dictionary::default()
+        }
+    };
+
+    let mut clients: Vec<ClientDef> = Vec::new();
+    for (i, c) in raw.clients.iter().enumerate() {
+        let key = format!("radius.client[{i}]");
+        if clients.iter().any(|x| x.name == c.name) {
+            issues.push(
+                format!("{key}.name"),
+                format!("client {:?} is defined twice", c.name),
+            );
+        }
+        let net = match c.address.parse::<IpNet>() {
+            Ok(n) => Some(n.trunc()),
+            Err(_) => match c.address.parse::<IpAddr>() {
+                Ok(ip) => Some(IpNet::from(ip)),
+                Err(_) => {
+                    issues.push(
+                        format!("{key}.address"),
+                        format!(
+                            "{:?} is neither an IP address nor a CIDR network",
+                            c.address
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let secret = match (&c.secret, &c.secret_file) {
+            (Some(_), Some(_)) => {
+                issues.push(
+                    format!("{key}.secret"),
+                    "give secret or secret_file, not both",
+                );
+                None
+            }
+            (Some(s), None) => Some(s.clone()),
+            (None, Some(f)) => {
+                let path = resolve_path(base, f);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => Some(text.lines().next().unwrap_or("").to_owned()),
+                    Err(e) => {
+                        issues.push(
+                            format!("{key}.secret_file"),
+                            format!("{}: {e}", path.display()),
+                        );
+                        None
+                    }
+                }
+            }
+            (None, None) => {
+                issues.push(
+                    format!("{key}.secret"),
+                    "a client needs secret or secret_file",
+                );
+                None
+            }
+        };
+        if secret.as_deref() == Some("") {
+            issues.push(
+                format!("{key}.secret"),
+                "the shared secret must not be empty",
+            );
+        }
+        let require_ma = match &c.require_message_authenticator {
+            None | Some(RequireMa::Flag(true)) => MaPolicy::Required,
+            Some(RequireMa::Flag(false)) => MaPolicy::Off,
+            Some(RequireMa::Word(w)) if w.eq_ignore_ascii_case("auto") => MaPolicy::Auto,
+            Some(RequireMa::Word(w)) => {
+                issues.push(
+                    format!("{key}.require_message_authenticator"),
+                    format!("{w:?}: use true, false or \"auto\""),
+                );
+                MaPolicy::Required
+            }
+        };
+        let client_ip_from = match c.client_ip_from.as_deref() {
+            None | Some("packet") => ClientIpFrom::Packet,
+            Some(s) if s.eq_ignore_ascii_case("Calling-Station-Id") => {
+                ClientIpFrom::CallingStationId
+            }
+            Some(s) if s.eq_ignore_ascii_case("NAS-IP-Address") => ClientIpFrom::NasIpAddress,
+            Some(other) => {
+                issues.push(
+                    format!("{key}.client_ip_from"),
+                    format!("{other:?}: use packet, Calling-Station-Id or NAS-IP-Address"),
+                );
+                ClientIpFrom::Packet
+            }
+        };
+        if let (Some(net), Some(secret)) = (net, secret) {
+            clients.push(ClientDef {
+                name: c.name.clone(),
+                net,
+                secret: Secret::new(secret.into_bytes()),
+                realm: c.realm.as_ref().map(|r| r.to_ascii_lowercase()),
+                require_ma,
+                limit_proxy_state: c.limit_proxy_state.unwrap_or(true),
+                client_ip_from,
+            });
+        }
+    }
+    clients.sort_by_key(|c| std::cmp::Reverse(c.net.prefix_len()));
+
+    let mut replies = Vec::new();
+    for (i, r) in raw.replies.iter().enumerate() {
+        let key = format!("radius.reply[{i}]");
+        let mut attributes = Vec::new();
+        for (name, value) in &r.attributes {
+            let (attr_name, tag) = split_tag(name);
+            let Some(def) = dictionary.attr(attr_name) else {
+                issues.push(
+                    format!("{key}.attributes.{name}"),
+                    format!("unknown attribute {attr_name:?} (not in the dictionaries)"),
+                );
+                continue;
+            };
+            let tag = match tag.map(str::parse::<u8>) {
+                Some(Ok(t)) if def.has_tag && t <= 31 => Some(t),
+                Some(_) => {
+                    issues.push(
+                        format!("{key}.attributes.{name}"),
+                        format!("{attr_name} takes no tag, or the tag is above 31"),
+                    );
+                    None
+                }
+                None => None,
+            };
+            let texts: Vec<String> = match value {
+                toml::Value::Array(items) => items.iter().map(value_text).collect(),
+                other => vec![value_text(other)],
+            };
+            for text in texts {
+                let value = if text.contains('{') {
+                    ReplyValue::Template(text)
+                } else {
+                    match Dictionary::encode(def, &text, tag) {
+                        Ok(bytes) => ReplyValue::Fixed(bytes),
+                        Err(e) => {
+                            issues.push(format!("{key}.attributes.{name}"), e.to_string());
+                            continue;
+                        }
+                    }
+                };
+                attributes.push(ReplyAttr {
+                    def: def.clone(),
+                    tag,
+                    value,
+                });
+            }
+        }
+        replies.push(ReplyRule {
+            realm: r.realm.as_ref().map(|x| x.to_ascii_lowercase()),
+            group: r.group.clone(),
+            user_attribute: r
+                .user_attribute
+                .clone()
+                .map(|a| (a, r.user_attribute_value.clone())),
+            attributes,
+        });
+    }
+
+    Some(RadiusSettings {
+        listen,
+        dictionary: Arc::new(dictionary),
+        max_in_flight: raw.max_in_flight.unwrap_or(1024).max(1),
+        dedup_ttl: Duration::from_secs(raw.duplicate_cache_seconds.unwrap_or(30)),
+        hide_reject_detail: raw.hide_reject_detail.unwrap_or(false),
+        reject_message: raw
+            .reject_message
+            .clone()
+            .unwrap_or_else(|| "Access denied".into()),
+        clients,
+        replies,
+    })
+}
+
+fn value_text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
