@@ -23,6 +23,7 @@ pub mod config;
 pub mod crypto;
 pub mod daemon;
 pub mod dates;
+pub mod http;
 pub mod radius;
 pub mod secret;
 pub mod store;

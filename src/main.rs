@@ -9,14 +9,18 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Validate(_) | Command::Token(_) | Command::Audit(_) => "warn",
+        Command::Validate(_) | Command::Token(_) | Command::Audit(_) | Command::Radtest(_) => {
+            "warn"
+        }
         _ => "info",
     };
     let filter =
         EnvFilter::try_from_env("OTPGATE_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let _ = rustls::crypto::ring::default_provider().install_default();
 

@@ -2,6 +2,7 @@
 //! `hash-password`. anyhow lives here and in `main` only.
 
 mod audit;
+mod radtest;
 mod token;
 mod validate;
 
@@ -32,6 +33,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon: RADIUS (and the HTTP metrics endpoint) until SIGTERM; SIGHUP reloads.
+    /// The first start creates the key file and the database.
+    Serve,
     /// Check the configuration file and exit (non-zero with every problem listed).
     CheckConfig,
     /// Create the key file and the database.
@@ -47,6 +51,9 @@ pub enum Command {
     Audit(audit::AuditCommand),
     /// Hash a password for the users file (reads it from stdin).
     HashPassword,
+    /// Send one Access-Request to a RADIUS server and print the reply.
+    /// Exit 0 on Access-Accept, 1 on Access-Reject, 3 on Access-Challenge, 2 on error.
+    Radtest(radtest::RadtestArgs),
 }
 
 /// Exit codes of `validate` (and 2 for every error elsewhere).
@@ -60,12 +67,17 @@ pub mod exit {
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve => {
+            daemon::serve::serve(&cli.config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CheckConfig => check_config(&cli.config),
         Command::Init => init(&cli.config).await,
         Command::Token(cmd) => token::run(&cli.config, cmd).await,
         Command::Validate(args) => validate::run(&cli.config, args).await,
         Command::Audit(cmd) => audit::run(&cli.config, cmd).await,
         Command::HashPassword => hash_password(&cli.config),
+        Command::Radtest(args) => radtest::run(&cli.config, args).await,
     }
 }
 
@@ -73,11 +85,12 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     match config::load(path) {
         Ok(c) => {
             println!(
-                "{}: OK (node {}, store {}, {} realm(s))",
+                "{}: OK (node {}, store {}, {} realm(s), {} RADIUS client(s))",
                 path.display(),
                 c.node,
                 c.store.database.redacted(),
-                c.directory.realms().len()
+                c.directory.realms().len(),
+                c.radius.as_ref().map_or(0, |r| r.clients.len())
             );
             Ok(ExitCode::SUCCESS)
         }

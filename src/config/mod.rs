@@ -31,6 +31,10 @@ pub struct Config {
     /// HMAC hash of new TOTP tokens (`system.totp.hashlib`).
     pub totp_hashlib: crate::token::HashLib,
     pub directory: Arc<Directory>,
+    /// `[radius]`, when the file has one.
+    pub radius: Option<crate::radius::settings::RadiusSettings>,
+    /// `[http]` listen address, when the file has one.
+    pub http_listen: Option<std::net::SocketAddr>,
 }
 
 /// One problem, located by key path.

@@ -24,6 +24,10 @@ pub struct RawConfig {
     pub audit: RawAudit,
     #[serde(default)]
     pub enrollment: RawEnrollment,
+    /// The RADIUS front-end (absent: no RADIUS listener).
+    pub radius: Option<crate::radius::settings::RawRadius>,
+    /// The HTTP listener for `/metrics` and `/healthz` (absent: none).
+    pub http: Option<RawHttp>,
     /// User resolvers.
     #[serde(default, rename = "resolver")]
     pub resolvers: Vec<RawResolver>,
@@ -180,6 +184,15 @@ pub struct RawAudit {
 pub struct RawEnrollment {
     /// Issuer shown by authenticator apps (default "otpgate").
     pub issuer: Option<String>,
+}
+
+/// `[http]`: the operations endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// Address to listen on, e.g. `127.0.0.1:9812`. Serves `/metrics` (Prometheus) and
+    /// `/healthz`; keep it on a management network.
+    pub listen: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -96,6 +96,21 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
     let system = system_settings(&raw, &mut issues);
     let directory = directory(&raw, &base, system.split_at_sign, &mut issues);
 
+    let radius = raw
+        .radius
+        .as_ref()
+        .and_then(|r| crate::radius::settings::build(r, &base, &directory, &mut issues));
+    let http_listen = raw.http.as_ref().and_then(|h| match h.listen.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            issues.push(
+                "http.listen",
+                format!("{:?} is not an address:port", h.listen),
+            );
+            None
+        }
+    });
+
     let issuer = raw
         .enrollment
         .issuer
@@ -129,6 +144,8 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         issuer,
         totp_hashlib: totp_hashlib(&raw),
         directory: Arc::new(directory),
+        radius,
+        http_listen,
     })
 }
 
@@ -376,5 +393,18 @@ mod tests {
             assert!(keys.contains(&want), "missing {want} in {keys:?}");
         }
         assert!(err.to_string().contains("unknown resolver \"nope\""));
+    }
+}
+
+#[cfg(test)]
+mod shipped {
+    /// Every configuration the repository ships must load.
+    #[test]
+    fn example_configuration_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/otpgate.toml");
+        let c = crate::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let radius = c.radius.expect("the example has [radius]");
+        assert!(!radius.clients.is_empty());
+        assert!(!radius.replies.is_empty());
     }
 }

@@ -71,6 +71,17 @@ fn message_authenticator_over(
     mac.finalize().into_bytes().into()
 }
 
+/// The authenticator a reply's Message-Authenticator is computed with: the request's, except
+/// for Accounting-Response, which uses zeros like the Accounting-Request it answers (as
+/// FreeRADIUS and pyrad do).
+fn reply_ma_vector(code: Code, request_authenticator: &[u8; 16]) -> [u8; 16] {
+    if code == Code::AccountingResponse {
+        [0; 16]
+    } else {
+        *request_authenticator
+    }
+}
+
 /// Locate the single Message-Authenticator's value offset.
 fn find_message_authenticator(p: &Packet<'_>) -> Result<Option<usize>, VerifyError> {
     let mut found = None;
@@ -156,7 +167,8 @@ pub fn sign_response(reply: &mut [u8], request_authenticator: &[u8; 16], secret:
     };
     let ma_at = find_message_authenticator(&p).ok().flatten();
     if let Some(at) = ma_at {
-        let ma = message_authenticator_over(reply, at, Some(request_authenticator), secret);
+        let vector = reply_ma_vector(p.code(), request_authenticator);
+        let ma = message_authenticator_over(reply, at, Some(&vector), secret);
         if let Some(slot) = reply.get_mut(at..at + 16) {
             slot.copy_from_slice(&ma);
         }
@@ -228,8 +240,8 @@ pub fn verify_response(
     let ma_at = find_message_authenticator(reply)?;
     match ma_at {
         Some(at) => {
-            let expected =
-                message_authenticator_over(bytes, at, Some(request_authenticator), secret);
+            let vector = reply_ma_vector(reply.code(), request_authenticator);
+            let expected = message_authenticator_over(bytes, at, Some(&vector), secret);
             if !ct_eq(&expected, bytes.get(at..at + 16).unwrap_or(&[])) {
                 return Err(VerifyError::BadMessageAuthenticator);
             }

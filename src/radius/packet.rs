@@ -388,3 +388,51 @@ mod tests {
         assert_eq!(parts, vec![253, 253, 94]);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn attrs() -> impl Strategy<Value = Vec<(u8, Vec<u8>)>> {
+        prop::collection::vec(
+            (
+                any::<u8>(),
+                prop::collection::vec(any::<u8>(), 0..=MAX_VALUE_LEN),
+            ),
+            0..15,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn encode_then_decode_gives_the_same_attributes(
+            code in any::<u8>(), id in any::<u8>(), auth in any::<[u8; 16]>(), list in attrs()
+        ) {
+            let mut b = Builder::new(Code::from_u8(code), id, &auth);
+            let mut sent = Vec::new();
+            for (k, v) in &list {
+                if b.attr(*k, v).is_ok() {
+                    sent.push((*k, v.clone()));
+                }
+            }
+            let bytes = b.finish();
+            let p = Packet::decode(&bytes).unwrap();
+            prop_assert_eq!(p.code().as_u8(), code);
+            prop_assert_eq!(p.identifier(), id);
+            prop_assert_eq!(p.authenticator(), &auth);
+            let got: Vec<(u8, Vec<u8>)> = p.attributes().map(|a| (a.kind, a.value.to_vec())).collect();
+            prop_assert_eq!(got, sent);
+        }
+
+        #[test]
+        fn decode_never_panics_and_bounds_hold(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+            if let Ok(p) = Packet::decode(&bytes) {
+                prop_assert!(p.len() >= MIN_LEN && p.len() <= bytes.len());
+                let total: usize = p.attributes().map(|a| a.value.len() + 2).sum();
+                prop_assert_eq!(total + MIN_LEN, p.len());
+            }
+        }
+    }
+}

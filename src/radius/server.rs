@@ -397,7 +397,7 @@ impl RadiusServer {
             client = %client.name,
             source = %source,
             result = code,
-            message = outcome.response.message().unwrap_or(""),
+            reply_message = outcome.response.message().unwrap_or(""),
             duration_ms = watch.elapsed().as_secs_f64() * 1000.0,
             "Access-Request"
         );

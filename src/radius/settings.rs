@@ -167,7 +167,12 @@ fn split_tag(name: &str) -> (&str, Option<&str>) {
 }
 
 /// Validate `[radius]`.
-pub fn build(raw: &RawRadius, base: &Path, issues: &mut Issues) -> Option<RadiusSettings> {
+pub fn build(
+    raw: &RawRadius,
+    base: &Path,
+    directory: &crate::users::Directory,
+    issues: &mut Issues,
+) -> Option<RadiusSettings> {
     let mut listen = Vec::new();
     let addrs = raw
         .listen
@@ -283,6 +288,14 @@ pub fn build(raw: &RawRadius, base: &Path, issues: &mut Issues) -> Option<Radius
                 ClientIpFrom::Packet
             }
         };
+        if let Some(realm) = &c.realm
+            && directory.realm(realm).is_none()
+        {
+            issues.push(
+                format!("{key}.realm"),
+                format!("client {:?} names unknown realm {realm:?}", c.name),
+            );
+        }
         if let (Some(net), Some(secret)) = (net, secret) {
             clients.push(ClientDef {
                 name: c.name.clone(),
@@ -300,6 +313,11 @@ pub fn build(raw: &RawRadius, base: &Path, issues: &mut Issues) -> Option<Radius
     let mut replies = Vec::new();
     for (i, r) in raw.replies.iter().enumerate() {
         let key = format!("radius.reply[{i}]");
+        if let Some(realm) = &r.realm
+            && directory.realm(realm).is_none()
+        {
+            issues.push(format!("{key}.realm"), format!("unknown realm {realm:?}"));
+        }
         let mut attributes = Vec::new();
         for (name, value) in &r.attributes {
             let (attr_name, tag) = split_tag(name);

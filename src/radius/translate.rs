@@ -284,3 +284,98 @@ mod tests {
         assert_eq!(render("{unterminated", &lookup), None);
     }
 }
+
+#[cfg(test)]
+mod round_trip {
+    use std::time::Duration;
+
+    use serde_json::{Map, json};
+
+    use super::*;
+    use crate::auth::Authentication;
+    use crate::radius::client::{AccessRequest, encode_access_request};
+    use crate::radius::settings::MaPolicy;
+
+    fn client() -> ClientDef {
+        ClientDef {
+            name: "nas".into(),
+            net: "127.0.0.1/32".parse().unwrap(),
+            secret: Secret::new(b"s3cret".to_vec()),
+            realm: Some("corp".into()),
+            require_ma: MaPolicy::Required,
+            limit_proxy_state: true,
+            client_ip_from: ClientIpFrom::Packet,
+        }
+    }
+
+    fn settings() -> RadiusSettings {
+        RadiusSettings {
+            listen: vec![],
+            dictionary: Default::default(),
+            max_in_flight: 1,
+            dedup_ttl: Duration::from_secs(30),
+            hide_reject_detail: false,
+            reject_message: String::new(),
+            clients: vec![client()],
+            replies: vec![],
+        }
+    }
+
+    fn request(state: Option<&[u8]>) -> Vec<u8> {
+        encode_access_request(
+            &AccessRequest {
+                user: "alice".into(),
+                password: Secret::new("pin".into()),
+                state: state.map(<[u8]>::to_vec),
+                message_authenticator: true,
+                ..Default::default()
+            },
+            7,
+            b"s3cret",
+        )
+        .unwrap()
+        .0
+    }
+
+    /// CHALLENGE → Access-Challenge with State and Reply-Message; the answer's State comes back
+    /// as the transaction id.
+    #[test]
+    fn challenge_state_round_trip() {
+        let bytes = request(None);
+        let p = Packet::decode(&bytes).unwrap();
+        let proof = crypto::verify_request(&p, b"s3cret", true, true).unwrap();
+        let req = to_request(&p, &proof, &client(), "127.0.0.1".parse().unwrap());
+        assert_eq!(req.user.as_deref(), Some("alice"));
+        assert_eq!(req.pass.expose(), "pin");
+        assert_eq!(req.default_realm.as_deref(), Some("corp"));
+        assert!(req.transaction_id.is_none());
+
+        let mut detail = Map::new();
+        detail.insert("message".into(), json!("please enter otp: "));
+        detail.insert("transaction_id".into(), json!("01234567890123456789"));
+        let answer = Response::decided(false, Authentication::Challenge, detail);
+        let reply = access_reply(&p, &answer, None, &settings(), &client());
+        let r = Packet::decode(&reply).unwrap();
+        assert_eq!(r.code(), Code::AccessChallenge);
+        assert!(crypto::verify_response(&r, p.authenticator(), b"s3cret", true).is_ok());
+        assert_eq!(r.attr(attr::STATE), Some(&b"01234567890123456789"[..]));
+        assert_eq!(
+            r.attr(attr::REPLY_MESSAGE),
+            Some(&b"please enter otp: "[..])
+        );
+
+        let next = request(r.attr(attr::STATE));
+        let p2 = Packet::decode(&next).unwrap();
+        let proof = crypto::verify_request(&p2, b"s3cret", true, true).unwrap();
+        let req = to_request(&p2, &proof, &client(), "127.0.0.1".parse().unwrap());
+        assert_eq!(req.transaction_id.as_deref(), Some("01234567890123456789"));
+
+        // the radius crate decodes the challenge as well
+        let oracle = radius::core::packet::Packet::decode(&reply, b"s3cret").unwrap();
+        assert_eq!(oracle.get_code(), radius::core::code::Code::AccessChallenge);
+        assert_eq!(
+            radius::core::rfc2865::lookup_state(&oracle),
+            Some(b"01234567890123456789".to_vec())
+        );
+    }
+}

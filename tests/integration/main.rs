@@ -7,6 +7,8 @@
 // be built should stop the test loudly (clippy.toml relaxes the same lints inside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod daemon;
 mod harness;
 mod pg;
+mod radius;
 mod scenarios;

@@ -1,0 +1,17 @@
+//! The sans-IO RADIUS codec, compiled on its own for fuzzing: the same source files as the
+//! daemon's `radius::{packet, attr, crypto}` and `secret`, without tokio, sqlx or anything else.
+//! That this builds at all is a check that the codec stays free of I/O.
+
+#[path = "../../src/radius/attr.rs"]
+pub mod attr;
+#[path = "../../src/radius/crypto.rs"]
+pub mod crypto;
+#[path = "../../src/radius/packet.rs"]
+pub mod packet;
+#[path = "../../src/secret.rs"]
+pub mod secret;
+
+/// The paths the codec files use (`crate::radius::attr`).
+pub mod radius {
+    pub use crate::{attr, crypto, packet};
+}

@@ -1,0 +1,196 @@
+//! `otpgate serve`: run the front-ends until SIGTERM, reload on SIGHUP.
+//!
+//! Start-up opens the store (creating the key file and database on a fresh installation),
+//! binds every socket before it reports ready, and logs the addresses it actually bound (so
+//! `:0` in tests and containers is discoverable). SIGHUP re-reads the file: a bad file is
+//! refused with its errors logged and the running configuration keeps serving; a good one is
+//! swapped in atomically (requests in flight finish on the old one). SIGTERM stops receiving,
+//! answers what is in flight, flushes the audit queue and exits.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{KeyMode, StartError, open};
+use crate::auth::{AuthConfig, Authenticator};
+use crate::config::{self, Config, ConfigError};
+use crate::radius::server::RadiusServer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("{0}")]
+    Bind(std::io::Error),
+    #[error("nothing to serve: the configuration has neither a [radius] nor an [http] table")]
+    NothingToServe,
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// How long shutdown waits for requests in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Expired challenges stay this long before cleanup deletes them, so an answer to an expired
+/// challenge is told "Response did not match the challenge." rather than "wrong otp pin".
+const CHALLENGE_GRACE_SECONDS: i64 = 24 * 3600;
+
+pub async fn serve(path: &Path) -> Result<(), ServeError> {
+    let config = config::load(path)?;
+    if config.radius.is_none() && config.http_listen.is_none() {
+        return Err(ServeError::NothingToServe);
+    }
+    let key_existed = config.key_file.exists();
+    let opened = open(&config, KeyMode::CreateIfFresh).await?;
+    if opened.created_key {
+        tracing::info!(
+            key_file = %config.key_file.display(),
+            database = %config.store.database.redacted(),
+            "first start: created the key file (mode 0600) and the token store; keep a backup of the key file"
+        );
+    } else if !key_existed {
+        tracing::warn!(key_file = %config.key_file.display(), "key file missing");
+    }
+    let metrics = crate::http::install_metrics();
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+
+    let radius = match &config.radius {
+        Some(settings) => {
+            let sockets = RadiusServer::bind(settings)
+                .await
+                .map_err(ServeError::Bind)?;
+            let server = RadiusServer::new(opened.auth.clone(), settings.clone());
+            for socket in sockets {
+                let local = socket.local_addr().map_err(ServeError::Bind)?;
+                tracing::info!(address = %local, clients = settings.clients.len(), "RADIUS listening");
+                tracker.spawn(
+                    server
+                        .clone()
+                        .run(socket, shutdown.clone(), tracker.clone()),
+                );
+            }
+            tracker.spawn(server.clone().housekeeping(shutdown.clone()));
+            Some(server)
+        }
+        None => None,
+    };
+    if let Some(addr) = config.http_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| ServeError::Bind(with_addr(e, addr)))?;
+        let local = listener.local_addr().map_err(ServeError::Bind)?;
+        tracing::info!(address = %local, "HTTP listening (/metrics, /healthz)");
+        let app = crate::http::router(opened.auth.clone(), metrics);
+        let stop = shutdown.clone();
+        tracker.spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP listener failed");
+            }
+        });
+    }
+    tracker.spawn(challenge_cleanup(opened.auth.clone(), shutdown.clone()));
+
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    tracing::info!(config = %path.display(), node = %config.node, "otpgate ready");
+
+    let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
+    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
+    let mut running = config;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+                reload(path, &mut running, &opened.auth, radius.as_deref());
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+
+    tracing::info!("stopping: answering requests in flight");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    shutdown.cancel();
+    tracker.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway");
+    }
+    drop(radius);
+    opened.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn with_addr(e: std::io::Error, addr: SocketAddr) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+}
+
+/// Re-read the configuration; keep the running one if the new file is bad.
+fn reload(path: &Path, running: &mut Config, auth: &Authenticator, radius: Option<&RadiusServer>) {
+    let new = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "configuration reload refused; the running configuration stays in force");
+            return;
+        }
+    };
+    let mut needs_restart = Vec::new();
+    if new.store != running.store {
+        needs_restart.push("[database]");
+    }
+    if new.key_file != running.key_file {
+        needs_restart.push("secrets.key_file");
+    }
+    if new.http_listen != running.http_listen {
+        needs_restart.push("http.listen");
+    }
+    match (&new.radius, &running.radius) {
+        (Some(n), Some(r)) if n.listen != r.listen => needs_restart.push("radius.listen"),
+        (Some(_), None) | (None, Some(_)) => needs_restart.push("[radius]"),
+        _ => {}
+    }
+    auth.reload(AuthConfig::from_config(&new));
+    if let (Some(server), Some(settings)) = (radius, &new.radius) {
+        server.reload(settings.clone());
+    }
+    if !needs_restart.is_empty() {
+        tracing::warn!(
+            changed = %needs_restart.join(", "),
+            "reloaded; these changes take effect only after a restart"
+        );
+    }
+    tracing::info!(config = %path.display(), "configuration reloaded");
+    *running = new;
+}
+
+/// Delete challenges a day after they expired.
+async fn challenge_cleanup(auth: Arc<Authenticator>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let cutoff = auth.now().timestamp() - CHALLENGE_GRACE_SECONDS;
+        match auth.store().cleanup_challenges(cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(deleted = n, "expired challenges cleaned up"),
+            Err(e) => tracing::warn!(error = %e, "challenge cleanup failed"),
+        }
+    }
+}

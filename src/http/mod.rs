@@ -1,0 +1,59 @@
+//! The HTTP operations endpoint: `/metrics` (Prometheus text) and `/healthz` (the store
+//! answers). A front-end like the others: it never touches the store directly beyond the
+//! authenticator's health check.
+
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::auth::Authenticator;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Install the process-wide metrics recorder once; later calls return the same handle.
+pub fn install_metrics() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics recorder not installed; /metrics stays empty");
+                None
+            }
+        })
+        .clone()
+}
+
+#[derive(Clone)]
+struct AppState {
+    auth: Arc<Authenticator>,
+    metrics: Option<PrometheusHandle>,
+}
+
+pub fn router(auth: Arc<Authenticator>, metrics: Option<PrometheusHandle>) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/healthz", get(health))
+        .with_state(AppState { auth, metrics })
+}
+
+async fn render_metrics(State(state): State<AppState>) -> String {
+    state
+        .metrics
+        .as_ref()
+        .map(|h| h.render())
+        .unwrap_or_default()
+}
+
+async fn health(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    match state.auth.store().ping().await {
+        Ok(()) => (StatusCode::OK, "ok\n"),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: the store does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
+        }
+    }
+}

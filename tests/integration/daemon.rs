@@ -1,0 +1,366 @@
+//! Black-box harness: the real `otpgate` binary, started with `serve` on a loopback port 0,
+//! administered through its own CLI, and spoken to as a NAS would (our client, `radclient`,
+//! pyrad, raw UDP).
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const SECRET: &str = "testing123";
+pub const BIN: &str = env!("CARGO_BIN_EXE_otpgate");
+
+/// What the test wants in the configuration beyond the baseline.
+#[derive(Debug, Default, Clone)]
+pub struct Setup {
+    /// Keys added to `[radius]` (before the client tables).
+    pub radius: String,
+    /// Keys added to the loopback client.
+    pub client: String,
+    /// Keys added to `[system]`.
+    pub system: String,
+    /// Further TOML after everything else (reply rules, events, policies …).
+    pub extra: String,
+}
+
+pub struct Daemon {
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub radius: SocketAddr,
+    pub http: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn config_text(dir: &Path, s: &Setup) -> String {
+    format!(
+        "node = \"bb\"\n[database]\nurl = \"sqlite:otpgate.db\"\n[secrets]\nkey_file = \"secret.key\"\n\
+         [pin]\nargon2_memory_kib = 64\nargon2_iterations = 1\n[system]\n{system}\n\
+         [radius]\nlisten = [\"127.0.0.1:0\"]\ndictionaries = \"{dict}\"\n{radius}\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n\
+         [[radius.client]]\nname = \"loopback\"\naddress = \"127.0.0.0/8\"\nsecret = \"{SECRET}\"\n{client}\n\
+         [[resolver]]\nname = \"resolver1\"\ntype = \"file\"\npath = \"users.toml\"\n\
+         [[realm]]\nname = \"realm1\"\ndefault = true\nresolvers = [\"resolver1\"]\n\
+         [[realm]]\nname = \"realm3\"\nresolvers = [\"resolver1\"]\n{extra}\n",
+        system = s.system,
+        radius = s.radius,
+        client = s.client,
+        extra = s.extra,
+        dict = repo().join("dictionaries").display(),
+    )
+    .replace("{dir}", &dir.display().to_string())
+}
+
+impl Daemon {
+    pub fn start(setup: &Setup) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("users.toml"), crate::harness::users_file()).unwrap();
+        let config = dir.path().join("otpgate.toml");
+        std::fs::write(&config, config_text(dir.path(), setup)).unwrap();
+        let mut d = Self {
+            child: None,
+            _dir: dir,
+            config,
+            radius: "127.0.0.1:0".parse().unwrap(),
+            http: "127.0.0.1:0".parse().unwrap(),
+            log: Arc::new(Mutex::new(String::new())),
+        };
+        d.spawn();
+        d
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(BIN)
+            .args(["serve", "-c"])
+            .arg(&self.config)
+            .env("OTPGATE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start otpgate serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = self.log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let addr = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("address="));
+                if let Some(addr) = addr {
+                    if line.contains("RADIUS listening") {
+                        let _ = tx.send(("radius", addr.to_owned()));
+                    } else if line.contains("HTTP listening") {
+                        let _ = tx.send(("http", addr.to_owned()));
+                    }
+                }
+                log.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        for _ in 0..2 {
+            let (kind, addr) = rx
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("daemon did not start:\n{}", self.log()));
+            match kind {
+                "radius" => self.radius = addr.parse().unwrap(),
+                _ => self.http = addr.parse().unwrap(),
+            }
+        }
+        self.child = Some(child);
+        self.wait_for_log("otpgate ready", Duration::from_secs(10));
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Wait until the log contains `needle` (e.g. after a reload).
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) {
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            if self.log().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("log never showed {needle:?}:\n{}", self.log());
+    }
+
+    /// GET a path from the HTTP endpoint; the body.
+    pub fn http_get(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.http).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or(out)
+    }
+
+    /// The value of the first Prometheus sample line that starts with `prefix`, or 0.
+    pub fn metric(&self, prefix: &str) -> f64 {
+        self.http_get("/metrics")
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Run an admin command against the same configuration.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("run otpgate")
+    }
+
+    /// Run an admin command that must succeed; returns stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "otpgate {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn enroll_hotp(&self, serial: &str, user: &str, pin: &str) {
+        self.cli_ok(&[
+            "token",
+            "enroll",
+            "--type",
+            "hotp",
+            "--serial",
+            serial,
+            "--user",
+            user,
+            "--pin",
+            pin,
+            "--key",
+            crate::harness::RFC4226_KEY_HEX,
+        ]);
+    }
+
+    pub fn token(&self, serial: &str) -> serde_json::Value {
+        serde_json::from_str(&self.cli_ok(&["token", "show", serial, "--json"])).unwrap()
+    }
+
+    pub fn sighup(&self) {
+        self.signal("HUP");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            Command::new("kill")
+                .args([&format!("-{sig}"), &c.id().to_string()])
+                .status()
+                .unwrap();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
+        let mut child = self.child.take().unwrap();
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < until,
+                "daemon did not stop:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Send raw bytes from a fresh socket; the reply or `None` after `wait`.
+    pub fn udp(&self, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp_exchange(&s, self.radius, bytes, wait)
+    }
+
+    /// radclient (freeradius-utils): `attrs` like `User-Name = alice`, joined with commas.
+    pub fn radclient(&self, kind: &str, attrs: &[&str]) -> RadclientReply {
+        let bin = which("radclient").unwrap_or_else(|| {
+            panic!("radclient not found: run scripts/test (it installs freeradius-utils)")
+        });
+        let mut child = Command::new(bin)
+            .args(["-x", "-r", "1", "-t", "2"])
+            .arg(self.radius.to_string())
+            .arg(kind)
+            .arg(SECRET)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(attrs.join(", ").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        RadclientReply::parse(&format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+
+    /// pyrad (PyPI, in the test venv); see tests/fixtures/pyrad_client.py for the spec.
+    pub fn pyrad(&self, mut spec: serde_json::Value) -> serde_json::Value {
+        spec["port"] = self.radius.port().into();
+        let python = std::env::var("OTPGATE_TEST_PYTHON").unwrap_or_else(|_| {
+            let venv = repo().join("target/test-venv/bin/python");
+            assert!(
+                venv.exists(),
+                "no Python with pyrad: run scripts/test (it creates target/test-venv)"
+            );
+            venv.display().to_string()
+        });
+        let out = Command::new(python)
+            .arg(repo().join("tests/fixtures/pyrad_client.py"))
+            .arg(spec.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pyrad failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Send `bytes` from `s` and wait for one datagram.
+pub fn udp_exchange(
+    s: &UdpSocket,
+    to: SocketAddr,
+    bytes: &[u8],
+    wait: Duration,
+) -> Option<Vec<u8>> {
+    s.set_read_timeout(Some(wait)).unwrap();
+    s.send_to(bytes, to).unwrap();
+    let mut buf = [0u8; 4096];
+    s.recv(&mut buf).ok().map(|n| buf[..n].to_vec())
+}
+
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// What radclient printed, parsed.
+#[derive(Debug, Default)]
+pub struct RadclientReply {
+    /// `Access-Accept`, … or empty when nothing came back.
+    pub code: String,
+    /// `(name, value)` lines of the received packet.
+    pub attrs: Vec<(String, String)>,
+    pub raw: String,
+}
+
+impl RadclientReply {
+    fn parse(text: &str) -> Self {
+        let mut r = Self {
+            raw: text.to_owned(),
+            ..Default::default()
+        };
+        let mut in_reply = false;
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("Received ") {
+                r.code = rest.split_whitespace().next().unwrap_or("").to_owned();
+                in_reply = true;
+                continue;
+            }
+            if line.starts_with("Sent ") {
+                in_reply = false;
+                continue;
+            }
+            if in_reply && let Some((k, v)) = line.trim().split_once(" = ") {
+                r.attrs
+                    .push((k.trim().to_owned(), v.trim().trim_matches('"').to_owned()));
+            }
+        }
+        r
+    }
+
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
