@@ -12,7 +12,9 @@ fuzz_target!(|data: &[u8]| {
         for a in p.attributes() {
             total += a.value.len() + 2;
             if a.kind == VENDOR_SPECIFIC {
-                let _ = vendor_attributes(a.value);
+                if let Some((_, subs)) = vendor_attributes(a.value) {
+                    subs.for_each(drop);
+                }
             }
         }
         assert_eq!(total, p.len());

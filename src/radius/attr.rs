@@ -32,28 +32,45 @@ pub struct VendorAttr<'a> {
     pub value: &'a [u8],
 }
 
-/// Split a Vendor-Specific value into its sub-attributes. `None` if it does not follow the
-/// recommended vendor-type/vendor-length format (some vendors use their own).
-pub fn vendor_attributes(value: &[u8]) -> Option<(u32, Vec<VendorAttr<'_>>)> {
-    let (id, mut rest) = value.split_at_checked(4)?;
+/// The sub-attributes of a Vendor-Specific value, borrowed, without allocating.
+///
+/// [`vendor_attributes`] checks the whole value first, so iterating cannot fail.
+#[derive(Debug, Clone)]
+pub struct VendorAttrs<'a> {
+    vendor: u32,
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for VendorAttrs<'a> {
+    type Item = VendorAttr<'a>;
+
+    fn next(&mut self) -> Option<VendorAttr<'a>> {
+        let (&kind, tail) = self.rest.split_first()?;
+        let len = usize::from(*tail.first()?);
+        let (sub, next) = self.rest.split_at_checked(len)?;
+        self.rest = next;
+        Some(VendorAttr {
+            vendor: self.vendor,
+            kind,
+            value: sub.get(2..)?,
+        })
+    }
+}
+
+/// Split a Vendor-Specific value into its vendor id and sub-attributes. `None` if it does not
+/// follow the recommended vendor-type/vendor-length format (some vendors use their own).
+pub fn vendor_attributes(value: &[u8]) -> Option<(u32, VendorAttrs<'_>)> {
+    let (id, subs) = value.split_at_checked(4)?;
     let vendor = u32::from_be_bytes(id.try_into().ok()?);
-    let mut out = Vec::new();
+    let mut rest = subs;
     while !rest.is_empty() {
-        let (&kind, tail) = rest.split_first()?;
-        let (&len, _) = tail.split_first()?;
-        let len = usize::from(len);
+        let len = usize::from(*rest.get(1)?);
         if len < 2 {
             return None;
         }
-        let (sub, next) = rest.split_at_checked(len)?;
-        out.push(VendorAttr {
-            vendor,
-            kind,
-            value: sub.get(2..)?,
-        });
-        rest = next;
+        rest = rest.get(len..)?;
     }
-    Some((vendor, out))
+    Some((vendor, VendorAttrs { vendor, rest: subs }))
 }
 
 #[cfg(test)]
@@ -66,6 +83,7 @@ mod tests {
             0, 0, 0x30, 0x44, 1, 7, b'a', b'd', b'm', b'i', b'n', 2, 3, b'x',
         ];
         let (vendor, subs) = vendor_attributes(&value).unwrap();
+        let subs: Vec<VendorAttr<'_>> = subs.collect();
         assert_eq!(vendor, 12356);
         assert_eq!(subs.len(), 2);
         assert_eq!(subs[0].value, b"admin");
