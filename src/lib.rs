@@ -23,8 +23,11 @@ pub mod config;
 pub mod crypto;
 pub mod daemon;
 pub mod dates;
+pub mod event;
 pub mod http;
+pub mod notify;
 pub mod radius;
+pub mod remote;
 pub mod secret;
 pub mod store;
 pub mod token;
@@ -35,13 +38,16 @@ mod boundary {
     //! The core must not depend on the front-ends.
     use std::path::Path;
 
-    const CORE: &[&str] = &["auth", "token", "users", "store", "crypto"];
+    const CORE: &[&str] = &[
+        "auth", "token", "users", "store", "crypto", "event", "notify",
+    ];
     const FORBIDDEN: &[&str] = &[
         "crate::radius",
         "crate::ldap",
         "crate::http",
         "crate::cli",
         "crate::daemon",
+        "crate::remote",
         "tokio::net",
         "ldap3_proto",
     ];

@@ -32,6 +32,8 @@ pub enum AdminError {
     Pin(#[from] PinError),
     #[error("sealing the token key: {0}")]
     Seal(#[from] SealError),
+    #[error(transparent)]
+    Aborted(#[from] crate::event::Abort),
 }
 
 /// What to enroll.
@@ -210,8 +212,13 @@ impl Authenticator {
         })
     }
 
-    /// Create a token. Nothing is written when any part is invalid.
-    pub async fn enroll(&self, spec: EnrollSpec, origin: Origin) -> Result<Enrolled, AdminError> {
+    /// Create a token without firing `token_init` (also the Token handler's `enroll`).
+    /// Nothing is written when any part is invalid.
+    pub async fn enroll_token(
+        &self,
+        spec: EnrollSpec,
+        origin: Origin,
+    ) -> Result<Enrolled, AdminError> {
         let cfg = self.config();
         let kind = spec.kind.unwrap_or(TokenType::Hotp);
         let owner = match &spec.user {
@@ -382,7 +389,7 @@ impl Authenticator {
         Ok(TokenView::new(&t, realms))
     }
 
-    pub async fn token_enable(
+    pub(crate) async fn token_enable_op(
         &self,
         serial: &str,
         active: bool,
@@ -405,7 +412,11 @@ impl Authenticator {
         Ok(())
     }
 
-    pub async fn token_revoke(&self, serial: &str, origin: Origin) -> Result<(), AdminError> {
+    pub(crate) async fn token_revoke_op(
+        &self,
+        serial: &str,
+        origin: Origin,
+    ) -> Result<(), AdminError> {
         let t = self.token(serial).await?;
         self.store.tokens().revoke(t.id).await?;
         self.admin_audit(
@@ -420,7 +431,11 @@ impl Authenticator {
         Ok(())
     }
 
-    pub async fn token_delete(&self, serial: &str, origin: Origin) -> Result<(), AdminError> {
+    pub(crate) async fn token_delete_op(
+        &self,
+        serial: &str,
+        origin: Origin,
+    ) -> Result<(), AdminError> {
         let t = self.token(serial).await?;
         self.store.tokens().delete(t.id).await?;
         self.admin_audit(
@@ -435,7 +450,7 @@ impl Authenticator {
         Ok(())
     }
 
-    pub async fn token_assign(
+    pub(crate) async fn token_assign_op(
         &self,
         serial: &str,
         user: &str,
@@ -462,7 +477,11 @@ impl Authenticator {
         Ok(owner)
     }
 
-    pub async fn token_unassign(&self, serial: &str, origin: Origin) -> Result<(), AdminError> {
+    pub(crate) async fn token_unassign_op(
+        &self,
+        serial: &str,
+        origin: Origin,
+    ) -> Result<(), AdminError> {
         let t = self.token(serial).await?;
         self.store.tokens().unassign(t.id).await?;
         self.admin_audit(
@@ -478,7 +497,7 @@ impl Authenticator {
     }
 
     /// Set (or with an empty PIN, remove) the token PIN.
-    pub async fn token_set_pin(
+    pub(crate) async fn token_set_pin_op(
         &self,
         serial: &str,
         pin: &Secret<String>,
@@ -507,7 +526,11 @@ impl Authenticator {
     }
 
     /// Reset the failcounter. Returns true if the token was locked before (`token_unlocked`).
-    pub async fn token_reset(&self, serial: &str, origin: Origin) -> Result<bool, AdminError> {
+    pub(crate) async fn token_reset_op(
+        &self,
+        serial: &str,
+        origin: Origin,
+    ) -> Result<bool, AdminError> {
         let t = self.token(serial).await?;
         let before = self.store.tokens().set_failcount(t.id, 0).await?;
         let was_locked = before.is_some_and(|(f, m)| f >= m);
@@ -528,7 +551,7 @@ impl Authenticator {
     }
 
     /// Apply `otpgate token set` changes (each validated before anything is written).
-    pub async fn token_set(
+    pub(crate) async fn token_set_op(
         &self,
         serial: &str,
         settings: &[TokenSetting],
@@ -623,7 +646,7 @@ impl Authenticator {
     }
 
     /// Resync an HOTP or TOTP token with two consecutive OTPs.
-    pub async fn token_resync(
+    pub(crate) async fn token_resync_op(
         &self,
         serial: &str,
         otp1: &str,

@@ -11,6 +11,7 @@
 //! - [`manage`]: enroll, assign, enable … shared by the CLI and the HTTP API;
 //! - [`trace`]: the decision trace stored with each audit row.
 
+pub mod admin_events;
 pub mod challenge;
 pub mod check;
 pub mod delivery;
@@ -21,6 +22,7 @@ pub mod request;
 pub mod response;
 pub mod settings;
 pub mod trace;
+pub mod upstream;
 pub mod verify;
 
 use std::sync::{Arc, RwLock};
@@ -45,6 +47,9 @@ pub use trace::Trace;
 #[derive(Debug)]
 pub struct AuthConfig {
     pub directory: Arc<Directory>,
+    pub events: Arc<crate::event::Definitions>,
+    pub handlers: crate::event::HandlerSettings,
+    pub notifier: Arc<crate::notify::Notifier>,
     pub system: SystemSettings,
     pub delivery: DeliverySettings,
     pub issuer: String,
@@ -55,6 +60,9 @@ impl AuthConfig {
     pub fn from_config(config: &crate::config::Config) -> Self {
         Self {
             directory: config.directory.clone(),
+            events: config.events.clone(),
+            handlers: config.handlers.clone(),
+            notifier: Arc::new(crate::notify::Notifier::new(&config.smtp, &config.sms)),
             system: config.system.clone(),
             delivery: DeliverySettings::default(),
             issuer: config.issuer.clone(),
@@ -106,6 +114,7 @@ pub struct Authenticator {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) node: String,
     config: RwLock<Arc<AuthConfig>>,
+    upstreams: RwLock<Arc<dyn upstream::Upstreams>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -125,6 +134,7 @@ pub struct Parts {
     pub clock: Arc<dyn Clock>,
     pub node: String,
     pub config: AuthConfig,
+    pub upstreams: Arc<dyn upstream::Upstreams>,
 }
 
 impl Authenticator {
@@ -137,6 +147,23 @@ impl Authenticator {
             clock: parts.clock,
             node: parts.node,
             config: RwLock::new(Arc::new(parts.config)),
+            upstreams: RwLock::new(parts.upstreams),
+        }
+    }
+
+    /// The remotes of the current configuration (Federation, passthru).
+    pub fn upstreams(&self) -> Arc<dyn upstream::Upstreams> {
+        match self.upstreams.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Swap the remotes (configuration reload).
+    pub fn reload_upstreams(&self, upstreams: Arc<dyn upstream::Upstreams>) {
+        match self.upstreams.write() {
+            Ok(mut g) => *g = upstreams,
+            Err(p) => *p.into_inner() = upstreams,
         }
     }
 

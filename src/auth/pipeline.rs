@@ -2,47 +2,23 @@
 
 use serde_json::{Map, json};
 
+use crate::event::context::Scope;
+use crate::event::{Abort, Phase, Position};
+
 use super::check::check_token_list;
 use super::response::{Authentication, Response, codes};
 use super::{Attempt, AuthError, Authenticator, Outcome, Request};
+
+const EVENT: &str = "validate_check";
 use crate::store::audit::AuditRow;
 
 impl Authenticator {
     /// Run one authentication request through the whole pipeline and write its audit row.
     pub async fn validate_check(&self, req: Request) -> Outcome {
+        let mut req = req;
         let cfg = self.config();
         let now = self.clock.now();
         let mut at = Attempt::new(self, &cfg, now);
-        at.transaction_id = req.transaction_id.clone().filter(|t| !t.is_empty());
-        let response = match self.run_validate(&mut at, &req).await {
-            Ok(r) => r,
-            Err(AuthError::Respond(r)) => {
-                at.trace.add(
-                    "result",
-                    format!("error: {}", r.message().unwrap_or("request refused")),
-                );
-                r
-            }
-            Err(e) => {
-                tracing::error!(target: "otpgate::auth", error = %e, "validate_check failed");
-                at.trace.add("error", e.to_string());
-                Response::error(500, codes::INTERNAL, &format!("ERR500: {e}"))
-            }
-        };
-        self.audit_validate(&at, &req, &response).await;
-        Outcome {
-            response,
-            user: at.user.clone(),
-            accepted: at.accepted.clone(),
-        }
-    }
-
-    async fn run_validate(
-        &self,
-        at: &mut Attempt<'_>,
-        req: &Request,
-    ) -> Result<Response, AuthError> {
-        let cfg = at.cfg;
         at.trace.add(
             "request",
             format!(
@@ -55,35 +31,130 @@ impl Authenticator {
                 req.client.map(|c| c.to_string()).unwrap_or_default()
             ),
         );
-        if let Some(user) = req.user.as_deref().filter(|u| !u.trim().is_empty()) {
-            let (login, realm) = cfg.directory.split_user_or(
-                user,
-                req.realm.as_deref(),
-                req.default_realm.as_deref(),
-            );
-            at.login = login;
-            at.realm = realm;
-            match cfg.directory.find(&at.login, &at.realm) {
-                Some(u) => {
-                    at.trace.add(
-                        "user",
-                        format!(
-                            "{user:?} → login {:?} in realm {:?}, resolver {:?}",
-                            u.login, u.realm, u.resolver
-                        ),
-                    );
-                    at.user = Some(u);
-                }
-                None => at.trace.add(
-                    "user",
-                    format!(
-                        "{user:?} → login {:?} in realm {:?}: not found in any resolver of the realm",
-                        at.login, at.realm
-                    ),
-                ),
+        resolve_user(&mut at, &req);
+        let response = self.validate_with_events(&mut at, &mut req).await;
+        self.lock_events(&mut at, &req, &response).await;
+        self.audit_validate(&at, &req, &response).await;
+        Outcome {
+            response,
+            user: at.user.clone(),
+            accepted: at.accepted.clone(),
+        }
+    }
+
+    /// PRE handlers → the check → POST handlers (spec §1.4). POST handlers do not run when the
+    /// check ends in an error answer (unknown user, bad parameters).
+    async fn validate_with_events(&self, at: &mut Attempt<'_>, req: &mut Request) -> Response {
+        let cfg = at.cfg;
+        let listens = cfg.events.listens(EVENT);
+        if listens {
+            let mut phase = self.phase(at, req, None, Position::Pre);
+            let outcome = phase.run().await;
+            let reset_user = phase.reset_user;
+            if let Err(abort) = outcome {
+                return aborted(at, abort);
+            }
+            if reset_user {
+                at.trace
+                    .add("event", "RequestMangler reset the request user");
+                resolve_user(at, req);
             }
         }
+        at.transaction_id = req.transaction_id.clone().filter(|t| !t.is_empty());
+        let mut response = match self.run_validate(at, req).await {
+            Ok(r) => r,
+            Err(AuthError::Respond(r)) => {
+                at.trace.add(
+                    "result",
+                    format!("error: {}", r.message().unwrap_or("request refused")),
+                );
+                return r;
+            }
+            Err(e) => {
+                tracing::error!(target: "otpgate::auth", error = %e, "validate_check failed");
+                at.trace.add("error", e.to_string());
+                return Response::error(500, codes::INTERNAL, &format!("ERR500: {e}"));
+            }
+        };
+        if listens {
+            let mut phase = self.phase(at, req, Some(&mut response), Position::Post);
+            if let Err(abort) = phase.run().await {
+                return aborted(at, abort);
+            }
+        }
+        response
+    }
 
+    /// A phase of `validate_check` for `request` (and `response` in POST).
+    fn phase<'p, 'a>(
+        &self,
+        at: &'p mut Attempt<'a>,
+        request: &'p mut Request,
+        response: Option<&'p mut Response>,
+        position: Position,
+    ) -> Phase<'p, 'a> {
+        let mut scope = Scope::new(at.auth, at.cfg, EVENT, position, at.now);
+        scope.request_user = at.user.clone();
+        scope.audit_serials = at.serials.clone();
+        Phase {
+            scope,
+            request,
+            response,
+            trace: &mut at.trace,
+            reset_user: false,
+        }
+    }
+
+    /// `token_locked` / `token_unlocked` (POST), fired by the request that locked or unlocked a
+    /// token. Their handlers see the token's serial and the request's answer; they cannot
+    /// change that answer.
+    async fn lock_events(&self, at: &mut Attempt<'_>, req: &Request, response: &Response) {
+        let cfg = at.cfg;
+        for (event, serials) in [
+            ("token_locked", at.locked.clone()),
+            ("token_unlocked", at.unlocked.clone()),
+        ] {
+            if serials.is_empty() || !cfg.events.listens(event) {
+                continue;
+            }
+            let mut done: Vec<String> = Vec::new();
+            for serial in serials {
+                if done.contains(&serial) {
+                    continue;
+                }
+                done.push(serial.clone());
+                let mut request = Request {
+                    serial: Some(serial),
+                    origin: req.origin,
+                    client: req.client,
+                    params: req.params.clone(),
+                    ..Request::empty()
+                };
+                let mut answer = response.clone();
+                let mut scope = Scope::new(self, cfg, event, Position::Post, at.now);
+                scope.request_user = at.user.clone();
+                let mut phase = Phase {
+                    scope,
+                    request: &mut request,
+                    response: Some(&mut answer),
+                    trace: &mut at.trace,
+                    reset_user: false,
+                };
+                if let Err(abort) = phase.run().await {
+                    at.trace.add(
+                        "event",
+                        format!("{event}: {abort}; the answer of the request stands"),
+                    );
+                }
+            }
+        }
+    }
+
+    async fn run_validate(
+        &self,
+        at: &mut Attempt<'_>,
+        req: &Request,
+    ) -> Result<Response, AuthError> {
         if let Some(serial) = req.serial.as_deref().filter(|s| !s.is_empty()) {
             return self.check_serial(at, req, serial).await;
         }
@@ -240,4 +311,52 @@ impl Authenticator {
         };
         self.audit.record(row).await;
     }
+}
+
+/// Split and resolve the request user (spec §1.4 step 1); resets what an earlier resolution
+/// found, so a RequestMangler with `reset_user` can call it again.
+fn resolve_user(at: &mut Attempt<'_>, req: &Request) {
+    let cfg = at.cfg;
+    at.user = None;
+    at.login.clear();
+    at.realm.clear();
+    if let Some(user) = req.user.as_deref().filter(|u| !u.trim().is_empty()) {
+        let (login, realm) =
+            cfg.directory
+                .split_user_or(user, req.realm.as_deref(), req.default_realm.as_deref());
+        at.login = login;
+        at.realm = realm;
+        match cfg.directory.find(&at.login, &at.realm) {
+            Some(u) => {
+                at.trace.add(
+                    "user",
+                    format!(
+                        "{user:?} → login {:?} in realm {:?}, resolver {:?}",
+                        u.login, u.realm, u.resolver
+                    ),
+                );
+                at.user = Some(u);
+            }
+            None => at.trace.add(
+                "user",
+                format!(
+                    "{user:?} → login {:?} in realm {:?}: not found in any resolver of the realm",
+                    at.login, at.realm
+                ),
+            ),
+        }
+    }
+}
+
+/// The answer when a handler aborts the request.
+fn aborted(at: &mut Attempt<'_>, abort: Abort) -> Response {
+    at.trace.add("result", format!("error: {abort}"));
+    Response::error(
+        500,
+        codes::HANDLER,
+        &format!(
+            "Event handler {:?} failed; the request was aborted.",
+            abort.definition
+        ),
+    )
 }

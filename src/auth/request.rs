@@ -12,6 +12,8 @@ pub enum Origin {
     Ldap,
     Http,
     Cli,
+    /// A handler action (e.g. the Token handler's `enroll`).
+    Event,
 }
 
 impl Origin {
@@ -21,6 +23,7 @@ impl Origin {
             Self::Ldap => "ldap",
             Self::Http => "http",
             Self::Cli => "cli",
+            Self::Event => "event",
         }
     }
 }
@@ -48,6 +51,9 @@ pub struct Request {
     /// Neutral extra parameters copied by the front-end (e.g. `NAS-Identifier`), visible to
     /// conditions, request manglers and tags. Never holds secrets.
     pub params: BTreeMap<String, String>,
+    /// The administrator acting (CLI, admin API); `None` for authentication requests, whose
+    /// logged-in role is `user`.
+    pub admin: Option<String>,
 }
 
 impl Request {
@@ -82,7 +88,84 @@ impl Request {
             client: None,
             origin: Origin::Cli,
             params: BTreeMap::new(),
+            admin: None,
         }
+    }
+
+    /// One parameter by its privacyIDEA name (`user`, `realm`, `pass`, `serial`,
+    /// `transaction_id`/`state`, `type`, `client`, `otponly`, or a front-end parameter).
+    pub fn param(&self, name: &str) -> Option<String> {
+        match name {
+            "user" | "username" => self.user.clone(),
+            "realm" => self.realm.clone(),
+            "pass" => Some(self.pass.expose().clone()),
+            "serial" => self.serial.clone(),
+            "transaction_id" | "state" => self.transaction_id.clone(),
+            "type" => self.token_type.clone(),
+            "client" => self.client.map(|c| c.to_string()),
+            "otponly" => self.otponly.then(|| "1".to_owned()),
+            other => self.params.get(other).cloned(),
+        }
+    }
+
+    /// Set a parameter (RequestMangler). A `client` that is no address is ignored.
+    pub fn set_param(&mut self, name: &str, value: &str) {
+        let v = Some(value.to_owned());
+        match name {
+            "user" | "username" => self.user = v,
+            "realm" => self.realm = v,
+            "pass" => self.pass = Secret::new(value.to_owned()),
+            "serial" => self.serial = v,
+            "transaction_id" | "state" => self.transaction_id = v,
+            "type" => self.token_type = v,
+            "client" => {
+                if let Ok(ip) = value.trim().parse() {
+                    self.client = Some(ip);
+                }
+            }
+            "otponly" => self.otponly = crate::event::is_true(value),
+            other => {
+                self.params.insert(other.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    pub fn delete_param(&mut self, name: &str) {
+        match name {
+            "user" | "username" => self.user = None,
+            "realm" => self.realm = None,
+            "pass" => self.pass = Secret::default(),
+            "serial" => self.serial = None,
+            "transaction_id" | "state" => self.transaction_id = None,
+            "type" => self.token_type = None,
+            "client" => self.client = None,
+            "otponly" => self.otponly = false,
+            other => {
+                self.params.remove(other);
+            }
+        }
+    }
+
+    /// The parameter map a Federation handler forwards (with the clear `pass`, as upstream).
+    pub fn params_for_forwarding(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for name in [
+            "user",
+            "realm",
+            "serial",
+            "pass",
+            "transaction_id",
+            "type",
+            "otponly",
+        ] {
+            if let Some(v) = self.param(name) {
+                out.push((name.to_owned(), v));
+            }
+        }
+        for (k, v) in &self.params {
+            out.push((k.clone(), v.clone()));
+        }
+        out
     }
 
     #[must_use]

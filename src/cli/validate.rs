@@ -50,6 +50,7 @@ pub(super) async fn run(config: &Path, args: ValidateArgs) -> anyhow::Result<Exi
         client: args.client,
         origin: Origin::Cli,
         params: Default::default(),
+        admin: None,
     };
     let outcome = opened.auth.validate_check(request).await;
     println!("{}", serde_json::to_string_pretty(&outcome.response.body)?);

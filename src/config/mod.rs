@@ -4,6 +4,7 @@
 //! their key path and line), then [`validate`] turns it into the typed [`Config`], collecting
 //! every problem with its key path so `otpgate check-config` can list them all at once.
 
+mod outbound;
 pub mod raw;
 pub mod validate;
 
@@ -35,6 +36,13 @@ pub struct Config {
     pub radius: Option<crate::radius::settings::RadiusSettings>,
     /// `[http]` listen address, when the file has one.
     pub http_listen: Option<std::net::SocketAddr>,
+    /// Serve `/validate/check` on the HTTP listener (`[http] validate_check`).
+    pub http_validate: bool,
+    pub handlers: crate::event::HandlerSettings,
+    pub events: Arc<crate::event::Definitions>,
+    pub smtp: Vec<crate::notify::SmtpServer>,
+    pub sms: Vec<crate::notify::SmsGateway>,
+    pub remotes: Vec<crate::remote::RemoteDef>,
 }
 
 /// One problem, located by key path.

@@ -28,6 +28,22 @@ pub struct RawConfig {
     pub radius: Option<crate::radius::settings::RawRadius>,
     /// The HTTP listener for `/metrics` and `/healthz` (absent: none).
     pub http: Option<RawHttp>,
+    /// Settings of the event handler modules.
+    #[serde(default)]
+    pub handlers: RawHandlers,
+    /// Event handler definitions (privacyIDEA's event handlers).
+    #[serde(default, rename = "event")]
+    pub events: Vec<RawEvent>,
+    /// SMTP servers for email tokens and notifications.
+    #[serde(default)]
+    pub smtp: Vec<RawSmtp>,
+    /// HTTP SMS gateways for SMS tokens and notifications.
+    #[serde(default)]
+    pub sms_gateway: Vec<RawSmsGateway>,
+    /// Other authentication servers: privacyIDEA or otpgate over HTTP(S), or RADIUS servers
+    /// (Federation handler, passthru policy).
+    #[serde(default)]
+    pub remote: Vec<RawRemote>,
     /// User resolvers.
     #[serde(default, rename = "resolver")]
     pub resolvers: Vec<RawResolver>,
@@ -193,6 +209,10 @@ pub struct RawHttp {
     /// Address to listen on, e.g. `127.0.0.1:9812`. Serves `/metrics` (Prometheus) and
     /// `/healthz`; keep it on a management network.
     pub listen: String,
+    /// Also serve a privacyIDEA-compatible `/validate/check` (default false): lets another
+    /// otpgate or privacyIDEA forward to this one (Federation handler).
+    #[serde(default)]
+    pub validate_check: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,4 +235,152 @@ pub struct RawRealm {
     /// The realm for logins without one (exactly one realm may say true).
     #[serde(default)]
     pub default: bool,
+}
+
+/// `[handlers]`: where the handler modules read and write.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawHandlers {
+    /// Scripts the `Script` handler may run (privacyIDEA's `PI_SCRIPT_HANDLER_DIRECTORY`;
+    /// default /etc/otpgate/scripts).
+    pub script_directory: Option<String>,
+    /// Seconds a script run with `background = wait` may take before it is killed (default 30).
+    pub script_timeout: Option<u64>,
+    /// Where `savefile` writes (default /var/lib/otpgate/notifications).
+    pub spool_directory: Option<String>,
+    /// The `{url}` tag: this installation's public base URL.
+    pub base_url: Option<String>,
+    /// Seconds a webhook may take (default 10).
+    pub webhook_timeout: Option<u64>,
+}
+
+/// A string or a list of strings (`event = "a, b"` or `event = ["a", "b"]`).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StringOrList {
+    /// The entries, split on commas and trimmed.
+    pub fn items(&self) -> Vec<String> {
+        let all = match self {
+            Self::One(s) => vec![s.clone()],
+            Self::Many(v) => v.clone(),
+        };
+        all.iter()
+            .flat_map(|s| s.split(','))
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+}
+
+/// `[[event]]`: one event handler definition (privacyIDEA field names).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvent {
+    /// A label shown in audit rows.
+    pub name: String,
+    /// Inactive definitions are ignored (default true).
+    #[serde(default = "default_true")]
+    pub active: bool,
+    /// Ascending run order (default 0); ties run in file order.
+    #[serde(default)]
+    pub ordering: i64,
+    /// `post` (default) or `pre`.
+    pub position: Option<String>,
+    /// Events this definition listens to, e.g. `["validate_check"]`.
+    pub event: StringOrList,
+    /// The handler module: Token, UserNotification, Script, Counter, Logging, WebHook,
+    /// RequestMangler, ResponseMangler, Federation.
+    #[serde(alias = "handlermodule")]
+    pub handler: String,
+    pub action: String,
+    /// Condition name → value; all must hold.
+    #[serde(default)]
+    pub conditions: std::collections::BTreeMap<String, toml::Value>,
+    /// Option name → value (privacyIDEA's option keys, e.g. `"To email"`).
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, toml::Value>,
+    /// Fail the request when this handler fails (default: true for Federation, else false).
+    pub abort_on_error: Option<bool>,
+    /// privacyIDEA's "skip when unknown" rule: a condition whose object (serial, token, client
+    /// address …) cannot be determined counts as fulfilled (default true). `false` makes such a
+    /// condition fail instead.
+    pub skip_unknown: Option<bool>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `[[smtp]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmtp {
+    /// The identifier handlers and email tokens use (`emailconfig`, `smtp_identifier`).
+    pub name: String,
+    pub host: String,
+    /// Default: 25 (none), 587 (starttls), 465 (tls).
+    pub port: Option<u16>,
+    /// `none`, `starttls` (default) or `tls`.
+    pub tls: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// A file holding the password (first line), relative to this file.
+    pub password_file: Option<String>,
+    /// The From address.
+    pub sender: String,
+    /// Seconds per SMTP command (default 10).
+    pub timeout: Option<u64>,
+}
+
+/// `[[sms_gateway]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmsGateway {
+    pub name: String,
+    /// The gateway URL; may use `{phone}`, `{otp}`, `{message}`.
+    pub url: String,
+    /// `POST` (default) or `GET`.
+    pub method: Option<String>,
+    /// `form` (default) or `json`.
+    pub body: Option<String>,
+    /// Parameters with `{phone}`, `{otp}`, `{message}` tags.
+    #[serde(default)]
+    pub parameters: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Status codes meaning success (default: any 2xx).
+    #[serde(default)]
+    pub success_status: Vec<u16>,
+    /// A regular expression the answer body must match.
+    pub success_regex: Option<String>,
+    /// Seconds (default 10).
+    pub timeout: Option<u64>,
+}
+
+/// `[[remote]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRemote {
+    pub name: String,
+    /// `privacyidea` (also another otpgate's `/validate/check`) or `radius`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// privacyidea: the base URL, e.g. `https://pi.example.com`.
+    pub url: Option<String>,
+    /// radius: `host:port`.
+    pub address: Option<String>,
+    /// radius: the shared secret (or `secret_file`).
+    pub secret: Option<String>,
+    pub secret_file: Option<String>,
+    /// Seconds per try (default 5).
+    pub timeout: Option<u64>,
+    /// radius: tries (default 2).
+    pub retries: Option<u32>,
+    /// privacyidea over https: verify the certificate (default true).
+    pub tls_verify: Option<bool>,
 }

@@ -111,6 +111,22 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         }
     });
 
+    let handlers = super::outbound::handlers(&raw, &base, &mut issues);
+    let smtp = super::outbound::smtp(&raw, &base, &mut issues);
+    let sms = super::outbound::sms(&raw, &mut issues);
+    let remotes = super::outbound::remotes(&raw, &base, &mut issues);
+    let env = crate::event::definition::BuildEnv {
+        script_dir: handlers.script_dir.clone(),
+        spool_dir: handlers.spool_dir.clone(),
+        smtp: smtp.iter().map(|s| s.name.clone()).collect(),
+        sms: sms.iter().map(|g| g.name.clone()).collect(),
+        remotes: remotes
+            .iter()
+            .map(|r| (r.name.clone(), r.kind_name().to_owned()))
+            .collect(),
+    };
+    let events = crate::event::definition::build(&raw.events, &env, &mut issues);
+
     let issuer = raw
         .enrollment
         .issuer
@@ -146,6 +162,12 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         directory: Arc::new(directory),
         radius,
         http_listen,
+        http_validate: raw.http.as_ref().is_some_and(|h| h.validate_check),
+        handlers,
+        events: Arc::new(events),
+        smtp,
+        sms,
+        remotes,
     })
 }
 

@@ -73,6 +73,7 @@ pub async fn open_with_clock(
         clock,
         node: config.node.clone(),
         config: AuthConfig::from_config(config),
+        upstreams: Arc::new(crate::remote::Remotes::new(&config.remotes)),
     });
     Ok(Opened {
         auth: Arc::new(auth),

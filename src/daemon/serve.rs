@@ -164,6 +164,7 @@ fn reload(path: &Path, running: &mut Config, auth: &Authenticator, radius: Optio
         _ => {}
     }
     auth.reload(AuthConfig::from_config(&new));
+    auth.reload_upstreams(Arc::new(crate::remote::Remotes::new(&new.remotes)));
     if let (Some(server), Some(settings)) = (radius, &new.radius) {
         server.reload(settings.clone());
     }

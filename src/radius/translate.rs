@@ -80,6 +80,7 @@ pub fn to_request(
         client: client_ip,
         origin: Origin::Radius,
         params,
+        admin: None,
     }
 }
 

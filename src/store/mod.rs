@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod challenges;
+mod counters;
 mod sql;
 pub mod tokens;
 
@@ -118,16 +119,30 @@ pub struct Store {
     backend: Backend,
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/sqlite/0001_initial.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/postgres/0001_initial.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "tokengroup",
+        include_str!("../../migrations/sqlite/0002_tokengroup.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "tokengroup",
+        include_str!("../../migrations/postgres/0002_tokengroup.sql"),
+    ),
+];
 
 impl Store {
     /// Connect (creating a SQLite file if needed) and apply the migrations.

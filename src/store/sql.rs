@@ -13,6 +13,7 @@ use sqlx::{Any, AssertSqlSafe};
 pub(crate) enum Param {
     I64(i64),
     Text(String),
+    Null,
 }
 
 impl From<i64> for Param {
@@ -54,6 +55,11 @@ impl Sql {
         self
     }
 
+    /// Parameters for SQL text that already holds `$1 … $n`.
+    pub(crate) fn set_params(&mut self, params: Vec<Param>) {
+        self.params = params;
+    }
+
     /// Append a placeholder for `value`.
     pub(crate) fn bind(&mut self, value: impl Into<Param>) -> &mut Self {
         self.params.push(value.into());
@@ -82,6 +88,7 @@ impl Sql {
             q = match p {
                 Param::I64(v) => q.bind(*v),
                 Param::Text(s) => q.bind(s.as_str()),
+                Param::Null => q.bind(None::<String>),
             };
         }
         q

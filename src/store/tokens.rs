@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::sql::Sql;
+use super::sql::{Param, Sql};
 use super::{Store, StoreError, flag};
 use crate::secret::Secret;
 use crate::token::{HashLib, InfoField, Owner, Token, TokenType};
@@ -585,99 +585,50 @@ impl TokenStore<'_> {
 
     /// Set a tokeninfo key; column-backed keys go to their column (integers are checked).
     pub async fn set_tokeninfo(&self, id: i64, key: &str, value: &str) -> Result<(), StoreError> {
-        let Some(field) = InfoField::parse(key) else {
-            sqlx::query(
-                "INSERT INTO tokeninfo (token_id, key, value) VALUES ($1, $2, $3) \
-                 ON CONFLICT (token_id, key) DO UPDATE SET value = excluded.value",
-            )
-            .bind(id)
-            .bind(key)
-            .bind(value)
+        tokeninfo_set_sql(id, key, value)?
+            .query()
             .execute(self.store.pool())
             .await?;
-            return Ok(());
-        };
-        let int = || {
-            value
-                .trim()
-                .parse::<i64>()
-                .map_err(|_| StoreError::InvalidValue {
-                    key: key.to_owned(),
-                    message: format!("{value:?} is not an integer"),
-                })
-        };
-        match field {
-            InfoField::CountAuth => self.set_int(id, IntColumn::CountAuth, int()?).await,
-            InfoField::CountAuthSuccess => {
-                self.set_int(id, IntColumn::CountAuthSuccess, int()?).await
-            }
-            InfoField::CountAuthMax => self.set_int(id, IntColumn::CountAuthMax, int()?).await,
-            InfoField::CountAuthSuccessMax => {
-                self.set_int(id, IntColumn::CountAuthSuccessMax, int()?)
-                    .await
-            }
-            InfoField::TimeShift => self.set_int(id, IntColumn::TimeShift, int()?).await,
-            InfoField::TimeStep => {
-                let v = int()?.to_string();
-                self.set_opt(id, OptColumn::TimeStep, Some(&v)).await
-            }
-            InfoField::TimeWindow => {
-                let v = int()?.to_string();
-                self.set_opt(id, OptColumn::TimeWindow, Some(&v)).await
-            }
-            InfoField::Hashlib => {
-                let h = HashLib::parse(value).ok_or_else(|| StoreError::InvalidValue {
-                    key: key.to_owned(),
-                    message: format!("{value:?} is not one of sha1, sha256, sha512"),
-                })?;
-                self.set_opt(id, OptColumn::Hashlib, Some(h.as_str())).await
-            }
-            InfoField::LastAuth => self.set_opt(id, OptColumn::LastAuth, Some(value)).await,
-            InfoField::FailcounterExceeded => {
-                self.set_opt(id, OptColumn::FailcounterExceeded, Some(value))
-                    .await
-            }
-            InfoField::ValidityStart => {
-                self.set_opt(id, OptColumn::ValidityStart, Some(value))
-                    .await
-            }
-            InfoField::ValidityEnd => self.set_opt(id, OptColumn::ValidityEnd, Some(value)).await,
-        }
+        Ok(())
     }
 
     /// Delete a tokeninfo key (a missing key is fine); column-backed keys return to their
     /// default.
     pub async fn delete_tokeninfo(&self, id: i64, key: &str) -> Result<(), StoreError> {
-        match InfoField::parse(key) {
-            None => {
-                sqlx::query("DELETE FROM tokeninfo WHERE token_id = $1 AND key = $2")
-                    .bind(id)
-                    .bind(key)
-                    .execute(self.store.pool())
-                    .await?;
-                Ok(())
+        tokeninfo_delete_sql(id, key)
+            .query()
+            .execute(self.store.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Apply changes to several tokens in one transaction: everything changes, or nothing
+    /// (event handler actions on "all the user's tokens", `set validity` with two bounds).
+    pub async fn change(&self, ids: &[i64], changes: &[TokenChange<'_>]) -> Result<(), StoreError> {
+        let mut tx = self.store.pool().begin().await?;
+        for &id in ids {
+            for change in changes {
+                for stmt in change.statements(id)? {
+                    stmt.query().execute(&mut *tx).await?;
+                }
+                if let TokenChange::InfoIncrease { key, by } = change {
+                    increase_info(&mut tx, id, key, *by).await?;
+                }
             }
-            Some(InfoField::CountAuth) => self.set_int(id, IntColumn::CountAuth, 0).await,
-            Some(InfoField::CountAuthSuccess) => {
-                self.set_int(id, IntColumn::CountAuthSuccess, 0).await
-            }
-            Some(InfoField::CountAuthMax) => self.set_int(id, IntColumn::CountAuthMax, 0).await,
-            Some(InfoField::CountAuthSuccessMax) => {
-                self.set_int(id, IntColumn::CountAuthSuccessMax, 0).await
-            }
-            Some(InfoField::TimeShift) => self.set_int(id, IntColumn::TimeShift, 0).await,
-            Some(InfoField::TimeStep) => self.set_opt(id, OptColumn::TimeStep, None).await,
-            Some(InfoField::TimeWindow) => self.set_opt(id, OptColumn::TimeWindow, None).await,
-            Some(InfoField::Hashlib) => self.set_opt(id, OptColumn::Hashlib, None).await,
-            Some(InfoField::LastAuth) => self.set_opt(id, OptColumn::LastAuth, None).await,
-            Some(InfoField::FailcounterExceeded) => {
-                self.set_opt(id, OptColumn::FailcounterExceeded, None).await
-            }
-            Some(InfoField::ValidityStart) => {
-                self.set_opt(id, OptColumn::ValidityStart, None).await
-            }
-            Some(InfoField::ValidityEnd) => self.set_opt(id, OptColumn::ValidityEnd, None).await,
         }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Token groups of a token.
+    pub async fn groups(&self, id: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT name FROM tokengroup WHERE token_id = $1 ORDER BY name")
+            .bind(id)
+            .fetch_all(self.store.pool())
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get("name").map_err(StoreError::from))
+            .collect()
     }
 
     /// Store a successful authentication. With a counter, only if the stored counter is still
@@ -820,5 +771,284 @@ fn attach_info(tokens: &mut [Token], rows: &[AnyRow]) -> Result<(), StoreError> 
             t.info.insert(r.try_get("key")?, r.try_get("value")?);
         }
     }
+    Ok(())
+}
+
+/// One change to a token, applied by [`TokenStore::change`].
+#[derive(Debug, Clone)]
+pub enum TokenChange<'a> {
+    Active(bool),
+    /// Set the failcount; 0 also removes `failcounter_exceeded`.
+    Failcount(i64),
+    /// Add to the failcount without clamping (`change failcounter`).
+    FailcountDelta(i64),
+    Int(IntColumn, i64),
+    Opt(OptColumn, Option<&'a str>),
+    Info {
+        key: &'a str,
+        value: &'a str,
+    },
+    InfoDelete(&'a str),
+    /// Integer add; a missing key counts as 0; a non-integer value stays.
+    InfoIncrease {
+        key: &'a str,
+        by: i64,
+    },
+    /// No owner, no PIN, failcount 0.
+    Unassign,
+    Delete,
+    Realms {
+        realms: &'a [String],
+        replace: bool,
+    },
+    GroupAdd(&'a str),
+    GroupRemove(&'a str),
+    PinHash(Option<&'a str>),
+}
+
+impl TokenChange<'_> {
+    fn statements(&self, id: i64) -> Result<Vec<Sql>, StoreError> {
+        let one = |text: &str| {
+            let mut q = Sql::new(text);
+            q.bind(id);
+            q
+        };
+        Ok(match self {
+            Self::Active(a) => {
+                let mut q = Sql::new("UPDATE token SET active = ");
+                q.bind(i64::from(*a)).push(" WHERE id = ").bind(id);
+                vec![q]
+            }
+            Self::Failcount(n) => {
+                let mut q = Sql::new("UPDATE token SET failcount = ");
+                q.bind(*n);
+                if *n == 0 {
+                    q.push(", failcounter_exceeded = NULL");
+                }
+                q.push(" WHERE id = ").bind(id);
+                vec![q]
+            }
+            Self::FailcountDelta(d) => {
+                let mut q = Sql::new("UPDATE token SET failcount = failcount + ");
+                q.bind(*d).push(" WHERE id = ").bind(id);
+                vec![q]
+            }
+            Self::Int(col, v) => {
+                let mut q = Sql::new(col.update_sql());
+                q.set_params(vec![Param::I64(*v), Param::I64(id)]);
+                vec![q]
+            }
+            Self::Opt(col, v) => {
+                let mut q = Sql::new(col.update_sql());
+                q.set_params(vec![
+                    v.map_or(Param::Null, |x| Param::Text(x.to_owned())),
+                    Param::I64(id),
+                ]);
+                vec![q]
+            }
+            Self::Info { key, value } => vec![tokeninfo_set_sql(id, key, value)?],
+            Self::InfoDelete(key) => vec![tokeninfo_delete_sql(id, key)],
+            Self::InfoIncrease { .. } => vec![],
+            Self::Unassign => vec![one(
+                "UPDATE token SET owner_login = NULL, owner_realm = NULL, owner_resolver = NULL, \
+                 pin_hash = NULL, failcount = 0, failcounter_exceeded = NULL WHERE id = $1",
+            )],
+            Self::Delete => vec![
+                one("DELETE FROM tokeninfo WHERE token_id = $1"),
+                one("DELETE FROM tokenrealm WHERE token_id = $1"),
+                one("DELETE FROM tokengroup WHERE token_id = $1"),
+                one("DELETE FROM token WHERE id = $1"),
+            ],
+            Self::Realms { realms, replace } => {
+                let mut v = Vec::new();
+                if *replace {
+                    v.push(one("DELETE FROM tokenrealm WHERE token_id = $1"));
+                }
+                for r in *realms {
+                    let mut q = Sql::new("INSERT INTO tokenrealm (token_id, realm) VALUES (");
+                    q.bind(id)
+                        .push(", ")
+                        .bind(r.as_str())
+                        .push(") ON CONFLICT (token_id, realm) DO NOTHING");
+                    v.push(q);
+                }
+                v
+            }
+            Self::GroupAdd(name) => {
+                let mut q = Sql::new("INSERT INTO tokengroup (token_id, name) VALUES (");
+                q.bind(id)
+                    .push(", ")
+                    .bind(*name)
+                    .push(") ON CONFLICT (token_id, name) DO NOTHING");
+                vec![q]
+            }
+            Self::GroupRemove(name) => {
+                let mut q = Sql::new("DELETE FROM tokengroup WHERE token_id = ");
+                q.bind(id).push(" AND name = ").bind(*name);
+                vec![q]
+            }
+            Self::PinHash(h) => {
+                let mut q = Sql::new("UPDATE token SET pin_hash = ");
+                q.bind(h.map_or(Param::Null, |x| Param::Text(x.to_owned())))
+                    .push(" WHERE id = ")
+                    .bind(id);
+                vec![q]
+            }
+        })
+    }
+}
+
+fn int_value(key: &str, value: &str) -> Result<i64, StoreError> {
+    value
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| StoreError::InvalidValue {
+            key: key.to_owned(),
+            message: format!("{value:?} is not an integer"),
+        })
+}
+
+/// The statement that sets one tokeninfo key (column-backed keys go to their column).
+fn tokeninfo_set_sql(id: i64, key: &str, value: &str) -> Result<Sql, StoreError> {
+    let (text, param) = match InfoField::parse(key) {
+        None => {
+            let mut q = Sql::new(
+                "INSERT INTO tokeninfo (token_id, key, value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (token_id, key) DO UPDATE SET value = excluded.value",
+            );
+            q.set_params(vec![Param::I64(id), key.into(), value.into()]);
+            return Ok(q);
+        }
+        Some(InfoField::CountAuth) => (
+            IntColumn::CountAuth.update_sql(),
+            Param::I64(int_value(key, value)?),
+        ),
+        Some(InfoField::CountAuthSuccess) => (
+            IntColumn::CountAuthSuccess.update_sql(),
+            Param::I64(int_value(key, value)?),
+        ),
+        Some(InfoField::CountAuthMax) => (
+            IntColumn::CountAuthMax.update_sql(),
+            Param::I64(int_value(key, value)?),
+        ),
+        Some(InfoField::CountAuthSuccessMax) => (
+            IntColumn::CountAuthSuccessMax.update_sql(),
+            Param::I64(int_value(key, value)?),
+        ),
+        Some(InfoField::TimeShift) => (
+            IntColumn::TimeShift.update_sql(),
+            Param::I64(int_value(key, value)?),
+        ),
+        Some(InfoField::TimeStep) => (
+            OptColumn::TimeStep.update_sql(),
+            Param::Text(int_value(key, value)?.to_string()),
+        ),
+        Some(InfoField::TimeWindow) => (
+            OptColumn::TimeWindow.update_sql(),
+            Param::Text(int_value(key, value)?.to_string()),
+        ),
+        Some(InfoField::Hashlib) => {
+            let h = HashLib::parse(value).ok_or_else(|| StoreError::InvalidValue {
+                key: key.to_owned(),
+                message: format!("{value:?} is not one of sha1, sha256, sha512"),
+            })?;
+            (
+                OptColumn::Hashlib.update_sql(),
+                Param::Text(h.as_str().into()),
+            )
+        }
+        Some(InfoField::LastAuth) => (OptColumn::LastAuth.update_sql(), value.into()),
+        Some(InfoField::FailcounterExceeded) => {
+            (OptColumn::FailcounterExceeded.update_sql(), value.into())
+        }
+        Some(InfoField::ValidityStart) => (OptColumn::ValidityStart.update_sql(), value.into()),
+        Some(InfoField::ValidityEnd) => (OptColumn::ValidityEnd.update_sql(), value.into()),
+    };
+    let mut q = Sql::new(text);
+    q.set_params(vec![param, Param::I64(id)]);
+    Ok(q)
+}
+
+/// The statement that deletes one tokeninfo key (column-backed keys return to their default).
+fn tokeninfo_delete_sql(id: i64, key: &str) -> Sql {
+    let (text, param) = match InfoField::parse(key) {
+        None => {
+            let mut q = Sql::new("DELETE FROM tokeninfo WHERE token_id = $1 AND key = $2");
+            q.set_params(vec![Param::I64(id), key.into()]);
+            return q;
+        }
+        Some(InfoField::CountAuth) => (IntColumn::CountAuth.update_sql(), Param::I64(0)),
+        Some(InfoField::CountAuthSuccess) => {
+            (IntColumn::CountAuthSuccess.update_sql(), Param::I64(0))
+        }
+        Some(InfoField::CountAuthMax) => (IntColumn::CountAuthMax.update_sql(), Param::I64(0)),
+        Some(InfoField::CountAuthSuccessMax) => {
+            (IntColumn::CountAuthSuccessMax.update_sql(), Param::I64(0))
+        }
+        Some(InfoField::TimeShift) => (IntColumn::TimeShift.update_sql(), Param::I64(0)),
+        Some(InfoField::TimeStep) => (OptColumn::TimeStep.update_sql(), Param::Null),
+        Some(InfoField::TimeWindow) => (OptColumn::TimeWindow.update_sql(), Param::Null),
+        Some(InfoField::Hashlib) => (OptColumn::Hashlib.update_sql(), Param::Null),
+        Some(InfoField::LastAuth) => (OptColumn::LastAuth.update_sql(), Param::Null),
+        Some(InfoField::FailcounterExceeded) => {
+            (OptColumn::FailcounterExceeded.update_sql(), Param::Null)
+        }
+        Some(InfoField::ValidityStart) => (OptColumn::ValidityStart.update_sql(), Param::Null),
+        Some(InfoField::ValidityEnd) => (OptColumn::ValidityEnd.update_sql(), Param::Null),
+    };
+    let mut q = Sql::new(text);
+    q.set_params(vec![param, Param::I64(id)]);
+    q
+}
+
+/// `increase tokeninfo` inside the change transaction.
+async fn increase_info(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: i64,
+    key: &str,
+    by: i64,
+) -> Result<(), StoreError> {
+    let column = match InfoField::parse(key) {
+        Some(InfoField::CountAuth) => Some("count_auth"),
+        Some(InfoField::CountAuthSuccess) => Some("count_auth_success"),
+        Some(InfoField::CountAuthMax) => Some("count_auth_max"),
+        Some(InfoField::CountAuthSuccessMax) => Some("count_auth_success_max"),
+        Some(InfoField::TimeShift) => Some("time_shift"),
+        Some(_) => {
+            return Err(StoreError::InvalidValue {
+                key: key.to_owned(),
+                message: "not an integer tokeninfo".into(),
+            });
+        }
+        None => None,
+    };
+    if let Some(col) = column {
+        let mut q = Sql::new(&format!("UPDATE token SET {col} = {col} + "));
+        q.bind(by).push(" WHERE id = ").bind(id);
+        q.query().execute(&mut **tx).await?;
+        return Ok(());
+    }
+    let row = sqlx::query("SELECT value FROM tokeninfo WHERE token_id = $1 AND key = $2")
+        .bind(id)
+        .bind(key)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let current = match row {
+        None => 0,
+        Some(r) => {
+            let text: String = r.try_get("value")?;
+            match text.trim().parse::<i64>() {
+                Ok(v) => v,
+                Err(_) => {
+                    tracing::warn!(key, value = %text, "increase tokeninfo: the stored value is not an integer; unchanged");
+                    return Ok(());
+                }
+            }
+        }
+    };
+    tokeninfo_set_sql(id, key, &(current.saturating_add(by)).to_string())?
+        .query()
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }

@@ -1,0 +1,343 @@
+//! What definitions see (spec §1.6–1.7): the determined user, serial and token, the response,
+//! the client address, event counters and challenges.
+//!
+//! A [`Scope`] lives for one phase (PRE or POST of one event). Everything read from the store is
+//! cached there and shared by all definitions of the phase, so twenty definitions whose
+//! conditions look at the token cost one token lookup; the cache is dropped whenever an action
+//! ran, because actions change the store and later definitions must see their effects.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::Position;
+use super::conditions::ChallengeLookup;
+use crate::auth::{AuthConfig, Authenticator, Request, Response};
+use crate::store::StoreError;
+use crate::token::Token;
+use crate::users::ResolvedUser;
+
+/// The user, serial and token a definition is about (spec §1.7).
+#[derive(Debug, Clone, Default)]
+pub struct Determined {
+    pub user: Option<ResolvedUser>,
+    /// The serial string (possibly comma-joined).
+    pub serial: Option<String>,
+    /// The serial list token actions operate on.
+    pub serials: Vec<String>,
+    /// Exactly one token, when the serial or the user's tokens determine one.
+    pub token: Option<Token>,
+}
+
+#[derive(Debug, Default)]
+struct Cache {
+    determined: Option<Determined>,
+    user_tokens: Option<Option<Vec<Token>>>,
+    token_realms: Option<Vec<String>>,
+    counters: HashMap<String, i64>,
+    challenge: Option<ChallengeLookup>,
+}
+
+/// One phase's state.
+pub struct Scope<'a> {
+    pub auth: &'a Authenticator,
+    pub cfg: &'a AuthConfig,
+    pub event: &'a str,
+    pub position: Position,
+    pub now: DateTime<Utc>,
+    /// The resolved request user (validate_check) or the user an admin call names.
+    pub request_user: Option<ResolvedUser>,
+    /// The serials the request's audit row names so far.
+    pub audit_serials: Vec<String>,
+    /// Warnings for the decision trace (comparisons that could not be made …).
+    pub warnings: Vec<String>,
+    cache: Cache,
+}
+
+impl<'a> Scope<'a> {
+    pub fn new(
+        auth: &'a Authenticator,
+        cfg: &'a AuthConfig,
+        event: &'a str,
+        position: Position,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            auth,
+            cfg,
+            event,
+            position,
+            now,
+            request_user: None,
+            audit_serials: Vec::new(),
+            warnings: Vec::new(),
+            cache: Cache::default(),
+        }
+    }
+
+    /// Forget what was read from the store (after an action ran).
+    pub fn invalidate(&mut self) {
+        self.cache = Cache::default();
+    }
+
+    pub fn view<'b>(
+        &'b mut self,
+        request: &'b Request,
+        response: Option<&'b Response>,
+    ) -> Context<'b, 'a> {
+        Context {
+            scope: self,
+            request,
+            response,
+        }
+    }
+}
+
+/// A read view for conditions and actions.
+pub struct Context<'b, 'a> {
+    scope: &'b mut Scope<'a>,
+    pub request: &'b Request,
+    response: Option<&'b Response>,
+}
+
+impl Context<'_, '_> {
+    pub fn now(&self) -> DateTime<Utc> {
+        self.scope.now
+    }
+
+    pub fn auth(&self) -> &Authenticator {
+        self.scope.auth
+    }
+
+    pub fn cfg(&self) -> &AuthConfig {
+        self.scope.cfg
+    }
+
+    pub fn event(&self) -> &str {
+        self.scope.event
+    }
+
+    pub fn response(&self) -> Option<&Response> {
+        self.response
+    }
+
+    pub fn client(&self) -> Option<IpAddr> {
+        self.request.client
+    }
+
+    /// `admin` when an administrator acts (CLI), else `user`.
+    pub fn logged_in_role(&self) -> &'static str {
+        if self.request.admin.is_some() {
+            "admin"
+        } else {
+            "user"
+        }
+    }
+
+    pub fn warn(&mut self, text: String) {
+        self.scope.warnings.push(text);
+    }
+
+    /// The determined user, serial and token.
+    pub async fn determined(&mut self) -> Result<&Determined, StoreError> {
+        if self.scope.cache.determined.is_none() {
+            let d = self.determine().await?;
+            self.scope.cache.determined = Some(d);
+        }
+        Ok(self
+            .scope
+            .cache
+            .determined
+            .get_or_insert_with(Default::default))
+    }
+
+    async fn determine(&mut self) -> Result<Determined, StoreError> {
+        let store = self.scope.auth.store().tokens();
+        let request_serial = self.request.serial.clone().filter(|s| !s.trim().is_empty());
+        // 1. the user: the request's, else the owner of the request's serial
+        let mut user = self.scope.request_user.clone();
+        if user.is_none()
+            && let Some(serial) = &request_serial
+            && let Ok(Some(t)) = store.by_serial(serial).await
+            && let Some(owner) = &t.owner
+        {
+            user = self.scope.cfg.directory.find(&owner.login, &owner.realm);
+        }
+        // 2. the serial: request, response detail, audit
+        let response_serial = self
+            .response
+            .and_then(|r| r.body.pointer("/detail/serial"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+        let audit_serial =
+            (!self.scope.audit_serials.is_empty()).then(|| self.scope.audit_serials.join(","));
+        let mut serial = request_serial.or(response_serial).or(audit_serial);
+        // 3. the token: the serial's (exactly one), else the user's only token
+        let mut token = None;
+        if let Some(s) = &serial {
+            let mut found = Vec::new();
+            for one in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+                if let Some(t) = store.by_serial(one).await? {
+                    found.push(t);
+                }
+            }
+            if found.len() == 1 {
+                token = found.pop();
+            }
+        } else if let Some(u) = &user {
+            let mut tokens = store.of_user(&u.realm, &u.login).await?;
+            if tokens.len() == 1 {
+                token = tokens.pop();
+            }
+        }
+        if let Some(t) = &token {
+            serial = Some(t.serial.clone());
+        }
+        let serials = serial
+            .as_deref()
+            .map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Determined {
+            user,
+            serial,
+            serials,
+            token,
+        })
+    }
+
+    pub async fn user(&mut self) -> Result<Option<&ResolvedUser>, StoreError> {
+        Ok(self.determined().await?.user.as_ref())
+    }
+
+    pub async fn serial(&mut self) -> Result<Option<String>, StoreError> {
+        Ok(self.determined().await?.serial.clone())
+    }
+
+    pub async fn token(&mut self) -> Result<Option<&Token>, StoreError> {
+        Ok(self.determined().await?.token.as_ref())
+    }
+
+    /// All tokens of the determined user (`None` without a user).
+    pub async fn user_tokens(&mut self) -> Result<Option<&[Token]>, StoreError> {
+        if self.scope.cache.user_tokens.is_none() {
+            let tokens = match self.user().await?.cloned() {
+                Some(u) => Some(
+                    self.scope
+                        .auth
+                        .store()
+                        .tokens()
+                        .of_user(&u.realm, &u.login)
+                        .await?,
+                ),
+                None => None,
+            };
+            self.scope.cache.user_tokens = Some(tokens);
+        }
+        Ok(self
+            .scope
+            .cache
+            .user_tokens
+            .as_ref()
+            .and_then(|t| t.as_deref()))
+    }
+
+    pub async fn user_token_count(&mut self) -> Result<Option<i64>, StoreError> {
+        Ok(self.user_tokens().await?.map(|t| t.len() as i64))
+    }
+
+    /// `token_locked` without a single token: is any of the user's tokens locked?
+    pub async fn any_user_token_locked(&mut self) -> Result<Option<bool>, StoreError> {
+        Ok(self
+            .user_tokens()
+            .await?
+            .map(|t| t.iter().any(Token::is_locked)))
+    }
+
+    pub async fn token_realms(&mut self) -> Result<Vec<String>, StoreError> {
+        if self.scope.cache.token_realms.is_none() {
+            let id = self.token().await?.map(|t| t.id);
+            let realms = match id {
+                Some(id) => self.scope.auth.store().tokens().realms(id).await?,
+                None => Vec::new(),
+            };
+            self.scope.cache.token_realms = Some(realms);
+        }
+        Ok(self.scope.cache.token_realms.clone().unwrap_or_default())
+    }
+
+    /// The resolvers of the token's realms.
+    pub async fn token_resolvers(&mut self) -> Result<Vec<String>, StoreError> {
+        let realms = self.token_realms().await?;
+        let mut out: Vec<String> = Vec::new();
+        for r in realms {
+            if let Some(realm) = self.scope.cfg.directory.realm(&r) {
+                for res in &realm.resolvers {
+                    if !out.contains(res) {
+                        out.push(res.clone());
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Owner set but no longer in the user store; `None` without a single token.
+    pub async fn token_orphaned(&mut self) -> Result<Option<bool>, StoreError> {
+        let owner = match self.token().await? {
+            None => return Ok(None),
+            Some(t) => t.owner.clone(),
+        };
+        Ok(Some(owner.is_some_and(|o| {
+            self.scope.cfg.directory.find(&o.login, &o.realm).is_none()
+        })))
+    }
+
+    /// An event counter summed over all nodes (missing = 0).
+    pub async fn counter(&mut self, name: &str) -> Result<i64, StoreError> {
+        if let Some(v) = self.scope.cache.counters.get(name) {
+            return Ok(*v);
+        }
+        let v = self.scope.auth.store().counter_value(name).await?;
+        self.scope.cache.counters.insert(name.to_owned(), v);
+        Ok(v)
+    }
+
+    /// The challenge of the single token for the request's transaction id (all of the token's
+    /// challenges when the request has none).
+    pub async fn challenge(&mut self) -> Result<ChallengeLookup, StoreError> {
+        if let Some(c) = &self.scope.cache.challenge {
+            return Ok(c.clone());
+        }
+        let serial = self.token().await?.map(|t| t.serial.clone());
+        let lookup = match serial {
+            None => ChallengeLookup::None,
+            Some(serial) => {
+                let rows = self
+                    .scope
+                    .auth
+                    .store()
+                    .challenges_of(&serial, self.request.transaction_id.as_deref())
+                    .await?;
+                match rows.as_slice() {
+                    [] => ChallengeLookup::None,
+                    [one] => ChallengeLookup::One {
+                        session: one.session.clone(),
+                        valid: one.is_valid_at(self.scope.now.timestamp()),
+                    },
+                    many => ChallengeLookup::Several(many.len()),
+                }
+            }
+        };
+        self.scope.cache.challenge = Some(lookup.clone());
+        Ok(lookup)
+    }
+}

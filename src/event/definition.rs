@@ -1,0 +1,204 @@
+//! `[[event]]` tables → validated definitions, indexed by (event, position).
+//!
+//! Everything that can be wrong with a definition is found here, at load: an unknown module,
+//! action, condition or option, an option or condition value of the wrong type, a position the
+//! module does not allow, a bad regular expression, a script outside the script directory, an
+//! SMTP server or remote that does not exist. Each problem names the definition.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::conditions::Condition;
+use super::handlers::{Action, Module};
+use super::options::{Options, value_text};
+use super::{KNOWN_EVENTS, Position};
+use crate::config::raw::RawEvent;
+use crate::config::validate::Issues;
+
+/// What definitions may refer to, for validation.
+#[derive(Debug, Clone, Default)]
+pub struct BuildEnv {
+    pub script_dir: PathBuf,
+    pub spool_dir: PathBuf,
+    pub smtp: Vec<String>,
+    pub sms: Vec<String>,
+    /// (name, kind) of `[[remote]]` entries; kind `privacyidea` or `radius`.
+    pub remotes: Vec<(String, String)>,
+}
+
+/// One validated definition.
+#[derive(Debug)]
+pub struct Definition {
+    /// Position in the file (the tie-break after `ordering`).
+    pub index: usize,
+    pub name: String,
+    pub active: bool,
+    pub ordering: i64,
+    pub position: Position,
+    pub events: Vec<String>,
+    pub module: Module,
+    pub action_name: String,
+    pub action: Action,
+    pub conditions: Vec<Condition>,
+    /// The options as written (audit `action_detail`).
+    pub options: BTreeMap<String, String>,
+    pub abort_on_error: bool,
+    pub skip_unknown: bool,
+}
+
+impl Definition {
+    /// `Token:disable`, as in audit rows.
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.module.as_str(), self.action_name)
+    }
+
+    pub fn options_text(&self) -> String {
+        self.options
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// All definitions of a configuration.
+#[derive(Debug, Default)]
+pub struct Definitions {
+    all: Vec<Arc<Definition>>,
+    by_event: HashMap<(String, Position), Vec<Arc<Definition>>>,
+}
+
+impl Definitions {
+    /// Active definitions for an event and position, in run order.
+    pub fn select(&self, event: &str, position: Position) -> &[Arc<Definition>] {
+        self.by_event
+            .get(&(event.to_owned(), position))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether anything listens to this event at all (the fast path skips the rest).
+    pub fn listens(&self, event: &str) -> bool {
+        !self.select(event, Position::Pre).is_empty()
+            || !self.select(event, Position::Post).is_empty()
+    }
+
+    pub fn all(&self) -> &[Arc<Definition>] {
+        &self.all
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty()
+    }
+
+    pub fn from_list(list: Vec<Definition>) -> Self {
+        let mut all: Vec<Arc<Definition>> = list.into_iter().map(Arc::new).collect();
+        all.sort_by_key(|d| (d.ordering, d.index));
+        let mut by_event: HashMap<(String, Position), Vec<Arc<Definition>>> = HashMap::new();
+        for d in all.iter().filter(|d| d.active) {
+            for e in &d.events {
+                by_event
+                    .entry((e.clone(), d.position))
+                    .or_default()
+                    .push(d.clone());
+            }
+        }
+        Self { all, by_event }
+    }
+}
+
+/// Validate every `[[event]]`.
+pub fn build(raw: &[RawEvent], env: &BuildEnv, issues: &mut Issues) -> Definitions {
+    let mut list = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let key = format!("event[{i}]");
+        let label = format!("event {:?}", r.name);
+        let mut push =
+            |k: &str, m: String| issues.push(format!("{key}{k}"), format!("{label}: {m}"));
+        if r.name.trim().is_empty() {
+            push(".name", "must not be empty".into());
+        }
+        let events = r.event.items();
+        if events.is_empty() {
+            push(".event", "names no event".into());
+        }
+        for e in &events {
+            if !KNOWN_EVENTS.contains(&e.as_str()) {
+                tracing::warn!(definition = %r.name, event = %e, "event definition listens to an event otpgate does not fire");
+            }
+        }
+        let Some(module) = Module::parse(&r.handler) else {
+            push(
+                ".handler",
+                format!(
+                    "unknown handler module {:?} (known: {})",
+                    r.handler,
+                    Module::ALL
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            continue;
+        };
+        let position = match r.position.as_deref().map(str::trim) {
+            None | Some("") | Some("post") => Position::Post,
+            Some("pre") => Position::Pre,
+            Some(other) => {
+                push(".position", format!("{other:?} is neither pre nor post"));
+                continue;
+            }
+        };
+        if !module.positions().contains(&position) {
+            push(
+                ".position",
+                format!(
+                    "{} handlers cannot run in position {}",
+                    module.as_str(),
+                    position.as_str()
+                ),
+            );
+        }
+        let mut conditions = Vec::new();
+        for (name, value) in &r.conditions {
+            match Condition::parse(name, &value_text(value)) {
+                Ok(c) => conditions.push(c),
+                Err(e) => push(&format!(".conditions.{name}"), e),
+            }
+        }
+        let options: BTreeMap<String, String> = r
+            .options
+            .iter()
+            .map(|(k, v)| (k.clone(), value_text(v)))
+            .collect();
+        let mut opts = Options::new(options.clone());
+        let action = match Action::parse(module, &r.action, &mut opts, position, env) {
+            Ok(a) => a,
+            Err(e) => {
+                push(".action", e);
+                continue;
+            }
+        };
+        if let Err(e) = opts.finish() {
+            push(".options", e);
+            continue;
+        }
+        list.push(Definition {
+            index: i,
+            name: r.name.clone(),
+            active: r.active,
+            ordering: r.ordering,
+            position,
+            events,
+            module,
+            action_name: r.action.trim().to_owned(),
+            action,
+            conditions,
+            options,
+            abort_on_error: r.abort_on_error.unwrap_or(module.default_abort_on_error()),
+            skip_unknown: r.skip_unknown.unwrap_or(true),
+        });
+    }
+    Definitions::from_list(list)
+}

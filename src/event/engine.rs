@@ -1,0 +1,304 @@
+//! Running the definitions of one phase (spec §1.5): conditions, then the action, one audit
+//! row per run, failure isolation with `abort_on_error`.
+//!
+//! A definition whose conditions hold gets a fresh action run and its own audit row
+//! (`PRE-EVENT validate_check>>Token:disable`, success, info = its name). A failing condition
+//! evaluation or action is logged and audited with success false; the request goes on unless
+//! the definition says `abort_on_error` or the action demands an abort (Script `raise_error`).
+
+use serde_json::Value;
+
+use super::Position;
+use super::conditions::Check;
+use super::context::{Context, Scope};
+use super::definition::Definition;
+use super::handlers::{HandlerError, Run};
+use crate::auth::{Request, Response, Trace};
+use crate::clock::Stopwatch;
+use crate::store::StoreError;
+use crate::store::audit::AuditRow;
+
+/// A handler failure that ends the request.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("event handler {definition:?} failed: {reason}")]
+pub struct Abort {
+    pub definition: String,
+    pub reason: String,
+}
+
+/// One phase: its scope and the request/response it may change.
+pub struct Phase<'p, 'a> {
+    pub scope: Scope<'a>,
+    pub request: &'p mut Request,
+    pub response: Option<&'p mut Response>,
+    pub trace: &'p mut Trace,
+    /// A RequestMangler asked for the request user to be resolved again.
+    pub reset_user: bool,
+}
+
+/// Why a definition's conditions do not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub holds: bool,
+    /// (condition, outcome) for every condition evaluated.
+    pub checks: Vec<(&'static str, Check)>,
+}
+
+impl Verdict {
+    /// The first condition that failed, with its reason.
+    pub fn failed(&self) -> Option<(&'static str, &str)> {
+        self.checks.iter().find_map(|(n, c)| match c {
+            Check::Fails(why) | Check::Unknown(why) => Some((*n, why.as_str())),
+            Check::Holds => None,
+        })
+    }
+}
+
+/// Evaluate a definition's conditions in order, stopping at the first that does not hold.
+pub async fn evaluate(def: &Definition, ctx: &mut Context<'_, '_>) -> Result<Verdict, StoreError> {
+    let mut checks = Vec::with_capacity(def.conditions.len());
+    for c in &def.conditions {
+        let outcome = c.check(ctx).await?;
+        let ok = match &outcome {
+            Check::Holds => true,
+            Check::Unknown(_) => def.skip_unknown,
+            Check::Fails(_) => false,
+        };
+        let outcome = match outcome {
+            // under the skip rule an unknown object counts as fulfilled
+            Check::Unknown(why) if def.skip_unknown => Check::Unknown(format!("skipped: {why}")),
+            other => other,
+        };
+        checks.push((c.name(), outcome));
+        if !ok {
+            return Ok(Verdict {
+                holds: false,
+                checks,
+            });
+        }
+    }
+    Ok(Verdict {
+        holds: true,
+        checks,
+    })
+}
+
+impl Phase<'_, '_> {
+    fn audit_row(
+        &self,
+        def: &Definition,
+        success: bool,
+        info: String,
+        determined: &AuditFields,
+    ) -> AuditRow {
+        let auth = self.scope.auth;
+        AuditRow {
+            time_us: self.scope.now.timestamp_micros(),
+            node: auth.node().to_owned(),
+            event: format!(
+                "{} {}>>{}",
+                self.scope.position.audit_prefix(),
+                self.scope.event,
+                def.label()
+            ),
+            origin: "event".into(),
+            success,
+            user: determined.user.clone(),
+            realm: determined.realm.clone(),
+            serial: determined.serial.clone(),
+            client: self
+                .request
+                .client
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
+            info,
+            action_detail: def.options_text(),
+            ..Default::default()
+        }
+    }
+
+    /// Run every selected definition. `Err` when one of them aborts the request.
+    pub async fn run(&mut self) -> Result<(), Abort> {
+        let defs = self
+            .scope
+            .cfg
+            .events
+            .select(self.scope.event, self.scope.position)
+            .to_vec();
+        if defs.is_empty() {
+            return Ok(());
+        }
+        let mut skipped: Vec<String> = Vec::new();
+        for def in &defs {
+            let watch = Stopwatch::start();
+            let verdict = {
+                let response = self.response.as_deref();
+                let mut ctx = self.scope.view(&*self.request, response);
+                evaluate(def, &mut ctx).await
+            };
+            for w in self.scope.warnings.drain(..) {
+                self.trace
+                    .add("warning", format!("event {:?}: {w}", def.name));
+            }
+            let verdict = match verdict {
+                Ok(v) => v,
+                Err(e) => {
+                    let fields = self.audit_fields().await;
+                    let err = HandlerError::new("StoreError", e.to_string());
+                    self.failed(def, &err, &fields, &watch).await;
+                    if def.abort_on_error {
+                        return Err(abort(def, &err));
+                    }
+                    continue;
+                }
+            };
+            if !verdict.holds {
+                let (name, _) = verdict.failed().unwrap_or(("?", ""));
+                skipped.push(format!("{:?} ({name})", def.name));
+                continue;
+            }
+            let fields = self.audit_fields().await;
+            let result = {
+                let mut run = Run {
+                    def,
+                    scope: &mut self.scope,
+                    request: self.request,
+                    response: self.response.as_deref_mut(),
+                    reset_user: &mut self.reset_user,
+                };
+                def.action.run(&mut run).await
+            };
+            // Actions change the store; later definitions must see their effects.
+            self.scope.invalidate();
+            match result {
+                Ok(done) => {
+                    let info = match &done.details {
+                        Some(d) => format!("{} ({d})", def.name),
+                        None => def.name.clone(),
+                    };
+                    self.trace.add(
+                        "event",
+                        format!(
+                            "{} {}>>{} {:?}: {} in {:.2} ms{}",
+                            self.scope.position.audit_prefix(),
+                            self.scope.event,
+                            def.label(),
+                            def.name,
+                            if done.success {
+                                "ran"
+                            } else {
+                                "ran, returned false"
+                            },
+                            watch.elapsed().as_secs_f64() * 1000.0,
+                            done.details
+                                .as_deref()
+                                .map(|d| format!(" ({d})"))
+                                .unwrap_or_default()
+                        ),
+                    );
+                    let row = self.audit_row(def, done.success, info, &fields);
+                    self.scope.auth.audit().record(row).await;
+                }
+                Err(err) => {
+                    self.failed(def, &err, &fields, &watch).await;
+                    if err.abort || def.abort_on_error {
+                        return Err(abort(def, &err));
+                    }
+                }
+            }
+        }
+        if !skipped.is_empty() {
+            self.trace.add(
+                "event",
+                format!(
+                    "{} {}: conditions not met: {}",
+                    self.scope.position.audit_prefix(),
+                    self.scope.event,
+                    skipped.join(", ")
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    async fn audit_fields(&mut self) -> AuditFields {
+        let response = self.response.as_deref();
+        let mut ctx = self.scope.view(&*self.request, response);
+        match ctx.determined().await {
+            Ok(d) => AuditFields {
+                user: d.user.as_ref().map(|u| u.login.clone()).unwrap_or_default(),
+                realm: d.user.as_ref().map(|u| u.realm.clone()).unwrap_or_default(),
+                serial: d.serial.clone().unwrap_or_default(),
+            },
+            Err(_) => AuditFields::default(),
+        }
+    }
+
+    async fn failed(
+        &mut self,
+        def: &Definition,
+        err: &HandlerError,
+        fields: &AuditFields,
+        watch: &Stopwatch,
+    ) {
+        // The message may contain request data; the log gets it, the audit row only the kind.
+        tracing::warn!(
+            target: "otpgate::event",
+            definition = %def.name,
+            handler = %def.label(),
+            error = %err.message,
+            "event handler failed"
+        );
+        self.trace.add(
+            "event",
+            format!(
+                "{} {}>>{} {:?}: FAILED after {:.2} ms: {}{}",
+                self.scope.position.audit_prefix(),
+                self.scope.event,
+                def.label(),
+                def.name,
+                watch.elapsed().as_secs_f64() * 1000.0,
+                err.message,
+                if err.abort || def.abort_on_error {
+                    " (aborts the request)"
+                } else {
+                    ""
+                }
+            ),
+        );
+        let row = self.audit_row(def, false, format!("{} ({})", def.name, err.kind), fields);
+        self.scope.auth.audit().record(row).await;
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct AuditFields {
+    user: String,
+    realm: String,
+    serial: String,
+}
+
+fn abort(def: &Definition, err: &HandlerError) -> Abort {
+    Abort {
+        definition: def.name.clone(),
+        reason: err.kind.to_owned(),
+    }
+}
+
+/// The answer document of a successful admin call (`result.status/value = true`).
+pub fn admin_response(detail: serde_json::Map<String, Value>) -> Response {
+    Response {
+        status_code: 200,
+        body: serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": 1,
+            "result": {"status": true, "value": true},
+            "detail": Value::Object(detail),
+        }),
+    }
+}
+
+/// Convenience for callers that only need to know whether anything listens.
+pub fn position_listens(defs: &super::Definitions, event: &str, position: Position) -> bool {
+    !defs.select(event, position).is_empty()
+}

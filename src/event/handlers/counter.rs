@@ -1,0 +1,50 @@
+//! `Counter` (spec §3.4): named counters, one row per node, summed when read.
+
+use super::{Done, HandlerError, Run};
+use crate::event::options::Options;
+
+pub const ACTIONS: &[&str] = &["increase_counter", "decrease_counter", "reset_counter"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CounterAction {
+    Increase(String),
+    Decrease { name: String, allow_negative: bool },
+    Reset(String),
+}
+
+impl CounterAction {
+    /// Action names are case-sensitive (errata 12).
+    pub fn parse(action: &str, opts: &mut Options) -> Result<Self, String> {
+        let name = opts.required("counter_name")?;
+        Ok(match action {
+            "increase_counter" => Self::Increase(name),
+            "decrease_counter" => Self::Decrease {
+                name,
+                allow_negative: opts.flag("allow_negative_values"),
+            },
+            "reset_counter" => Self::Reset(name),
+            other => {
+                return Err(format!(
+                    "unknown Counter action {other:?} (known: {})",
+                    ACTIONS.join(", ")
+                ));
+            }
+        })
+    }
+
+    pub async fn run(&self, run: &mut Run<'_, '_>) -> Result<Done, HandlerError> {
+        let auth = run.scope.auth;
+        let store = auth.store();
+        let node = auth.node();
+        match self {
+            Self::Increase(name) => store.counter_add(name, node, 1).await,
+            Self::Decrease {
+                name,
+                allow_negative,
+            } => store.counter_decrease(name, node, *allow_negative).await,
+            Self::Reset(name) => store.counter_reset(name, node).await,
+        }
+        .map_err(HandlerError::store)?;
+        Ok(Done::ok())
+    }
+}

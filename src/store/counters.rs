@@ -1,0 +1,87 @@
+//! Event counters (the `Counter` handler and the `counter` condition): one row per (name,
+//! node), so nodes sharing a database never contend on one row; a counter's value is the sum.
+
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+impl Store {
+    /// The counter summed over all nodes (missing = 0).
+    pub async fn counter_value(&self, name: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(value), 0) AS BIGINT) AS v FROM event_counter WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(row.try_get("v")?)
+    }
+
+    /// Add `delta` to this node's row (created when missing).
+    pub async fn counter_add(&self, name: &str, node: &str, delta: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO event_counter (name, node, value) VALUES ($1, $2, $3) \
+             ON CONFLICT (name, node) DO UPDATE SET value = event_counter.value + excluded.value",
+        )
+        .bind(name)
+        .bind(node)
+        .bind(delta)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// −1 on this node's row if the sum is positive or negative values are allowed; otherwise
+    /// every row of the counter goes to 0 (never below 0). One transaction.
+    pub async fn counter_decrease(
+        &self,
+        name: &str,
+        node: &str,
+        allow_negative: bool,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(value), 0) AS BIGINT) AS v FROM event_counter WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await?;
+        let sum: i64 = row.try_get("v")?;
+        if sum > 0 || allow_negative {
+            sqlx::query(
+                "INSERT INTO event_counter (name, node, value) VALUES ($1, $2, -1) \
+                 ON CONFLICT (name, node) DO UPDATE SET value = event_counter.value - 1",
+            )
+            .bind(name)
+            .bind(node)
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            sqlx::query("UPDATE event_counter SET value = 0 WHERE name = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every row of the counter to 0 (this node's row created with 0).
+    pub async fn counter_reset(&self, name: &str, node: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("UPDATE event_counter SET value = 0 WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO event_counter (name, node, value) VALUES ($1, $2, 0) \
+             ON CONFLICT (name, node) DO NOTHING",
+        )
+        .bind(name)
+        .bind(node)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
