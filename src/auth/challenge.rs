@@ -135,7 +135,13 @@ pub(crate) async fn answer(
             at.trace.add("result", format!("REJECT: {message}"));
             return Ok(Response::decided(false, Authentication::Reject, detail));
         }
-        if !consume(at, &e.token, new_count, time_shift).await? {
+        // Email/SMS values are guarded by their challenge row (the counter moved when it was
+        // sent); OATH values by the counter, as everywhere.
+        let first = match new_count {
+            None => at.auth.store.take_challenge(row.id).await?,
+            Some(_) => true,
+        };
+        if !first || !consume(at, &e.token, new_count, time_shift).await? {
             at.trace.add(
                 "challenge",
                 format!("{}: OTP consumed by a concurrent request", e.token.serial),
@@ -214,6 +220,7 @@ pub(crate) async fn create(
                         counter.to_string(),
                     ),
                     Err(e) => {
+                        tracing::warn!(target: "otpgate::auth", serial = %token.serial, error = %e, "OTP could not be sent");
                         at.trace.add("challenge", format!("{}: {e}", token.serial));
                         send_failure = Some(if token.kind == TokenType::Email {
                             EMAIL_SEND_FAILED

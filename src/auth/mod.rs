@@ -15,6 +15,7 @@ pub mod admin_events;
 pub mod challenge;
 pub mod check;
 pub mod delivery;
+pub mod event_test;
 pub mod manage;
 pub mod pin;
 pub mod pipeline;
@@ -64,7 +65,7 @@ impl AuthConfig {
             handlers: config.handlers.clone(),
             notifier: Arc::new(crate::notify::Notifier::new(&config.smtp, &config.sms)),
             system: config.system.clone(),
-            delivery: DeliverySettings::default(),
+            delivery: config.delivery.clone(),
             issuer: config.issuer.clone(),
             totp_hashlib: config.totp_hashlib,
         }

@@ -43,6 +43,7 @@ pub struct Config {
     pub smtp: Vec<crate::notify::SmtpServer>,
     pub sms: Vec<crate::notify::SmsGateway>,
     pub remotes: Vec<crate::remote::RemoteDef>,
+    pub delivery: crate::auth::DeliverySettings,
 }
 
 /// One problem, located by key path.

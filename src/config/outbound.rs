@@ -7,7 +7,9 @@ use regex::Regex;
 
 use super::raw::RawConfig;
 use super::validate::{Issues, resolve_path};
+use crate::auth::DeliverySettings;
 use crate::event::HandlerSettings;
+use crate::event::definition::BuildEnv;
 use crate::notify::{SmsBody, SmsGateway, SmsMethod, SmtpServer, SmtpTls};
 use crate::remote::{RemoteDef, RemoteKind};
 use crate::secret::Secret;
@@ -275,5 +277,44 @@ pub(super) fn handlers(raw: &RawConfig, base: &Path, issues: &mut Issues) -> Han
         base_url: h.base_url.clone().unwrap_or_default(),
         webhook_timeout,
         http,
+    }
+}
+
+pub(super) fn delivery(raw: &RawConfig, env: &BuildEnv, issues: &mut Issues) -> DeliverySettings {
+    let d = DeliverySettings::default();
+    let e = &raw.email_token;
+    let s = &raw.sms_token;
+    if let Some(name) = &e.smtp
+        && !env.smtp.contains(name)
+    {
+        issues.push(
+            "email_token.smtp",
+            format!("no [[smtp]] server named {name:?}"),
+        );
+    }
+    if let Some(name) = &s.gateway
+        && !env.sms.contains(name)
+    {
+        issues.push(
+            "sms_token.gateway",
+            format!("no [[sms_gateway]] named {name:?}"),
+        );
+    }
+    let mut seconds = |key: &str, v: Option<i64>, default: chrono::TimeDelta| match v {
+        Some(v) if v <= 0 => {
+            issues.push(key, "must be positive");
+            default
+        }
+        Some(v) => chrono::TimeDelta::seconds(v),
+        None => default,
+    };
+    DeliverySettings {
+        email_validity: seconds("email_token.validity", e.validity, d.email_validity),
+        sms_validity: seconds("sms_token.validity", s.validity, d.sms_validity),
+        smtp: e.smtp.clone(),
+        email_subject: e.subject.clone().unwrap_or(d.email_subject),
+        email_body: e.body.clone().unwrap_or(d.email_body),
+        sms_gateway: s.gateway.clone(),
+        sms_text: s.text.clone().unwrap_or(d.sms_text),
     }
 }

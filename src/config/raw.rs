@@ -28,6 +28,12 @@ pub struct RawConfig {
     pub radius: Option<crate::radius::settings::RawRadius>,
     /// The HTTP listener for `/metrics` and `/healthz` (absent: none).
     pub http: Option<RawHttp>,
+    /// Email tokens: where and how the OTP is sent.
+    #[serde(default)]
+    pub email_token: RawEmailToken,
+    /// SMS tokens: where and how the OTP is sent.
+    #[serde(default)]
+    pub sms_token: RawSmsToken,
     /// Settings of the event handler modules.
     #[serde(default)]
     pub handlers: RawHandlers,
@@ -235,6 +241,32 @@ pub struct RawRealm {
     /// The realm for logins without one (exactly one realm may say true).
     #[serde(default)]
     pub default: bool,
+}
+
+/// `[email_token]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmailToken {
+    /// The `[[smtp]]` server for tokens without `smtp_identifier` (default: the first).
+    pub smtp: Option<String>,
+    /// Default "Your OTP".
+    pub subject: Option<String>,
+    /// Default "{otp}"; tags `{otp}`, `{serial}`, `{user}`.
+    pub body: Option<String>,
+    /// Seconds the emailed OTP stays valid (privacyIDEA `email.validtime`, default 120).
+    pub validity: Option<i64>,
+}
+
+/// `[sms_token]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmsToken {
+    /// The `[[sms_gateway]]` for tokens without `sms_identifier` (default: the first).
+    pub gateway: Option<String>,
+    /// Default "{otp}"; tags `{otp}`, `{serial}`, `{user}`.
+    pub text: Option<String>,
+    /// Seconds the OTP stays valid (privacyIDEA `sms.validtime`, default 120).
+    pub validity: Option<i64>,
 }
 
 /// `[handlers]`: where the handler modules read and write.

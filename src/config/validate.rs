@@ -126,6 +126,7 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             .collect(),
     };
     let events = crate::event::definition::build(&raw.events, &env, &mut issues);
+    let delivery = super::outbound::delivery(&raw, &env, &mut issues);
 
     let issuer = raw
         .enrollment
@@ -168,6 +169,7 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         smtp,
         sms,
         remotes,
+        delivery,
     })
 }
 

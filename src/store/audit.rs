@@ -84,7 +84,7 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         // 17 binds per row; stay well below the backends' bind limits.
         for chunk in rows.chunks(500) {
             let mut q = Sql::new(&format!("INSERT INTO audit ({AUDIT_COLUMNS}) VALUES "));

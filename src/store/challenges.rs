@@ -129,6 +129,16 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// Delete one token's challenge of a transaction. True for the one request that deleted
+    /// it: the guard that lets an email/SMS answer be accepted once.
+    pub async fn take_challenge(&self, id: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM challenge WHERE id = $1")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Count a wrong answer on a challenge.
     pub async fn bump_challenge(&self, id: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE challenge SET received_count = received_count + 1 WHERE id = $1")

@@ -39,7 +39,14 @@ impl Store {
         node: &str,
         allow_negative: bool,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
+        if self.backend() == super::Backend::Postgres {
+            // Serialise decreases of one counter across nodes, so the sum never goes below 0.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        }
         let row = sqlx::query(
             "SELECT CAST(COALESCE(SUM(value), 0) AS BIGINT) AS v FROM event_counter WHERE name = $1",
         )
@@ -68,7 +75,7 @@ impl Store {
 
     /// Every row of the counter to 0 (this node's row created with 0).
     pub async fn counter_reset(&self, name: &str, node: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE event_counter SET value = 0 WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)

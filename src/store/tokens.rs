@@ -230,7 +230,7 @@ impl Store {
 impl TokenStore<'_> {
     /// Insert a token with its tokeninfo and realms in one transaction.
     pub async fn insert(&self, t: &NewToken) -> Result<i64, StoreError> {
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         let (login, realm, resolver) = match &t.owner {
             Some(o) => (
                 Some(o.login.as_str()),
@@ -426,7 +426,7 @@ impl TokenStore<'_> {
         realms: &[String],
         replace: bool,
     ) -> Result<(), StoreError> {
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         if replace {
             sqlx::query("DELETE FROM tokenrealm WHERE token_id = $1")
                 .bind(id)
@@ -448,7 +448,7 @@ impl TokenStore<'_> {
     }
 
     pub async fn delete(&self, id: i64) -> Result<bool, StoreError> {
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         // Explicit deletes keep PostgreSQL and SQLite alike even where foreign keys are off.
         sqlx::query("DELETE FROM tokeninfo WHERE token_id = $1")
             .bind(id)
@@ -486,7 +486,7 @@ impl TokenStore<'_> {
 
     /// Assign to a user and add the user's realm to the token realms.
     pub async fn assign(&self, id: i64, owner: &Owner) -> Result<(), StoreError> {
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         sqlx::query(
             "UPDATE token SET owner_login = $1, owner_realm = $2, owner_resolver = $3 WHERE id = $4",
         )
@@ -605,7 +605,7 @@ impl TokenStore<'_> {
     /// Apply changes to several tokens in one transaction: everything changes, or nothing
     /// (event handler actions on "all the user's tokens", `set validity` with two bounds).
     pub async fn change(&self, ids: &[i64], changes: &[TokenChange<'_>]) -> Result<(), StoreError> {
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         for &id in ids {
             for change in changes {
                 for stmt in change.statements(id)? {
@@ -713,6 +713,20 @@ impl TokenStore<'_> {
             }),
             None => Err(StoreError::Corrupt(format!("token id {id} vanished"))),
         }
+    }
+
+    /// Take the next OTP counter for an email/SMS challenge: one atomic increment, so two
+    /// challenges never send the same value. Returns the counter whose value is to be sent.
+    pub async fn reserve_counter(&self, id: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "UPDATE token SET otp_counter = otp_counter + 1 WHERE id = $1 RETURNING otp_counter",
+        )
+        .bind(id)
+        .fetch_optional(self.store.pool())
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("token id {id} vanished")))?;
+        let next: i64 = row.try_get("otp_counter")?;
+        Ok(next - 1)
     }
 
     /// Count an attempt without touching the failcount.

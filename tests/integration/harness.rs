@@ -77,7 +77,33 @@ impl Harness {
 
     /// Baseline fixture with extra `[system]` lines and extra top-level TOML.
     pub async fn with_config(backend: Backend, system: &str, extra: &str) -> Self {
+        Self::with_files(backend, system, extra, &[]).await
+    }
+
+    /// Like [`Harness::with_config`], with files written into the fixture directory first
+    /// (relative path, content, executable).
+    pub async fn with_files(
+        backend: Backend,
+        system: &str,
+        extra: &str,
+        files: &[(&str, &str, bool)],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
+        for (rel, content, exec) in files {
+            let path = dir.path().join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(
+                &path,
+                content.replace("{dir}", &dir.path().display().to_string()),
+            )
+            .unwrap();
+            if *exec {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+        }
+        let extra = extra.replace("{dir}", &dir.path().display().to_string());
+        let extra = extra.as_str();
         std::fs::write(dir.path().join("users.toml"), users_file()).expect("users");
         let url = match backend {
             Backend::Sqlite => "sqlite:otpgate.db".to_owned(),
@@ -133,6 +159,25 @@ impl Harness {
             .token_set(serial, settings, Origin::Cli)
             .await
             .unwrap_or_else(|e| panic!("set: {e}"));
+    }
+
+    /// The fixture directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// Audit rows of one event (newest first).
+    pub async fn audit(&self, event: &str) -> Vec<otpgate::store::audit::AuditRow> {
+        self.auth.audit().flush().await;
+        self.auth
+            .store()
+            .list_audit(&otpgate::store::audit::AuditFilter {
+                event: Some(event.into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
     }
 
     pub async fn check(&self, req: Request) -> Response {

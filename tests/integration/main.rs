@@ -7,8 +7,11 @@
 // be built should stop the test loudly (clippy.toml relaxes the same lints inside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod challenge;
 mod daemon;
+mod events;
 mod harness;
 mod pg;
 mod radius;
 mod scenarios;
+mod sinks;
