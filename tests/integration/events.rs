@@ -69,6 +69,7 @@ async fn scenario_47_mail_on_failure_only() {
     let mails = smtp.wait_for(1, WAIT).await;
     assert_eq!(mails.len(), 1);
     assert_eq!(mails[0].to, vec!["sec@example.com"]);
+    assert_eq!(mails[0].from, "otpgate@example.com");
     assert_eq!(
         mails[0].subject(),
         Some("An action was performed on your token.")
