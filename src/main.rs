@@ -9,9 +9,11 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Validate(_) | Command::Token(_) | Command::Audit(_) | Command::Radtest(_) => {
-            "warn"
-        }
+        Command::Validate(_)
+        | Command::Token(_)
+        | Command::Audit(_)
+        | Command::Event(_)
+        | Command::Radtest(_) => "warn",
         _ => "info",
     };
     let filter =

@@ -2,6 +2,7 @@
 //! `hash-password`. anyhow lives here and in `main` only.
 
 mod audit;
+mod event;
 mod radtest;
 mod token;
 mod validate;
@@ -49,6 +50,9 @@ pub enum Command {
     /// Read the audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Event handler definitions: list, show, and test which would run.
+    #[command(subcommand)]
+    Event(event::EventCommand),
     /// Hash a password for the users file (reads it from stdin).
     HashPassword,
     /// Send one Access-Request to a RADIUS server and print the reply.
@@ -76,6 +80,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(cmd) => token::run(&cli.config, cmd).await,
         Command::Validate(args) => validate::run(&cli.config, args).await,
         Command::Audit(cmd) => audit::run(&cli.config, cmd).await,
+        Command::Event(cmd) => event::run(&cli.config, cmd).await,
         Command::HashPassword => hash_password(&cli.config),
         Command::Radtest(args) => radtest::run(&cli.config, args).await,
     }

@@ -38,6 +38,8 @@ pub struct Config {
     pub http_listen: Option<std::net::SocketAddr>,
     /// Serve `/validate/check` on the HTTP listener (`[http] validate_check`).
     pub http_validate: bool,
+    /// Peers allowed to name the client address (`[http] client_override_from`).
+    pub http_trusted: Vec<ipnet::IpNet>,
     pub handlers: crate::event::HandlerSettings,
     pub events: Arc<crate::event::Definitions>,
     pub smtp: Vec<crate::notify::SmtpServer>,

@@ -219,6 +219,10 @@ pub struct RawHttp {
     /// otpgate or privacyIDEA forward to this one (Federation handler).
     #[serde(default)]
     pub validate_check: bool,
+    /// Peers whose `client` parameter is taken as the client address (proxies, another
+    /// otpgate forwarding with `forward_client_ip`), as addresses or CIDRs.
+    #[serde(default)]
+    pub client_override_from: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -111,6 +111,24 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         }
     });
 
+    let mut http_trusted = Vec::new();
+    for (i, n) in raw
+        .http
+        .iter()
+        .flat_map(|h| h.client_override_from.iter())
+        .enumerate()
+    {
+        match n
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        {
+            Ok(net) => http_trusted.push(net),
+            Err(_) => issues.push(
+                format!("http.client_override_from[{i}]"),
+                format!("{n:?} is neither an IP address nor a network"),
+            ),
+        }
+    }
     let handlers = super::outbound::handlers(&raw, &base, &mut issues);
     let smtp = super::outbound::smtp(&raw, &base, &mut issues);
     let sms = super::outbound::sms(&raw, &mut issues);
@@ -164,6 +182,7 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         radius,
         http_listen,
         http_validate: raw.http.as_ref().is_some_and(|h| h.validate_check),
+        http_trusted,
         handlers,
         events: Arc::new(events),
         smtp,

@@ -86,8 +86,19 @@ pub async fn serve(path: &Path) -> Result<(), ServeError> {
             .await
             .map_err(|e| ServeError::Bind(with_addr(e, addr)))?;
         let local = listener.local_addr().map_err(ServeError::Bind)?;
-        tracing::info!(address = %local, "HTTP listening (/metrics, /healthz)");
-        let app = crate::http::router(opened.auth.clone(), metrics);
+        tracing::info!(
+            address = %local,
+            validate_check = config.http_validate,
+            "HTTP listening (/metrics, /healthz{})",
+            if config.http_validate { ", /validate/check" } else { "" }
+        );
+        let app = crate::http::router(
+            opened.auth.clone(),
+            metrics,
+            config.http_validate,
+            config.http_trusted.clone(),
+        )
+        .into_make_service_with_connect_info::<SocketAddr>();
         let stop = shutdown.clone();
         tracker.spawn(async move {
             let served = axum::serve(listener, app)

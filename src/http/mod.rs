@@ -2,6 +2,8 @@
 //! answers). A front-end like the others: it never touches the store directly beyond the
 //! authenticator's health check.
 
+mod validate;
+
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
@@ -33,11 +35,33 @@ struct AppState {
     metrics: Option<PrometheusHandle>,
 }
 
-pub fn router(auth: Arc<Authenticator>, metrics: Option<PrometheusHandle>) -> Router {
-    Router::new()
+/// The operations router; with `validate_check`, also `/validate/check` (trusting the `client`
+/// parameter only from the `trusted` networks).
+pub fn router(
+    auth: Arc<Authenticator>,
+    metrics: Option<PrometheusHandle>,
+    validate_check: bool,
+    trusted: Vec<ipnet::IpNet>,
+) -> Router {
+    let ops = Router::new()
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(health))
-        .with_state(AppState { auth, metrics })
+        .with_state(AppState {
+            auth: auth.clone(),
+            metrics,
+        });
+    if !validate_check {
+        return ops;
+    }
+    let state = Arc::new(validate::ValidateState { auth, trusted });
+    ops.merge(
+        Router::new()
+            .route(
+                "/validate/check",
+                get(validate::check).post(validate::check),
+            )
+            .with_state(state),
+    )
 }
 
 async fn render_metrics(State(state): State<AppState>) -> String {

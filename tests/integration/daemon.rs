@@ -23,6 +23,8 @@ pub struct Setup {
     pub system: String,
     /// Further TOML after everything else (reply rules, events, policies …).
     pub extra: String,
+    /// Serve `/validate/check` on the HTTP listener.
+    pub http_validate: bool,
 }
 
 pub struct Daemon {
@@ -43,7 +45,7 @@ pub fn config_text(dir: &Path, s: &Setup) -> String {
         "node = \"bb\"\n[database]\nurl = \"sqlite:otpgate.db\"\n[secrets]\nkey_file = \"secret.key\"\n\
          [pin]\nargon2_memory_kib = 64\nargon2_iterations = 1\n[system]\n{system}\n\
          [radius]\nlisten = [\"127.0.0.1:0\"]\ndictionaries = \"{dict}\"\n{radius}\n\
-         [http]\nlisten = \"127.0.0.1:0\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\nvalidate_check = {http_validate}\n\
          [[radius.client]]\nname = \"loopback\"\naddress = \"127.0.0.0/8\"\nsecret = \"{SECRET}\"\n{client}\n\
          [[resolver]]\nname = \"resolver1\"\ntype = \"file\"\npath = \"users.toml\"\n\
          [[realm]]\nname = \"realm1\"\ndefault = true\nresolvers = [\"resolver1\"]\n\
@@ -52,6 +54,7 @@ pub fn config_text(dir: &Path, s: &Setup) -> String {
         radius = s.radius,
         client = s.client,
         extra = s.extra,
+        http_validate = s.http_validate,
         dict = repo().join("dictionaries").display(),
     )
     .replace("{dir}", &dir.display().to_string())

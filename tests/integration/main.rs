@@ -13,5 +13,6 @@ mod events;
 mod harness;
 mod pg;
 mod radius;
+mod recipes;
 mod scenarios;
 mod sinks;

@@ -24,8 +24,32 @@ impl ReceivedMail {
     }
 
     /// The body after the header block.
-    pub fn body(&self) -> &str {
-        self.data.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+    /// The body after the header block, quoted-printable decoded when the mail says so.
+    pub fn body(&self) -> String {
+        let (head, body) = self.data.split_once("\r\n\r\n").unwrap_or(("", ""));
+        if !head.contains("Content-Transfer-Encoding: quoted-printable") {
+            return body.to_owned();
+        }
+        let joined = body.replace("=\r\n", "");
+        let bytes = joined.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = joined
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match (bytes[i], hex) {
+                (b'=', Some(v)) => {
+                    out.push(v);
+                    i += 3;
+                }
+                (b, _) => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
     }
 }
 
