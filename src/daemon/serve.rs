@@ -166,8 +166,11 @@ fn reload(path: &Path, running: &mut Config, auth: &Authenticator, radius: Optio
     if new.key_file != running.key_file {
         needs_restart.push("secrets.key_file");
     }
-    if new.http_listen != running.http_listen {
-        needs_restart.push("http.listen");
+    if new.http_listen != running.http_listen
+        || new.http_validate != running.http_validate
+        || new.http_trusted != running.http_trusted
+    {
+        needs_restart.push("[http]");
     }
     match (&new.radius, &running.radius) {
         (Some(n), Some(r)) if n.listen != r.listen => needs_restart.push("radius.listen"),
