@@ -154,6 +154,7 @@ pub(crate) async fn answer(
         token_detail(&mut detail, &e.token);
         at.note_token(&e.token);
         at.accepted.push(e.token.serial.clone());
+        at.accepted_tokens.push(e.token.clone());
         at.trace.add(
             "result",
             "ACCEPT: Found matching challenge (transaction deleted)",

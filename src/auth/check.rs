@@ -405,6 +405,7 @@ fn valid_branch(at: &mut Attempt<'_>, candidates: &[Candidate], classes: &[Class
     for t in &valid {
         at.note_token(t);
         at.accepted.push(t.serial.clone());
+        at.accepted_tokens.push((*t).clone());
     }
     at.trace
         .add("result", format!("ACCEPT: matching {} tokens", valid.len()));

@@ -32,6 +32,28 @@ fn outcome_text(c: &Check) -> String {
 }
 
 impl Authenticator {
+    /// The policies that match a request (for `otpgate event test`).
+    pub fn matching_policies(&self, request: &Request) -> Vec<String> {
+        let cfg = self.config();
+        let user = request.user.as_deref().map(|u| {
+            cfg.directory.split_user_or(
+                u,
+                request.realm.as_deref(),
+                request.default_realm.as_deref(),
+            )
+        });
+        let (login, realm) = user.unwrap_or_default();
+        let resolved = cfg.directory.find(&login, &realm);
+        cfg.policies
+            .effective(&super::policy::Subject {
+                realm: &realm,
+                resolver: resolved.as_ref().map_or("", |u| u.resolver.as_str()),
+                user: &login,
+                client: request.client,
+            })
+            .matched
+    }
+
     /// Evaluate every definition for `event`: PRE ones without an answer, POST ones against
     /// `response`.
     pub async fn event_test(

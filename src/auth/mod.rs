@@ -19,6 +19,8 @@ pub mod event_test;
 pub mod manage;
 pub mod pin;
 pub mod pipeline;
+pub mod policy;
+mod policy_steps;
 pub mod request;
 pub mod response;
 pub mod settings;
@@ -51,6 +53,7 @@ pub struct AuthConfig {
     pub events: Arc<crate::event::Definitions>,
     pub handlers: crate::event::HandlerSettings,
     pub notifier: Arc<crate::notify::Notifier>,
+    pub policies: Arc<policy::Policies>,
     pub system: SystemSettings,
     pub delivery: DeliverySettings,
     pub issuer: String,
@@ -64,6 +67,7 @@ impl AuthConfig {
             events: config.events.clone(),
             handlers: config.handlers.clone(),
             notifier: Arc::new(crate::notify::Notifier::new(&config.smtp, &config.sms)),
+            policies: config.policies.clone(),
             system: config.system.clone(),
             delivery: config.delivery.clone(),
             issuer: config.issuer.clone(),
@@ -104,6 +108,8 @@ pub struct Outcome {
     pub user: Option<ResolvedUser>,
     /// The serials that authenticated.
     pub accepted: Vec<String>,
+    /// The policies that matched the request.
+    pub policies: Vec<String>,
 }
 
 /// The authentication core. One per daemon; cheap to share behind an `Arc`.
@@ -232,6 +238,13 @@ pub(crate) struct Attempt<'a> {
     pub policies: Vec<String>,
     pub transaction_issued: Option<String>,
     pub userstore_cache: Vec<(Secret<String>, bool)>,
+    /// The policy actions in force for this request.
+    pub policy: policy::Effective,
+    /// The tokens that authenticated, as they were before this request changed them
+    /// (`last_auth` policy, authorization policies).
+    pub accepted_tokens: Vec<Token>,
+    /// Accepted by passthru or passOnNo*: authorization by token does not apply.
+    pub accepted_without_token: bool,
 }
 
 impl<'a> Attempt<'a> {
@@ -254,6 +267,9 @@ impl<'a> Attempt<'a> {
             policies: Vec::new(),
             transaction_issued: None,
             userstore_cache: Vec::new(),
+            policy: policy::Effective::default(),
+            accepted_tokens: Vec::new(),
+            accepted_without_token: false,
         }
     }
 

@@ -6,6 +6,7 @@ use crate::event::context::Scope;
 use crate::event::{Abort, Phase, Position};
 
 use super::check::check_token_list;
+use super::policy_steps;
 use super::response::{Authentication, Response, codes};
 use super::{Attempt, AuthError, Authenticator, Outcome, Request};
 
@@ -32,13 +33,17 @@ impl Authenticator {
             ),
         );
         resolve_user(&mut at, &req);
+        policy_steps::request_policies(&mut at, &mut req);
         let response = self.validate_with_events(&mut at, &mut req).await;
+        let response = policy_steps::authorize(&mut at, response);
+        let response = policy_steps::hide_details(&at, response);
         self.lock_events(&mut at, &req, &response).await;
         self.audit_validate(&at, &req, &response).await;
         Outcome {
             response,
             user: at.user.clone(),
             accepted: at.accepted.clone(),
+            policies: at.policies.clone(),
         }
     }
 
@@ -58,6 +63,7 @@ impl Authenticator {
                 at.trace
                     .add("event", "RequestMangler reset the request user");
                 resolve_user(at, req);
+                policy_steps::request_policies(at, req);
             }
         }
         at.transaction_id = req.transaction_id.clone().filter(|t| !t.is_empty());
@@ -166,11 +172,7 @@ impl Authenticator {
             )));
         }
         let Some(user) = at.user.clone() else {
-            return Err(AuthError::Respond(Response::error(
-                400,
-                codes::USER_NOT_FOUND,
-                &format!("User <{}@{}> does not exist.", at.login, at.realm),
-            )));
+            return policy_steps::unknown_user(at);
         };
         let mut tokens = self
             .store
@@ -195,6 +197,9 @@ impl Authenticator {
                 }
             ),
         );
+        if let Some(answer) = policy_steps::before_check(at, req, tokens.len()).await? {
+            return Ok(answer);
+        }
         if tokens.is_empty() {
             let mut detail = Map::new();
             detail.insert("message".into(), json!("The user has no tokens assigned"));
@@ -202,7 +207,9 @@ impl Authenticator {
                 .add("result", "REJECT: the user has no tokens assigned");
             return Ok(Response::decided(false, Authentication::Reject, detail));
         }
-        check_token_list(at, tokens, &req.pass).await
+        let participants: Vec<i64> = tokens.iter().map(|t| t.id).collect();
+        let answer = check_token_list(at, tokens, &req.pass).await?;
+        policy_steps::after_success(at, answer, &participants).await
     }
 
     async fn check_serial(
@@ -245,7 +252,9 @@ impl Authenticator {
         if req.otponly {
             return self.check_otp_only(at, token, &req.pass).await;
         }
-        check_token_list(at, vec![token], &req.pass).await
+        let participants = [token.id];
+        let answer = check_token_list(at, vec![token], &req.pass).await?;
+        policy_steps::after_success(at, answer, &participants).await
     }
 
     /// `otponly=1`: the OTP alone, no PIN and no failcounter logic.
@@ -275,6 +284,7 @@ impl Authenticator {
             super::check::token_detail(&mut detail, &token);
             at.note_token(&token);
             at.accepted.push(token.serial.clone());
+            at.accepted_tokens.push(token.clone());
             at.trace.add("result", "ACCEPT: OTP only");
             return Ok(Response::decided(true, Authentication::Accept, detail));
         }
@@ -315,7 +325,7 @@ impl Authenticator {
 
 /// Split and resolve the request user (spec §1.4 step 1); resets what an earlier resolution
 /// found, so a RequestMangler with `reset_user` can call it again.
-fn resolve_user(at: &mut Attempt<'_>, req: &Request) {
+pub(crate) fn resolve_user(at: &mut Attempt<'_>, req: &Request) {
     let cfg = at.cfg;
     at.user = None;
     at.login.clear();

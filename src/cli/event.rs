@@ -170,6 +170,7 @@ pub(super) async fn run(config: &Path, cmd: EventCommand) -> anyhow::Result<Exit
                 };
                 request.set_param(k.trim(), v.trim());
             }
+            let policies = opened.auth.matching_policies(&request);
             let reports = opened
                 .auth
                 .event_test(&args.event, &request, Some(&response))
@@ -180,6 +181,14 @@ pub(super) async fn run(config: &Path, cmd: EventCommand) -> anyhow::Result<Exit
                 println!("{}", serde_json::to_string_pretty(&reports)?);
                 return Ok(ExitCode::SUCCESS);
             }
+            println!(
+                "matching policies: {}",
+                if policies.is_empty() {
+                    "none".to_owned()
+                } else {
+                    policies.join(", ")
+                }
+            );
             println!(
                 "event {}, answer {} {:?}:",
                 args.event, args.result, args.message

@@ -54,6 +54,9 @@ pub(super) async fn run(config: &Path, args: ValidateArgs) -> anyhow::Result<Exi
     };
     let outcome = opened.auth.validate_check(request).await;
     println!("{}", serde_json::to_string_pretty(&outcome.response.body)?);
+    if !outcome.policies.is_empty() {
+        eprintln!("matching policies: {}", outcome.policies.join(", "));
+    }
     let code = match outcome.response.decision() {
         Decision::Accept => exit::OK,
         Decision::Reject => exit::REJECT,

@@ -46,6 +46,7 @@ pub struct Config {
     pub sms: Vec<crate::notify::SmsGateway>,
     pub remotes: Vec<crate::remote::RemoteDef>,
     pub delivery: crate::auth::DeliverySettings,
+    pub policies: Arc<crate::auth::policy::Policies>,
 }
 
 /// One problem, located by key path.

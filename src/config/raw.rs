@@ -50,6 +50,9 @@ pub struct RawConfig {
     /// (Federation handler, passthru policy).
     #[serde(default)]
     pub remote: Vec<RawRemote>,
+    /// Authentication and authorization policies.
+    #[serde(default)]
+    pub policy: Vec<crate::auth::policy::RawPolicy>,
     /// User resolvers.
     #[serde(default, rename = "resolver")]
     pub resolvers: Vec<RawResolver>,

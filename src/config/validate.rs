@@ -145,6 +145,22 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
     };
     let events = crate::event::definition::build(&raw.events, &env, &mut issues);
     let delivery = super::outbound::delivery(&raw, &env, &mut issues);
+    let policies = crate::auth::policy::Policies::build(&raw.policy, &env.remotes, &mut issues);
+    for (i, p) in raw.policy.iter().enumerate() {
+        for r in &p.realm {
+            if directory.realm(r).is_none() {
+                issues.push(format!("policy[{i}].realm"), format!("unknown realm {r:?}"));
+            }
+        }
+        if let Some(toml::Value::String(r)) = p.actions.get("set_realm")
+            && directory.realm(r).is_none()
+        {
+            issues.push(
+                format!("policy[{i}].actions.set_realm"),
+                format!("unknown realm {r:?}"),
+            );
+        }
+    }
 
     let issuer = raw
         .enrollment
@@ -189,6 +205,7 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         sms,
         remotes,
         delivery,
+        policies: Arc::new(policies),
     })
 }
 

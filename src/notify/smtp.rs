@@ -32,6 +32,7 @@ pub struct SmtpServer {
     pub password: Option<Secret<String>>,
     /// The From address.
     pub sender: String,
+    /// Bound of one whole send (connect, greeting, every command).
     pub timeout: Duration,
 }
 
@@ -48,6 +49,7 @@ pub struct Mail {
 pub(super) struct Sender {
     name: String,
     from: String,
+    limit: Duration,
     transport: Result<AsyncSmtpTransport<Tokio1Executor>, String>,
 }
 
@@ -79,6 +81,7 @@ impl Sender {
         Self {
             name: s.name.clone(),
             from: s.sender.clone(),
+            limit: s.timeout,
             transport,
         }
     }
@@ -90,8 +93,9 @@ impl Sender {
         };
         let transport = self.transport.as_ref().map_err(|e| err(e.clone()))?;
         let message = build(&self.from, mail)?;
-        // lettre's timeout covers each SMTP command; the outer one bounds the whole exchange.
-        let limit = Duration::from_secs(60);
+        // lettre's timeout does not cover a server that accepts and never greets; this one
+        // bounds the whole exchange, so a login waits at most `timeout` for its mail.
+        let limit = self.limit;
         match tokio::time::timeout(limit, transport.send(message)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(err(e.to_string())),

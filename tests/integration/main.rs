@@ -12,6 +12,7 @@ mod daemon;
 mod events;
 mod harness;
 mod pg;
+mod policies;
 mod radius;
 mod recipes;
 mod scenarios;

@@ -432,3 +432,126 @@ fn radius_crate_oracle() {
         SECRET.as_bytes()
     ));
 }
+
+#[test]
+fn challenge_response_over_radius_with_radclient_and_pyrad() {
+    let d = alice_daemon(&Setup {
+        extra: "[[policy]]\nname = \"cr\"\nscope = \"authentication\"\nactions = { challenge_response = \"hotp\" }\n"
+            .into(),
+        ..Default::default()
+    });
+    let r = d.radclient(
+        "auth",
+        &[
+            "User-Name = alice",
+            "User-Password = pin",
+            "Message-Authenticator = 0x00",
+        ],
+    );
+    assert_eq!(r.code, "Access-Challenge", "{}", r.raw);
+    assert_eq!(r.attr("Reply-Message"), Some("please enter otp: "));
+    let state = r.attr("State").expect("State").to_owned();
+    // radclient prints State as hex (0x…); pyrad sends the same octets back
+    let state_text = match state.strip_prefix("0x") {
+        Some(hex) => String::from_utf8(
+            data_encoding::HEXLOWER_PERMISSIVE
+                .decode(hex.as_bytes())
+                .unwrap(),
+        )
+        .unwrap(),
+        None => state,
+    };
+    assert_eq!(state_text.len(), 20);
+    let r = d.pyrad(json!({"user": "alice", "password": RFC4226[0], "state": state_text}));
+    assert_eq!(r["code"], 2, "{r}");
+    // the same State again: the challenge is gone
+    let r = d.pyrad(json!({"user": "alice", "password": RFC4226[1], "state": state_text}));
+    assert_eq!(r["code"], 3, "{r}");
+    assert_eq!(r["attrs"]["Reply-Message"], json!(["wrong otp pin"]));
+}
+
+/// An SMTP server that is down, or that accepts and never answers: the email token's login
+/// gets its Access-Reject within the timeout, with the documented message, and other logins
+/// are answered meanwhile.
+#[test]
+fn smtp_down_or_silent_gives_a_bounded_reject() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming().flatten() {
+            held.push(s); // accept and say nothing
+        }
+    });
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let smtp = |name: &str, port: u16| {
+        format!(
+            "[[smtp]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nsender = \"o@example.com\"\ntimeout = 2\n"
+        )
+    };
+    let d = alice_daemon(&Setup {
+        extra: format!(
+            "{}{}",
+            smtp("down", closed_port),
+            smtp("silent", silent_port)
+        ),
+        ..Default::default()
+    });
+    for (serial, user, server) in [("EMDOWN", "bob", "down"), ("EMSILENT", "carol", "silent")] {
+        d.cli_ok(&[
+            "token", "enroll", "--type", "email", "--serial", serial, "--user", user, "--pin",
+            "1234",
+        ]);
+        d.cli_ok(&[
+            "token",
+            "set",
+            serial,
+            "--info",
+            &format!("smtp_identifier={server}"),
+        ]);
+    }
+    let started = std::time::Instant::now();
+    let r = d.pyrad(json!({"user": "bob", "password": "1234", "timeout": 10}));
+    assert_eq!(r["code"], 3, "{r}");
+    assert_eq!(
+        r["attrs"]["Reply-Message"],
+        json!(["The PIN was correct, but the EMail could not be sent!"])
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // the silent server: meanwhile alice's login is answered at once
+    let server = d.radius;
+    let slow = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let (bytes, _) = request_bytes("carol", "1234", true, SECRET);
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let reply = udp_exchange(&s, server, &bytes, Duration::from_secs(30));
+        (reply, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let quick = std::time::Instant::now();
+    let (bytes, auth) = request_bytes("alice", "pin755224", true, SECRET);
+    let reply = d
+        .udp(&bytes, Duration::from_secs(3))
+        .expect("alice answered");
+    assert_eq!(verified(&reply, &auth), Code::AccessAccept);
+    assert!(
+        quick.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        quick.elapsed()
+    );
+    let (reply, took) = slow.join().unwrap();
+    let reply = reply.expect("carol answered");
+    let p = Packet::decode(&reply).unwrap();
+    assert_eq!(p.code(), Code::AccessReject);
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    let rows = d.cli_ok(&["audit", "list", "--user", "carol"]);
+    assert!(rows.contains("EMail could not be sent"), "{rows}");
+}
