@@ -17,6 +17,7 @@
 //! reads time only through [`clock::Clock`]. A test in this file enforces the import rule.
 
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -13,7 +13,8 @@ fn main() -> ExitCode {
         | Command::Token(_)
         | Command::Audit(_)
         | Command::Event(_)
-        | Command::Radtest(_) => "warn",
+        | Command::Radtest(_)
+        | Command::Bench(_) => "warn",
         _ => "info",
     };
     let filter =

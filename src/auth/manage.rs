@@ -719,3 +719,84 @@ impl Authenticator {
         Ok(())
     }
 }
+
+/// What an import did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportReport {
+    pub imported: usize,
+    pub assigned: usize,
+}
+
+impl Authenticator {
+    /// Store imported tokens in one transaction: all or none. Owners named in the file (or the
+    /// default `realm` given) must exist; keys are sealed like enrolled ones.
+    pub async fn import_tokens(
+        &self,
+        tokens: Vec<crate::token::import::ImportedToken>,
+        realm: Option<&str>,
+        origin: Origin,
+    ) -> Result<ImportReport, AdminError> {
+        let cfg = self.config();
+        let now = self.clock.now().timestamp();
+        let mut new = Vec::with_capacity(tokens.len());
+        let mut seen = std::collections::HashSet::new();
+        let mut assigned = 0;
+        for t in tokens {
+            if !seen.insert(t.serial.clone()) {
+                return Err(AdminError::Invalid(format!(
+                    "serial {} is in the file twice",
+                    t.serial
+                )));
+            }
+            let owner = match &t.user {
+                Some(u) => {
+                    assigned += 1;
+                    Some(self.resolve_owner(u, t.realm.as_deref().or(realm))?)
+                }
+                None => None,
+            };
+            let mut realms: Vec<String> = owner.iter().map(|o| o.realm.clone()).collect();
+            if let Some(r) = realm.map(str::to_ascii_lowercase)
+                && !realms.contains(&r)
+            {
+                realms.push(r);
+            }
+            new.push(NewToken {
+                key_sealed: Some(self.key.seal(&t.serial, t.key.expose())?),
+                serial: t.serial,
+                kind: t.kind,
+                description: t.description,
+                owner,
+                active: true,
+                maxfail: cfg.system.default_maxfail,
+                otp_counter: t.counter,
+                count_window: cfg.system.default_count_window,
+                otplen: t.otplen,
+                hashlib: t.hashlib,
+                time_step: t.time_step,
+                time_window: None,
+                pin_hash: None,
+                rollout_state: String::new(),
+                validity_start: None,
+                validity_end: None,
+                count_auth_max: 0,
+                count_auth_success_max: 0,
+                info: BTreeMap::new(),
+                realms,
+                created: now,
+            });
+        }
+        let imported = new.len();
+        self.store.tokens().insert_many(&new).await?;
+        self.admin_audit(
+            "token_load",
+            origin,
+            "",
+            None,
+            true,
+            format!("imported {imported} token(s), {assigned} assigned"),
+        )
+        .await;
+        Ok(ImportReport { imported, assigned })
+    }
+}

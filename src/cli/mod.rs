@@ -2,6 +2,7 @@
 //! `hash-password`. anyhow lives here and in `main` only.
 
 mod audit;
+mod bench;
 mod event;
 mod radtest;
 mod token;
@@ -55,6 +56,9 @@ pub enum Command {
     Event(event::EventCommand),
     /// Hash a password for the users file (reads it from stdin).
     HashPassword,
+    /// Load generator: PAP logins with valid OTPs from a seed file, closed or open loop;
+    /// throughput, latency percentiles, the server's CPU per login and memory.
+    Bench(bench::BenchArgs),
     /// Send one Access-Request to a RADIUS server and print the reply.
     /// Exit 0 on Access-Accept, 1 on Access-Reject, 3 on Access-Challenge, 2 on error.
     Radtest(radtest::RadtestArgs),
@@ -83,6 +87,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Event(cmd) => event::run(&cli.config, cmd).await,
         Command::HashPassword => hash_password(&cli.config),
         Command::Radtest(args) => radtest::run(&cli.config, args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }
 

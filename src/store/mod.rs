@@ -13,6 +13,7 @@ pub mod challenges;
 mod counters;
 mod sql;
 pub mod tokens;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -117,6 +118,8 @@ pub struct StoreSettings {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The group-commit writer.
+    writer: writer::GroupWriter,
 }
 
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -190,7 +193,11 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        let store = Self { pool, backend };
+        let store = Self {
+            writer: writer::GroupWriter::start(pool.clone(), backend),
+            pool,
+            backend,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -222,6 +229,10 @@ impl Store {
         self.backend
     }
 
+    pub(crate) fn writer(&self) -> &writer::GroupWriter {
+        &self.writer
+    }
+
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
@@ -232,10 +243,7 @@ impl Store {
     pub(crate) async fn begin_write(
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        })
+        begin_write(&self.pool, self.backend).await
     }
 
     /// A cheap round trip (health checks, start-up).
@@ -252,6 +260,17 @@ impl Store {
 /// `0/1` integer column → bool.
 pub(crate) fn flag(v: i64) -> bool {
     v != 0
+}
+
+/// See [`Store::begin_write`].
+pub(crate) async fn begin_write(
+    pool: &AnyPool,
+    backend: Backend,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+    Ok(match backend {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Postgres => pool.begin().await?,
+    })
 }
 
 #[cfg(test)]

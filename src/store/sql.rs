@@ -13,7 +13,11 @@ use sqlx::{Any, AssertSqlSafe};
 pub(crate) enum Param {
     I64(i64),
     Text(String),
+    Blob(Vec<u8>),
+    /// A NULL text value.
     Null,
+    /// A NULL integer (PostgreSQL refuses a text NULL in a BIGINT column).
+    NullI64,
 }
 
 impl From<i64> for Param {
@@ -88,7 +92,9 @@ impl Sql {
             q = match p {
                 Param::I64(v) => q.bind(*v),
                 Param::Text(s) => q.bind(s.as_str()),
+                Param::Blob(b) => q.bind(b.as_slice()),
                 Param::Null => q.bind(None::<String>),
+                Param::NullI64 => q.bind(None::<i64>),
             };
         }
         q

@@ -297,6 +297,104 @@ impl TokenStore<'_> {
         Ok(id)
     }
 
+    /// Insert many tokens (no tokeninfo) in one transaction: all or none. A serial that
+    /// exists already fails the whole batch with [`StoreError::DuplicateSerial`].
+    pub async fn insert_many(&self, tokens: &[NewToken]) -> Result<(), StoreError> {
+        let mut tx = self.store.begin_write().await?;
+        for chunk in tokens.chunks(400) {
+            let mut q = Sql::new(
+                "INSERT INTO token (serial, tokentype, description, owner_login, owner_realm, \
+                 owner_resolver, active, maxfail, otp_counter, count_window, otplen, hashlib, \
+                 time_step, key_sealed, created) VALUES ",
+            );
+            for (i, t) in chunk.iter().enumerate() {
+                q.push(if i == 0 { "(" } else { ", (" });
+                let owner = t.owner.as_ref();
+                let opt = |v: Option<&String>| v.map_or(Param::Null, |x| Param::Text(x.clone()));
+                q.bind(t.serial.as_str())
+                    .push(", ")
+                    .bind(t.kind.as_str())
+                    .push(", ")
+                    .bind(t.description.as_str())
+                    .push(", ")
+                    .bind(opt(owner.map(|o| &o.login)))
+                    .push(", ")
+                    .bind(opt(owner.map(|o| &o.realm)))
+                    .push(", ")
+                    .bind(opt(owner.map(|o| &o.resolver)))
+                    .push(", ")
+                    .bind(i64::from(t.active))
+                    .push(", ")
+                    .bind(t.maxfail)
+                    .push(", ")
+                    .bind(t.otp_counter)
+                    .push(", ")
+                    .bind(t.count_window)
+                    .push(", ")
+                    .bind(t.otplen)
+                    .push(", ")
+                    .bind(t.hashlib.as_str())
+                    .push(", ")
+                    .bind(t.time_step.map_or(Param::NullI64, Param::I64))
+                    .push(", ")
+                    .bind(t.key_sealed.clone().map_or(Param::Null, Param::Blob))
+                    .push(", ")
+                    .bind(t.created)
+                    .push(")");
+            }
+            q.push(" RETURNING id, serial");
+            let rows = match q.query().fetch_all(&mut *tx).await {
+                Ok(rows) => rows,
+                Err(e) if is_unique_violation(&e) => {
+                    drop(tx);
+                    let existing = self.first_existing(tokens).await?;
+                    return Err(StoreError::DuplicateSerial(existing.unwrap_or_default()));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let ids: std::collections::HashMap<String, i64> = rows
+                .iter()
+                .map(|r| {
+                    Ok((
+                        r.try_get::<String, _>("serial")?,
+                        r.try_get::<i64, _>("id")?,
+                    ))
+                })
+                .collect::<Result<_, StoreError>>()?;
+            let mut realms = Sql::new("INSERT INTO tokenrealm (token_id, realm) VALUES ");
+            let mut any = false;
+            for t in chunk {
+                let Some(id) = ids.get(&t.serial) else {
+                    continue;
+                };
+                for realm in &t.realms {
+                    realms.push(if any { ", (" } else { "(" });
+                    realms.bind(*id).push(", ").bind(realm.as_str()).push(")");
+                    any = true;
+                }
+            }
+            if any {
+                realms.push(" ON CONFLICT (token_id, realm) DO NOTHING");
+                realms.query().execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The first of these serials that is already stored.
+    async fn first_existing(&self, tokens: &[NewToken]) -> Result<Option<String>, StoreError> {
+        for chunk in tokens.chunks(500) {
+            let mut q = Sql::new("SELECT serial FROM token WHERE serial IN (");
+            q.bind_list(chunk.iter().map(|t| t.serial.as_str()))
+                .push(") LIMIT 1");
+            if let Some(row) = q.query().fetch_optional(self.store.pool()).await? {
+                return Ok(Some(row.try_get("serial")?));
+            }
+        }
+        Ok(None)
+    }
+
     pub async fn by_serial(&self, serial: &str) -> Result<Option<Token>, StoreError> {
         let row = sqlx::query(token_select!("WHERE serial = $1"))
             .bind(serial)
@@ -631,88 +729,36 @@ impl TokenStore<'_> {
             .collect()
     }
 
-    /// Store a successful authentication. With a counter, only if the stored counter is still
-    /// below the new one: a concurrent request (or node) that already used this OTP makes this
-    /// return `false`, and the caller must treat the OTP as used.
+    /// Store a successful authentication, durably, through the group-commit writer. With a
+    /// counter, only if the stored counter is still below the new one: a concurrent request
+    /// (or node) that already used this OTP makes this return `false`, and the caller must
+    /// treat the OTP as used.
     pub async fn consume_otp(&self, c: Consume<'_>) -> Result<bool, StoreError> {
-        let inc = i64::from(c.count_auth);
-        let row = match c.new_count {
-            Some(new_count) => {
-                sqlx::query(
-                    "UPDATE token SET otp_counter = $1, time_shift = COALESCE($2, time_shift), \
-                     failcount = 0, failcounter_exceeded = NULL, count_auth = count_auth + $3, \
-                     count_auth_success = count_auth_success + $3, last_auth = $4 \
-                     WHERE id = $5 AND otp_counter < $1 RETURNING id",
-                )
-                .bind(new_count)
-                .bind(c.time_shift)
-                .bind(inc)
-                .bind(c.last_auth)
-                .bind(c.id)
-                .fetch_optional(self.store.pool())
-                .await?
-            }
-            None => {
-                sqlx::query(
-                    "UPDATE token SET failcount = 0, failcounter_exceeded = NULL, \
-                     count_auth = count_auth + $1, count_auth_success = count_auth_success + $1, \
-                     last_auth = $2 WHERE id = $3 RETURNING id",
-                )
-                .bind(inc)
-                .bind(c.last_auth)
-                .bind(c.id)
-                .fetch_optional(self.store.pool())
-                .await?
-            }
-        };
-        Ok(row.is_some())
+        self.store
+            .writer()
+            .consume(super::writer::ConsumeJob {
+                id: c.id,
+                new_count: c.new_count,
+                time_shift: c.time_shift,
+                count_auth: c.count_auth,
+                last_auth: c.last_auth.to_owned(),
+            })
+            .await
     }
 
-    /// A failed attempt: failcount + 1 capped at maxfail (stamping `failcounter_exceeded` when
-    /// this request reaches it), and `count_auth` + 1 when `count_auth` is set.
+    /// A failed attempt (through the group-commit writer): failcount + 1 capped at maxfail,
+    /// stamping `failcounter_exceeded` when this request reaches it, and `count_auth` + 1 when
+    /// `count_auth` is set.
     pub async fn record_failure(
         &self,
         id: i64,
         count_auth: bool,
         now_short: &str,
     ) -> Result<FailureOutcome, StoreError> {
-        let inc = i64::from(count_auth);
-        let row = sqlx::query(
-            "UPDATE token SET failcount = failcount + 1, count_auth = count_auth + $1, \
-             failcounter_exceeded = CASE WHEN failcount + 1 >= maxfail \
-             THEN $2 ELSE failcounter_exceeded END \
-             WHERE id = $3 AND failcount < maxfail RETURNING failcount, maxfail",
-        )
-        .bind(inc)
-        .bind(now_short)
-        .bind(id)
-        .fetch_optional(self.store.pool())
-        .await?;
-        if let Some(row) = row {
-            let failcount: i64 = row.try_get("failcount")?;
-            let maxfail: i64 = row.try_get("maxfail")?;
-            return Ok(FailureOutcome {
-                failcount,
-                maxfail,
-                reached_max: failcount == maxfail,
-            });
-        }
-        // Already at maxfail: the failcount stays, the attempt is still counted.
-        let row = sqlx::query(
-            "UPDATE token SET count_auth = count_auth + $1 WHERE id = $2 RETURNING failcount, maxfail",
-        )
-        .bind(inc)
-        .bind(id)
-        .fetch_optional(self.store.pool())
-        .await?;
-        match row {
-            Some(row) => Ok(FailureOutcome {
-                failcount: row.try_get("failcount")?,
-                maxfail: row.try_get("maxfail")?,
-                reached_max: false,
-            }),
-            None => Err(StoreError::Corrupt(format!("token id {id} vanished"))),
-        }
+        self.store
+            .writer()
+            .failure(id, count_auth, now_short.to_owned())
+            .await
     }
 
     /// Take the next OTP counter for an email/SMS challenge: one atomic increment, so two

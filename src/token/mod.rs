@@ -8,6 +8,7 @@
 
 pub mod enroll;
 pub mod hotp;
+pub mod import;
 pub mod otp;
 pub mod totp;
 

@@ -1,0 +1,238 @@
+//! Group commit for the hot-path writes: OTP consumption and failcount updates.
+//!
+//! An accepted OTP must be on disk before the Access-Accept leaves (SQLite `synchronous = FULL`,
+//! PostgreSQL's default), or a power cut could let it be accepted again. One fsync per login
+//! would cap throughput at the disk's fsync rate, so one writer task takes every job that
+//! queued up while the previous commit was in flight and runs them in one transaction: one
+//! fsync per batch. Each request gets its own statement's result, and only after the commit.
+//! Each statement is still the atomic `UPDATE … WHERE … RETURNING`, so two requests (or two
+//! nodes) can never consume the same OTP, inside a batch or across batches.
+
+use std::time::Duration;
+
+use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
+use tokio::sync::{mpsc, oneshot};
+
+use super::tokens::FailureOutcome;
+use super::{Backend, StoreError, begin_write};
+
+/// A successful authentication to store.
+#[derive(Debug, Clone)]
+pub(crate) struct ConsumeJob {
+    pub id: i64,
+    pub new_count: Option<i64>,
+    pub time_shift: Option<i64>,
+    pub count_auth: bool,
+    pub last_auth: String,
+}
+
+#[derive(Debug)]
+enum Op {
+    Consume(ConsumeJob),
+    Failure {
+        id: i64,
+        count_auth: bool,
+        now_short: String,
+    },
+}
+
+#[derive(Debug)]
+enum Done {
+    Consumed(bool),
+    Failure(FailureOutcome),
+}
+
+struct Job {
+    op: Op,
+    reply: oneshot::Sender<Result<Done, StoreError>>,
+}
+
+/// Most jobs one commit takes.
+const MAX_BATCH: usize = 1024;
+
+/// The handle requests use. Cheap to clone.
+#[derive(Clone, Debug)]
+pub(crate) struct GroupWriter {
+    tx: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.op.fmt(f)
+    }
+}
+
+impl GroupWriter {
+    /// Start the writer task. It ends when every handle is gone.
+    pub(crate) fn start(pool: AnyPool, backend: Backend) -> Self {
+        let (tx, rx) = mpsc::channel(8192);
+        tokio::spawn(run(pool, backend, rx));
+        Self { tx }
+    }
+
+    async fn submit(&self, op: Op) -> Result<Done, StoreError> {
+        let (reply, wait) = oneshot::channel();
+        self.tx
+            .send(Job { op, reply })
+            .await
+            .map_err(|_| StoreError::Corrupt("the store writer has stopped".into()))?;
+        wait.await
+            .map_err(|_| StoreError::Corrupt("the store writer has stopped".into()))?
+    }
+
+    pub(crate) async fn consume(&self, job: ConsumeJob) -> Result<bool, StoreError> {
+        match self.submit(Op::Consume(job)).await? {
+            Done::Consumed(b) => Ok(b),
+            Done::Failure(_) => Err(StoreError::Corrupt("writer answered the wrong job".into())),
+        }
+    }
+
+    pub(crate) async fn failure(
+        &self,
+        id: i64,
+        count_auth: bool,
+        now_short: String,
+    ) -> Result<FailureOutcome, StoreError> {
+        match self
+            .submit(Op::Failure {
+                id,
+                count_auth,
+                now_short,
+            })
+            .await?
+        {
+            Done::Failure(f) => Ok(f),
+            Done::Consumed(_) => Err(StoreError::Corrupt("writer answered the wrong job".into())),
+        }
+    }
+}
+
+async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        metrics::histogram!("otpgate_store_commit_batch").record(batch.len() as f64);
+        let jobs = std::mem::take(&mut batch);
+        let results = commit(&pool, backend, &jobs).await;
+        match results {
+            Ok(results) => {
+                for (job, r) in jobs.into_iter().zip(results) {
+                    let _ = job.reply.send(Ok(r));
+                }
+            }
+            Err(e) => {
+                // The whole batch failed (the database went away): every request hears it and
+                // answers REJECT; nothing was committed.
+                tracing::warn!(target: "otpgate::store", error = %e, jobs = jobs.len(), "write batch failed");
+                let text = e.to_string();
+                for job in jobs {
+                    let _ = job.reply.send(Err(StoreError::Corrupt(text.clone())));
+                }
+                // do not spin against a database that is down
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn commit(pool: &AnyPool, backend: Backend, jobs: &[Job]) -> Result<Vec<Done>, StoreError> {
+    let mut tx: Transaction<'static, Any> = begin_write(pool, backend).await?;
+    let mut out = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        out.push(match &job.op {
+            Op::Consume(c) => Done::Consumed(consume(&mut tx, c).await?),
+            Op::Failure {
+                id,
+                count_auth,
+                now_short,
+            } => Done::Failure(failure(&mut tx, *id, *count_auth, now_short).await?),
+        });
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+async fn consume(conn: &mut AnyConnection, c: &ConsumeJob) -> Result<bool, StoreError> {
+    let inc = i64::from(c.count_auth);
+    let row = match c.new_count {
+        Some(new_count) => {
+            sqlx::query(
+                "UPDATE token SET otp_counter = $1, time_shift = COALESCE($2, time_shift), \
+                 failcount = 0, failcounter_exceeded = NULL, count_auth = count_auth + $3, \
+                 count_auth_success = count_auth_success + $3, last_auth = $4 \
+                 WHERE id = $5 AND otp_counter < $1 RETURNING id",
+            )
+            .bind(new_count)
+            .bind(c.time_shift)
+            .bind(inc)
+            .bind(c.last_auth.as_str())
+            .bind(c.id)
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+        None => {
+            sqlx::query(
+                "UPDATE token SET failcount = 0, failcounter_exceeded = NULL, \
+                 count_auth = count_auth + $1, count_auth_success = count_auth_success + $1, \
+                 last_auth = $2 WHERE id = $3 RETURNING id",
+            )
+            .bind(inc)
+            .bind(c.last_auth.as_str())
+            .bind(c.id)
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+    };
+    Ok(row.is_some())
+}
+
+async fn failure(
+    conn: &mut AnyConnection,
+    id: i64,
+    count_auth: bool,
+    now_short: &str,
+) -> Result<FailureOutcome, StoreError> {
+    let inc = i64::from(count_auth);
+    let row = sqlx::query(
+        "UPDATE token SET failcount = failcount + 1, count_auth = count_auth + $1, \
+         failcounter_exceeded = CASE WHEN failcount + 1 >= maxfail \
+         THEN $2 ELSE failcounter_exceeded END \
+         WHERE id = $3 AND failcount < maxfail RETURNING failcount, maxfail",
+    )
+    .bind(inc)
+    .bind(now_short)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = row {
+        let failcount: i64 = row.try_get("failcount")?;
+        let maxfail: i64 = row.try_get("maxfail")?;
+        return Ok(FailureOutcome {
+            failcount,
+            maxfail,
+            reached_max: failcount == maxfail,
+        });
+    }
+    // Already at maxfail: the failcount stays, the attempt is still counted.
+    let row = sqlx::query(
+        "UPDATE token SET count_auth = count_auth + $1 WHERE id = $2 RETURNING failcount, maxfail",
+    )
+    .bind(inc)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        Some(row) => Ok(FailureOutcome {
+            failcount: row.try_get("failcount")?,
+            maxfail: row.try_get("maxfail")?,
+            reached_max: false,
+        }),
+        None => Err(StoreError::Corrupt(format!("token id {id} vanished"))),
+    }
+}
