@@ -16,6 +16,7 @@ pub mod challenge;
 pub mod check;
 pub mod delivery;
 pub mod event_test;
+pub mod ledger;
 pub mod manage;
 pub mod pin;
 pub mod pipeline;

@@ -24,6 +24,7 @@ use super::packet::{Code, Packet};
 use super::settings::{ClientDef, MaPolicy, RadiusSettings};
 use super::translate;
 use crate::auth::Authenticator;
+use crate::auth::ledger::Claim;
 use crate::clock::Stopwatch;
 
 /// Per-client state that survives configuration reloads.
@@ -371,6 +372,38 @@ impl RadiusServer {
         let Ok(packet) = Packet::decode(&datagram) else {
             return;
         };
+        let fingerprint = settings
+            .shared_ledger
+            .unwrap_or_else(|| self.auth.shared_store())
+            .then(|| {
+                format!(
+                    "radius {} {} {}",
+                    source.ip(),
+                    packet.identifier(),
+                    data_encoding::HEXLOWER.encode(packet.authenticator())
+                )
+            });
+        if let Some(fp) = &fingerprint {
+            match self.auth.claim_request(fp).await {
+                Ok(Claim::Mine) => {}
+                Ok(Claim::Answered(answer)) => {
+                    let reply: Arc<[u8]> = Arc::from(answer);
+                    self.dedup.finish(key, reply.clone(), Instant::now());
+                    guard.armed = false;
+                    metrics::counter!("otpgate_radius_ledger_answers_total", "client" => client.name.clone()).increment(1);
+                    tracing::info!(target: "otpgate::radius", client = %client.name, source = %source, "retransmit answered with another node's reply (request ledger)");
+                    let _ = socket.send_to(&reply, source).await;
+                    return;
+                }
+                Ok(Claim::InFlight) => {
+                    drop_counter(&client.name, "in_flight_on_another_node");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(target: "otpgate::radius", error = %e, "request ledger unavailable; processing without it");
+                }
+            }
+        }
         let request = translate::to_request(&packet, &proof, &client, source.ip());
         let user = request.user.clone().unwrap_or_default();
         let outcome = self.auth.validate_check(request).await;
@@ -390,6 +423,11 @@ impl RadiusServer {
         metrics::counter!("otpgate_radius_replies_total", "client" => client.name.clone(), "code" => code).increment(1);
         if let Err(e) = socket.send_to(&reply, source).await {
             tracing::warn!(target: "otpgate::radius", error = %e, to = %source, "send failed");
+        }
+        if let Some(fp) = fingerprint
+            && let Err(e) = self.auth.record_answer(&fp, &reply).await
+        {
+            tracing::warn!(target: "otpgate::radius", error = %e, "answer not recorded in the request ledger");
         }
         tracing::info!(
             target: "otpgate::radius",
@@ -414,6 +452,9 @@ impl RadiusServer {
                 _ = tick.tick() => {}
             }
             self.dedup.sweep(Instant::now());
+            if let Err(e) = self.auth.ledger_cleanup().await {
+                tracing::debug!(target: "otpgate::radius", error = %e, "request ledger cleanup failed");
+            }
             metrics::gauge!("otpgate_radius_duplicate_cache_entries").set(self.dedup.len() as f64);
             let mut silent = Vec::new();
             if let Ok(states) = self.states.lock() {

@@ -31,6 +31,10 @@ pub struct RawRadius {
     pub hide_reject_detail: Option<bool>,
     /// The Reply-Message of a reject when the detail is hidden (default "Access denied").
     pub reject_message: Option<String>,
+    /// Record answered Access-Requests in the shared database, so a NAS that fails over to
+    /// another node with the same request gets the same answer without a second OTP check
+    /// (default: on with PostgreSQL, off with SQLite).
+    pub shared_ledger: Option<bool>,
     #[serde(default, rename = "client")]
     pub clients: Vec<RawClient>,
     #[serde(default, rename = "reply")]
@@ -142,6 +146,7 @@ pub struct RadiusSettings {
     pub dedup_ttl: Duration,
     pub hide_reject_detail: bool,
     pub reject_message: String,
+    pub shared_ledger: Option<bool>,
     /// Most specific network first.
     pub clients: Vec<ClientDef>,
     pub replies: Vec<ReplyRule>,
@@ -383,6 +388,7 @@ pub fn build(
             .reject_message
             .clone()
             .unwrap_or_else(|| "Access denied".into()),
+        shared_ledger: raw.shared_ledger,
         clients,
         replies,
     })

@@ -317,6 +317,7 @@ mod round_trip {
             dedup_ttl: Duration::from_secs(30),
             hide_reject_detail: false,
             reject_message: String::new(),
+            shared_ledger: None,
             clients: vec![client()],
             replies: vec![],
         }

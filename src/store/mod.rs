@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod challenges;
 mod counters;
+pub mod ledger;
 mod sql;
 pub mod tokens;
 mod writer;
@@ -133,6 +134,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "tokengroup",
         include_str!("../../migrations/sqlite/0002_tokengroup.sql"),
     ),
+    (
+        3,
+        "request ledger",
+        include_str!("../../migrations/sqlite/0003_request_ledger.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -144,6 +150,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "tokengroup",
         include_str!("../../migrations/postgres/0002_tokengroup.sql"),
+    ),
+    (
+        3,
+        "request ledger",
+        include_str!("../../migrations/postgres/0003_request_ledger.sql"),
     ),
 ];
 

@@ -25,6 +25,12 @@ pub struct Setup {
     pub extra: String,
     /// Serve `/validate/check` on the HTTP listener.
     pub http_validate: bool,
+    /// Another database than the node's own SQLite file (e.g. a shared PostgreSQL).
+    pub database: Option<String>,
+    /// A key file shared with other nodes.
+    pub key_file: Option<PathBuf>,
+    /// The node name (default "bb").
+    pub node: Option<String>,
 }
 
 pub struct Daemon {
@@ -42,7 +48,7 @@ fn repo() -> PathBuf {
 
 pub fn config_text(dir: &Path, s: &Setup) -> String {
     format!(
-        "node = \"bb\"\n[database]\nurl = \"sqlite:otpgate.db\"\n[secrets]\nkey_file = \"secret.key\"\n\
+        "node = \"{node}\"\n[database]\nurl = \"{database}\"\n[secrets]\nkey_file = \"{key_file}\"\n\
          [pin]\nargon2_memory_kib = 64\nargon2_iterations = 1\n[system]\n{system}\n\
          [radius]\nlisten = [\"127.0.0.1:0\"]\ndictionaries = \"{dict}\"\n{radius}\n\
          [http]\nlisten = \"127.0.0.1:0\"\nvalidate_check = {http_validate}\n\
@@ -55,6 +61,12 @@ pub fn config_text(dir: &Path, s: &Setup) -> String {
         client = s.client,
         extra = s.extra,
         http_validate = s.http_validate,
+        node = s.node.as_deref().unwrap_or("bb"),
+        database = s.database.as_deref().unwrap_or("sqlite:otpgate.db"),
+        key_file = s
+            .key_file
+            .as_ref()
+            .map_or("secret.key".to_owned(), |p| p.display().to_string()),
         dict = repo().join("dictionaries").display(),
     )
     .replace("{dir}", &dir.display().to_string())

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod challenge;
+mod cluster;
 mod daemon;
 mod events;
 mod harness;
