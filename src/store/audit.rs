@@ -78,6 +78,51 @@ fn row_to_audit(r: &AnyRow) -> Result<AuditRow, StoreError> {
 const AUDIT_COLUMNS: &str = "time_us, node, event, origin, success, authentication, user_login, \
      realm, resolver, serial, token_type, client, info, action_detail, policies, duration_us, trace";
 
+const AUDIT_ROWS_PER_INSERT: usize = 16;
+
+/// One multi-row INSERT for `rows`.
+fn audit_insert(rows: &[AuditRow]) -> Sql {
+    let mut q = Sql::new(&format!("INSERT INTO audit ({AUDIT_COLUMNS}) VALUES "));
+    for (i, r) in rows.iter().enumerate() {
+        q.push(if i == 0 { "(" } else { ", (" });
+        q.bind(r.time_us)
+            .push(", ")
+            .bind(r.node.as_str())
+            .push(", ")
+            .bind(r.event.as_str())
+            .push(", ")
+            .bind(r.origin.as_str())
+            .push(", ")
+            .bind(i64::from(r.success))
+            .push(", ")
+            .bind(r.authentication.as_str())
+            .push(", ")
+            .bind(r.user.as_str())
+            .push(", ")
+            .bind(r.realm.as_str())
+            .push(", ")
+            .bind(r.resolver.as_str())
+            .push(", ")
+            .bind(r.serial.as_str())
+            .push(", ")
+            .bind(r.token_type.as_str())
+            .push(", ")
+            .bind(r.client.as_str())
+            .push(", ")
+            .bind(r.info.as_str())
+            .push(", ")
+            .bind(r.action_detail.as_str())
+            .push(", ")
+            .bind(r.policies.as_str())
+            .push(", ")
+            .bind(r.duration_us)
+            .push(", ")
+            .bind(r.trace.as_str())
+            .push(")");
+    }
+    q
+}
+
 impl Store {
     /// Insert rows in one transaction (one multi-row INSERT per chunk).
     pub async fn insert_audit(&self, rows: &[AuditRow]) -> Result<(), StoreError> {
@@ -85,47 +130,18 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.begin_write().await?;
-        // 17 binds per row; stay well below the backends' bind limits.
-        for chunk in rows.chunks(500) {
-            let mut q = Sql::new(&format!("INSERT INTO audit ({AUDIT_COLUMNS}) VALUES "));
-            for (i, r) in chunk.iter().enumerate() {
-                q.push(if i == 0 { "(" } else { ", (" });
-                q.bind(r.time_us)
-                    .push(", ")
-                    .bind(r.node.as_str())
-                    .push(", ")
-                    .bind(r.event.as_str())
-                    .push(", ")
-                    .bind(r.origin.as_str())
-                    .push(", ")
-                    .bind(i64::from(r.success))
-                    .push(", ")
-                    .bind(r.authentication.as_str())
-                    .push(", ")
-                    .bind(r.user.as_str())
-                    .push(", ")
-                    .bind(r.realm.as_str())
-                    .push(", ")
-                    .bind(r.resolver.as_str())
-                    .push(", ")
-                    .bind(r.serial.as_str())
-                    .push(", ")
-                    .bind(r.token_type.as_str())
-                    .push(", ")
-                    .bind(r.client.as_str())
-                    .push(", ")
-                    .bind(r.info.as_str())
-                    .push(", ")
-                    .bind(r.action_detail.as_str())
-                    .push(", ")
-                    .bind(r.policies.as_str())
-                    .push(", ")
-                    .bind(r.duration_us)
-                    .push(", ")
-                    .bind(r.trace.as_str())
-                    .push(")");
-            }
-            q.query().execute(&mut *tx).await?;
+        // Statements of a fixed shape, so each is prepared once and cached: 16-row inserts,
+        // then single-row ones. (sqlx-sqlite resolves every `$N` by name, which grows with the
+        // square of the parameter count: one 500-row insert cost more than all the logins.)
+        let mut chunks = rows.chunks_exact(AUDIT_ROWS_PER_INSERT);
+        for chunk in chunks.by_ref() {
+            audit_insert(chunk).query().execute(&mut *tx).await?;
+        }
+        for row in chunks.remainder() {
+            audit_insert(std::slice::from_ref(row))
+                .query()
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())

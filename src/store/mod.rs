@@ -12,6 +12,7 @@ pub mod audit;
 pub mod challenges;
 mod counters;
 pub mod ledger;
+mod reader;
 mod sql;
 pub mod tokens;
 mod writer;
@@ -121,6 +122,8 @@ pub struct Store {
     backend: Backend,
     /// The group-commit writer.
     writer: writer::GroupWriter,
+    /// Batched token lookups.
+    reader: reader::TokenReader,
 }
 
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -204,8 +207,10 @@ impl Store {
             })
             .connect_with(options)
             .await?;
+        let parallel_reads = usize::try_from(settings.max_connections.max(3) - 2).unwrap_or(1);
         let store = Self {
             writer: writer::GroupWriter::start(pool.clone(), backend),
+            reader: reader::TokenReader::start(pool.clone(), parallel_reads),
             pool,
             backend,
         };
@@ -242,6 +247,10 @@ impl Store {
 
     pub(crate) fn writer(&self) -> &writer::GroupWriter {
         &self.writer
+    }
+
+    pub(crate) fn reader(&self) -> &reader::TokenReader {
+        &self.reader
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {

@@ -153,7 +153,7 @@ impl OptColumn {
     }
 }
 
-fn token_from_row(row: &AnyRow) -> Result<Token, StoreError> {
+pub(super) fn token_from_row(row: &AnyRow) -> Result<Token, StoreError> {
     let kind_text: String = row.try_get("tokentype")?;
     let serial: String = row.try_get("serial")?;
     let kind = TokenType::parse(&kind_text).ok_or_else(|| {
@@ -301,7 +301,8 @@ impl TokenStore<'_> {
     /// exists already fails the whole batch with [`StoreError::DuplicateSerial`].
     pub async fn insert_many(&self, tokens: &[NewToken]) -> Result<(), StoreError> {
         let mut tx = self.store.begin_write().await?;
-        for chunk in tokens.chunks(400) {
+        // small statements: sqlx-sqlite's parameter lookup grows with the square of their number
+        for chunk in tokens.chunks(32) {
             let mut q = Sql::new(
                 "INSERT INTO token (serial, tokentype, description, owner_login, owner_realm, \
                  owner_resolver, active, maxfail, otp_counter, count_window, otplen, hashlib, \
@@ -413,31 +414,10 @@ impl TokenStore<'_> {
     }
 
     /// The user's tokens in database order, with their tokeninfo (two statements).
+    /// The user's tokens with their tokeninfo, in database order. Concurrent calls are
+    /// answered together by one query (see `store::reader`).
     pub async fn of_user(&self, realm: &str, login: &str) -> Result<Vec<Token>, StoreError> {
-        let rows = sqlx::query(token_select!(
-            "WHERE owner_realm = $1 AND owner_login = $2 ORDER BY id"
-        ))
-        .bind(realm)
-        .bind(login)
-        .fetch_all(self.store.pool())
-        .await?;
-        let mut tokens = rows
-            .iter()
-            .map(token_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        if tokens.is_empty() {
-            return Ok(tokens);
-        }
-        let info = sqlx::query(
-            "SELECT ti.token_id, ti.key, ti.value FROM tokeninfo ti JOIN token t \
-             ON t.id = ti.token_id WHERE t.owner_realm = $1 AND t.owner_login = $2",
-        )
-        .bind(realm)
-        .bind(login)
-        .fetch_all(self.store.pool())
-        .await?;
-        attach_info(&mut tokens, &info)?;
-        Ok(tokens)
+        self.store.reader().user_tokens(realm, login).await
     }
 
     /// How many tokens the user has (all states).

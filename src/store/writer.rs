@@ -143,9 +143,38 @@ async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job>) {
 
 async fn commit(pool: &AnyPool, backend: Backend, jobs: &[Job]) -> Result<Vec<Done>, StoreError> {
     let mut tx: Transaction<'static, Any> = begin_write(pool, backend).await?;
-    let mut out = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        out.push(match &job.op {
+    // The common case, an OTP consumption of a token no earlier job of this batch touched,
+    // goes into one combined UPDATE per chunk: a single statement (one round trip to the
+    // database) for many logins. Everything else runs on its own, in order, afterwards.
+    let mut touched = std::collections::HashSet::new();
+    let mut combined: Vec<(usize, &ConsumeJob)> = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
+        let id = match &job.op {
+            Op::Consume(c) => c.id,
+            Op::Failure { id, .. } => *id,
+        };
+        if let Op::Consume(c) = &job.op
+            && c.new_count.is_some()
+            && !touched.contains(&id)
+        {
+            combined.push((i, c));
+        }
+        touched.insert(id);
+    }
+    let mut out: Vec<Option<Done>> = jobs.iter().map(|_| None).collect();
+    for chunk in combined.chunks(COMBINED_ROWS) {
+        let consumed = consume_many(&mut tx, chunk.iter().map(|(_, c)| *c)).await?;
+        for (i, c) in chunk {
+            if let Some(slot) = out.get_mut(*i) {
+                *slot = Some(Done::Consumed(consumed.contains(&c.id)));
+            }
+        }
+    }
+    for (job, slot) in jobs.iter().zip(out.iter_mut()) {
+        if slot.is_some() {
+            continue;
+        }
+        *slot = Some(match &job.op {
             Op::Consume(c) => Done::Consumed(consume(&mut tx, c).await?),
             Op::Failure {
                 id,
@@ -155,7 +184,49 @@ async fn commit(pool: &AnyPool, backend: Backend, jobs: &[Job]) -> Result<Vec<Do
         });
     }
     tx.commit().await?;
-    Ok(out)
+    Ok(out
+        .into_iter()
+        .map(|d| d.unwrap_or(Done::Consumed(false)))
+        .collect())
+}
+
+/// Rows per combined consumption statement (5 parameters each).
+const COMBINED_ROWS: usize = 64;
+
+/// One UPDATE for many consumptions of distinct tokens; the ids that were consumed.
+async fn consume_many<'j>(
+    conn: &mut AnyConnection,
+    jobs: impl Iterator<Item = &'j ConsumeJob>,
+) -> Result<std::collections::HashSet<i64>, StoreError> {
+    let jobs: Vec<&ConsumeJob> = jobs.collect();
+    let mut q = super::sql::Sql::new("WITH v(id, new_count, shift, inc, last_auth) AS (VALUES ");
+    for (i, c) in jobs.iter().enumerate() {
+        q.push(if i == 0 { "(" } else { ", (" });
+        q.bind(c.id)
+            .push(", ")
+            .bind(c.new_count.unwrap_or(0))
+            .push(", ")
+            .bind(
+                c.time_shift
+                    .map_or(super::sql::Param::NullI64, super::sql::Param::I64),
+            )
+            .push(", ")
+            .bind(i64::from(c.count_auth))
+            .push(", ")
+            .bind(c.last_auth.as_str())
+            .push(")");
+    }
+    q.push(
+        ") UPDATE token SET otp_counter = v.new_count, \
+         time_shift = COALESCE(v.shift, token.time_shift), failcount = 0, \
+         failcounter_exceeded = NULL, count_auth = token.count_auth + v.inc, \
+         count_auth_success = token.count_auth_success + v.inc, last_auth = v.last_auth \
+         FROM v WHERE token.id = v.id AND token.otp_counter < v.new_count RETURNING token.id",
+    );
+    let rows = q.query().fetch_all(&mut *conn).await?;
+    rows.iter()
+        .map(|r| r.try_get::<i64, _>(0).map_err(StoreError::from))
+        .collect()
 }
 
 async fn consume(conn: &mut AnyConnection, c: &ConsumeJob) -> Result<bool, StoreError> {
