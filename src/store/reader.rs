@@ -105,9 +105,15 @@ async fn query(
     pool: &AnyPool,
     batch: &[Lookup],
 ) -> Result<HashMap<(String, String), Vec<Token>>, StoreError> {
-    let mut logins: Vec<&str> = batch.iter().map(|l| l.login.as_str()).collect();
-    logins.sort_unstable();
-    logins.dedup();
+    // (realm, login) pairs grouped by realm, so each group is an index search on
+    // token_owner (owner_realm, owner_login); a bare `owner_login IN` would scan the table.
+    let mut by_realm: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for l in batch {
+        let logins = by_realm.entry(l.realm.as_str()).or_default();
+        if !logins.contains(&l.login.as_str()) {
+            logins.push(&l.login);
+        }
+    }
     let mut q = Sql::new(
         "SELECT t.id, t.serial, t.tokentype, t.description, t.owner_login, t.owner_realm, \
          t.owner_resolver, t.active, t.revoked, t.failcount, t.maxfail, t.otp_counter, \
@@ -116,9 +122,20 @@ async fn query(
          t.count_auth, t.count_auth_success, t.count_auth_max, t.count_auth_success_max, \
          t.last_auth, t.failcounter_exceeded, t.created, ti.key AS info_key, \
          ti.value AS info_value FROM token t LEFT JOIN tokeninfo ti ON ti.token_id = t.id \
-         WHERE t.owner_login IN (",
+         WHERE ",
     );
-    q.bind_list(logins.iter().copied()).push(") ORDER BY t.id");
+    for (i, (realm, logins)) in by_realm.iter().enumerate() {
+        q.push(if i == 0 {
+            "(t.owner_realm = "
+        } else {
+            " OR (t.owner_realm = "
+        })
+        .bind(*realm)
+        .push(" AND t.owner_login IN (")
+        .bind_list(logins.iter().copied())
+        .push("))");
+    }
+    q.push(" ORDER BY t.id");
     let rows = q.query().fetch_all(pool).await?;
     let mut out: HashMap<(String, String), Vec<Token>> = HashMap::new();
     for row in &rows {
