@@ -105,7 +105,7 @@ pub(crate) async fn send_otp(at: &mut Attempt<'_>, token: &Token) -> Result<i64,
                 "{user}",
                 &at.user
                     .as_ref()
-                    .map(|u| u.record.givenname.clone())
+                    .map(|u| u.record.givenname().to_owned())
                     .unwrap_or_default(),
             )
     };

@@ -193,8 +193,8 @@ pub async fn notification_tags(
     t.set("url", base_url);
     let (given, sur, login, urealm) = match &d.user {
         Some(u) => (
-            u.record.givenname.clone(),
-            u.record.surname.clone(),
+            u.record.givenname().to_owned(),
+            u.record.surname().to_owned(),
             u.login.clone(),
             u.realm.clone(),
         ),

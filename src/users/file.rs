@@ -1,4 +1,5 @@
-//! The `file` resolver: users from a TOML file.
+//! The `file` resolver: users from a TOML file, or — for large lists — a CSV file (by the
+//! `.csv` extension).
 //!
 //! ```toml
 //! [[user]]
@@ -11,6 +12,14 @@
 //! groups = ["vpn"]
 //! attributes = { department = "IT" }
 //! ```
+//!
+//! CSV, one user per line, `#` comments, no quoting; groups separated by `;`, further columns
+//! `key=value` attributes:
+//!
+//! ```text
+//! username,password,givenname,surname,email,mobile,phone,groups
+//! alice,$argon2id$...,Alice,Smith,alice@example.com,+4915100000001,,vpn;admins,department=IT
+//! ```
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +27,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::UserRecord;
+use super::{UserDetails, UserRecord};
 use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +82,19 @@ struct RawUser {
 #[derive(Debug)]
 pub struct FileResolver {
     name: String,
-    users: HashMap<String, Arc<UserRecord>>,
+    users: HashMap<Box<str>, Arc<UserRecord>>,
+}
+
+fn check_hash(path: &Path, login: &str, hash: &Option<String>) -> Result<(), UserFileError> {
+    if let Some(h) = hash
+        && (!h.starts_with("$argon2") || argon2::PasswordHash::new(h).is_err())
+    {
+        return Err(UserFileError::BadHash {
+            path: path.to_owned(),
+            login: login.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 impl FileResolver {
@@ -82,47 +103,93 @@ impl FileResolver {
             path: path.to_owned(),
             source,
         })?;
-        let raw: RawFile = toml::from_str(&text).map_err(|e| UserFileError::Parse {
-            path: path.to_owned(),
-            message: e.to_string().trim().replace('\n', " "),
-        })?;
         let mut users = HashMap::new();
-        for u in raw.user {
-            if u.username.trim().is_empty() {
+        let mut add = |record: UserRecord| -> Result<(), UserFileError> {
+            if record.login.trim().is_empty() {
                 return Err(UserFileError::EmptyLogin {
                     path: path.to_owned(),
                 });
             }
-            if let Some(h) = &u.password
-                && (!h.starts_with("$argon2") || argon2::PasswordHash::new(h).is_err())
-            {
-                return Err(UserFileError::BadHash {
-                    path: path.to_owned(),
-                    login: u.username,
-                });
-            }
-            let record = UserRecord {
-                login: u.username.clone(),
-                password_hash: u.password.map(Secret::new),
-                givenname: u.givenname,
-                surname: u.surname,
-                email: u.email,
-                mobile: u.mobile,
-                phone: u.phone,
-                groups: u.groups,
-                attributes: u.attributes,
-            };
-            if users.insert(u.username.clone(), Arc::new(record)).is_some() {
+            let login = record.login.clone();
+            if users.insert(login.clone(), Arc::new(record)).is_some() {
                 return Err(UserFileError::Duplicate {
                     path: path.to_owned(),
-                    login: u.username,
+                    login: login.to_string(),
                 });
+            }
+            Ok(())
+        };
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+        {
+            for (i, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty()
+                    || line.starts_with('#')
+                    || (i == 0 && line.starts_with("username,"))
+                {
+                    continue;
+                }
+                let mut cols = line.split(',').map(str::trim);
+                let mut next = || cols.next().unwrap_or("").to_owned();
+                let login = next();
+                let password = Some(next()).filter(|p| !p.is_empty());
+                check_hash(path, &login, &password)?;
+                let mut details = UserDetails {
+                    givenname: next(),
+                    surname: next(),
+                    email: next(),
+                    mobile: next(),
+                    phone: next(),
+                    groups: next()
+                        .split(';')
+                        .map(str::trim)
+                        .filter(|g| !g.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                    attributes: Default::default(),
+                };
+                for extra in cols {
+                    let Some((k, v)) = extra.split_once('=') else {
+                        return Err(UserFileError::Parse {
+                            path: path.to_owned(),
+                            message: format!("line {}: {extra:?} is not key=value", i + 1),
+                        });
+                    };
+                    details
+                        .attributes
+                        .insert(k.trim().to_owned(), v.trim().to_owned());
+                }
+                add(UserRecord::new(&login, password.map(Secret::new), details))?;
+            }
+        } else {
+            let raw: RawFile = toml::from_str(&text).map_err(|e| UserFileError::Parse {
+                path: path.to_owned(),
+                message: e.to_string().trim().replace('\n', " "),
+            })?;
+            for u in raw.user {
+                check_hash(path, &u.username, &u.password)?;
+                let details = UserDetails {
+                    givenname: u.givenname,
+                    surname: u.surname,
+                    email: u.email,
+                    mobile: u.mobile,
+                    phone: u.phone,
+                    groups: u.groups,
+                    attributes: u.attributes,
+                };
+                add(UserRecord::new(
+                    &u.username,
+                    u.password.map(Secret::new),
+                    details,
+                ))?;
             }
         }
         Ok(Self::from_users(name, users))
     }
 
-    pub fn from_users(name: &str, users: HashMap<String, Arc<UserRecord>>) -> Self {
+    pub fn from_users(name: &str, users: HashMap<Box<str>, Arc<UserRecord>>) -> Self {
         Self {
             name: name.to_owned(),
             users,
@@ -180,6 +247,27 @@ mod tests {
         assert!(matches!(
             FileResolver::load("r", &p),
             Err(UserFileError::Parse { .. })
+        ));
+
+        let csv = dir.path().join("users.csv");
+        std::fs::write(
+            &csv,
+            "username,password,givenname,surname,email,mobile,phone,groups\n\
+             # a comment\n\
+             bob,,Bob,Builder,bob@example.com,+49,,vpn;admins,dept=ops\n\
+             user1\n",
+        )
+        .unwrap();
+        let r = FileResolver::load("r", &csv).unwrap();
+        let b = r.get("bob").unwrap();
+        assert_eq!(b.givenname(), "Bob");
+        assert_eq!(b.groups(), ["vpn", "admins"]);
+        assert_eq!(b.attribute("dept").as_deref(), Some("ops"));
+        assert_eq!(r.get("user1").unwrap().attribute("email"), None);
+        std::fs::write(&csv, "a\na\n").unwrap();
+        assert!(matches!(
+            FileResolver::load("r", &csv),
+            Err(UserFileError::Duplicate { .. })
         ));
     }
 }

@@ -13,11 +13,18 @@ use crate::crypto::PinHasher;
 use crate::secret::Secret;
 pub use file::{FileResolver, UserFileError};
 
-/// One user as a resolver knows it.
+/// One user as a resolver knows it. Compact: a directory may hold 100,000 of these, and most
+/// have nothing but a login (the details are boxed and optional).
 #[derive(Debug, Clone, Default)]
 pub struct UserRecord {
-    pub login: String,
+    pub login: Box<str>,
     pub password_hash: Option<Secret<String>>,
+    details: Option<Box<UserDetails>>,
+}
+
+/// The optional attributes of a user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserDetails {
     pub givenname: String,
     pub surname: String,
     pub email: String,
@@ -28,19 +35,46 @@ pub struct UserRecord {
 }
 
 impl UserRecord {
+    pub fn new(login: &str, password_hash: Option<Secret<String>>, details: UserDetails) -> Self {
+        Self {
+            login: login.into(),
+            password_hash,
+            details: (details != UserDetails::default()).then(|| Box::new(details)),
+        }
+    }
+
+    fn details(&self) -> Option<&UserDetails> {
+        self.details.as_deref()
+    }
+
+    pub fn givenname(&self) -> &str {
+        self.details().map_or("", |d| d.givenname.as_str())
+    }
+
+    pub fn surname(&self) -> &str {
+        self.details().map_or("", |d| d.surname.as_str())
+    }
+
+    pub fn groups(&self) -> &[String] {
+        self.details().map_or(&[], |d| d.groups.as_slice())
+    }
+
     /// An attribute by privacyIDEA name (`username`, `givenname`, `surname`, `email`, `mobile`,
     /// `phone`, `groups`) or a free attribute.
     pub fn attribute(&self, name: &str) -> Option<String> {
         let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        if matches!(name, "username" | "login") {
+            return Some(self.login.to_string());
+        }
+        let d = self.details()?;
         match name {
-            "username" | "login" => Some(self.login.clone()),
-            "givenname" => non_empty(&self.givenname),
-            "surname" => non_empty(&self.surname),
-            "email" => non_empty(&self.email),
-            "mobile" => non_empty(&self.mobile),
-            "phone" => non_empty(&self.phone),
-            "groups" => (!self.groups.is_empty()).then(|| self.groups.join(",")),
-            other => self.attributes.get(other).cloned(),
+            "givenname" => non_empty(&d.givenname),
+            "surname" => non_empty(&d.surname),
+            "email" => non_empty(&d.email),
+            "mobile" => non_empty(&d.mobile),
+            "phone" => non_empty(&d.phone),
+            "groups" => (!d.groups.is_empty()).then(|| d.groups.join(",")),
+            other => d.attributes.get(other).cloned(),
         }
     }
 }
@@ -174,7 +208,7 @@ impl Directory {
         realm.resolvers.iter().find_map(|name| {
             let resolver = self.resolvers.get(name)?;
             resolver.get(login).map(|record| ResolvedUser {
-                login: record.login.clone(),
+                login: record.login.to_string(),
                 realm: realm.name.clone(),
                 resolver: name.clone(),
                 record,
@@ -193,9 +227,9 @@ impl Directory {
                 continue;
             };
             for record in resolver.users() {
-                if out.iter().all(|u| u.login != record.login) {
+                if out.iter().all(|u| *u.login != *record.login) {
                     out.push(ResolvedUser {
-                        login: record.login.clone(),
+                        login: record.login.to_string(),
                         realm: r.name.clone(),
                         resolver: name.clone(),
                         record,
@@ -234,12 +268,15 @@ mod tests {
     fn dir(split: bool) -> Directory {
         let mut users = HashMap::new();
         users.insert(
-            "alice".to_owned(),
-            Arc::new(UserRecord {
-                login: "alice".into(),
-                givenname: "Alice".into(),
-                ..Default::default()
-            }),
+            "alice".into(),
+            Arc::new(UserRecord::new(
+                "alice",
+                None,
+                UserDetails {
+                    givenname: "Alice".into(),
+                    ..Default::default()
+                },
+            )),
         );
         Directory::new(
             vec![

@@ -291,9 +291,13 @@ async fn recipients_of(
                 .user
                 .clone();
             user.and_then(|u| {
-                u.record
-                    .attribute(attr)
-                    .map(|a| (a, u.record.givenname.clone(), u.record.surname.clone()))
+                u.record.attribute(attr).map(|a| {
+                    (
+                        a,
+                        u.record.givenname().to_owned(),
+                        u.record.surname().to_owned(),
+                    )
+                })
             })
             .into_iter()
             .collect()
@@ -305,9 +309,13 @@ async fn recipients_of(
             .users_of_realm(realm)
             .into_iter()
             .filter_map(|u| {
-                u.record
-                    .attribute("email")
-                    .map(|a| (a, u.record.givenname.clone(), u.record.surname.clone()))
+                u.record.attribute("email").map(|a| {
+                    (
+                        a,
+                        u.record.givenname().to_owned(),
+                        u.record.surname().to_owned(),
+                    )
+                })
             })
             .collect(),
         Recipient::Email(list) => list

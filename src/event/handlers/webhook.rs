@@ -79,7 +79,7 @@ impl WebHookAction {
                 "token_owner",
                 d.user
                     .as_ref()
-                    .map(|u| u.record.givenname.clone())
+                    .map(|u| u.record.givenname().to_owned())
                     .unwrap_or_default(),
             );
             Some(t)
