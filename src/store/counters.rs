@@ -17,18 +17,10 @@ impl Store {
         Ok(row.try_get("v")?)
     }
 
-    /// Add `delta` to this node's row (created when missing).
+    /// Add `delta` to this node's row (created when missing), through the group-commit
+    /// writer.
     pub async fn counter_add(&self, name: &str, node: &str, delta: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO event_counter (name, node, value) VALUES ($1, $2, $3) \
-             ON CONFLICT (name, node) DO UPDATE SET value = event_counter.value + excluded.value",
-        )
-        .bind(name)
-        .bind(node)
-        .bind(delta)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        self.writer().counter_add(name, node, delta).await
     }
 
     /// −1 on this node's row if the sum is positive or negative values are allowed; otherwise

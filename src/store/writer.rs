@@ -34,12 +34,18 @@ enum Op {
         count_auth: bool,
         now_short: String,
     },
+    CounterAdd {
+        name: String,
+        node: String,
+        delta: i64,
+    },
 }
 
 #[derive(Debug)]
 enum Done {
     Consumed(bool),
     Failure(FailureOutcome),
+    CounterAdded,
 }
 
 struct Job {
@@ -83,8 +89,24 @@ impl GroupWriter {
     pub(crate) async fn consume(&self, job: ConsumeJob) -> Result<bool, StoreError> {
         match self.submit(Op::Consume(job)).await? {
             Done::Consumed(b) => Ok(b),
-            Done::Failure(_) => Err(StoreError::Corrupt("writer answered the wrong job".into())),
+            _ => Err(StoreError::Corrupt("writer answered the wrong job".into())),
         }
+    }
+
+    /// Add to an event counter (the Counter handler runs on every login it matches).
+    pub(crate) async fn counter_add(
+        &self,
+        name: &str,
+        node: &str,
+        delta: i64,
+    ) -> Result<(), StoreError> {
+        self.submit(Op::CounterAdd {
+            name: name.to_owned(),
+            node: node.to_owned(),
+            delta,
+        })
+        .await
+        .map(|_| ())
     }
 
     pub(crate) async fn failure(
@@ -102,7 +124,7 @@ impl GroupWriter {
             .await?
         {
             Done::Failure(f) => Ok(f),
-            Done::Consumed(_) => Err(StoreError::Corrupt("writer answered the wrong job".into())),
+            _ => Err(StoreError::Corrupt("writer answered the wrong job".into())),
         }
     }
 }
@@ -152,6 +174,7 @@ async fn commit(pool: &AnyPool, backend: Backend, jobs: &[Job]) -> Result<Vec<Do
         let id = match &job.op {
             Op::Consume(c) => c.id,
             Op::Failure { id, .. } => *id,
+            Op::CounterAdd { .. } => continue,
         };
         if let Op::Consume(c) = &job.op
             && c.new_count.is_some()
@@ -181,6 +204,18 @@ async fn commit(pool: &AnyPool, backend: Backend, jobs: &[Job]) -> Result<Vec<Do
                 count_auth,
                 now_short,
             } => Done::Failure(failure(&mut tx, *id, *count_auth, now_short).await?),
+            Op::CounterAdd { name, node, delta } => {
+                sqlx::query(
+                    "INSERT INTO event_counter (name, node, value) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name, node) DO UPDATE SET value = event_counter.value + excluded.value",
+                )
+                .bind(name.as_str())
+                .bind(node.as_str())
+                .bind(*delta)
+                .execute(&mut *tx)
+                .await?;
+                Done::CounterAdded
+            }
         });
     }
     tx.commit().await?;
