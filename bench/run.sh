@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# The benchmark matrix, measured on this machine with the load generator on the same machine:
+#
+#   {otppin=none, token PIN} x {no event definitions, 20 non-matching, 2 matching} x {SQLite, PostgreSQL}
+#
+# plus an open-loop run at a fixed rate (p99 from the scheduled send time), a run with 100,000
+# tokens (p50 and RSS against 1,000), and optionally FreeRADIUS's PAP-from-file floor measured
+# in the same run (--with-freeradius; uses the reference scripts in ../shared/anchors).
+#
+#   bench/run.sh [--with-freeradius] [--duration SECONDS] [--skip-postgres] [--skip-pin]
+#
+# Every cell gets a fresh store and a fresh import, so every request carries a fresh valid OTP.
+# The server runs the release build with MALLOC_ARENA_MAX=2 (as docs/performance.md
+# recommends for the service). Results: bench/results/<time>/results.jsonl and table.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+with_fr=0; duration=10; skip_pg=0; skip_pin=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --with-freeradius) with_fr=1 ;;
+    --duration) duration=$2; shift ;;
+    --skip-postgres) skip_pg=1 ;;
+    --skip-pin) skip_pin=1 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+cargo build --release --quiet
+BIN=$ROOT/target/release/otpgate
+OUT=$ROOT/bench/results/$(date +%Y%m%d-%H%M%S)
+mkdir -p "$OUT"
+RESULTS=$OUT/results.jsonl
+PORT=18120
+SECRET=benchsecret
+export MALLOC_ARENA_MAX=2
+
+# ---------------------------------------------------------------- PostgreSQL (own cluster)
+PG_PORT=""
+PG_DIR=$OUT/pg
+stop_pg() {
+  [ -n "$PG_PORT" ] || return 0
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast stop >/dev/null 2>&1 || true
+  else "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast stop >/dev/null 2>&1 || true; fi
+}
+start_pg() {
+  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort | tail -1)
+  if [ -z "$PG_BIN" ]; then
+    echo "== installing postgresql"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+    PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort | tail -1)
+  fi
+  PG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir -p "$PG_DIR"
+  local as=()
+  if [ "$(id -u)" = 0 ]; then chown postgres "$PG_DIR"; as=(runuser -u postgres --); fi
+  "${as[@]}" "$PG_BIN/initdb" -A trust -U postgres -D "$PG_DIR/data" >"$PG_DIR/initdb.log" 2>&1
+  # fsync stays on: the numbers include durable commits
+  "${as[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w \
+    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PG_DIR -c max_connections=100" start >/dev/null
+}
+trap 'stop_server; stop_pg' EXIT
+
+# ---------------------------------------------------------------- one cell
+SERVER_PID=""
+stop_server() {
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""; fi
+}
+
+# events NAME -> TOML for the event dimension
+events() {
+  case "$1" in
+    none) ;;
+    20-nonmatching)
+      for i in $(seq 1 10); do printf '[[event]]\nname = "nm-result-%s"\nevent = "validate_check"\nhandler = "Logging"\naction = "logging"\nconditions = { result_value = "False" }\n' "$i"; done
+      for i in $(seq 1 5); do printf '[[event]]\nname = "nm-realm-%s"\nevent = "validate_check"\nhandler = "Counter"\naction = "increase_counter"\nconditions = { realm = "elsewhere" }\noptions = { counter_name = "x" }\n' "$i"; done
+      for i in $(seq 1 5); do printf '[[event]]\nname = "nm-type-%s"\nevent = "validate_check"\nhandler = "Token"\naction = "disable"\nconditions = { tokentype = "totp", result_value = "True" }\n' "$i"; done ;;
+    2-matching)
+      printf '[[event]]\nname = "count"\nevent = "validate_check"\nhandler = "Counter"\naction = "increase_counter"\noptions = { counter_name = "logins" }\n'
+      printf '[[event]]\nname = "log"\nevent = "validate_check"\nhandler = "Logging"\naction = "logging"\n' ;;
+  esac
+}
+
+# cell LABEL BACKEND PIN EVENTS USERS MODE(conc:N|rate:R)
+cell() {
+  local label=$1 backend=$2 pin=$3 ev=$4 users=$5 mode=$6
+  local dir=$OUT/cell-$(echo "$label" | tr -c 'A-Za-z0-9' '-')
+  mkdir -p "$dir"; cd "$dir"
+  python3 - "$users" <<'PY'
+import sys
+n = int(sys.argv[1])
+with open("users.csv", "w") as f:
+    for i in range(n):
+        f.write(f"user{i}\n")
+with open("tokens.csv", "w") as f:
+    for i in range(n):
+        f.write(f"B{i:06d}, {i * 7919 + 12345:040x}, hotp, 6, 0, user{i}\n")
+PY
+  local url="sqlite:otpgate.db"
+  if [ "$backend" = postgres ]; then
+    local db="bench_$RANDOM$RANDOM"
+    psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CREATE DATABASE $db" >/dev/null
+    url="postgres://postgres@127.0.0.1:$PG_PORT/$db"
+  fi
+  local policy='[[policy]]
+name = "no-pin"
+scope = "authentication"
+actions = { otppin = "none" }'
+  [ "$pin" = pin ] && policy=""
+  cat > otpgate.toml <<EOF
+node = "bench"
+[database]
+url = "$url"
+[secrets]
+key_file = "secret.key"
+[radius]
+listen = ["127.0.0.1:$PORT"]
+dictionaries = "$ROOT/dictionaries"
+[[radius.client]]
+name = "bench"
+address = "127.0.0.1"
+secret = "$SECRET"
+[[resolver]]
+name = "r"
+type = "file"
+path = "users.csv"
+[[realm]]
+name = "bench"
+resolvers = ["r"]
+$policy
+$(events "$ev")
+EOF
+  "$BIN" -c otpgate.toml init >/dev/null
+  local t0 t1
+  t0=$(date +%s.%N)
+  if [ "$pin" = pin ]; then "$BIN" -c otpgate.toml token import tokens.csv --pin 1234 >/dev/null
+  else "$BIN" -c otpgate.toml token import tokens.csv >/dev/null; fi
+  t1=$(date +%s.%N)
+  OTPGATE_LOG=warn,pi-eventlogger=info "$BIN" -c otpgate.toml serve >serve.log 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 50); do grep -q "otpgate ready" serve.log 2>/dev/null && break; sleep 0.1; done
+  local args=(--concurrency "${mode#conc:}")
+  [ "${mode%%:*}" = rate ] && args=(--rate "${mode#rate:}")
+  local pinarg=(); [ "$pin" = pin ] && pinarg=(--pin 1234)
+  "$BIN" bench --server "127.0.0.1:$PORT" --secret "$SECRET" --tokens tokens.csv "${pinarg[@]}" \
+    "${args[@]}" --duration "$duration" --warmup 2 --server-pid "$SERVER_PID" --json > bench.json
+  stop_server
+  python3 - "$label" "$backend" "$pin" "$ev" "$users" "$mode" "$(echo "$t1 - $t0" | bc)" >> "$RESULTS" <<'PY'
+import json, sys
+d = json.load(open("bench.json"))
+d.update(label=sys.argv[1], backend=sys.argv[2], pin=sys.argv[3], events=sys.argv[4],
+         users=int(sys.argv[5]), load=sys.argv[6], import_seconds=float(sys.argv[7]))
+print(json.dumps(d))
+PY
+  tail -n 1 "$RESULTS" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print("%-44s %8.0f/s  cpu %.4f ms  p50 %.2f  p99 %.2f  rss %.1f MiB  (%d acc, %d rej, %d lost)" % (
+    d["label"], d["accepted_per_second"], d.get("server_cpu_ms_per_login") or 0, d["p50_ms"],
+    d["p99_ms"], d.get("server_rss_mib") or 0, d["accepted"], d["rejected"], d["lost"]))'
+  cd "$ROOT"
+}
+
+# ---------------------------------------------------------------- the runs
+backends=(sqlite)
+if [ "$skip_pg" = 0 ]; then start_pg; backends+=(postgres); fi
+pins=(none); [ "$skip_pin" = 0 ] && pins+=(pin)
+for backend in "${backends[@]}"; do
+  for pin in "${pins[@]}"; do
+    for ev in none 20-nonmatching 2-matching; do
+      conc=128; [ "$pin" = pin ] && conc=8
+      cell "$backend otppin=$pin events=$ev" "$backend" "$pin" "$ev" 1000 "conc:$conc"
+    done
+  done
+done
+cell "sqlite open loop 5000/s" sqlite none none 1000 "rate:5000"
+cell "sqlite 100000 tokens" sqlite none none 100000 "conc:128"
+
+if [ "$with_fr" = 1 ]; then
+  ANCHORS=${ANCHORS:-$ROOT/../shared/anchors}
+  echo "== FreeRADIUS PAP-from-file floor ($ANCHORS)"
+  "$ANCHORS/setup-freeradius.sh" >/dev/null
+  RESULTS_FR=$OUT/freeradius.jsonl
+  RESULTS=$RESULTS_FR REPS=1 RATES_A="" N_A=40000 ANCHOR_WORK=$OUT/anchors "$ANCHORS/bench-freeradius.sh" | tail -n 2
+fi
+
+python3 - "$RESULTS" "$OUT/freeradius.jsonl" > "$OUT/table.md" <<'PY'
+import json, os, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+fr = None
+if os.path.exists(sys.argv[2]):
+    for l in open(sys.argv[2]):
+        d = json.loads(l)
+        if d.get("kind") == "peak" and "1 radclient" in d.get("label", ""):
+            fr = d
+print("| run | accepted/s | server CPU ms/login | p50 ms | p99 ms | RSS MiB | accepted / rejected / lost |" + (" CPU vs FreeRADIUS |" if fr else ""))
+print("|---|---|---|---|---|---|---|" + ("---|" if fr else ""))
+for d in rows:
+    cpu = d.get("server_cpu_ms_per_login") or 0
+    ratio = f" {cpu / fr['server_cpu_ms_per_req']:.2f}x |" if fr and fr.get("server_cpu_ms_per_req") else (" |" if fr else "")
+    print(f"| {d['label']} | {d['accepted_per_second']:.0f} | {cpu:.4f} | {d['p50_ms']:.2f} | {d['p99_ms']:.2f} | {d.get('server_rss_mib') or 0:.1f} | {d['accepted']} / {d['rejected']} / {d['lost']} |{ratio}")
+if fr:
+    print(f"\nFreeRADIUS 3.2 PAP from a users file, same run: {fr['rps']:.0f} req/s, {fr['server_cpu_ms_per_req']} ms server CPU per request.")
+PY
+echo
+cat "$OUT/table.md"
+echo
+echo "results: $OUT"
