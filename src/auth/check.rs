@@ -528,6 +528,23 @@ pub(crate) async fn consume(
         if token.failcount >= token.maxfail && token.maxfail > 0 {
             at.unlocked.push(token.serial.clone());
         }
+        // the token as the UPDATE left it, for the POST handlers' conditions
+        let mut after = token.clone();
+        if let Some(n) = new_count {
+            after.otp_counter = n;
+        }
+        if let Some(s) = time_shift {
+            after.time_shift = s;
+        }
+        after.failcount = 0;
+        after.failcounter_exceeded = None;
+        if !at.cfg.system.no_auth_counter {
+            after.count_auth += 1;
+            after.count_auth_success += 1;
+        }
+        after.last_auth = Some(last_auth.clone());
+        at.post_state.retain(|t| t.id != after.id);
+        at.post_state.push(after);
         if let Some(n) = new_count {
             at.trace.add(
                 "token",

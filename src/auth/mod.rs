@@ -246,6 +246,9 @@ pub(crate) struct Attempt<'a> {
     pub accepted_tokens: Vec<Token>,
     /// Accepted by passthru or passOnNo*: authorization by token does not apply.
     pub accepted_without_token: bool,
+    /// Tokens this request consumed, in the state its UPDATE left them (POST handlers read
+    /// them instead of the database).
+    pub post_state: Vec<Token>,
 }
 
 impl<'a> Attempt<'a> {
@@ -271,6 +274,7 @@ impl<'a> Attempt<'a> {
             policy: policy::Effective::default(),
             accepted_tokens: Vec::new(),
             accepted_without_token: false,
+            post_state: Vec::new(),
         }
     }
 

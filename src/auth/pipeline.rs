@@ -102,6 +102,7 @@ impl Authenticator {
         let mut scope = Scope::new(at.auth, at.cfg, EVENT, position, at.now);
         scope.request_user = at.user.clone();
         scope.audit_serials = at.serials.clone();
+        scope.known_tokens = at.post_state.clone();
         Phase {
             scope,
             request,

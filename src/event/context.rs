@@ -33,6 +33,8 @@ pub struct Determined {
 
 #[derive(Debug, Default)]
 struct Cache {
+    /// The user alone (no token lookup needed unless the request names only a serial).
+    user: Option<Option<ResolvedUser>>,
     determined: Option<Determined>,
     user_tokens: Option<Option<Vec<Token>>>,
     token_realms: Option<Vec<String>>,
@@ -53,6 +55,9 @@ pub struct Scope<'a> {
     pub audit_serials: Vec<String>,
     /// Warnings for the decision trace (comparisons that could not be made …).
     pub warnings: Vec<String>,
+    /// Tokens whose current state the caller knows (the ones this request just consumed):
+    /// used instead of reading them back from the store.
+    pub known_tokens: Vec<Token>,
     cache: Cache,
 }
 
@@ -73,13 +78,16 @@ impl<'a> Scope<'a> {
             request_user: None,
             audit_serials: Vec::new(),
             warnings: Vec::new(),
+            known_tokens: Vec::new(),
             cache: Cache::default(),
         }
     }
 
-    /// Forget what was read from the store (after an action ran).
+    /// Forget what was read from the store (after an action ran: it may have changed the
+    /// tokens, so the known states are no longer known either).
     pub fn invalidate(&mut self) {
         self.cache = Cache::default();
+        self.known_tokens.clear();
     }
 
     pub fn view<'b>(
@@ -156,15 +164,8 @@ impl Context<'_, '_> {
     async fn determine(&mut self) -> Result<Determined, StoreError> {
         let store = self.scope.auth.store().tokens();
         let request_serial = self.request.serial.clone().filter(|s| !s.trim().is_empty());
-        // 1. the user: the request's, else the owner of the request's serial
-        let mut user = self.scope.request_user.clone();
-        if user.is_none()
-            && let Some(serial) = &request_serial
-            && let Ok(Some(t)) = store.by_serial(serial).await
-            && let Some(owner) = &t.owner
-        {
-            user = self.scope.cfg.directory.find(&owner.login, &owner.realm);
-        }
+        // 1. the user
+        let user = self.user_only().await?;
         // 2. the serial: request, response detail, audit
         let response_serial = self
             .response
@@ -180,7 +181,17 @@ impl Context<'_, '_> {
         if let Some(s) = &serial {
             let mut found = Vec::new();
             for one in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
-                if let Some(t) = store.by_serial(one).await? {
+                let known = self
+                    .scope
+                    .known_tokens
+                    .iter()
+                    .find(|t| t.serial == one)
+                    .cloned();
+                let t = match known {
+                    Some(t) => Some(t),
+                    None => store.by_serial(one).await?,
+                };
+                if let Some(t) = t {
                     found.push(t);
                 }
             }
@@ -214,8 +225,38 @@ impl Context<'_, '_> {
         })
     }
 
+    /// The user (spec §1.7 step 1): the request's, else the owner of the request's serial
+    /// (a store lookup only for serial-only requests).
+    async fn user_only(&mut self) -> Result<Option<ResolvedUser>, StoreError> {
+        if let Some(u) = &self.scope.cache.user {
+            return Ok(u.clone());
+        }
+        let mut user = self.scope.request_user.clone();
+        let request_serial = self.request.serial.clone().filter(|s| !s.trim().is_empty());
+        if user.is_none()
+            && let Some(serial) = &request_serial
+        {
+            let known = self
+                .scope
+                .known_tokens
+                .iter()
+                .find(|t| t.serial == *serial)
+                .cloned();
+            let token = match known {
+                Some(t) => Some(t),
+                None => self.scope.auth.store().tokens().by_serial(serial).await?,
+            };
+            if let Some(owner) = token.and_then(|t| t.owner) {
+                user = self.scope.cfg.directory.find(&owner.login, &owner.realm);
+            }
+        }
+        self.scope.cache.user = Some(user.clone());
+        Ok(user)
+    }
+
     pub async fn user(&mut self) -> Result<Option<&ResolvedUser>, StoreError> {
-        Ok(self.determined().await?.user.as_ref())
+        self.user_only().await?;
+        Ok(self.scope.cache.user.as_ref().and_then(Option::as_ref))
     }
 
     pub async fn serial(&mut self) -> Result<Option<String>, StoreError> {

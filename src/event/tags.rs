@@ -162,6 +162,64 @@ fn parse_offset(s: &str) -> Option<TimeDelta> {
     crate::dates::parse_offset(s)
 }
 
+/// The tag names a template uses (`{{`/`}}` are not tags).
+pub fn tag_names(template: &str) -> Vec<String> {
+    let names = std::cell::RefCell::new(Vec::new());
+    let _ = render_with(template, |name| {
+        names.borrow_mut().push(name.to_owned());
+        Some(String::new())
+    });
+    names.into_inner()
+}
+
+/// Tags [`request_tags`] provides without a store lookup.
+const REQUEST_ONLY: &[&str] = &[
+    "admin",
+    "realm",
+    "action",
+    "url",
+    "time",
+    "date",
+    "client_ip",
+    "ua_browser",
+    "ua_string",
+];
+
+/// Whether rendering these templates needs more than [`request_tags`] (then the full
+/// dictionary, with the determined user, serial and token, is built).
+pub fn need_context(templates: &[&str]) -> bool {
+    templates
+        .iter()
+        .flat_map(|t| tag_names(t))
+        .any(|n| !REQUEST_ONLY.contains(&n.as_str()))
+}
+
+/// The tags that need no store lookup (Logging messages like the default
+/// `event={action} triggered`).
+pub fn request_tags(ctx: &Context<'_, '_>, base_url: &str) -> Tags {
+    let mut t = Tags::default();
+    let now = ctx.now().with_timezone(&Local);
+    t.set("admin", ctx.request.admin.clone().unwrap_or_default());
+    t.set("realm", "");
+    t.set("action", action_path(ctx.event()));
+    t.set("url", base_url);
+    t.set("time", now.format("%H:%M:%S").to_string());
+    t.set("date", now.format("%Y-%m-%d").to_string());
+    t.set(
+        "client_ip",
+        ctx.client().map(|c| c.to_string()).unwrap_or_default(),
+    );
+    t.set(
+        "ua_browser",
+        ctx.request.param("user_agent").unwrap_or_default(),
+    );
+    t.set(
+        "ua_string",
+        ctx.request.param("user_agent").unwrap_or_default(),
+    );
+    t
+}
+
 /// privacyIDEA's tag dictionary for notifications, webhooks and logging.
 pub async fn notification_tags(
     ctx: &mut Context<'_, '_>,

@@ -3,7 +3,7 @@
 
 use super::{Done, HandlerError, Run};
 use crate::event::options::Options;
-use crate::event::tags::notification_tags;
+use crate::event::tags::{notification_tags, request_tags};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -18,6 +18,8 @@ pub struct LoggingAction {
     pub logger: String,
     pub level: Level,
     pub message: String,
+    /// The message uses tags that need the determined user/serial/token.
+    needs_context: bool,
 }
 
 impl LoggingAction {
@@ -38,24 +40,30 @@ impl LoggingAction {
                 ));
             }
         };
+        let message = opts
+            .text("message")
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| "event={action} triggered".into());
         Ok(Self {
+            needs_context: crate::event::tags::need_context(&[&message]),
+            message,
             logger: opts
                 .text("name")
                 .filter(|n| !n.trim().is_empty())
                 .unwrap_or_else(|| "pi-eventlogger".into()),
             level,
-            message: opts
-                .text("message")
-                .filter(|m| !m.is_empty())
-                .unwrap_or_else(|| "event={action} triggered".into()),
         })
     }
 
     pub async fn run(&self, run: &mut Run<'_, '_>) -> Result<Done, HandlerError> {
         let base_url = run.scope.cfg.handlers.base_url.clone();
-        let tags = notification_tags(&mut run.ctx(), &base_url)
-            .await
-            .map_err(HandlerError::store)?;
+        let tags = if self.needs_context {
+            notification_tags(&mut run.ctx(), &base_url)
+                .await
+                .map_err(HandlerError::store)?
+        } else {
+            request_tags(&run.ctx(), &base_url)
+        };
         let line = tags
             .render(&self.message, false)
             .map_err(|e| HandlerError::new("UnknownTag", e.to_string()))?;
