@@ -228,6 +228,21 @@ impl Daemon {
         }
     }
 
+    /// SIGKILL (no chance to flush anything) and wait until it is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start again on the same directory, configuration and store (new ports).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.log.lock().unwrap().clear();
+        self.spawn();
+    }
+
     /// SIGTERM and wait for a clean exit.
     pub fn stop(mut self) -> std::process::ExitStatus {
         self.signal("TERM");

@@ -10,6 +10,7 @@
 mod challenge;
 mod cluster;
 mod daemon;
+mod durability;
 mod events;
 mod harness;
 mod pg;
