@@ -17,8 +17,9 @@ impl Authenticator {
             .await
     }
 
-    pub async fn record_answer(&self, fingerprint: &str, answer: &[u8]) -> Result<(), StoreError> {
-        self.store.ledger_answer(fingerprint, answer).await
+    /// Record the answer (in the background).
+    pub fn record_answer(&self, fingerprint: &str, answer: &[u8]) {
+        self.store.ledger_answer(fingerprint, answer);
     }
 
     pub async fn release_request(&self, fingerprint: &str) -> Result<(), StoreError> {

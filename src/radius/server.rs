@@ -424,10 +424,8 @@ impl RadiusServer {
         if let Err(e) = socket.send_to(&reply, source).await {
             tracing::warn!(target: "otpgate::radius", error = %e, to = %source, "send failed");
         }
-        if let Some(fp) = fingerprint
-            && let Err(e) = self.auth.record_answer(&fp, &reply).await
-        {
-            tracing::warn!(target: "otpgate::radius", error = %e, "answer not recorded in the request ledger");
+        if let Some(fp) = fingerprint {
+            self.auth.record_answer(&fp, &reply);
         }
         tracing::info!(
             target: "otpgate::radius",

@@ -1,7 +1,15 @@
 //! The request ledger: which requests some node already took, and their answers.
+//!
+//! On the hot path of every login on a shared store, so both sides are batched: claims that
+//! arrive together are one `INSERT … ON CONFLICT DO NOTHING RETURNING`, and answers are
+//! recorded in the background, many per `UPDATE`.
 
-use sqlx::Row;
+use std::collections::HashSet;
 
+use sqlx::{AnyPool, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use super::sql::Sql;
 use super::{Store, StoreError};
 
 /// What the ledger says about a request.
@@ -11,43 +19,177 @@ pub enum Claim {
     Mine,
     /// Another node answered it: send this again.
     Answered(Vec<u8>),
-    /// Another node is processing it now.
+    /// Another node (or an earlier copy here) is processing it now.
     InFlight,
+}
+
+struct ClaimJob {
+    fingerprint: String,
+    now: i64,
+    reply: oneshot::Sender<Result<Claim, StoreError>>,
+}
+
+/// Rows per statement.
+const BATCH: usize = 128;
+
+#[derive(Clone, Debug)]
+pub(crate) struct Ledger {
+    claims: mpsc::Sender<ClaimJob>,
+    answers: mpsc::Sender<(String, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for ClaimJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClaimJob")
+    }
+}
+
+impl Ledger {
+    pub(crate) fn start(pool: AnyPool) -> Self {
+        let (claims, rx) = mpsc::channel(8192);
+        tokio::spawn(claim_loop(pool.clone(), rx));
+        let (answers, rx) = mpsc::channel(8192);
+        tokio::spawn(answer_loop(pool, rx));
+        Self { claims, answers }
+    }
+}
+
+async fn claim_loop(pool: AnyPool, mut rx: mpsc::Receiver<ClaimJob>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        match claim_batch(&pool, &batch).await {
+            Ok(claims) => {
+                for (job, claim) in batch.into_iter().zip(claims) {
+                    let _ = job.reply.send(Ok(claim));
+                }
+            }
+            Err(e) => {
+                let text = e.to_string();
+                for job in batch {
+                    let _ = job.reply.send(Err(StoreError::Corrupt(text.clone())));
+                }
+            }
+        }
+    }
+}
+
+async fn claim_batch(pool: &AnyPool, batch: &[ClaimJob]) -> Result<Vec<Claim>, StoreError> {
+    // a fingerprint twice in one batch: the first copy takes it, the others are in flight
+    let mut seen = HashSet::new();
+    let firsts: Vec<&ClaimJob> = batch
+        .iter()
+        .filter(|j| seen.insert(j.fingerprint.as_str()))
+        .collect();
+    let mut q = Sql::new("INSERT INTO request_ledger (fingerprint, created) VALUES ");
+    for (i, j) in firsts.iter().enumerate() {
+        q.push(if i == 0 { "(" } else { ", (" })
+            .bind(j.fingerprint.as_str())
+            .push(", ")
+            .bind(j.now)
+            .push(")");
+    }
+    q.push(" ON CONFLICT (fingerprint) DO NOTHING RETURNING fingerprint");
+    let inserted: HashSet<String> = q
+        .query()
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()?;
+    let taken: Vec<&str> = firsts
+        .iter()
+        .map(|j| j.fingerprint.as_str())
+        .filter(|f| !inserted.contains(*f))
+        .collect();
+    let mut answered = std::collections::HashMap::new();
+    if !taken.is_empty() {
+        let mut q =
+            Sql::new("SELECT fingerprint, answer FROM request_ledger WHERE fingerprint IN (");
+        q.bind_list(taken.iter().copied()).push(")");
+        for r in q.query().fetch_all(pool).await? {
+            let f: String = r.try_get(0)?;
+            if let Some(a) = r.try_get::<Option<Vec<u8>>, _>(1)? {
+                answered.insert(f, a);
+            }
+        }
+    }
+    let mut mine_given = HashSet::new();
+    Ok(batch
+        .iter()
+        .map(|j| {
+            let f = j.fingerprint.as_str();
+            if inserted.contains(f) && mine_given.insert(f) {
+                Claim::Mine
+            } else if let Some(a) = answered.get(f) {
+                Claim::Answered(a.clone())
+            } else {
+                Claim::InFlight
+            }
+        })
+        .collect())
+}
+
+async fn answer_loop(pool: AnyPool, mut rx: mpsc::Receiver<(String, Vec<u8>)>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut q = Sql::new("WITH v(fingerprint, answer) AS (VALUES ");
+        for (i, (f, a)) in batch.iter().enumerate() {
+            q.push(if i == 0 { "(" } else { ", (" })
+                .bind(f.as_str())
+                .push(", ")
+                .bind(super::sql::Param::Blob(a.clone()))
+                .push(")");
+        }
+        q.push(
+            ") UPDATE request_ledger SET answer = v.answer FROM v \
+             WHERE request_ledger.fingerprint = v.fingerprint",
+        );
+        if let Err(e) = q.query().execute(&pool).await {
+            tracing::warn!(target: "otpgate::store", error = %e, answers = batch.len(), "request ledger answers not recorded");
+        }
+    }
 }
 
 impl Store {
     /// Take a request by its fingerprint, unless a node already did.
     pub async fn ledger_claim(&self, fingerprint: &str, now: i64) -> Result<Claim, StoreError> {
-        let inserted = sqlx::query(
-            "INSERT INTO request_ledger (fingerprint, created) VALUES ($1, $2) \
-             ON CONFLICT (fingerprint) DO NOTHING RETURNING created",
-        )
-        .bind(fingerprint)
-        .bind(now)
-        .fetch_optional(self.pool())
-        .await?;
-        if inserted.is_some() {
-            return Ok(Claim::Mine);
-        }
-        let row = sqlx::query("SELECT answer FROM request_ledger WHERE fingerprint = $1")
-            .bind(fingerprint)
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(
-            match row.and_then(|r| r.try_get::<Option<Vec<u8>>, _>("answer").ok().flatten()) {
-                Some(answer) => Claim::Answered(answer),
-                None => Claim::InFlight,
-            },
-        )
+        let (reply, wait) = oneshot::channel();
+        self.ledger
+            .claims
+            .send(ClaimJob {
+                fingerprint: fingerprint.to_owned(),
+                now,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Corrupt("the request ledger has stopped".into()))?;
+        wait.await
+            .map_err(|_| StoreError::Corrupt("the request ledger has stopped".into()))?
     }
 
-    pub async fn ledger_answer(&self, fingerprint: &str, answer: &[u8]) -> Result<(), StoreError> {
-        sqlx::query("UPDATE request_ledger SET answer = $1 WHERE fingerprint = $2")
-            .bind(answer)
-            .bind(fingerprint)
-            .execute(self.pool())
-            .await?;
-        Ok(())
+    /// Record an answer (in the background; a full queue drops it, which only means a
+    /// failover retransmit is checked again).
+    pub fn ledger_answer(&self, fingerprint: &str, answer: &[u8]) {
+        if self
+            .ledger
+            .answers
+            .try_send((fingerprint.to_owned(), answer.to_vec()))
+            .is_err()
+        {
+            metrics::counter!("otpgate_ledger_answers_dropped_total").increment(1);
+        }
     }
 
     /// Forget a claim whose request ended without an answer, so a retransmit is processed.

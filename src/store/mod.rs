@@ -124,6 +124,8 @@ pub struct Store {
     writer: writer::GroupWriter,
     /// Batched token lookups.
     reader: reader::TokenReader,
+    /// Batched request-ledger claims and answers.
+    ledger: ledger::Ledger,
 }
 
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -211,6 +213,7 @@ impl Store {
         let store = Self {
             writer: writer::GroupWriter::start(pool.clone(), backend),
             reader: reader::TokenReader::start(pool.clone(), parallel_reads),
+            ledger: ledger::Ledger::start(pool.clone()),
             pool,
             backend,
         };

@@ -96,13 +96,11 @@ async fn two_nodes_on_one_postgresql() {
     .unwrap();
     assert_eq!(code(&first), Code::AccessAccept);
     let counter = a.token("HOTP1")["count"].clone();
-    let again = udp_exchange(
-        &UdpSocket::bind("127.0.0.1:0").unwrap(),
-        b.radius,
-        &req,
-        Duration::from_secs(5),
-    )
-    .unwrap();
+    // like a NAS, retransmit: a copy that arrives while A's answer is being recorded is dropped
+    let nas = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let again = (0..5)
+        .find_map(|_| udp_exchange(&nas, b.radius, &req, Duration::from_millis(500)))
+        .expect("node B answered the failover");
     assert_eq!(again, first, "node B did not give node A's answer");
     assert_eq!(
         a.token("HOTP1")["count"],
