@@ -80,6 +80,27 @@ const AUDIT_COLUMNS: &str = "time_us, node, event, origin, success, authenticati
 
 const AUDIT_ROWS_PER_INSERT: usize = 16;
 
+/// Insert rows inside a transaction. Statements of a fixed shape, so each is prepared once and
+/// cached: 16-row inserts, then single-row ones. (sqlx-sqlite resolves every `$N` by name,
+/// which grows with the square of the parameter count: one 500-row insert cost more than all
+/// the logins.)
+pub(crate) async fn insert_rows(
+    conn: &mut sqlx::AnyConnection,
+    rows: &[AuditRow],
+) -> Result<(), StoreError> {
+    let mut chunks = rows.chunks_exact(AUDIT_ROWS_PER_INSERT);
+    for chunk in chunks.by_ref() {
+        audit_insert(chunk).query().execute(&mut *conn).await?;
+    }
+    for row in chunks.remainder() {
+        audit_insert(std::slice::from_ref(row))
+            .query()
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// One multi-row INSERT for `rows`.
 fn audit_insert(rows: &[AuditRow]) -> Sql {
     let mut q = Sql::new(&format!("INSERT INTO audit ({AUDIT_COLUMNS}) VALUES "));
@@ -129,22 +150,8 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut tx = self.begin_write().await?;
-        // Statements of a fixed shape, so each is prepared once and cached: 16-row inserts,
-        // then single-row ones. (sqlx-sqlite resolves every `$N` by name, which grows with the
-        // square of the parameter count: one 500-row insert cost more than all the logins.)
-        let mut chunks = rows.chunks_exact(AUDIT_ROWS_PER_INSERT);
-        for chunk in chunks.by_ref() {
-            audit_insert(chunk).query().execute(&mut *tx).await?;
-        }
-        for row in chunks.remainder() {
-            audit_insert(std::slice::from_ref(row))
-                .query()
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        // through the group writer: the same transaction as the logins' consumptions
+        self.writer().audit(rows.to_vec()).await
     }
 
     /// Newest rows first.

@@ -203,6 +203,10 @@ impl Store {
                         conn.execute("PRAGMA synchronous = FULL").await?;
                         conn.execute("PRAGMA busy_timeout = 5000").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
+                        // Checkpoints run from a background task (below), not inside the
+                        // commit that happens to cross the WAL size limit: that commit (and
+                        // every login waiting for it) stalled for tens of milliseconds.
+                        conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
                     }
                     Ok(())
                 })
@@ -218,6 +222,9 @@ impl Store {
             backend,
         };
         store.migrate().await?;
+        if backend == Backend::Sqlite {
+            tokio::spawn(checkpoints(store.pool.clone()));
+        }
         Ok(store)
     }
 
@@ -283,6 +290,25 @@ impl Store {
 /// `0/1` integer column → bool.
 pub(crate) fn flag(v: i64) -> bool {
     v != 0
+}
+
+/// Copy the SQLite WAL back into the database every second (passive: it never blocks the
+/// writer), so the WAL stays small and no commit pays for a checkpoint.
+async fn checkpoints(pool: AnyPool) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            break;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::debug!(target: "otpgate::store", error = %e, "WAL checkpoint failed");
+        }
+    }
 }
 
 /// See [`Store::begin_write`].

@@ -39,6 +39,9 @@ enum Op {
         node: String,
         delta: i64,
     },
+    /// Audit rows ride in the same transaction: one writer for SQLite's one write lock, and
+    /// one commit for the logins and their audit rows.
+    Audit(Vec<super::audit::AuditRow>),
 }
 
 #[derive(Debug)]
@@ -46,6 +49,7 @@ enum Done {
     Consumed(bool),
     Failure(FailureOutcome),
     CounterAdded,
+    Audited,
 }
 
 struct Job {
@@ -91,6 +95,11 @@ impl GroupWriter {
             Done::Consumed(b) => Ok(b),
             _ => Err(StoreError::Corrupt("writer answered the wrong job".into())),
         }
+    }
+
+    /// Insert audit rows in the next commit.
+    pub(crate) async fn audit(&self, rows: Vec<super::audit::AuditRow>) -> Result<(), StoreError> {
+        self.submit(Op::Audit(rows)).await.map(|_| ())
     }
 
     /// Add to an event counter (the Counter handler runs on every login it matches).
@@ -141,24 +150,43 @@ async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job>) {
         }
         metrics::histogram!("otpgate_store_commit_batch").record(batch.len() as f64);
         let jobs = std::mem::take(&mut batch);
-        let results = commit(&pool, backend, &jobs).await;
-        match results {
-            Ok(results) => {
-                for (job, r) in jobs.into_iter().zip(results) {
-                    let _ = job.reply.send(Ok(r));
-                }
+        let mut results = commit(&pool, backend, &jobs).await;
+        let has_audit = jobs.iter().any(|j| matches!(j.op, Op::Audit(_)));
+        if results.is_err() && has_audit {
+            // Audit rows must never cost a login: commit the rest without them; the audit
+            // writer retries its rows on its own.
+            let (audit, rest): (Vec<Job>, Vec<Job>) =
+                jobs.into_iter().partition(|j| matches!(j.op, Op::Audit(_)));
+            for job in audit {
+                let _ = job
+                    .reply
+                    .send(Err(StoreError::Corrupt("audit batch failed".into())));
             }
-            Err(e) => {
-                // The whole batch failed (the database went away): every request hears it and
-                // answers REJECT; nothing was committed.
-                tracing::warn!(target: "otpgate::store", error = %e, jobs = jobs.len(), "write batch failed");
-                let text = e.to_string();
-                for job in jobs {
-                    let _ = job.reply.send(Err(StoreError::Corrupt(text.clone())));
-                }
-                // do not spin against a database that is down
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            results = commit(&pool, backend, &rest).await;
+            finish(rest, results).await;
+            continue;
+        }
+        finish(jobs, results).await;
+    }
+}
+
+async fn finish(jobs: Vec<Job>, results: Result<Vec<Done>, StoreError>) {
+    match results {
+        Ok(results) => {
+            for (job, r) in jobs.into_iter().zip(results) {
+                let _ = job.reply.send(Ok(r));
             }
+        }
+        Err(e) => {
+            // The whole batch failed (the database went away): every request hears it and
+            // answers REJECT; nothing was committed.
+            tracing::warn!(target: "otpgate::store", error = %e, jobs = jobs.len(), "write batch failed");
+            let text = e.to_string();
+            for job in jobs {
+                let _ = job.reply.send(Err(StoreError::Corrupt(text.clone())));
+            }
+            // do not spin against a database that is down
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }
@@ -174,7 +202,7 @@ async fn commit(pool: &AnyPool, backend: Backend, jobs: &[Job]) -> Result<Vec<Do
         let id = match &job.op {
             Op::Consume(c) => c.id,
             Op::Failure { id, .. } => *id,
-            Op::CounterAdd { .. } => continue,
+            Op::CounterAdd { .. } | Op::Audit(_) => continue,
         };
         if let Op::Consume(c) = &job.op
             && c.new_count.is_some()
@@ -215,6 +243,10 @@ async fn commit(pool: &AnyPool, backend: Backend, jobs: &[Job]) -> Result<Vec<Do
                 .execute(&mut *tx)
                 .await?;
                 Done::CounterAdded
+            }
+            Op::Audit(rows) => {
+                super::audit::insert_rows(&mut tx, rows).await?;
+                Done::Audited
             }
         });
     }
