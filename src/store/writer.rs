@@ -213,6 +213,28 @@ async fn commit(pool: &AnyPool, backend: Backend, jobs: &[Job]) -> Result<Vec<Do
         touched.insert(id);
     }
     let mut out: Vec<Option<Done>> = jobs.iter().map(|_| None).collect();
+    // Counter increments of one counter on this node add up to one statement per batch.
+    let mut counters: Vec<(&str, &str, i64)> = Vec::new();
+    for (job, slot) in jobs.iter().zip(out.iter_mut()) {
+        if let Op::CounterAdd { name, node, delta } = &job.op {
+            match counters.iter_mut().find(|(n, o, _)| n == name && o == node) {
+                Some(c) => c.2 += delta,
+                None => counters.push((name, node, *delta)),
+            }
+            *slot = Some(Done::CounterAdded);
+        }
+    }
+    for (name, node, delta) in counters {
+        sqlx::query(
+            "INSERT INTO event_counter (name, node, value) VALUES ($1, $2, $3) \
+             ON CONFLICT (name, node) DO UPDATE SET value = event_counter.value + excluded.value",
+        )
+        .bind(name)
+        .bind(node)
+        .bind(delta)
+        .execute(&mut *tx)
+        .await?;
+    }
     for chunk in combined.chunks(COMBINED_ROWS) {
         let consumed = consume_many(&mut tx, chunk.iter().map(|(_, c)| *c)).await?;
         for (i, c) in chunk {
@@ -232,18 +254,8 @@ async fn commit(pool: &AnyPool, backend: Backend, jobs: &[Job]) -> Result<Vec<Do
                 count_auth,
                 now_short,
             } => Done::Failure(failure(&mut tx, *id, *count_auth, now_short).await?),
-            Op::CounterAdd { name, node, delta } => {
-                sqlx::query(
-                    "INSERT INTO event_counter (name, node, value) VALUES ($1, $2, $3) \
-                     ON CONFLICT (name, node) DO UPDATE SET value = event_counter.value + excluded.value",
-                )
-                .bind(name.as_str())
-                .bind(node.as_str())
-                .bind(*delta)
-                .execute(&mut *tx)
-                .await?;
-                Done::CounterAdded
-            }
+            // added above, once per counter
+            Op::CounterAdd { .. } => Done::CounterAdded,
             Op::Audit(rows) => {
                 super::audit::insert_rows(&mut tx, rows).await?;
                 Done::Audited
