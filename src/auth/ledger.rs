@@ -22,10 +22,6 @@ impl Authenticator {
         self.store.ledger_answer(fingerprint, answer);
     }
 
-    pub async fn release_request(&self, fingerprint: &str) -> Result<(), StoreError> {
-        self.store.ledger_release(fingerprint).await
-    }
-
     /// Drop ledger entries older than [`LEDGER_SECONDS`].
     pub async fn ledger_cleanup(&self) -> Result<u64, StoreError> {
         self.store

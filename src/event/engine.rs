@@ -8,7 +8,6 @@
 
 use serde_json::Value;
 
-use super::Position;
 use super::conditions::Check;
 use super::context::{Context, Scope};
 use super::definition::Definition;
@@ -296,9 +295,4 @@ pub fn admin_response(detail: serde_json::Map<String, Value>) -> Response {
             "detail": Value::Object(detail),
         }),
     }
-}
-
-/// Convenience for callers that only need to know whether anything listens.
-pub fn position_listens(defs: &super::Definitions, event: &str, position: Position) -> bool {
-    !defs.select(event, position).is_empty()
 }

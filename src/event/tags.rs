@@ -200,6 +200,7 @@ pub fn request_tags(ctx: &Context<'_, '_>, base_url: &str) -> Tags {
     let mut t = Tags::default();
     let now = ctx.now().with_timezone(&Local);
     t.set("admin", ctx.request.admin.clone().unwrap_or_default());
+    // `{realm}` is the logged-in user's realm: empty for validate_check and for the CLI.
     t.set("realm", "");
     t.set("action", action_path(ctx.event()));
     t.set("url", base_url);
@@ -225,14 +226,8 @@ pub async fn notification_tags(
     ctx: &mut Context<'_, '_>,
     base_url: &str,
 ) -> Result<Tags, StoreError> {
-    let mut t = Tags::default();
-    let now = ctx.now().with_timezone(&Local);
+    let mut t = request_tags(ctx, base_url);
     let d = ctx.determined().await?.clone();
-    let admin = ctx.request.admin.clone().unwrap_or_default();
-    t.set("admin", admin);
-    // `{realm}` is the logged-in user's realm: empty for validate_check and for the CLI.
-    t.set("realm", "");
-    t.set("action", action_path(ctx.event()));
     let serial = match (&d.serial, &d.user) {
         (Some(s), _) => s.clone(),
         (None, Some(_)) => ctx
@@ -248,7 +243,6 @@ pub async fn notification_tags(
         (None, None) => String::new(),
     };
     t.set("serial", serial);
-    t.set("url", base_url);
     let (given, sur, login, urealm) = match &d.user {
         Some(u) => (
             u.record.givenname().to_owned(),
@@ -300,20 +294,6 @@ pub async fn notification_tags(
     t.set("container_url_img", "");
     t.set("recipient_givenname", "");
     t.set("recipient_surname", "");
-    t.set("time", now.format("%H:%M:%S").to_string());
-    t.set("date", now.format("%Y-%m-%d").to_string());
-    t.set(
-        "client_ip",
-        ctx.client().map(|c| c.to_string()).unwrap_or_default(),
-    );
-    t.set(
-        "ua_browser",
-        ctx.request.param("user_agent").unwrap_or_default(),
-    );
-    t.set(
-        "ua_string",
-        ctx.request.param("user_agent").unwrap_or_default(),
-    );
     t.set("challenge", detail("challenge"));
     Ok(t)
 }

@@ -192,15 +192,6 @@ impl Store {
         }
     }
 
-    /// Forget a claim whose request ended without an answer, so a retransmit is processed.
-    pub async fn ledger_release(&self, fingerprint: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM request_ledger WHERE fingerprint = $1 AND answer IS NULL")
-            .bind(fingerprint)
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
     pub async fn ledger_cleanup(&self, before: i64) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM request_ledger WHERE created < $1")
             .bind(before)

@@ -755,15 +755,6 @@ impl TokenStore<'_> {
         Ok(next - 1)
     }
 
-    /// Count an attempt without touching the failcount.
-    pub async fn count_attempt(&self, id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE token SET count_auth = count_auth + 1 WHERE id = $1")
-            .bind(id)
-            .execute(self.store.pool())
-            .await?;
-        Ok(())
-    }
-
     /// Failcounter auto-clear: back to 0 if the token is still at maxfail.
     pub async fn auto_clear(&self, id: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
