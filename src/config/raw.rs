@@ -1,6 +1,6 @@
 //! The serde mirror of the TOML file. Every struct denies unknown keys; the `///` comments are
-//! the reference documentation of each key (docs/configuration.md is generated from the same
-//! text by hand).
+//! the reference documentation of each key, and docs/configuration.md is extracted from them:
+//! change both together.
 
 use serde::Deserialize;
 
@@ -26,7 +26,7 @@ pub struct RawConfig {
     pub enrollment: RawEnrollment,
     /// The RADIUS front-end (absent: no RADIUS listener).
     pub radius: Option<crate::radius::settings::RawRadius>,
-    /// The HTTP listener for `/metrics` and `/healthz` (absent: none).
+    /// The HTTP listener for `/metrics`, `/healthz` and optionally `/validate/check` (absent: none).
     pub http: Option<RawHttp>,
     /// Email tokens: where and how the OTP is sent.
     #[serde(default)]
