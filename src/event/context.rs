@@ -3,8 +3,8 @@
 //!
 //! A [`Scope`] lives for one phase (PRE or POST of one event). Everything read from the store is
 //! cached there and shared by all definitions of the phase, so twenty definitions whose
-//! conditions look at the token cost one token lookup; the cache is dropped whenever an action
-//! ran, because actions change the store and later definitions must see their effects.
+//! conditions look at the token cost one token lookup; after an action ran, the part of the
+//! cache it may have changed is dropped, so later definitions see its effects.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::Position;
 use super::conditions::ChallengeLookup;
+use super::handlers::Effect;
 use crate::auth::{AuthConfig, Authenticator, Request, Response};
 use crate::store::StoreError;
 use crate::token::Token;
@@ -83,11 +84,17 @@ impl<'a> Scope<'a> {
         }
     }
 
-    /// Forget what was read from the store (after an action ran: it may have changed the
-    /// tokens, so the known states are no longer known either).
-    pub fn invalidate(&mut self) {
-        self.cache = Cache::default();
-        self.known_tokens.clear();
+    /// Forget what an action run may have changed (after `Anything`, the tokens' known
+    /// states are no longer known either).
+    pub fn invalidate(&mut self, effect: Effect) {
+        match effect {
+            Effect::Nothing => {}
+            Effect::Counters => self.cache.counters.clear(),
+            Effect::Anything => {
+                self.cache = Cache::default();
+                self.known_tokens.clear();
+            }
+        }
     }
 
     pub fn view<'b>(

@@ -167,8 +167,8 @@ impl Phase<'_, '_> {
                 };
                 def.action.run(&mut run).await
             };
-            // Actions change the store; later definitions must see their effects.
-            self.scope.invalidate();
+            // Later definitions must see the action's effects.
+            self.scope.invalidate(def.action.effect());
             match result {
                 Ok(done) => {
                     let info = match &done.details {

@@ -110,6 +110,20 @@ async fn scenario_50_event_lists_are_split() {
     h.close().await;
 }
 
+/// A definition sees the counter an earlier definition of the same phase changed, even when a
+/// definition before both had already read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_definition_sees_an_earlier_counter_change() {
+    let events = "[[event]]\nname = \"read\"\nevent = \"validate_check\"\nhandler = \"Logging\"\naction = \"logging\"\nconditions = { counter = \"hits<100\" }\n\
+         [[event]]\nname = \"count\"\nevent = \"validate_check\"\nhandler = \"Counter\"\naction = \"increase_counter\"\noptions = { counter_name = \"hits\" }\n\
+         [[event]]\nname = \"seen\"\nevent = \"validate_check\"\nhandler = \"Counter\"\naction = \"increase_counter\"\nconditions = { counter = \"hits==1\" }\noptions = { counter_name = \"seen\" }\n";
+    let h = Harness::with_config(SQLITE, "", events).await;
+    h.user("alice", "pin755224").await;
+    assert_eq!(h.auth.store().counter_value("hits").await.unwrap(), 1);
+    assert_eq!(h.auth.store().counter_value("seen").await.unwrap(), 1);
+    h.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_51_enroll_an_email_token_on_first_login() {
     let smtp = SmtpSink::start().await;

@@ -142,6 +142,23 @@ impl Action {
         })
     }
 
+    /// What a run of this action may change, so that the phase forgets only that.
+    pub fn effect(&self) -> Effect {
+        match self {
+            Self::Logging(_) | Self::Notify(_) => Effect::Nothing,
+            Self::Counter(_) => Effect::Counters,
+            // Token actions change tokens; scripts and webhook receivers are outside our
+            // sight; manglers and Federation change the request or response the determined
+            // user and token come from.
+            Self::Token(_)
+            | Self::Script(_)
+            | Self::WebHook(_)
+            | Self::RequestMangler(_)
+            | Self::ResponseMangler(_)
+            | Self::Federation(_) => Effect::Anything,
+        }
+    }
+
     pub async fn run(&self, run: &mut Run<'_, '_>) -> Result<Done, HandlerError> {
         match self {
             Self::Token(a) => a.run(run).await,
@@ -155,6 +172,17 @@ impl Action {
             Self::Federation(a) => a.run(run).await,
         }
     }
+}
+
+/// What an action run may have changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Nothing later definitions could see (a log line, a message sent).
+    Nothing,
+    /// Event counters only.
+    Counters,
+    /// Tokens, the request or the response: everything read so far is stale.
+    Anything,
 }
 
 /// Everything one action run may read and change.
