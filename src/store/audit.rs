@@ -86,15 +86,19 @@ const AUDIT_ROWS_PER_INSERT: usize = 16;
 /// the logins.)
 pub(crate) async fn insert_rows(
     conn: &mut sqlx::AnyConnection,
+    backend: super::Backend,
     rows: &[AuditRow],
 ) -> Result<(), StoreError> {
     let mut chunks = rows.chunks_exact(AUDIT_ROWS_PER_INSERT);
     for chunk in chunks.by_ref() {
-        audit_insert(chunk).query().execute(&mut *conn).await?;
+        audit_insert(chunk)
+            .query_for(backend)
+            .execute(&mut *conn)
+            .await?;
     }
     for row in chunks.remainder() {
         audit_insert(std::slice::from_ref(row))
-            .query()
+            .query_for(backend)
             .execute(&mut *conn)
             .await?;
     }

@@ -216,7 +216,7 @@ impl Store {
         let parallel_reads = usize::try_from(settings.max_connections.max(3) - 2).unwrap_or(1);
         let store = Self {
             writer: writer::GroupWriter::start(pool.clone(), backend),
-            reader: reader::TokenReader::start(pool.clone(), parallel_reads),
+            reader: reader::TokenReader::start(pool.clone(), backend, parallel_reads),
             ledger: ledger::Ledger::start(pool.clone()),
             pool,
             backend,

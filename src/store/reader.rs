@@ -11,9 +11,9 @@ use std::sync::Arc;
 use sqlx::{AnyPool, Row};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::StoreError;
 use super::sql::Sql;
 use super::tokens::token_from_row;
+use super::{Backend, StoreError};
 use crate::token::Token;
 
 type Answer = Result<Vec<Token>, StoreError>;
@@ -40,9 +40,9 @@ impl std::fmt::Debug for Lookup {
 
 impl TokenReader {
     /// `parallel` queries may run at once (leave pool connections for the writer and others).
-    pub(crate) fn start(pool: AnyPool, parallel: usize) -> Self {
+    pub(crate) fn start(pool: AnyPool, backend: Backend, parallel: usize) -> Self {
         let (tx, rx) = mpsc::channel(8192);
-        tokio::spawn(run(pool, rx, parallel.max(1)));
+        tokio::spawn(run(pool, backend, rx, parallel.max(1)));
         Self { tx }
     }
 
@@ -61,7 +61,7 @@ impl TokenReader {
     }
 }
 
-async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Lookup>, parallel: usize) {
+async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Lookup>, parallel: usize) {
     let permits = Arc::new(Semaphore::new(parallel));
     while let Some(first) = rx.recv().await {
         let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -77,7 +77,7 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Lookup>, parallel: usize) {
         }
         let pool = pool.clone();
         tokio::spawn(async move {
-            let result = query(&pool, &batch).await;
+            let result = query(&pool, backend, &batch).await;
             match result {
                 Ok(by_user) => {
                     // the same user may be asked for several times in one batch
@@ -103,6 +103,7 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Lookup>, parallel: usize) {
 
 async fn query(
     pool: &AnyPool,
+    backend: Backend,
     batch: &[Lookup],
 ) -> Result<HashMap<(String, String), Vec<Token>>, StoreError> {
     // (realm, login) pairs grouped by realm, so each group is an index search on
@@ -136,7 +137,7 @@ async fn query(
         .push("))");
     }
     q.push(" ORDER BY t.id");
-    let rows = q.query().fetch_all(pool).await?;
+    let rows = q.query_for(backend).fetch_all(pool).await?;
     let mut out: HashMap<(String, String), Vec<Token>> = HashMap::new();
     for row in &rows {
         let id: i64 = row.try_get("id")?;

@@ -236,7 +236,7 @@ async fn commit(pool: &AnyPool, backend: Backend, jobs: &[Job]) -> Result<Vec<Do
         .await?;
     }
     for chunk in combined.chunks(COMBINED_ROWS) {
-        let consumed = consume_many(&mut tx, chunk.iter().map(|(_, c)| *c)).await?;
+        let consumed = consume_many(&mut tx, backend, chunk.iter().map(|(_, c)| *c)).await?;
         for (i, c) in chunk {
             if let Some(slot) = out.get_mut(*i) {
                 *slot = Some(Done::Consumed(consumed.contains(&c.id)));
@@ -257,7 +257,7 @@ async fn commit(pool: &AnyPool, backend: Backend, jobs: &[Job]) -> Result<Vec<Do
             // added above, once per counter
             Op::CounterAdd { .. } => Done::CounterAdded,
             Op::Audit(rows) => {
-                super::audit::insert_rows(&mut tx, rows).await?;
+                super::audit::insert_rows(&mut tx, backend, rows).await?;
                 Done::Audited
             }
         });
@@ -275,6 +275,7 @@ const COMBINED_ROWS: usize = 64;
 /// One UPDATE for many consumptions of distinct tokens; the ids that were consumed.
 async fn consume_many<'j>(
     conn: &mut AnyConnection,
+    backend: Backend,
     jobs: impl Iterator<Item = &'j ConsumeJob>,
 ) -> Result<std::collections::HashSet<i64>, StoreError> {
     let jobs: Vec<&ConsumeJob> = jobs.collect();
@@ -302,7 +303,7 @@ async fn consume_many<'j>(
          count_auth_success = token.count_auth_success + v.inc, last_auth = v.last_auth \
          FROM v WHERE token.id = v.id AND token.otp_counter < v.new_count RETURNING token.id",
     );
-    let rows = q.query().fetch_all(&mut *conn).await?;
+    let rows = q.query_for(backend).fetch_all(&mut *conn).await?;
     rows.iter()
         .map(|r| r.try_get::<i64, _>(0).map_err(StoreError::from))
         .collect()
