@@ -5,6 +5,7 @@
 //! applies back-pressure for a bounded time; if the database stays away longer, the row is
 //! written to the log instead (and counted), never silently dropped.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Row;
@@ -149,13 +150,14 @@ fn audit_insert(rows: &[AuditRow]) -> Sql {
 }
 
 impl Store {
-    /// Insert rows in one transaction (one multi-row INSERT per chunk).
-    pub async fn insert_audit(&self, rows: &[AuditRow]) -> Result<(), StoreError> {
+    /// Insert rows in one transaction (one multi-row INSERT per chunk). Shared, so a caller
+    /// that retries keeps its rows without copying them.
+    pub async fn insert_audit(&self, rows: Arc<Vec<AuditRow>>) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }
         // through the group writer: the same transaction as the logins' consumptions
-        self.writer().audit(rows.to_vec()).await
+        self.writer().audit(rows).await
     }
 
     /// Newest rows first.
@@ -306,23 +308,23 @@ async fn write_with_retry(store: &Store, batch: &mut Vec<AuditRow>) {
     if batch.is_empty() {
         return;
     }
+    let rows = Arc::new(std::mem::take(batch));
     let mut delay = Duration::from_millis(50);
     for attempt in 1..=8 {
-        match store.insert_audit(batch).await {
+        match store.insert_audit(rows.clone()).await {
             Ok(()) => {
-                metrics::counter!("otpgate_audit_rows_written_total").increment(batch.len() as u64);
-                batch.clear();
+                metrics::counter!("otpgate_audit_rows_written_total").increment(rows.len() as u64);
                 return;
             }
             Err(e) => {
-                tracing::warn!(target: "otpgate::audit", attempt, error = %e, rows = batch.len(), "audit insert failed; retrying");
+                tracing::warn!(target: "otpgate::audit", attempt, error = %e, rows = rows.len(), "audit insert failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
     }
-    metrics::counter!("otpgate_audit_rows_logged_total").increment(batch.len() as u64);
-    for row in batch.drain(..) {
+    metrics::counter!("otpgate_audit_rows_logged_total").increment(rows.len() as u64);
+    for row in rows.iter() {
         tracing::error!(
             target: "otpgate::audit",
             row = %serde_json::to_string(&row).unwrap_or_default(),

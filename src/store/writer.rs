@@ -8,11 +8,13 @@
 //! Each statement is still the atomic `UPDATE … WHERE … RETURNING`, so two requests (or two
 //! nodes) can never consume the same OTP, inside a batch or across batches.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
+use super::audit::AuditRow;
 use super::tokens::FailureOutcome;
 use super::{Backend, StoreError, begin_write};
 
@@ -41,7 +43,7 @@ enum Op {
     },
     /// Audit rows ride in the same transaction: one writer for SQLite's one write lock, and
     /// one commit for the logins and their audit rows.
-    Audit(Vec<super::audit::AuditRow>),
+    Audit(Arc<Vec<AuditRow>>),
 }
 
 #[derive(Debug)]
@@ -98,7 +100,7 @@ impl GroupWriter {
     }
 
     /// Insert audit rows in the next commit.
-    pub(crate) async fn audit(&self, rows: Vec<super::audit::AuditRow>) -> Result<(), StoreError> {
+    pub(crate) async fn audit(&self, rows: Arc<Vec<AuditRow>>) -> Result<(), StoreError> {
         self.submit(Op::Audit(rows)).await.map(|_| ())
     }
 
