@@ -76,30 +76,25 @@ fn row_to_audit(r: &AnyRow) -> Result<AuditRow, StoreError> {
     })
 }
 
-const AUDIT_COLUMNS: &str = "time_us, node, event, origin, success, authentication, user_login, \
+pub(super) const AUDIT_COLUMNS: &str = "time_us, node, event, origin, success, authentication, user_login, \
      realm, resolver, serial, token_type, client, info, action_detail, policies, duration_us, trace";
 
 const AUDIT_ROWS_PER_INSERT: usize = 16;
 
-/// Insert rows inside a transaction. Statements of a fixed shape, so each is prepared once and
-/// cached: 16-row inserts, then single-row ones. (sqlx-sqlite resolves every `$N` by name,
-/// which grows with the square of the parameter count: one 500-row insert cost more than all
-/// the logins.)
+/// Insert rows inside a transaction on sqlx's connection (PostgreSQL's group commit; SQLite's
+/// binds each row to a prepared statement, `store::sqlite_direct`). Statements of a fixed
+/// shape, so each is prepared once and cached: 16-row inserts, then single-row ones.
 pub(crate) async fn insert_rows(
     conn: &mut sqlx::AnyConnection,
-    backend: super::Backend,
     rows: &[AuditRow],
 ) -> Result<(), StoreError> {
     let mut chunks = rows.chunks_exact(AUDIT_ROWS_PER_INSERT);
     for chunk in chunks.by_ref() {
-        audit_insert(chunk)
-            .query_for(backend)
-            .execute(&mut *conn)
-            .await?;
+        audit_insert(chunk).query().execute(&mut *conn).await?;
     }
     for row in chunks.remainder() {
         audit_insert(std::slice::from_ref(row))
-            .query_for(backend)
+            .query()
             .execute(&mut *conn)
             .await?;
     }

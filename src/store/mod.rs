@@ -6,7 +6,9 @@
 //! RETURNING`, so two requests (or two nodes on one PostgreSQL) can never accept the same OTP.
 //!
 //! - [`tokens`]: tokens, tokeninfo, token realms, and the hot-path updates;
-//! - [`audit`]: audit rows and the batching writer.
+//! - [`audit`]: audit rows and the batching writer;
+//! - `writer` and `reader`: the hot path's group commit and batched token lookups on sqlx
+//!   (PostgreSQL); `sqlite_direct`: the same on threads that own SQLite connections.
 
 pub mod audit;
 pub mod challenges;
@@ -14,6 +16,7 @@ mod counters;
 pub mod ledger;
 mod reader;
 mod sql;
+mod sqlite_direct;
 pub mod tokens;
 mod writer;
 
@@ -28,6 +31,13 @@ use sqlx::{AnyPool, AssertSqlSafe, Executor, SqlSafeStr};
 pub enum StoreError {
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot start the store's {what} thread: {source}")]
+    Thread {
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("a token with serial {0} already exists")]
@@ -167,6 +177,7 @@ impl Store {
     /// Connect (creating a SQLite file if needed) and apply the migrations.
     pub async fn open(settings: &StoreSettings) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
+        let mut sqlite_file = None;
         let url = match &settings.database {
             Database::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -183,7 +194,9 @@ impl Store {
                         .map(|d| d.join(path))
                         .unwrap_or_else(|_| path.clone())
                 };
-                format!("sqlite://{}?mode=rwc", absolute.display())
+                let url = format!("sqlite://{}?mode=rwc", absolute.display());
+                sqlite_file = Some(absolute);
+                url
             }
             Database::Postgres(url) => url.clone(),
         };
@@ -213,42 +226,31 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        let parallel_reads = usize::try_from(settings.max_connections.max(3) - 2).unwrap_or(1);
+        migrate(&pool, backend).await?;
+        let (writer, reader) = match &sqlite_file {
+            Some(file) => (
+                sqlite_direct::start_writer(file)?,
+                sqlite_direct::start_readers(file, SQLITE_READERS)?,
+            ),
+            None => {
+                let parallel = usize::try_from(settings.max_connections.max(3) - 2).unwrap_or(1);
+                (
+                    writer::GroupWriter::start(pool.clone()),
+                    reader::TokenReader::start(pool.clone(), parallel),
+                )
+            }
+        };
         let store = Self {
-            writer: writer::GroupWriter::start(pool.clone(), backend),
-            reader: reader::TokenReader::start(pool.clone(), backend, parallel_reads),
+            writer,
+            reader,
             ledger: ledger::Ledger::start(pool.clone()),
             pool,
             backend,
         };
-        store.migrate().await?;
         if backend == Backend::Sqlite {
             tokio::spawn(checkpoints(store.pool.clone()));
         }
         Ok(store)
-    }
-
-    async fn migrate(&self) -> Result<(), StoreError> {
-        let list = match self.backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS,
-            Backend::Postgres => POSTGRES_MIGRATIONS,
-        };
-        let migrations = list
-            .iter()
-            .map(|(version, desc, sql)| {
-                Migration::new(
-                    *version,
-                    (*desc).into(),
-                    MigrationType::Simple,
-                    AssertSqlSafe(*sql).into_sql_str(),
-                    false,
-                )
-            })
-            .collect();
-        Migrator::with_migrations(migrations)
-            .run(&self.pool)
-            .await?;
-        Ok(())
     }
 
     pub fn backend(&self) -> Backend {
@@ -285,6 +287,32 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Reader threads of the SQLite hot path. One thread answers a lookup in microseconds and
+/// takes the whole queue at once under load; a second keeps lookups going while the first
+/// waits on the disk for a page.
+const SQLITE_READERS: usize = 2;
+
+async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
+    let list = match backend {
+        Backend::Sqlite => SQLITE_MIGRATIONS,
+        Backend::Postgres => POSTGRES_MIGRATIONS,
+    };
+    let migrations = list
+        .iter()
+        .map(|(version, desc, sql)| {
+            Migration::new(
+                *version,
+                (*desc).into(),
+                MigrationType::Simple,
+                AssertSqlSafe(*sql).into_sql_str(),
+                false,
+            )
+        })
+        .collect();
+    Migrator::with_migrations(migrations).run(pool).await?;
+    Ok(())
 }
 
 /// `0/1` integer column → bool.

@@ -1,27 +1,87 @@
 //! Batched reads of users' tokens, the hot path's one read.
 //!
-//! Under load many logins look up their tokens at the same moment. One reader task takes every
-//! lookup that queued up while the previous queries ran and answers them with one
-//! `… WHERE owner_login IN (…)` query: one round trip for many logins. A lone request is
-//! answered at once by a query of its own.
+//! Under load many logins look up their tokens at the same moment. On PostgreSQL one reader
+//! task takes every lookup that queued up while the previous queries ran and answers them with
+//! one `… WHERE owner_login IN (…)` query: one round trip for many logins. A lone request is
+//! answered at once by a query of its own. On SQLite, reader threads serve the same queue
+//! (`store::sqlite_direct`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use super::StoreError;
 use super::sql::Sql;
-use super::tokens::token_from_row;
-use super::{Backend, StoreError};
+use super::tokens::{Columns, token_from_row};
 use crate::token::Token;
 
 type Answer = Result<Vec<Token>, StoreError>;
 
-struct Lookup {
-    realm: String,
-    login: String,
-    reply: oneshot::Sender<Answer>,
+pub(super) struct Lookup {
+    pub(super) realm: String,
+    pub(super) login: String,
+    pub(super) reply: oneshot::Sender<Answer>,
+}
+
+/// The columns of a token lookup, in this order: the token's, then one tokeninfo pair (a
+/// token with n tokeninfo entries comes as n rows).
+pub(super) const TOKEN_COLUMNS: [&str; 32] = [
+    "id",
+    "serial",
+    "tokentype",
+    "description",
+    "owner_login",
+    "owner_realm",
+    "owner_resolver",
+    "active",
+    "revoked",
+    "failcount",
+    "maxfail",
+    "otp_counter",
+    "count_window",
+    "otplen",
+    "hashlib",
+    "time_step",
+    "time_window",
+    "time_shift",
+    "pin_hash",
+    "key_sealed",
+    "rollout_state",
+    "validity_start",
+    "validity_end",
+    "count_auth",
+    "count_auth_success",
+    "count_auth_max",
+    "count_auth_success_max",
+    "last_auth",
+    "failcounter_exceeded",
+    "created",
+    "info_key",
+    "info_value",
+];
+
+/// `SELECT` [`TOKEN_COLUMNS`] `FROM token t LEFT JOIN tokeninfo ti …`; a `WHERE` follows.
+pub(super) const TOKEN_SELECT: &str = "SELECT t.id, t.serial, t.tokentype, t.description, \
+     t.owner_login, t.owner_realm, t.owner_resolver, t.active, t.revoked, t.failcount, \
+     t.maxfail, t.otp_counter, t.count_window, t.otplen, t.hashlib, t.time_step, t.time_window, \
+     t.time_shift, t.pin_hash, t.key_sealed, t.rollout_state, t.validity_start, t.validity_end, \
+     t.count_auth, t.count_auth_success, t.count_auth_max, t.count_auth_success_max, \
+     t.last_auth, t.failcounter_exceeded, t.created, ti.key AS info_key, \
+     ti.value AS info_value FROM token t LEFT JOIN tokeninfo ti ON ti.token_id = t.id ";
+
+/// Add one row of a token lookup ordered by token id to `tokens`.
+pub(super) fn add_token_row(tokens: &mut Vec<Token>, row: &impl Columns) -> Result<(), StoreError> {
+    let id = row.int("id")?;
+    if tokens.last().is_none_or(|t| t.id != id) {
+        tokens.push(token_from_row(row)?);
+    }
+    if let (Some(k), Some(t)) = (row.opt_text("info_key")?, tokens.last_mut()) {
+        t.info
+            .insert(k, row.opt_text("info_value")?.unwrap_or_default());
+    }
+    Ok(())
 }
 
 /// Logins per query.
@@ -39,11 +99,18 @@ impl std::fmt::Debug for Lookup {
 }
 
 impl TokenReader {
-    /// `parallel` queries may run at once (leave pool connections for the writer and others).
-    pub(crate) fn start(pool: AnyPool, backend: Backend, parallel: usize) -> Self {
+    /// The handle and the queue readers serve.
+    pub(super) fn channel() -> (Self, mpsc::Receiver<Lookup>) {
         let (tx, rx) = mpsc::channel(8192);
-        tokio::spawn(run(pool, backend, rx, parallel.max(1)));
-        Self { tx }
+        (Self { tx }, rx)
+    }
+
+    /// Serve lookups from sqlx's pool (PostgreSQL). `parallel` queries may run at once (leave
+    /// pool connections for the writer and others).
+    pub(crate) fn start(pool: AnyPool, parallel: usize) -> Self {
+        let (reader, rx) = Self::channel();
+        tokio::spawn(run(pool, rx, parallel.max(1)));
+        reader
     }
 
     pub(crate) async fn user_tokens(&self, realm: &str, login: &str) -> Answer {
@@ -61,7 +128,7 @@ impl TokenReader {
     }
 }
 
-async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Lookup>, parallel: usize) {
+async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Lookup>, parallel: usize) {
     let permits = Arc::new(Semaphore::new(parallel));
     while let Some(first) = rx.recv().await {
         let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -77,7 +144,7 @@ async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Lookup>, pa
         }
         let pool = pool.clone();
         tokio::spawn(async move {
-            let result = query(&pool, backend, &batch).await;
+            let result = query(&pool, &batch).await;
             match result {
                 Ok(by_user) => {
                     // the same user may be asked for several times in one batch
@@ -103,7 +170,6 @@ async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Lookup>, pa
 
 async fn query(
     pool: &AnyPool,
-    backend: Backend,
     batch: &[Lookup],
 ) -> Result<HashMap<(String, String), Vec<Token>>, StoreError> {
     // (realm, login) pairs grouped by realm, so each group is an index search on
@@ -115,16 +181,8 @@ async fn query(
             logins.push(&l.login);
         }
     }
-    let mut q = Sql::new(
-        "SELECT t.id, t.serial, t.tokentype, t.description, t.owner_login, t.owner_realm, \
-         t.owner_resolver, t.active, t.revoked, t.failcount, t.maxfail, t.otp_counter, \
-         t.count_window, t.otplen, t.hashlib, t.time_step, t.time_window, t.time_shift, \
-         t.pin_hash, t.key_sealed, t.rollout_state, t.validity_start, t.validity_end, \
-         t.count_auth, t.count_auth_success, t.count_auth_max, t.count_auth_success_max, \
-         t.last_auth, t.failcounter_exceeded, t.created, ti.key AS info_key, \
-         ti.value AS info_value FROM token t LEFT JOIN tokeninfo ti ON ti.token_id = t.id \
-         WHERE ",
-    );
+    let mut q = Sql::new(TOKEN_SELECT);
+    q.push("WHERE ");
     for (i, (realm, logins)) in by_realm.iter().enumerate() {
         q.push(if i == 0 {
             "(t.owner_realm = "
@@ -137,28 +195,12 @@ async fn query(
         .push("))");
     }
     q.push(" ORDER BY t.id");
-    let rows = q.query_for(backend).fetch_all(pool).await?;
+    let rows = q.query().fetch_all(pool).await?;
     let mut out: HashMap<(String, String), Vec<Token>> = HashMap::new();
     for row in &rows {
-        let id: i64 = row.try_get("id")?;
-        let realm: String = row
-            .try_get::<Option<String>, _>("owner_realm")?
-            .unwrap_or_default();
-        let login: String = row
-            .try_get::<Option<String>, _>("owner_login")?
-            .unwrap_or_default();
-        let key = (realm, login);
-        let list = out.entry(key).or_default();
-        if list.last().is_none_or(|t| t.id != id) {
-            list.push(token_from_row(row)?);
-        }
-        if let (Some(k), Some(t)) = (
-            row.try_get::<Option<String>, _>("info_key")?,
-            list.last_mut(),
-        ) {
-            let v: Option<String> = row.try_get("info_value")?;
-            t.info.insert(k, v.unwrap_or_default());
-        }
+        let realm = row.opt_text("owner_realm")?.unwrap_or_default();
+        let login = row.opt_text("owner_login")?.unwrap_or_default();
+        add_token_row(out.entry((realm, login)).or_default(), row)?;
     }
     Ok(out)
 }

@@ -4,17 +4,13 @@
 //! numbers `$1, $2, …` itself so the same dynamic SQL runs on both backends. Only the fixed
 //! fragments passed to `push` become SQL text; every value goes through `bind`.
 //!
-//! Alongside, it keeps the same text with anonymous `?` placeholders for SQLite
-//! ([`Sql::query_for`]): sqlx-sqlite looks every named parameter up by name, and SQLite's
-//! lookup walks a list, so a statement with n `$N` parameters costs n² string comparisons
-//! before it runs. For the hot path's many-row statements that was several percent of the
-//! server's CPU.
+//! sqlx-sqlite looks every `$N` parameter up by name, which grows with the square of the
+//! parameter count; SQLite's hot path therefore does not go through sqlx
+//! (`store::sqlite_direct`), and the many-row statements built here run on PostgreSQL.
 
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, AssertSqlSafe};
-
-use super::Backend;
 
 /// A bound value.
 #[derive(Debug, Clone)]
@@ -50,8 +46,6 @@ impl From<&str> for Param {
 #[derive(Debug)]
 pub(crate) struct Sql {
     text: String,
-    /// The text with `?` placeholders; `None` once `set_params` made the order unknown.
-    anonymous: Option<String>,
     params: Vec<Param>,
 }
 
@@ -59,7 +53,6 @@ impl Sql {
     pub(crate) fn new(text: &str) -> Self {
         Self {
             text: text.to_owned(),
-            anonymous: Some(text.to_owned()),
             params: Vec::new(),
         }
     }
@@ -67,16 +60,12 @@ impl Sql {
     /// Append a fixed SQL fragment (never user input).
     pub(crate) fn push(&mut self, fragment: &str) -> &mut Self {
         self.text.push_str(fragment);
-        if let Some(a) = &mut self.anonymous {
-            a.push_str(fragment);
-        }
         self
     }
 
     /// Parameters for SQL text that already holds `$1 … $n`.
     pub(crate) fn set_params(&mut self, params: Vec<Param>) {
         self.params = params;
-        self.anonymous = None;
     }
 
     /// Append a placeholder for `value`.
@@ -84,9 +73,6 @@ impl Sql {
         self.params.push(value.into());
         self.text.push('$');
         self.text.push_str(&self.params.len().to_string());
-        if let Some(a) = &mut self.anonymous {
-            a.push('?');
-        }
         self
     }
 
@@ -106,20 +92,7 @@ impl Sql {
 
     /// The query with `$N` placeholders, for either backend.
     pub(crate) fn query(&self) -> Query<'_, Any, AnyArguments> {
-        self.with_text(self.text.clone())
-    }
-
-    /// The query in the cheapest form `backend` accepts: anonymous placeholders on SQLite
-    /// (see the module docs). For statements with many parameters.
-    pub(crate) fn query_for(&self, backend: Backend) -> Query<'_, Any, AnyArguments> {
-        match (&self.anonymous, backend) {
-            (Some(a), Backend::Sqlite) => self.with_text(a.clone()),
-            _ => self.query(),
-        }
-    }
-
-    fn with_text(&self, text: String) -> Query<'_, Any, AnyArguments> {
-        let mut q = sqlx::query(AssertSqlSafe(text));
+        let mut q = sqlx::query(AssertSqlSafe(self.text.clone()));
         for p in &self.params {
             q = match p {
                 Param::I64(v) => q.bind(*v),
@@ -150,16 +123,5 @@ mod tests {
             .bind_list(["x", "y"])
             .push(")");
         assert_eq!(s.text(), "SELECT 1 FROM t WHERE a = $1 AND b IN ($2, $3)");
-        assert_eq!(
-            s.anonymous.as_deref(),
-            Some("SELECT 1 FROM t WHERE a = ? AND b IN (?, ?)")
-        );
-    }
-
-    #[test]
-    fn explicit_parameters_have_no_anonymous_form() {
-        let mut s = Sql::new("UPDATE t SET a = $2 WHERE id = $1");
-        s.set_params(vec![Param::I64(1), Param::I64(2)]);
-        assert!(s.anonymous.is_none());
     }
 }

@@ -153,59 +153,82 @@ impl OptColumn {
     }
 }
 
-pub(super) fn token_from_row(row: &AnyRow) -> Result<Token, StoreError> {
-    let kind_text: String = row.try_get("tokentype")?;
-    let serial: String = row.try_get("serial")?;
+/// Typed access to a result row by column name, for either driver (sqlx's rows and the SQLite
+/// hot path's).
+pub(super) trait Columns {
+    fn int(&self, name: &str) -> Result<i64, StoreError>;
+    fn opt_int(&self, name: &str) -> Result<Option<i64>, StoreError>;
+    fn opt_text(&self, name: &str) -> Result<Option<String>, StoreError>;
+    fn opt_blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// A NOT NULL text column.
+    fn text(&self, name: &str) -> Result<String, StoreError> {
+        self.opt_text(name)?
+            .ok_or_else(|| StoreError::Corrupt(format!("column {name} is NULL")))
+    }
+}
+
+impl Columns for AnyRow {
+    fn int(&self, name: &str) -> Result<i64, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn opt_int(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn opt_text(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn opt_blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+}
+
+pub(super) fn token_from_row(row: &impl Columns) -> Result<Token, StoreError> {
+    let kind_text = row.text("tokentype")?;
+    let serial = row.text("serial")?;
     let kind = TokenType::parse(&kind_text).ok_or_else(|| {
         StoreError::Corrupt(format!("token {serial} has unknown type {kind_text:?}"))
     })?;
-    let hashlib_text: String = row.try_get("hashlib")?;
-    let owner = match (
-        row.try_get::<Option<String>, _>("owner_login")?,
-        row.try_get::<Option<String>, _>("owner_realm")?,
-    ) {
+    let hashlib_text = row.text("hashlib")?;
+    let owner = match (row.opt_text("owner_login")?, row.opt_text("owner_realm")?) {
         (Some(login), Some(realm)) if !login.is_empty() => Some(Owner {
             login,
             realm,
-            resolver: row
-                .try_get::<Option<String>, _>("owner_resolver")?
-                .unwrap_or_default(),
+            resolver: row.opt_text("owner_resolver")?.unwrap_or_default(),
         }),
         _ => None,
     };
     Ok(Token {
-        id: row.try_get("id")?,
+        id: row.int("id")?,
         kind,
-        description: row.try_get("description")?,
+        description: row.text("description")?,
         owner,
-        active: flag(row.try_get("active")?),
-        revoked: flag(row.try_get("revoked")?),
-        failcount: row.try_get("failcount")?,
-        maxfail: row.try_get("maxfail")?,
-        otp_counter: row.try_get("otp_counter")?,
-        count_window: row.try_get("count_window")?,
-        otplen: row.try_get("otplen")?,
+        active: flag(row.int("active")?),
+        revoked: flag(row.int("revoked")?),
+        failcount: row.int("failcount")?,
+        maxfail: row.int("maxfail")?,
+        otp_counter: row.int("otp_counter")?,
+        count_window: row.int("count_window")?,
+        otplen: row.int("otplen")?,
         hashlib: HashLib::parse(&hashlib_text).unwrap_or_default(),
-        time_step: row.try_get("time_step")?,
-        time_window: row.try_get("time_window")?,
-        time_shift: row.try_get("time_shift")?,
+        time_step: row.opt_int("time_step")?,
+        time_window: row.opt_int("time_window")?,
+        time_shift: row.int("time_shift")?,
         pin_hash: row
-            .try_get::<Option<String>, _>("pin_hash")?
+            .opt_text("pin_hash")?
             .filter(|h| !h.is_empty())
             .map(Secret::new),
-        key_sealed: row
-            .try_get::<Option<Vec<u8>>, _>("key_sealed")?
-            .map(Secret::new),
-        rollout_state: row.try_get("rollout_state")?,
-        validity_start: row.try_get("validity_start")?,
-        validity_end: row.try_get("validity_end")?,
-        count_auth: row.try_get("count_auth")?,
-        count_auth_success: row.try_get("count_auth_success")?,
-        count_auth_max: row.try_get("count_auth_max")?,
-        count_auth_success_max: row.try_get("count_auth_success_max")?,
-        last_auth: row.try_get("last_auth")?,
-        failcounter_exceeded: row.try_get("failcounter_exceeded")?,
-        created: row.try_get("created")?,
+        key_sealed: row.opt_blob("key_sealed")?.map(Secret::new),
+        rollout_state: row.text("rollout_state")?,
+        validity_start: row.opt_text("validity_start")?,
+        validity_end: row.opt_text("validity_end")?,
+        count_auth: row.int("count_auth")?,
+        count_auth_success: row.int("count_auth_success")?,
+        count_auth_max: row.int("count_auth_max")?,
+        count_auth_success_max: row.int("count_auth_success_max")?,
+        last_auth: row.opt_text("last_auth")?,
+        failcounter_exceeded: row.opt_text("failcounter_exceeded")?,
+        created: row.int("created")?,
         serial,
         info: BTreeMap::new(),
     })

@@ -1,13 +1,17 @@
-//! Group commit for the hot-path writes: OTP consumption and failcount updates.
+//! Group commit for the hot-path writes: OTP consumption, failcount updates, event counters and
+//! audit rows.
 //!
 //! An accepted OTP must be on disk before the Access-Accept leaves (SQLite `synchronous = FULL`,
 //! PostgreSQL's default), or a power cut could let it be accepted again. One fsync per login
-//! would cap throughput at the disk's fsync rate, so one writer task takes every job that
-//! queued up while the previous commit was in flight and runs them in one transaction: one
-//! fsync per batch. Each request gets its own statement's result, and only after the commit.
-//! Each statement is still the atomic `UPDATE … WHERE … RETURNING`, so two requests (or two
-//! nodes) can never consume the same OTP, inside a batch or across batches.
-
+//! would cap throughput at the disk's fsync rate, so one writer takes every job that queued up
+//! while the previous commit was in flight and runs them in one transaction: one fsync per
+//! batch. Each request gets its own statement's result, and only after the commit. Each
+//! statement is still the atomic `UPDATE … WHERE … RETURNING`, so two requests (or two nodes)
+//! can never consume the same OTP, inside a batch or across batches.
+//!
+//! This file holds the jobs, the handle and the PostgreSQL writer (an async task on sqlx's
+//! pool); the SQLite writer is a thread of its own (`store::sqlite_direct`). Both take the
+//! same jobs, run the same statements and settle a failed batch the same way.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +33,7 @@ pub(crate) struct ConsumeJob {
 }
 
 #[derive(Debug)]
-enum Op {
+pub(super) enum Op {
     Consume(ConsumeJob),
     Failure {
         id: i64,
@@ -47,20 +51,49 @@ enum Op {
 }
 
 #[derive(Debug)]
-enum Done {
+pub(super) enum Done {
     Consumed(bool),
     Failure(FailureOutcome),
     CounterAdded,
     Audited,
 }
 
-struct Job {
-    op: Op,
+pub(super) struct Job {
+    pub(super) op: Op,
     reply: oneshot::Sender<Result<Done, StoreError>>,
 }
 
 /// Most jobs one commit takes.
-const MAX_BATCH: usize = 1024;
+pub(super) const MAX_BATCH: usize = 1024;
+
+/// A successful authentication with a new counter: only if the stored counter is still below
+/// it (`$1` new counter, `$2` time shift or NULL, `$3` 1 to count the attempt, `$4` last_auth,
+/// `$5` token id).
+pub(super) const CONSUME_SQL: &str = "UPDATE token SET otp_counter = $1, \
+     time_shift = COALESCE($2, time_shift), failcount = 0, failcounter_exceeded = NULL, \
+     count_auth = count_auth + $3, count_auth_success = count_auth_success + $3, last_auth = $4 \
+     WHERE id = $5 AND otp_counter < $1 RETURNING id";
+
+/// A successful authentication without a counter (`$1` count, `$2` last_auth, `$3` id).
+pub(super) const CONSUME_UNCOUNTED_SQL: &str = "UPDATE token SET failcount = 0, \
+     failcounter_exceeded = NULL, count_auth = count_auth + $1, \
+     count_auth_success = count_auth_success + $1, last_auth = $2 WHERE id = $3 RETURNING id";
+
+/// A failed attempt below maxfail (`$1` count, `$2` now, `$3` id).
+pub(super) const FAILURE_SQL: &str = "UPDATE token SET failcount = failcount + 1, \
+     count_auth = count_auth + $1, failcounter_exceeded = CASE WHEN failcount + 1 >= maxfail \
+     THEN $2 ELSE failcounter_exceeded END \
+     WHERE id = $3 AND failcount < maxfail RETURNING failcount, maxfail";
+
+/// A failed attempt at maxfail: the failcount stays, the attempt is still counted (`$1` count,
+/// `$2` id).
+pub(super) const FAILURE_AT_MAX_SQL: &str =
+    "UPDATE token SET count_auth = count_auth + $1 WHERE id = $2 RETURNING failcount, maxfail";
+
+/// Add to this node's row of an event counter (`$1` name, `$2` node, `$3` delta).
+pub(super) const COUNTER_ADD_SQL: &str = "INSERT INTO event_counter (name, node, value) \
+     VALUES ($1, $2, $3) ON CONFLICT (name, node) \
+     DO UPDATE SET value = event_counter.value + excluded.value";
 
 /// The handle requests use. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -75,11 +108,17 @@ impl std::fmt::Debug for Job {
 }
 
 impl GroupWriter {
-    /// Start the writer task. It ends when every handle is gone.
-    pub(crate) fn start(pool: AnyPool, backend: Backend) -> Self {
+    /// The handle and the queue a writer serves. The writer ends when every handle is gone.
+    pub(super) fn channel() -> (Self, mpsc::Receiver<Job>) {
         let (tx, rx) = mpsc::channel(8192);
-        tokio::spawn(run(pool, backend, rx));
-        Self { tx }
+        (Self { tx }, rx)
+    }
+
+    /// Start the writer task on sqlx's pool (PostgreSQL).
+    pub(crate) fn start(pool: AnyPool) -> Self {
+        let (writer, rx) = Self::channel();
+        tokio::spawn(run(pool, rx));
+        writer
     }
 
     async fn submit(&self, op: Op) -> Result<Done, StoreError> {
@@ -140,61 +179,80 @@ impl GroupWriter {
     }
 }
 
-async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job>) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
-            }
+/// Fill `batch` with what queued up behind `first`, up to [`MAX_BATCH`].
+pub(super) fn gather(first: Job, rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
+    batch.push(first);
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(j) => batch.push(j),
+            Err(_) => break,
         }
-        metrics::histogram!("otpgate_store_commit_batch").record(batch.len() as f64);
-        let jobs = std::mem::take(&mut batch);
-        let mut results = commit(&pool, backend, &jobs).await;
-        let has_audit = jobs.iter().any(|j| matches!(j.op, Op::Audit(_)));
-        if results.is_err() && has_audit {
-            // Audit rows must never cost a login: commit the rest without them; the audit
-            // writer retries its rows on its own.
-            let (audit, rest): (Vec<Job>, Vec<Job>) =
-                jobs.into_iter().partition(|j| matches!(j.op, Op::Audit(_)));
-            for job in audit {
-                let _ = job
-                    .reply
-                    .send(Err(StoreError::Corrupt("audit batch failed".into())));
-            }
-            results = commit(&pool, backend, &rest).await;
-            finish(rest, results).await;
-            continue;
-        }
-        finish(jobs, results).await;
     }
+    metrics::histogram!("otpgate_store_commit_batch").record(batch.len() as f64);
 }
 
-async fn finish(jobs: Vec<Job>, results: Result<Vec<Done>, StoreError>) {
+pub(super) fn has_audit(jobs: &[Job]) -> bool {
+    jobs.iter().any(|j| matches!(j.op, Op::Audit(_)))
+}
+
+/// After a failed commit with audit rows: audit rows must never cost a login, so they are
+/// answered with the error (the audit writer retries them on its own) and the rest is returned
+/// to be committed without them.
+pub(super) fn drop_audit(jobs: Vec<Job>) -> Vec<Job> {
+    let (audit, rest): (Vec<Job>, Vec<Job>) =
+        jobs.into_iter().partition(|j| matches!(j.op, Op::Audit(_)));
+    for job in audit {
+        let _ = job
+            .reply
+            .send(Err(StoreError::Corrupt("audit batch failed".into())));
+    }
+    rest
+}
+
+/// Answer every job. `false` when the batch failed: then the caller pauses before the next
+/// one, so as not to spin against a database that is down.
+pub(super) fn settle(jobs: Vec<Job>, results: Result<Vec<Done>, StoreError>) -> bool {
     match results {
         Ok(results) => {
             for (job, r) in jobs.into_iter().zip(results) {
                 let _ = job.reply.send(Ok(r));
             }
+            true
         }
         Err(e) => {
-            // The whole batch failed (the database went away): every request hears it and
-            // answers REJECT; nothing was committed.
+            // The whole batch failed (the database went away, the disk is full): every
+            // request hears it and answers REJECT; nothing was committed.
             tracing::warn!(target: "otpgate::store", error = %e, jobs = jobs.len(), "write batch failed");
             let text = e.to_string();
             for job in jobs {
                 let _ = job.reply.send(Err(StoreError::Corrupt(text.clone())));
             }
-            // do not spin against a database that is down
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            false
         }
     }
 }
 
-async fn commit(pool: &AnyPool, backend: Backend, jobs: &[Job]) -> Result<Vec<Done>, StoreError> {
-    let mut tx: Transaction<'static, Any> = begin_write(pool, backend).await?;
+/// Pause after a failed batch.
+pub(super) const FAILED_BATCH_PAUSE: Duration = Duration::from_millis(50);
+
+async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        gather(first, &mut rx, &mut batch);
+        let mut jobs = std::mem::take(&mut batch);
+        let mut results = commit(&pool, &jobs).await;
+        if results.is_err() && has_audit(&jobs) {
+            jobs = drop_audit(jobs);
+            results = commit(&pool, &jobs).await;
+        }
+        if !settle(jobs, results) {
+            tokio::time::sleep(FAILED_BATCH_PAUSE).await;
+        }
+    }
+}
+
+async fn commit(pool: &AnyPool, jobs: &[Job]) -> Result<Vec<Done>, StoreError> {
+    let mut tx: Transaction<'static, Any> = begin_write(pool, Backend::Postgres).await?;
     // The common case, an OTP consumption of a token no earlier job of this batch touched,
     // goes into one combined UPDATE per chunk: a single statement (one round trip to the
     // database) for many logins. Everything else runs on its own, in order, afterwards.
@@ -227,18 +285,15 @@ async fn commit(pool: &AnyPool, backend: Backend, jobs: &[Job]) -> Result<Vec<Do
         }
     }
     for (name, node, delta) in counters {
-        sqlx::query(
-            "INSERT INTO event_counter (name, node, value) VALUES ($1, $2, $3) \
-             ON CONFLICT (name, node) DO UPDATE SET value = event_counter.value + excluded.value",
-        )
-        .bind(name)
-        .bind(node)
-        .bind(delta)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(COUNTER_ADD_SQL)
+            .bind(name)
+            .bind(node)
+            .bind(delta)
+            .execute(&mut *tx)
+            .await?;
     }
     for chunk in combined.chunks(COMBINED_ROWS) {
-        let consumed = consume_many(&mut tx, backend, chunk.iter().map(|(_, c)| *c)).await?;
+        let consumed = consume_many(&mut tx, chunk.iter().map(|(_, c)| *c)).await?;
         for (i, c) in chunk {
             if let Some(slot) = out.get_mut(*i) {
                 *slot = Some(Done::Consumed(consumed.contains(&c.id)));
@@ -259,7 +314,7 @@ async fn commit(pool: &AnyPool, backend: Backend, jobs: &[Job]) -> Result<Vec<Do
             // added above, once per counter
             Op::CounterAdd { .. } => Done::CounterAdded,
             Op::Audit(rows) => {
-                super::audit::insert_rows(&mut tx, backend, rows).await?;
+                super::audit::insert_rows(&mut tx, rows).await?;
                 Done::Audited
             }
         });
@@ -277,7 +332,6 @@ const COMBINED_ROWS: usize = 64;
 /// One UPDATE for many consumptions of distinct tokens; the ids that were consumed.
 async fn consume_many<'j>(
     conn: &mut AnyConnection,
-    backend: Backend,
     jobs: impl Iterator<Item = &'j ConsumeJob>,
 ) -> Result<std::collections::HashSet<i64>, StoreError> {
     let jobs: Vec<&ConsumeJob> = jobs.collect();
@@ -305,7 +359,7 @@ async fn consume_many<'j>(
          count_auth_success = token.count_auth_success + v.inc, last_auth = v.last_auth \
          FROM v WHERE token.id = v.id AND token.otp_counter < v.new_count RETURNING token.id",
     );
-    let rows = q.query_for(backend).fetch_all(&mut *conn).await?;
+    let rows = q.query().fetch_all(&mut *conn).await?;
     rows.iter()
         .map(|r| r.try_get::<i64, _>(0).map_err(StoreError::from))
         .collect()
@@ -315,31 +369,22 @@ async fn consume(conn: &mut AnyConnection, c: &ConsumeJob) -> Result<bool, Store
     let inc = i64::from(c.count_auth);
     let row = match c.new_count {
         Some(new_count) => {
-            sqlx::query(
-                "UPDATE token SET otp_counter = $1, time_shift = COALESCE($2, time_shift), \
-                 failcount = 0, failcounter_exceeded = NULL, count_auth = count_auth + $3, \
-                 count_auth_success = count_auth_success + $3, last_auth = $4 \
-                 WHERE id = $5 AND otp_counter < $1 RETURNING id",
-            )
-            .bind(new_count)
-            .bind(c.time_shift)
-            .bind(inc)
-            .bind(c.last_auth.as_str())
-            .bind(c.id)
-            .fetch_optional(&mut *conn)
-            .await?
+            sqlx::query(CONSUME_SQL)
+                .bind(new_count)
+                .bind(c.time_shift)
+                .bind(inc)
+                .bind(c.last_auth.as_str())
+                .bind(c.id)
+                .fetch_optional(&mut *conn)
+                .await?
         }
         None => {
-            sqlx::query(
-                "UPDATE token SET failcount = 0, failcounter_exceeded = NULL, \
-                 count_auth = count_auth + $1, count_auth_success = count_auth_success + $1, \
-                 last_auth = $2 WHERE id = $3 RETURNING id",
-            )
-            .bind(inc)
-            .bind(c.last_auth.as_str())
-            .bind(c.id)
-            .fetch_optional(&mut *conn)
-            .await?
+            sqlx::query(CONSUME_UNCOUNTED_SQL)
+                .bind(inc)
+                .bind(c.last_auth.as_str())
+                .bind(c.id)
+                .fetch_optional(&mut *conn)
+                .await?
         }
     };
     Ok(row.is_some())
@@ -352,17 +397,12 @@ async fn failure(
     now_short: &str,
 ) -> Result<FailureOutcome, StoreError> {
     let inc = i64::from(count_auth);
-    let row = sqlx::query(
-        "UPDATE token SET failcount = failcount + 1, count_auth = count_auth + $1, \
-         failcounter_exceeded = CASE WHEN failcount + 1 >= maxfail \
-         THEN $2 ELSE failcounter_exceeded END \
-         WHERE id = $3 AND failcount < maxfail RETURNING failcount, maxfail",
-    )
-    .bind(inc)
-    .bind(now_short)
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let row = sqlx::query(FAILURE_SQL)
+        .bind(inc)
+        .bind(now_short)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
     if let Some(row) = row {
         let failcount: i64 = row.try_get("failcount")?;
         let maxfail: i64 = row.try_get("maxfail")?;
@@ -373,13 +413,11 @@ async fn failure(
         });
     }
     // Already at maxfail: the failcount stays, the attempt is still counted.
-    let row = sqlx::query(
-        "UPDATE token SET count_auth = count_auth + $1 WHERE id = $2 RETURNING failcount, maxfail",
-    )
-    .bind(inc)
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let row = sqlx::query(FAILURE_AT_MAX_SQL)
+        .bind(inc)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
     match row {
         Some(row) => Ok(FailureOutcome {
             failcount: row.try_get("failcount")?,

@@ -1,0 +1,309 @@
+//! The SQLite hot path, driven directly on threads that own their connections: the token
+//! lookups and the group commit.
+//!
+//! sqlx runs every SQLite connection on a thread of its own and hands each statement, and each
+//! result row, across a channel to it and back; under load those hand-offs were a quarter of
+//! the server's CPU, in the scheduler (docs/performance.md). Here the reader threads and the
+//! writer thread own their connections: a thread takes every job that queued up while it was
+//! busy and runs them one after another with cached prepared statements, so a batch costs one
+//! wake-up, not one per statement and row. The writer runs a batch in one `BEGIN IMMEDIATE …
+//! COMMIT` (one fsync, `synchronous = FULL`) and answers each job only after the commit.
+//!
+//! Everything off the hot path (admin changes, challenges, listings, migrations, checkpoints)
+//! stays on sqlx's pool; in WAL mode both kinds of connection share the file.
+
+use std::path::Path;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::mpsc;
+
+use super::StoreError;
+use super::audit::{AUDIT_COLUMNS, AuditRow};
+use super::reader::{Lookup, TOKEN_COLUMNS, TOKEN_SELECT, TokenReader, add_token_row};
+use super::tokens::{Columns, FailureOutcome};
+use super::writer::{self, ConsumeJob, Done, GroupWriter, Job, Op};
+use crate::token::Token;
+
+/// Lookups one reader thread takes from the queue at a time: enough to save wake-ups under
+/// load, few enough that another reader thread gets the rest.
+const READ_BATCH: usize = 32;
+
+/// Distinct statements each connection keeps prepared.
+const STATEMENT_CACHE: usize = 32;
+
+/// Open a hot-path connection with the pool's settings (see `Store::open`).
+fn open(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Corrupt(format!(
+            "SQLite refused WAL mode (journal_mode is {mode})"
+        )));
+    }
+    // FULL: a commit is fsynced before it returns, so an accepted OTP survives a power cut.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // checkpoints run in the background (`store::checkpoints`), never inside a commit
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    if read_only {
+        conn.pragma_update(None, "query_only", "ON")?;
+    }
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// Start the group-commit writer thread on the SQLite file at `path`.
+pub(super) fn start_writer(path: &Path) -> Result<GroupWriter, StoreError> {
+    let conn = open(path, false)?;
+    let (handle, rx) = GroupWriter::channel();
+    std::thread::Builder::new()
+        .name("otpgate-db-write".into())
+        .spawn(move || write_loop(conn, rx))
+        .map_err(|source| StoreError::Thread {
+            what: "writer",
+            source,
+        })?;
+    Ok(handle)
+}
+
+/// Start `threads` reader threads, each with its own connection, serving one queue.
+pub(super) fn start_readers(path: &Path, threads: usize) -> Result<TokenReader, StoreError> {
+    let (handle, rx) = TokenReader::channel();
+    let rx = Arc::new(Mutex::new(rx));
+    for i in 0..threads.max(1) {
+        let conn = open(path, true)?;
+        let rx = Arc::clone(&rx);
+        std::thread::Builder::new()
+            .name(format!("otpgate-db-read{i}"))
+            .spawn(move || read_loop(&conn, &rx))
+            .map_err(|source| StoreError::Thread {
+                what: "reader",
+                source,
+            })?;
+    }
+    Ok(handle)
+}
+
+// ---------------------------------------------------------------- the writer
+
+/// Ends when every [`GroupWriter`] handle is gone.
+fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(writer::MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        writer::gather(first, &mut rx, &mut batch);
+        let mut jobs = std::mem::take(&mut batch);
+        let mut results = commit(&mut conn, &jobs);
+        if results.is_err() && writer::has_audit(&jobs) {
+            jobs = writer::drop_audit(jobs);
+            results = commit(&mut conn, &jobs);
+        }
+        if !writer::settle(jobs, results) {
+            std::thread::sleep(writer::FAILED_BATCH_PAUSE);
+        }
+    }
+}
+
+/// One transaction for the batch, the jobs in their order. Dropping the transaction on an
+/// error rolls everything back.
+fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<Vec<Done>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut out = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        out.push(match &job.op {
+            Op::Consume(c) => Done::Consumed(consume(&tx, c)?),
+            Op::Failure {
+                id,
+                count_auth,
+                now_short,
+            } => Done::Failure(failure(&tx, *id, *count_auth, now_short)?),
+            Op::CounterAdd { name, node, delta } => {
+                tx.prepare_cached(writer::COUNTER_ADD_SQL)?
+                    .execute(params![name, node, delta])?;
+                Done::CounterAdded
+            }
+            Op::Audit(rows) => {
+                insert_audit(&tx, rows)?;
+                Done::Audited
+            }
+        });
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+fn consume(conn: &Connection, c: &ConsumeJob) -> Result<bool, StoreError> {
+    let inc = i64::from(c.count_auth);
+    let row = match c.new_count {
+        Some(new_count) => conn
+            .prepare_cached(writer::CONSUME_SQL)?
+            .query_row(
+                params![new_count, c.time_shift, inc, c.last_auth, c.id],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?,
+        None => conn
+            .prepare_cached(writer::CONSUME_UNCOUNTED_SQL)?
+            .query_row(params![inc, c.last_auth, c.id], |r| r.get::<_, i64>(0))
+            .optional()?,
+    };
+    Ok(row.is_some())
+}
+
+fn failure(
+    conn: &Connection,
+    id: i64,
+    count_auth: bool,
+    now_short: &str,
+) -> Result<FailureOutcome, StoreError> {
+    let inc = i64::from(count_auth);
+    let counts = |r: &rusqlite::Row<'_>| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?));
+    if let Some((failcount, maxfail)) = conn
+        .prepare_cached(writer::FAILURE_SQL)?
+        .query_row(params![inc, now_short, id], counts)
+        .optional()?
+    {
+        return Ok(FailureOutcome {
+            failcount,
+            maxfail,
+            reached_max: failcount == maxfail,
+        });
+    }
+    match conn
+        .prepare_cached(writer::FAILURE_AT_MAX_SQL)?
+        .query_row(params![inc, id], counts)
+        .optional()?
+    {
+        Some((failcount, maxfail)) => Ok(FailureOutcome {
+            failcount,
+            maxfail,
+            reached_max: false,
+        }),
+        None => Err(StoreError::Corrupt(format!("token id {id} vanished"))),
+    }
+}
+
+/// One prepared single-row INSERT per row: in-process, a statement costs a bind and a step,
+/// and the values are bound from the row without copying.
+fn insert_audit(conn: &Connection, rows: &[AuditRow]) -> Result<(), StoreError> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let values: Vec<String> = (1..=17).map(|i| format!("?{i}")).collect();
+        format!(
+            "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ({})",
+            values.join(", ")
+        )
+    });
+    let mut insert = conn.prepare_cached(&SQL)?;
+    for r in rows {
+        insert.execute(params![
+            r.time_us,
+            r.node,
+            r.event,
+            r.origin,
+            r.success,
+            r.authentication,
+            r.user,
+            r.realm,
+            r.resolver,
+            r.serial,
+            r.token_type,
+            r.client,
+            r.info,
+            r.action_detail,
+            r.policies,
+            r.duration_us,
+            r.trace,
+        ])?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- the readers
+
+/// Ends when every [`TokenReader`] handle is gone.
+fn read_loop(conn: &Connection, rx: &Mutex<mpsc::Receiver<Lookup>>) {
+    let sql =
+        format!("{TOKEN_SELECT}WHERE t.owner_realm = ?1 AND t.owner_login = ?2 ORDER BY t.id");
+    let mut batch = Vec::with_capacity(READ_BATCH);
+    loop {
+        {
+            // One thread waits on the queue at a time; the others wait for the lock.
+            let mut rx = rx.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(first) = rx.blocking_recv() else {
+                return;
+            };
+            batch.push(first);
+            while batch.len() < READ_BATCH {
+                match rx.try_recv() {
+                    Ok(l) => batch.push(l),
+                    Err(_) => break,
+                }
+            }
+        }
+        for lookup in batch.drain(..) {
+            let answer = user_tokens(conn, &sql, &lookup.realm, &lookup.login);
+            let _ = lookup.reply.send(answer);
+        }
+    }
+}
+
+fn user_tokens(
+    conn: &Connection,
+    sql: &str,
+    realm: &str,
+    login: &str,
+) -> Result<Vec<Token>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params![realm, login])?;
+    let mut tokens = Vec::new();
+    while let Some(row) = rows.next()? {
+        add_token_row(&mut tokens, &LookupRow(row))?;
+    }
+    Ok(tokens)
+}
+
+/// A row of the lookup, its columns found by their place in [`TOKEN_COLUMNS`] (rusqlite's own
+/// lookup by name asks SQLite for every column's name on every call).
+struct LookupRow<'r, 's>(&'r rusqlite::Row<'s>);
+
+impl LookupRow<'_, '_> {
+    fn index(name: &str) -> Result<usize, StoreError> {
+        TOKEN_COLUMNS
+            .iter()
+            .position(|c| *c == name)
+            .ok_or_else(|| StoreError::Corrupt(format!("the token lookup has no column {name}")))
+    }
+}
+
+impl Columns for LookupRow<'_, '_> {
+    fn int(&self, name: &str) -> Result<i64, StoreError> {
+        Ok(self.0.get(Self::index(name)?)?)
+    }
+    fn opt_int(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.0.get(Self::index(name)?)?)
+    }
+    fn opt_text(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.0.get(Self::index(name)?)?)
+    }
+    fn opt_blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.0.get(Self::index(name)?)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names [`LookupRow`] looks up are the names SQLite gives the lookup's columns.
+    #[test]
+    fn lookup_columns_match_the_select() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(include_str!("../../migrations/sqlite/0001_initial.sql"))
+            .unwrap();
+        let stmt = conn.prepare(&format!("{TOKEN_SELECT}WHERE 1 = 0")).unwrap();
+        assert_eq!(stmt.column_names(), TOKEN_COLUMNS.to_vec());
+    }
+}
