@@ -345,8 +345,7 @@ impl RadiusServer {
         client: &str,
         code: &'static str,
     ) {
-        let reply: Arc<[u8]> = Arc::from(reply);
-        self.dedup.finish(key, reply.clone(), Instant::now());
+        self.dedup.finish(key, &reply);
         metrics::counter!("otpgate_radius_replies_total", "client" => client.to_owned(), "code" => code).increment(1);
         let socket = socket.clone();
         tracker.spawn(async move {
@@ -387,12 +386,11 @@ impl RadiusServer {
             match self.auth.claim_request(fp).await {
                 Ok(Claim::Mine) => {}
                 Ok(Claim::Answered(answer)) => {
-                    let reply: Arc<[u8]> = Arc::from(answer);
-                    self.dedup.finish(key, reply.clone(), Instant::now());
+                    self.dedup.finish(key, &answer);
                     guard.armed = false;
                     metrics::counter!("otpgate_radius_ledger_answers_total", "client" => client.name.clone()).increment(1);
                     tracing::info!(target: "otpgate::radius", client = %client.name, source = %source, "retransmit answered with another node's reply (request ledger)");
-                    let _ = socket.send_to(&reply, source).await;
+                    let _ = socket.send_to(&answer, source).await;
                     return;
                 }
                 Ok(Claim::InFlight) => {
@@ -417,8 +415,7 @@ impl RadiusServer {
         let code = Packet::decode(&reply)
             .map(|p| p.code().name())
             .unwrap_or("?");
-        let reply: Arc<[u8]> = Arc::from(reply);
-        self.dedup.finish(key, reply.clone(), Instant::now());
+        self.dedup.finish(key, &reply);
         guard.armed = false;
         metrics::counter!("otpgate_radius_replies_total", "client" => client.name.clone(), "code" => code).increment(1);
         if let Err(e) = socket.send_to(&reply, source).await {
