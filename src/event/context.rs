@@ -176,7 +176,7 @@ impl Context<'_, '_> {
         // 2. the serial: request, response detail, audit
         let response_serial = self
             .response
-            .and_then(|r| r.body.pointer("/detail/serial"))
+            .and_then(|r| crate::auth::response::json_at(&r.body, "/detail/serial"))
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(str::to_owned);
