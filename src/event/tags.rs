@@ -198,27 +198,35 @@ pub fn need_context(templates: &[&str]) -> bool {
 /// `event={action} triggered`).
 pub fn request_tags(ctx: &Context<'_, '_>, base_url: &str) -> Tags {
     let mut t = Tags::default();
-    let now = ctx.now().with_timezone(&Local);
-    t.set("admin", ctx.request.admin.clone().unwrap_or_default());
-    // `{realm}` is the logged-in user's realm: empty for validate_check and for the CLI.
-    t.set("realm", "");
-    t.set("action", action_path(ctx.event()));
-    t.set("url", base_url);
-    t.set("time", now.format("%H:%M:%S").to_string());
-    t.set("date", now.format("%Y-%m-%d").to_string());
-    t.set(
-        "client_ip",
-        ctx.client().map(|c| c.to_string()).unwrap_or_default(),
-    );
-    t.set(
-        "ua_browser",
-        ctx.request.param("user_agent").unwrap_or_default(),
-    );
-    t.set(
-        "ua_string",
-        ctx.request.param("user_agent").unwrap_or_default(),
-    );
+    for name in REQUEST_ONLY {
+        t.set(name, request_tag(ctx, base_url, name).unwrap_or_default());
+    }
     t
+}
+
+/// One of [`request_tags`], computed alone: a template that uses one tag renders without
+/// building the others (the Logging handler runs on every login it matches).
+pub fn request_tag(ctx: &Context<'_, '_>, base_url: &str, name: &str) -> Option<String> {
+    Some(match name {
+        "admin" => ctx.request.admin.clone().unwrap_or_default(),
+        // `{realm}` is the logged-in user's realm: empty for validate_check and for the CLI.
+        "realm" => String::new(),
+        "action" => action_path(ctx.event()),
+        "url" => base_url.to_owned(),
+        "time" => ctx
+            .now()
+            .with_timezone(&Local)
+            .format("%H:%M:%S")
+            .to_string(),
+        "date" => ctx
+            .now()
+            .with_timezone(&Local)
+            .format("%Y-%m-%d")
+            .to_string(),
+        "client_ip" => ctx.client().map(|c| c.to_string()).unwrap_or_default(),
+        "ua_browser" | "ua_string" => ctx.request.param("user_agent").unwrap_or_default(),
+        _ => return None,
+    })
 }
 
 /// privacyIDEA's tag dictionary for notifications, webhooks and logging.

@@ -3,7 +3,7 @@
 
 use super::{Done, HandlerError, Run};
 use crate::event::options::Options;
-use crate::event::tags::{notification_tags, request_tags};
+use crate::event::tags::{notification_tags, render_with, request_tag};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -56,17 +56,18 @@ impl LoggingAction {
     }
 
     pub async fn run(&self, run: &mut Run<'_, '_>) -> Result<Done, HandlerError> {
-        let base_url = run.scope.cfg.handlers.base_url.clone();
-        let tags = if self.needs_context {
+        let line = if self.needs_context {
+            let base_url = run.scope.cfg.handlers.base_url.clone();
             notification_tags(&mut run.ctx(), &base_url)
                 .await
                 .map_err(HandlerError::store)?
+                .render(&self.message, false)
         } else {
-            request_tags(&run.ctx(), &base_url)
-        };
-        let line = tags
-            .render(&self.message, false)
-            .map_err(|e| HandlerError::new("UnknownTag", e.to_string()))?;
+            let ctx = run.ctx();
+            let base_url = ctx.cfg().handlers.base_url.as_str();
+            render_with(&self.message, |name| request_tag(&ctx, base_url, name))
+        }
+        .map_err(|e| HandlerError::new("UnknownTag", e.to_string()))?;
         let logger = self.logger.as_str();
         match self.level {
             Level::Error => tracing::error!(target: "pi-eventlogger", logger, "{line}"),
