@@ -6,6 +6,8 @@
 //! evaluation or action is logged and audited with success false; the request goes on unless
 //! the definition says `abort_on_error` or the action demands an abort (Script `raise_error`).
 
+use std::fmt::Write as _;
+
 use serde_json::Value;
 
 use super::conditions::Check;
@@ -127,7 +129,9 @@ impl Phase<'_, '_> {
         if defs.is_empty() {
             return Ok(());
         }
-        let mut skipped: Vec<String> = Vec::new();
+        // `"name" (condition), …`, written in place: with many definitions this runs for
+        // most of them on every request
+        let mut skipped = String::new();
         for def in &defs {
             let watch = Stopwatch::start();
             let verdict = {
@@ -153,7 +157,10 @@ impl Phase<'_, '_> {
             };
             if !verdict.holds {
                 let (name, _) = verdict.failed().unwrap_or(("?", ""));
-                skipped.push(format!("{:?} ({name})", def.name));
+                if !skipped.is_empty() {
+                    skipped.push_str(", ");
+                }
+                let _ = write!(skipped, "{:?} ({name})", def.name);
                 continue;
             }
             let fields = self.audit_fields().await;
@@ -213,7 +220,7 @@ impl Phase<'_, '_> {
                     "{} {}: conditions not met: {}",
                     self.scope.position.audit_prefix(),
                     self.scope.event,
-                    skipped.join(", ")
+                    skipped
                 ),
             );
         }
