@@ -129,9 +129,9 @@ impl Phase<'_, '_> {
         if defs.is_empty() {
             return Ok(());
         }
-        // `"name" (condition), …`, written in place: with many definitions this runs for
-        // most of them on every request
-        let mut skipped = String::new();
+        // (condition, definition) of every definition that did not hold: with many
+        // definitions that is most of them, on every request
+        let mut skipped: Vec<(&'static str, &str)> = Vec::new();
         for def in &defs {
             let watch = Stopwatch::start();
             let verdict = {
@@ -156,11 +156,8 @@ impl Phase<'_, '_> {
                 }
             };
             if !verdict.holds {
-                let (name, _) = verdict.failed().unwrap_or(("?", ""));
-                if !skipped.is_empty() {
-                    skipped.push_str(", ");
-                }
-                let _ = write!(skipped, "{:?} ({name})", def.name);
+                let (condition, _) = verdict.failed().unwrap_or(("?", ""));
+                skipped.push((condition, &def.name));
                 continue;
             }
             let fields = self.audit_fields().await;
@@ -214,15 +211,13 @@ impl Phase<'_, '_> {
             }
         }
         if !skipped.is_empty() {
-            self.trace.add(
-                "event",
-                format!(
-                    "{} {}: conditions not met: {}",
-                    self.scope.position.audit_prefix(),
-                    self.scope.event,
-                    skipped
-                ),
+            let mut text = format!(
+                "{} {}: conditions not met:",
+                self.scope.position.audit_prefix(),
+                self.scope.event,
             );
+            not_met(&mut text, &skipped);
+            self.trace.add("event", text);
         }
         Ok(())
     }
@@ -277,6 +272,27 @@ impl Phase<'_, '_> {
     }
 }
 
+/// ` result_value: "a", "b"; realm: "c"`: the definitions grouped by the condition that did
+/// not hold, in order of first appearance (the trace is stored in every audit row, so it is
+/// kept short).
+fn not_met(text: &mut String, skipped: &[(&'static str, &str)]) {
+    let mut done: Vec<&str> = Vec::new();
+    for (condition, _) in skipped {
+        if done.contains(condition) {
+            continue;
+        }
+        done.push(condition);
+        if done.len() > 1 {
+            text.push(';');
+        }
+        let _ = write!(text, " {condition}:");
+        let names = skipped.iter().filter(|(c, _)| c == condition);
+        for (i, (_, name)) in names.enumerate() {
+            let _ = write!(text, "{} {name:?}", if i == 0 { "" } else { "," });
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct AuditFields {
     user: String,
@@ -301,5 +317,27 @@ pub fn admin_response(detail: serde_json::Map<String, Value>) -> Response {
             "result": {"status": true, "value": true},
             "detail": Value::Object(detail),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_met_groups_by_condition() {
+        let mut text = String::from("POST-EVENT validate_check: conditions not met:");
+        not_met(
+            &mut text,
+            &[
+                ("result_value", "a"),
+                ("realm", "b, c"),
+                ("result_value", "d"),
+            ],
+        );
+        assert_eq!(
+            text,
+            "POST-EVENT validate_check: conditions not met: result_value: \"a\", \"d\"; realm: \"b, c\""
+        );
     }
 }
