@@ -12,6 +12,7 @@
 //! This file holds the jobs, the handle and the PostgreSQL writer (an async task on sqlx's
 //! pool); the SQLite writer is a thread of its own (`store::sqlite_direct`). Both take the
 //! same jobs, run the same statements and settle a failed batch the same way.
+
 use std::sync::Arc;
 use std::time::Duration;
 
