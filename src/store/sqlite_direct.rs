@@ -110,10 +110,14 @@ fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-/// One transaction for the batch, the jobs in their order. Dropping the transaction on an
-/// error rolls everything back.
+/// One transaction for the batch: the counter totals, then the jobs in their order. Dropping
+/// the transaction on an error rolls everything back.
 fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<Vec<Done>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for (name, node, delta) in writer::counter_totals(jobs) {
+        tx.prepare_cached(writer::COUNTER_ADD_SQL)?
+            .execute(params![name, node, delta])?;
+    }
     let mut out = Vec::with_capacity(jobs.len());
     for job in jobs {
         out.push(match &job.op {
@@ -123,11 +127,8 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<Vec<Done>, StoreError> 
                 count_auth,
                 now_short,
             } => Done::Failure(failure(&tx, *id, *count_auth, now_short)?),
-            Op::CounterAdd { name, node, delta } => {
-                tx.prepare_cached(writer::COUNTER_ADD_SQL)?
-                    .execute(params![name, node, delta])?;
-                Done::CounterAdded
-            }
+            // added above, once per counter
+            Op::CounterAdd { .. } => Done::CounterAdded,
             Op::Audit(rows) => {
                 insert_audit(&tx, rows)?;
                 Done::Audited

@@ -233,6 +233,22 @@ pub(super) fn settle(jobs: Vec<Job>, results: Result<Vec<Done>, StoreError>) -> 
     }
 }
 
+/// The batch's counter increments summed per (counter, node): one statement per counter and
+/// batch instead of one per login. Counters are only ever added to here, so the order of the
+/// increments inside a batch does not matter.
+pub(super) fn counter_totals(jobs: &[Job]) -> Vec<(&str, &str, i64)> {
+    let mut totals: Vec<(&str, &str, i64)> = Vec::new();
+    for job in jobs {
+        if let Op::CounterAdd { name, node, delta } = &job.op {
+            match totals.iter_mut().find(|(n, o, _)| n == name && o == node) {
+                Some(c) => c.2 += delta,
+                None => totals.push((name, node, *delta)),
+            }
+        }
+    }
+    totals
+}
+
 /// Pause after a failed batch.
 pub(super) const FAILED_BATCH_PAUSE: Duration = Duration::from_millis(50);
 
@@ -273,19 +289,11 @@ async fn commit(pool: &AnyPool, jobs: &[Job]) -> Result<Vec<Done>, StoreError> {
         }
         touched.insert(id);
     }
-    let mut out: Vec<Option<Done>> = jobs.iter().map(|_| None).collect();
-    // Counter increments of one counter on this node add up to one statement per batch.
-    let mut counters: Vec<(&str, &str, i64)> = Vec::new();
-    for (job, slot) in jobs.iter().zip(out.iter_mut()) {
-        if let Op::CounterAdd { name, node, delta } = &job.op {
-            match counters.iter_mut().find(|(n, o, _)| n == name && o == node) {
-                Some(c) => c.2 += delta,
-                None => counters.push((name, node, *delta)),
-            }
-            *slot = Some(Done::CounterAdded);
-        }
-    }
-    for (name, node, delta) in counters {
+    let mut out: Vec<Option<Done>> = jobs
+        .iter()
+        .map(|j| matches!(j.op, Op::CounterAdd { .. }).then_some(Done::CounterAdded))
+        .collect();
+    for (name, node, delta) in counter_totals(jobs) {
         sqlx::query(COUNTER_ADD_SQL)
             .bind(name)
             .bind(node)
