@@ -99,11 +99,13 @@ fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.blocking_recv() {
         writer::gather(first, &mut rx, &mut batch);
         let mut jobs = std::mem::take(&mut batch);
+        let started = std::time::Instant::now();
         let mut results = commit(&mut conn, &jobs);
         if results.is_err() && writer::has_audit(&jobs) {
             jobs = writer::drop_audit(jobs);
             results = commit(&mut conn, &jobs);
         }
+        writer::timed(started, jobs.len());
         if !writer::settle(jobs, results) {
             std::thread::sleep(writer::FAILED_BATCH_PAUSE);
         }

@@ -249,6 +249,18 @@ pub(super) fn counter_totals(jobs: &[Job]) -> Vec<(&str, &str, i64)> {
     totals
 }
 
+/// A commit this slow holds up every login in its batch: worth a log line.
+const SLOW_COMMIT: Duration = Duration::from_millis(100);
+
+/// Record how long a batch took to commit (`otpgate_store_commit_seconds`).
+pub(super) fn timed(started: std::time::Instant, jobs: usize) {
+    let took = started.elapsed();
+    metrics::histogram!("otpgate_store_commit_seconds").record(took.as_secs_f64());
+    if took >= SLOW_COMMIT {
+        tracing::warn!(target: "otpgate::store", ms = took.as_millis() as u64, jobs, "slow commit");
+    }
+}
+
 /// Pause after a failed batch.
 pub(super) const FAILED_BATCH_PAUSE: Duration = Duration::from_millis(50);
 
@@ -257,11 +269,13 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.recv().await {
         gather(first, &mut rx, &mut batch);
         let mut jobs = std::mem::take(&mut batch);
+        let started = std::time::Instant::now();
         let mut results = commit(&pool, &jobs).await;
         if results.is_err() && has_audit(&jobs) {
             jobs = drop_audit(jobs);
             results = commit(&pool, &jobs).await;
         }
+        timed(started, jobs.len());
         if !settle(jobs, results) {
             tokio::time::sleep(FAILED_BATCH_PAUSE).await;
         }
