@@ -57,12 +57,7 @@ impl Ledger {
 async fn claim_loop(pool: AnyPool, mut rx: mpsc::Receiver<ClaimJob>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
-            }
-        }
+        super::take_queued(&mut rx, &mut batch, BATCH);
         match claim_batch(&pool, &batch).await {
             Ok(claims) => {
                 for (job, claim) in batch.into_iter().zip(claims) {
@@ -138,12 +133,7 @@ async fn claim_batch(pool: &AnyPool, batch: &[ClaimJob]) -> Result<Vec<Claim>, S
 async fn answer_loop(pool: AnyPool, mut rx: mpsc::Receiver<(String, Vec<u8>)>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
-            }
-        }
+        super::take_queued(&mut rx, &mut batch, BATCH);
         let mut q = Sql::new("WITH v(fingerprint, answer) AS (VALUES ");
         for (i, (f, a)) in batch.iter().enumerate() {
             q.push(if i == 0 { "(" } else { ", (" })

@@ -315,6 +315,21 @@ async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Add to `batch` whatever already waits in `rx`, up to `max` items in all: the batching
+/// readers and writers take one wake-up's worth of work at a time.
+pub(crate) fn take_queued<T>(
+    rx: &mut tokio::sync::mpsc::Receiver<T>,
+    batch: &mut Vec<T>,
+    max: usize,
+) {
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
+    }
+}
+
 /// `0/1` integer column → bool.
 pub(crate) fn flag(v: i64) -> bool {
     v != 0

@@ -136,12 +136,7 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Lookup>, parallel: usize) {
         };
         // lookups that arrived while we waited for a free connection join this batch
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(l) => batch.push(l),
-                Err(_) => break,
-            }
-        }
+        super::take_queued(&mut rx, &mut batch, MAX_BATCH);
         let pool = pool.clone();
         tokio::spawn(async move {
             let result = query(&pool, &batch).await;

@@ -242,12 +242,7 @@ fn read_loop(conn: &Connection, rx: &Mutex<mpsc::Receiver<Lookup>>) {
                 return;
             };
             batch.push(first);
-            while batch.len() < READ_BATCH {
-                match rx.try_recv() {
-                    Ok(l) => batch.push(l),
-                    Err(_) => break,
-                }
-            }
+            super::take_queued(&mut rx, &mut batch, READ_BATCH);
         }
         for lookup in batch.drain(..) {
             let answer = user_tokens(conn, &sql, &lookup.realm, &lookup.login);

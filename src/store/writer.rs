@@ -183,12 +183,7 @@ impl GroupWriter {
 /// Fill `batch` with what queued up behind `first`, up to [`MAX_BATCH`].
 pub(super) fn gather(first: Job, rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
     batch.push(first);
-    while batch.len() < MAX_BATCH {
-        match rx.try_recv() {
-            Ok(j) => batch.push(j),
-            Err(_) => break,
-        }
-    }
+    super::take_queued(rx, batch, MAX_BATCH);
     metrics::histogram!("otpgate_store_commit_batch").record(batch.len() as f64);
 }
 
