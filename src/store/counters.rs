@@ -1,5 +1,9 @@
 //! Event counters (the `Counter` handler and the `counter` condition): one row per (name,
 //! node), so nodes sharing a database never contend on one row; a counter's value is the sum.
+//!
+//! Increments ride in the group writer's commits. Everything that reads a counter first waits
+//! until this node's queued increments are committed, so a read sees every increment queued
+//! before it, whether its caller waited for that increment's commit or not.
 
 use sqlx::Row;
 
@@ -8,6 +12,7 @@ use super::{Store, StoreError};
 impl Store {
     /// The counter summed over all nodes (missing = 0).
     pub async fn counter_value(&self, name: &str) -> Result<i64, StoreError> {
+        self.writer().flush().await?;
         let row = sqlx::query(
             "SELECT CAST(COALESCE(SUM(value), 0) AS BIGINT) AS v FROM event_counter WHERE name = $1",
         )
@@ -18,9 +23,16 @@ impl Store {
     }
 
     /// Add `delta` to this node's row (created when missing), through the group-commit
-    /// writer.
+    /// writer; returns once it is committed.
     pub async fn counter_add(&self, name: &str, node: &str, delta: i64) -> Result<(), StoreError> {
         self.writer().counter_add(name, node, delta).await
+    }
+
+    /// Like [`counter_add`](Self::counter_add), but the increment rides in the next commit and
+    /// nobody waits for it: a login does not wait a second fsync for its bookkeeping. A failed
+    /// commit is logged and counted (`otpgate_event_counter_lost_total`).
+    pub fn counter_add_queued(&self, name: &str, node: &str, delta: i64) {
+        self.writer().counter_add_queued(name, node, delta);
     }
 
     /// −1 on this node's row if the sum is positive or negative values are allowed; otherwise
@@ -31,6 +43,7 @@ impl Store {
         node: &str,
         allow_negative: bool,
     ) -> Result<(), StoreError> {
+        self.writer().flush().await?;
         let mut tx = self.begin_write().await?;
         if self.backend() == super::Backend::Postgres {
             // Serialise decreases of one counter across nodes, so the sum never goes below 0.
@@ -67,6 +80,7 @@ impl Store {
 
     /// Every row of the counter to 0 (this node's row created with 0).
     pub async fn counter_reset(&self, name: &str, node: &str) -> Result<(), StoreError> {
+        self.writer().flush().await?;
         let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE event_counter SET value = 0 WHERE name = $1")
             .bind(name)

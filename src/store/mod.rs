@@ -14,6 +14,7 @@ pub mod audit;
 pub mod challenges;
 mod counters;
 pub mod ledger;
+mod queued_counters;
 mod reader;
 mod sql;
 mod sqlite_direct;
@@ -285,6 +286,10 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        // counter increments nobody waited for
+        if let Err(e) = self.writer.flush().await {
+            tracing::error!(target: "otpgate::store", error = %e, "queued writes not stored at close");
+        }
         self.pool.close().await;
     }
 }

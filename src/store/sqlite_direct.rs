@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use super::StoreError;
 use super::audit::{AUDIT_COLUMNS, AuditRow};
+use super::queued_counters::{QueuedCounters, Taken};
 use super::reader::{Lookup, TOKEN_COLUMNS, TOKEN_SELECT, TokenReader, add_token_row};
 use super::tokens::{Columns, FailureOutcome};
 use super::writer::{self, ConsumeJob, Done, GroupWriter, Job, Op};
@@ -62,10 +63,10 @@ fn open(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
 /// Start the group-commit writer thread on the SQLite file at `path`.
 pub(super) fn start_writer(path: &Path) -> Result<GroupWriter, StoreError> {
     let conn = open(path, false)?;
-    let (handle, rx) = GroupWriter::channel();
+    let (handle, rx, counters) = GroupWriter::channel();
     std::thread::Builder::new()
         .name("otpgate-db-write".into())
-        .spawn(move || write_loop(conn, rx))
+        .spawn(move || write_loop(conn, rx, &counters))
         .map_err(|source| StoreError::Thread {
             what: "writer",
             source,
@@ -94,18 +95,20 @@ pub(super) fn start_readers(path: &Path, threads: usize) -> Result<TokenReader, 
 // ---------------------------------------------------------------- the writer
 
 /// Ends when every [`GroupWriter`] handle is gone.
-fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
+fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, counters: &QueuedCounters) {
     let mut batch = Vec::with_capacity(writer::MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         writer::gather(first, &mut rx, &mut batch);
         let mut jobs = std::mem::take(&mut batch);
+        let queued = counters.take();
         let started = std::time::Instant::now();
-        let mut results = commit(&mut conn, &jobs);
+        let mut results = commit(&mut conn, &jobs, &queued);
         if results.is_err() && writer::has_audit(&jobs) {
             jobs = writer::drop_audit(jobs);
-            results = commit(&mut conn, &jobs);
+            results = commit(&mut conn, &jobs, &queued);
         }
         writer::timed(started, jobs.len());
+        counters.settle(queued, results.as_ref().err());
         if !writer::settle(jobs, results) {
             std::thread::sleep(writer::FAILED_BATCH_PAUSE);
         }
@@ -114,9 +117,9 @@ fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
 
 /// One transaction for the batch: the counter totals, then the jobs in their order. Dropping
 /// the transaction on an error rolls everything back.
-fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<Vec<Done>, StoreError> {
+fn commit(conn: &mut Connection, jobs: &[Job], queued: &Taken) -> Result<Vec<Done>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    for (name, node, delta) in writer::counter_totals(jobs) {
+    for (name, node, delta) in writer::counter_totals(jobs, queued) {
         tx.prepare_cached(writer::COUNTER_ADD_SQL)?
             .execute(params![name, node, delta])?;
     }
@@ -135,6 +138,7 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<Vec<Done>, StoreError> 
                 insert_audit(&tx, rows)?;
                 Done::Audited
             }
+            Op::Flush => Done::Flushed,
         });
     }
     tx.commit()?;

@@ -20,6 +20,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::audit::AuditRow;
+use super::queued_counters::{self, QueuedCounters, Taken};
 use super::tokens::FailureOutcome;
 use super::{Backend, StoreError, begin_write};
 
@@ -49,6 +50,8 @@ pub(super) enum Op {
     /// Audit rows ride in the same transaction: one writer for SQLite's one write lock, and
     /// one commit for the logins and their audit rows.
     Audit(Arc<Vec<AuditRow>>),
+    /// Nothing to write: answered once everything queued before it is committed.
+    Flush,
 }
 
 #[derive(Debug)]
@@ -57,11 +60,13 @@ pub(super) enum Done {
     Failure(FailureOutcome),
     CounterAdded,
     Audited,
+    Flushed,
 }
 
 pub(super) struct Job {
     pub(super) op: Op,
-    reply: oneshot::Sender<Result<Done, StoreError>>,
+    /// `None`: nobody waits for this job's commit.
+    reply: Option<oneshot::Sender<Result<Done, StoreError>>>,
 }
 
 /// Most jobs one commit takes.
@@ -100,6 +105,7 @@ pub(super) const COUNTER_ADD_SQL: &str = "INSERT INTO event_counter (name, node,
 #[derive(Clone, Debug)]
 pub(crate) struct GroupWriter {
     tx: mpsc::Sender<Job>,
+    counters: Arc<QueuedCounters>,
 }
 
 impl std::fmt::Debug for Job {
@@ -109,27 +115,52 @@ impl std::fmt::Debug for Job {
 }
 
 impl GroupWriter {
-    /// The handle and the queue a writer serves. The writer ends when every handle is gone.
-    pub(super) fn channel() -> (Self, mpsc::Receiver<Job>) {
+    /// The handle, the queue a writer serves and the counter increments it takes along. The
+    /// writer ends when every handle is gone. Spawns the task that commits increments no other
+    /// write took along (so it needs a runtime).
+    pub(super) fn channel() -> (Self, mpsc::Receiver<Job>, Arc<QueuedCounters>) {
         let (tx, rx) = mpsc::channel(8192);
-        (Self { tx }, rx)
+        let counters = Arc::new(QueuedCounters::default());
+        tokio::spawn(queued_counters::commit_lazily(
+            tx.downgrade(),
+            Arc::clone(&counters),
+        ));
+        (
+            Self {
+                tx,
+                counters: Arc::clone(&counters),
+            },
+            rx,
+            counters,
+        )
     }
 
     /// Start the writer task on sqlx's pool (PostgreSQL).
     pub(crate) fn start(pool: AnyPool) -> Self {
-        let (writer, rx) = Self::channel();
-        tokio::spawn(run(pool, rx));
+        let (writer, rx, counters) = Self::channel();
+        tokio::spawn(run(pool, rx, counters));
         writer
     }
 
     async fn submit(&self, op: Op) -> Result<Done, StoreError> {
         let (reply, wait) = oneshot::channel();
         self.tx
-            .send(Job { op, reply })
+            .send(Job {
+                op,
+                reply: Some(reply),
+            })
             .await
-            .map_err(|_| StoreError::Corrupt("the store writer has stopped".into()))?;
-        wait.await
-            .map_err(|_| StoreError::Corrupt("the store writer has stopped".into()))?
+            .map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())?
+    }
+
+    /// Returns once every counter increment added before it is committed (what reads of
+    /// counters wait for).
+    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
+        if !self.counters.unsettled() {
+            return Ok(());
+        }
+        self.submit(Op::Flush).await.map(|_| ())
     }
 
     pub(crate) async fn consume(&self, job: ConsumeJob) -> Result<bool, StoreError> {
@@ -160,6 +191,12 @@ impl GroupWriter {
         .map(|_| ())
     }
 
+    /// Add to an event counter in the next commit, whatever makes it, without waiting for it
+    /// (see [`QueuedCounters`]).
+    pub(crate) fn counter_add_queued(&self, name: &str, node: &str, delta: i64) {
+        self.counters.add(name, node, delta);
+    }
+
     pub(crate) async fn failure(
         &self,
         id: i64,
@@ -180,6 +217,10 @@ impl GroupWriter {
     }
 }
 
+fn stopped() -> StoreError {
+    StoreError::Corrupt("the store writer has stopped".into())
+}
+
 /// Fill `batch` with what queued up behind `first`, up to [`MAX_BATCH`].
 pub(super) fn gather(first: Job, rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
     batch.push(first);
@@ -198,11 +239,21 @@ pub(super) fn drop_audit(jobs: Vec<Job>) -> Vec<Job> {
     let (audit, rest): (Vec<Job>, Vec<Job>) =
         jobs.into_iter().partition(|j| matches!(j.op, Op::Audit(_)));
     for job in audit {
-        let _ = job
-            .reply
-            .send(Err(StoreError::Corrupt("audit batch failed".into())));
+        job.answer(Err(StoreError::Corrupt("audit batch failed".into())));
     }
     rest
+}
+
+impl Job {
+    pub(super) fn detached(op: Op) -> Self {
+        Self { op, reply: None }
+    }
+
+    fn answer(self, result: Result<Done, StoreError>) {
+        if let Some(reply) = self.reply {
+            let _ = reply.send(result);
+        }
+    }
 }
 
 /// Answer every job. `false` when the batch failed: then the caller pauses before the next
@@ -211,7 +262,7 @@ pub(super) fn settle(jobs: Vec<Job>, results: Result<Vec<Done>, StoreError>) -> 
     match results {
         Ok(results) => {
             for (job, r) in jobs.into_iter().zip(results) {
-                let _ = job.reply.send(Ok(r));
+                job.answer(Ok(r));
             }
             true
         }
@@ -221,18 +272,25 @@ pub(super) fn settle(jobs: Vec<Job>, results: Result<Vec<Done>, StoreError>) -> 
             tracing::warn!(target: "otpgate::store", error = %e, jobs = jobs.len(), "write batch failed");
             let text = e.to_string();
             for job in jobs {
-                let _ = job.reply.send(Err(StoreError::Corrupt(text.clone())));
+                job.answer(Err(StoreError::Corrupt(text.clone())));
             }
             false
         }
     }
 }
 
-/// The batch's counter increments summed per (counter, node): one statement per counter and
-/// batch instead of one per login. Counters are only ever added to here, so the order of the
-/// increments inside a batch does not matter.
-pub(super) fn counter_totals(jobs: &[Job]) -> Vec<(&str, &str, i64)> {
-    let mut totals: Vec<(&str, &str, i64)> = Vec::new();
+/// The batch's counter increments and the queued ones it takes along, summed per (counter,
+/// node): one statement per counter and batch instead of one per login. Counters are only ever
+/// added to here, so the order of the increments inside a batch does not matter.
+pub(super) fn counter_totals<'a>(
+    jobs: &'a [Job],
+    queued: &'a Taken,
+) -> Vec<(&'a str, &'a str, i64)> {
+    let mut totals: Vec<(&str, &str, i64)> = queued
+        .totals
+        .iter()
+        .map(|(n, o, d)| (n.as_str(), o.as_str(), *d))
+        .collect();
     for job in jobs {
         if let Op::CounterAdd { name, node, delta } = &job.op {
             match totals.iter_mut().find(|(n, o, _)| n == name && o == node) {
@@ -259,25 +317,27 @@ pub(super) fn timed(started: std::time::Instant, jobs: usize) {
 /// Pause after a failed batch.
 pub(super) const FAILED_BATCH_PAUSE: Duration = Duration::from_millis(50);
 
-async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
+async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>, counters: Arc<QueuedCounters>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         gather(first, &mut rx, &mut batch);
         let mut jobs = std::mem::take(&mut batch);
+        let queued = counters.take();
         let started = std::time::Instant::now();
-        let mut results = commit(&pool, &jobs).await;
+        let mut results = commit(&pool, &jobs, &queued).await;
         if results.is_err() && has_audit(&jobs) {
             jobs = drop_audit(jobs);
-            results = commit(&pool, &jobs).await;
+            results = commit(&pool, &jobs, &queued).await;
         }
         timed(started, jobs.len());
+        counters.settle(queued, results.as_ref().err());
         if !settle(jobs, results) {
             tokio::time::sleep(FAILED_BATCH_PAUSE).await;
         }
     }
 }
 
-async fn commit(pool: &AnyPool, jobs: &[Job]) -> Result<Vec<Done>, StoreError> {
+async fn commit(pool: &AnyPool, jobs: &[Job], queued: &Taken) -> Result<Vec<Done>, StoreError> {
     let mut tx: Transaction<'static, Any> = begin_write(pool, Backend::Postgres).await?;
     // The common case, an OTP consumption of a token no earlier job of this batch touched,
     // goes into one combined UPDATE per chunk: a single statement (one round trip to the
@@ -288,7 +348,7 @@ async fn commit(pool: &AnyPool, jobs: &[Job]) -> Result<Vec<Done>, StoreError> {
         let id = match &job.op {
             Op::Consume(c) => c.id,
             Op::Failure { id, .. } => *id,
-            Op::CounterAdd { .. } | Op::Audit(_) => continue,
+            Op::CounterAdd { .. } | Op::Audit(_) | Op::Flush => continue,
         };
         if let Op::Consume(c) = &job.op
             && c.new_count.is_some()
@@ -302,7 +362,7 @@ async fn commit(pool: &AnyPool, jobs: &[Job]) -> Result<Vec<Done>, StoreError> {
         .iter()
         .map(|j| matches!(j.op, Op::CounterAdd { .. }).then_some(Done::CounterAdded))
         .collect();
-    for (name, node, delta) in counter_totals(jobs) {
+    for (name, node, delta) in counter_totals(jobs, queued) {
         sqlx::query(COUNTER_ADD_SQL)
             .bind(name)
             .bind(node)
@@ -335,6 +395,7 @@ async fn commit(pool: &AnyPool, jobs: &[Job]) -> Result<Vec<Done>, StoreError> {
                 super::audit::insert_rows(&mut tx, rows).await?;
                 Done::Audited
             }
+            Op::Flush => Done::Flushed,
         });
     }
     tx.commit().await?;

@@ -109,7 +109,10 @@ async fn two_nodes_on_one_postgresql() {
     );
     b.wait_for_log("answered with another node's reply", Duration::from_secs(2));
 
-    // 4. event counters add up across nodes (5 validate_check so far: 2 + 1 + 1 at A, 1 + 0 at B …)
+    // 4. event counters add up across nodes (5 validate_check so far: 2 + 1 + 1 at A, 1 + 0 at B …).
+    // A node commits its increments after the reply; a graceful stop commits what is left.
+    assert!(a.stop().success());
+    assert!(b.stop().success());
     let store = otpgate::store::Store::open(&otpgate::store::StoreSettings {
         database: otpgate::store::Database::Postgres(url.clone()),
         max_connections: 1,
@@ -121,6 +124,4 @@ async fn two_nodes_on_one_postgresql() {
     // a: 1 (same OTP) + 1 (challenge) + 1 (failover original); b: 1 (same OTP) + 1 (answer)
     assert_eq!(total, 5, "counter rows of both nodes add up");
     store.close().await;
-    assert!(a.stop().success());
-    assert!(b.stop().success());
 }

@@ -132,6 +132,29 @@ async fn concurrent_counter_increments_add_up() {
     h.close().await;
 }
 
+/// Increments nobody waited for are committed when the store closes, not lost with the
+/// process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_counter_increments_are_written_at_close() {
+    use otpgate::store::{Database, Store, StoreSettings};
+    let dir = tempfile::tempdir().unwrap();
+    let settings = StoreSettings {
+        database: Database::Sqlite(dir.path().join("otpgate.db")),
+        max_connections: 2,
+        connect_timeout: Duration::from_secs(5),
+    };
+    let store = Store::open(&settings).await.unwrap();
+    for _ in 0..3 {
+        store.counter_add_queued("hits", "n1", 1);
+    }
+    store.close().await;
+    drop(store);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let store = Store::open(&settings).await.unwrap();
+    assert_eq!(store.counter_value("hits").await.unwrap(), 3);
+    store.close().await;
+}
+
 /// A definition sees the counter an earlier definition of the same phase changed, even when a
 /// definition before both had already read it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,9 @@
 //! `Counter` (spec §3.4): named counters, one row per node, summed when read.
+//!
+//! An increase is bookkeeping: it rides in the store's next commit and the login does not
+//! wait for that commit (a second fsync on every matching login). With `abort_on_error` the
+//! action waits, so a failed increment still ends the request. Reads of a counter wait for
+//! the queued increments first (`store::counters`).
 
 use super::{Done, HandlerError, Run};
 use crate::event::options::Options;
@@ -37,7 +42,13 @@ impl CounterAction {
         let store = auth.store();
         let node = auth.node();
         match self {
-            Self::Increase(name) => store.counter_add(name, node, 1).await,
+            Self::Increase(name) if run.def.abort_on_error => {
+                store.counter_add(name, node, 1).await
+            }
+            Self::Increase(name) => {
+                store.counter_add_queued(name, node, 1);
+                Ok(())
+            }
             Self::Decrease {
                 name,
                 allow_negative,
