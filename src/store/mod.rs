@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod challenges;
+mod checkpoints;
 mod counters;
 pub mod ledger;
 mod queued_counters;
@@ -22,6 +23,7 @@ pub mod tokens;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -228,9 +230,10 @@ impl Store {
             .connect_with(options)
             .await?;
         migrate(&pool, backend).await?;
+        let wal_restart = Arc::new(checkpoints::WalRestart::default());
         let (writer, reader) = match &sqlite_file {
             Some(file) => (
-                sqlite_direct::start_writer(file)?,
+                sqlite_direct::start_writer(file, Arc::clone(&wal_restart))?,
                 sqlite_direct::start_readers(file, SQLITE_READERS)?,
             ),
             None => {
@@ -249,7 +252,7 @@ impl Store {
             backend,
         };
         if backend == Backend::Sqlite {
-            tokio::spawn(checkpoints(store.pool.clone()));
+            tokio::spawn(checkpoints::run(store.pool.clone(), wal_restart));
         }
         Ok(store)
     }
@@ -338,25 +341,6 @@ pub(crate) fn take_queued<T>(
 /// `0/1` integer column → bool.
 pub(crate) fn flag(v: i64) -> bool {
     v != 0
-}
-
-/// Copy the SQLite WAL back into the database every second (passive: it never blocks the
-/// writer), so the WAL stays small and no commit pays for a checkpoint.
-async fn checkpoints(pool: AnyPool) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if pool.is_closed() {
-            break;
-        }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
-            tracing::debug!(target: "otpgate::store", error = %e, "WAL checkpoint failed");
-        }
-    }
 }
 
 /// See [`Store::begin_write`].

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use super::StoreError;
 use super::audit::{AUDIT_COLUMNS, AuditRow};
+use super::checkpoints::{self, Pass, WalRestart};
 use super::queued_counters::{QueuedCounters, Taken};
 use super::reader::{Lookup, TOKEN_COLUMNS, TOKEN_SELECT, TokenReader, add_token_row};
 use super::tokens::{Columns, FailureOutcome};
@@ -37,7 +38,7 @@ const STATEMENT_CACHE: usize = 32;
 /// Open a hot-path connection with the pool's settings (see `Store::open`).
 fn open(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.busy_handler(Some(wait_for_lock))?;
     let mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -50,6 +51,7 @@ fn open(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // checkpoints run in the background (`store::checkpoints`), never inside a commit
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    conn.pragma_update(None, "journal_size_limit", checkpoints::WAL_FILE_LIMIT)?;
     if read_only {
         conn.pragma_update(None, "query_only", "ON")?;
         // 1 MiB of pages (the default is 2): the token lookups' index pages stay; the rest
@@ -60,13 +62,28 @@ fn open(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Wait for a lock in short steps, up to about 5 s. SQLite's own busy handler sleeps 1, 2, 5,
+/// 10 … 100 ms between tries, so a lock held for a millisecond could cost a batch of logins
+/// 50 ms and more.
+fn wait_for_lock(attempt: i32) -> bool {
+    match attempt {
+        0..1000 => std::thread::sleep(Duration::from_micros(100)),
+        1000..5000 => std::thread::sleep(Duration::from_millis(1)),
+        _ => return false,
+    }
+    true
+}
+
 /// Start the group-commit writer thread on the SQLite file at `path`.
-pub(super) fn start_writer(path: &Path) -> Result<GroupWriter, StoreError> {
+pub(super) fn start_writer(
+    path: &Path,
+    restart: Arc<WalRestart>,
+) -> Result<GroupWriter, StoreError> {
     let conn = open(path, false)?;
     let (handle, rx, counters) = GroupWriter::channel();
     std::thread::Builder::new()
         .name("otpgate-db-write".into())
-        .spawn(move || write_loop(conn, rx, &counters))
+        .spawn(move || write_loop(conn, rx, &counters, &restart))
         .map_err(|source| StoreError::Thread {
             what: "writer",
             source,
@@ -95,7 +112,12 @@ pub(super) fn start_readers(path: &Path, threads: usize) -> Result<TokenReader, 
 // ---------------------------------------------------------------- the writer
 
 /// Ends when every [`GroupWriter`] handle is gone.
-fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, counters: &QueuedCounters) {
+fn write_loop(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    counters: &QueuedCounters,
+    restart: &WalRestart,
+) {
     let mut batch = Vec::with_capacity(writer::MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         writer::gather(first, &mut rx, &mut batch);
@@ -112,6 +134,32 @@ fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, counters: &Queu
         if !writer::settle(jobs, results) {
             std::thread::sleep(writer::FAILED_BATCH_PAUSE);
         }
+        if restart.take_request() {
+            finish_checkpoint(&conn);
+        }
+    }
+}
+
+/// Copy what the background checkpoint left, so that the next transaction starts the WAL over
+/// (`store::checkpoints`).
+fn finish_checkpoint(conn: &Connection) {
+    let started = std::time::Instant::now();
+    let pass = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok(Pass {
+            busy: r.get::<_, i64>(0)? != 0,
+            log: r.get(1)?,
+            copied: r.get(2)?,
+        })
+    });
+    match pass {
+        Ok(pass) => {
+            checkpoints::record("writer", started, &pass);
+            if pass.copied < pass.log {
+                // a reader still on an old snapshot: the background task asks again
+                tracing::debug!(target: "otpgate::store", log = pass.log, copied = pass.copied, "WAL not fully copied");
+            }
+        }
+        Err(e) => tracing::warn!(target: "otpgate::store", error = %e, "WAL checkpoint failed"),
     }
 }
 
