@@ -85,7 +85,7 @@ impl Authenticator {
                 let verdict = evaluate(def, &mut ctx).await?;
                 reports.push(DefinitionReport {
                     name: def.name.clone(),
-                    handler: def.label(),
+                    handler: def.label().to_owned(),
                     position: position.as_str(),
                     active: def.active,
                     listens: def.events.iter().any(|e| e == event),

@@ -41,24 +41,30 @@ pub struct Definition {
     pub action_name: String,
     pub action: Action,
     pub conditions: Vec<Condition>,
+    /// Per condition, its number among the distinct conditions of the configuration: two
+    /// definitions with the same condition and value share it, so a phase evaluates it once.
+    pub condition_ids: Vec<usize>,
+    /// `name=value` of each condition as written (what makes two conditions the same).
+    condition_texts: Vec<String>,
     /// The options as written (audit `action_detail`).
     pub options: BTreeMap<String, String>,
+    /// `Token:disable` and the options as text, made once: every run writes them into its
+    /// audit row.
+    label: String,
+    options_text: String,
     pub abort_on_error: bool,
     pub skip_unknown: bool,
 }
 
 impl Definition {
     /// `Token:disable`, as in audit rows.
-    pub fn label(&self) -> String {
-        format!("{}:{}", self.module.as_str(), self.action_name)
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
-    pub fn options_text(&self) -> String {
-        self.options
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+    /// `name=value, …` of the options, as in audit `action_detail`.
+    pub fn options_text(&self) -> &str {
+        &self.options_text
     }
 }
 
@@ -67,6 +73,8 @@ impl Definition {
 pub struct Definitions {
     all: Vec<Arc<Definition>>,
     by_event: HashMap<(String, Position), Vec<Arc<Definition>>>,
+    /// How many distinct conditions the definitions have (see `Definition::condition_ids`).
+    distinct_conditions: usize,
 }
 
 impl Definitions {
@@ -91,7 +99,23 @@ impl Definitions {
         self.all.is_empty()
     }
 
-    pub fn from_list(list: Vec<Definition>) -> Self {
+    pub fn distinct_conditions(&self) -> usize {
+        self.distinct_conditions
+    }
+
+    pub fn from_list(mut list: Vec<Definition>) -> Self {
+        let mut ids: HashMap<String, usize> = HashMap::new();
+        for d in &mut list {
+            d.condition_ids = d
+                .condition_texts
+                .iter()
+                .map(|t| {
+                    let next = ids.len();
+                    *ids.entry(t.clone()).or_insert(next)
+                })
+                .collect();
+        }
+        let distinct_conditions = ids.len();
         let mut all: Vec<Arc<Definition>> = list.into_iter().map(Arc::new).collect();
         all.sort_by_key(|d| (d.ordering, d.index));
         let mut by_event: HashMap<(String, Position), Vec<Arc<Definition>>> = HashMap::new();
@@ -103,7 +127,11 @@ impl Definitions {
                     .push(d.clone());
             }
         }
-        Self { all, by_event }
+        Self {
+            all,
+            by_event,
+            distinct_conditions,
+        }
     }
 }
 
@@ -161,9 +189,14 @@ pub fn build(raw: &[RawEvent], env: &BuildEnv, issues: &mut Issues) -> Definitio
             );
         }
         let mut conditions = Vec::new();
+        let mut condition_texts = Vec::new();
         for (name, value) in &r.conditions {
-            match Condition::parse(name, &value_text(value)) {
-                Ok(c) => conditions.push(c),
+            let value = value_text(value);
+            match Condition::parse(name, &value) {
+                Ok(c) => {
+                    conditions.push(c);
+                    condition_texts.push(format!("{name}={value}"));
+                }
                 Err(e) => push(&format!(".conditions.{name}"), e),
             }
         }
@@ -185,6 +218,12 @@ pub fn build(raw: &[RawEvent], env: &BuildEnv, issues: &mut Issues) -> Definitio
             continue;
         }
         list.push(Definition {
+            label: format!("{}:{}", module.as_str(), r.action.trim()),
+            options_text: options
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", "),
             index: i,
             name: r.name.clone(),
             active: r.active,
@@ -195,6 +234,8 @@ pub fn build(raw: &[RawEvent], env: &BuildEnv, issues: &mut Issues) -> Definitio
             action_name: r.action.trim().to_owned(),
             action,
             conditions,
+            condition_ids: Vec::new(),
+            condition_texts,
             options,
             abort_on_error: r.abort_on_error.unwrap_or(module.default_abort_on_error()),
             skip_unknown: r.skip_unknown.unwrap_or(true),

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::conditions::Check;
 use super::context::{Context, Scope};
 use super::definition::Definition;
-use super::handlers::{HandlerError, Run};
+use super::handlers::{Effect, HandlerError, Run};
 use crate::auth::{Request, Response, Trace};
 use crate::clock::Stopwatch;
 use crate::store::StoreError;
@@ -84,6 +84,52 @@ pub async fn evaluate(def: &Definition, ctx: &mut Context<'_, '_>) -> Result<Ver
     })
 }
 
+/// What a condition came to, without the reason: what the phase remembers per distinct
+/// condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Holds,
+    Fails,
+    Unknown,
+}
+
+/// Like [`evaluate`], remembering each distinct condition's outcome in `seen` (indexed by
+/// `Definition::condition_ids`): many definitions share conditions such as `result_value`,
+/// and a phase evaluates each only once until an action changes what conditions read.
+/// `None` when the definition's conditions hold, else the name of the first that does not.
+async fn evaluate_shared(
+    def: &Definition,
+    ctx: &mut Context<'_, '_>,
+    seen: &mut [Option<Outcome>],
+) -> Result<Option<&'static str>, StoreError> {
+    for (c, id) in def.conditions.iter().zip(&def.condition_ids) {
+        let outcome = match seen.get(*id).copied().flatten() {
+            Some(o) => o,
+            None => {
+                let o = match c.check(ctx).await? {
+                    Check::Holds => Outcome::Holds,
+                    Check::Fails(_) => Outcome::Fails,
+                    Check::Unknown(_) => Outcome::Unknown,
+                };
+                if let Some(slot) = seen.get_mut(*id) {
+                    *slot = Some(o);
+                }
+                o
+            }
+        };
+        let ok = match outcome {
+            Outcome::Holds => true,
+            // under the skip rule an unknown object counts as fulfilled
+            Outcome::Unknown => def.skip_unknown,
+            Outcome::Fails => false,
+        };
+        if !ok {
+            return Ok(Some(c.name()));
+        }
+    }
+    Ok(None)
+}
+
 impl Phase<'_, '_> {
     fn audit_row(
         &self,
@@ -113,7 +159,7 @@ impl Phase<'_, '_> {
                 .map(|c| c.to_string())
                 .unwrap_or_default(),
             info,
-            action_detail: def.options_text(),
+            action_detail: def.options_text().to_owned(),
             ..Default::default()
         }
     }
@@ -132,12 +178,16 @@ impl Phase<'_, '_> {
         // (condition, definition) of every definition that did not hold: with many
         // definitions that is most of them, on every request
         let mut skipped: Vec<(&'static str, &str)> = Vec::new();
+        let mut seen: Vec<Option<Outcome>> =
+            vec![None; self.scope.cfg.events.distinct_conditions()];
+        // the audit row's user, realm and serial, kept while actions change nothing
+        let mut kept_fields: Option<AuditFields> = None;
         for def in &defs {
             let watch = Stopwatch::start();
             let verdict = {
                 let response = self.response.as_deref();
                 let mut ctx = self.scope.view(&*self.request, response);
-                evaluate(def, &mut ctx).await
+                evaluate_shared(def, &mut ctx, &mut seen).await
             };
             for w in self.scope.warnings.drain(..) {
                 self.trace
@@ -155,12 +205,14 @@ impl Phase<'_, '_> {
                     continue;
                 }
             };
-            if !verdict.holds {
-                let (condition, _) = verdict.failed().unwrap_or(("?", ""));
+            if let Some(condition) = verdict {
                 skipped.push((condition, &def.name));
                 continue;
             }
-            let fields = self.audit_fields().await;
+            let fields = match kept_fields.take() {
+                Some(f) => f,
+                None => self.audit_fields().await,
+            };
             let result = {
                 let mut run = Run {
                     def,
@@ -172,7 +224,11 @@ impl Phase<'_, '_> {
                 def.action.run(&mut run).await
             };
             // Later definitions must see the action's effects.
-            self.scope.invalidate(def.action.effect());
+            let effect = def.action.effect();
+            if effect != Effect::Nothing {
+                seen.fill(None);
+            }
+            self.scope.invalidate(effect);
             match result {
                 Ok(done) => {
                     let info = match &done.details {
@@ -208,6 +264,10 @@ impl Phase<'_, '_> {
                         return Err(abort(def, &err));
                     }
                 }
+            }
+            // counters are not among the fields
+            if effect != Effect::Anything {
+                kept_fields = Some(fields);
             }
         }
         if !skipped.is_empty() {
@@ -288,8 +348,24 @@ fn not_met(text: &mut String, skipped: &[(&'static str, &str)]) {
         let _ = write!(text, " {condition}:");
         let names = skipped.iter().filter(|(c, _)| c == condition);
         for (i, (_, name)) in names.enumerate() {
-            let _ = write!(text, "{} {name:?}", if i == 0 { "" } else { "," });
+            text.push_str(if i == 0 { " " } else { ", " });
+            quoted(text, name);
         }
+    }
+}
+
+/// `"name"` as `{:?}` writes it, without the formatting machinery for the usual plain ASCII
+/// name: this runs for every definition that did not hold, on every request.
+fn quoted(text: &mut String, name: &str) {
+    if name
+        .bytes()
+        .any(|b| !(b' '..=b'~').contains(&b) || b == b'"' || b == b'\\')
+    {
+        let _ = write!(text, "{name:?}");
+    } else {
+        text.push('"');
+        text.push_str(name);
+        text.push('"');
     }
 }
 
@@ -339,5 +415,20 @@ mod tests {
             text,
             "POST-EVENT validate_check: conditions not met: result_value: \"a\", \"d\"; realm: \"b, c\""
         );
+    }
+
+    #[test]
+    fn names_are_quoted_like_debug() {
+        for name in [
+            "plain",
+            "with \"quote\"",
+            "back\\slash",
+            "tab\there",
+            "ümlaut",
+        ] {
+            let mut text = String::new();
+            quoted(&mut text, name);
+            assert_eq!(text, format!("{name:?}"));
+        }
     }
 }

@@ -132,6 +132,28 @@ async fn concurrent_counter_increments_add_up() {
     h.close().await;
 }
 
+/// Definitions that share a condition evaluate it once per phase, but an action that changes
+/// what it reads makes the next definition evaluate it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_condition_is_evaluated_again_after_an_action() {
+    let events = "[[event]]\nname = \"before\"\nevent = \"validate_check\"\nhandler = \"Counter\"\naction = \"increase_counter\"\nconditions = { token_locked = \"False\" }\noptions = { counter_name = \"before\" }\n\
+         [[event]]\nname = \"lock\"\nevent = \"validate_check\"\nhandler = \"Token\"\naction = \"set failcounter\"\nconditions = { token_locked = \"False\" }\noptions = { \"fail counter\" = \"10\" }\n\
+         [[event]]\nname = \"after\"\nevent = \"validate_check\"\nhandler = \"Counter\"\naction = \"increase_counter\"\nconditions = { token_locked = \"False\" }\noptions = { counter_name = \"after\" }\n";
+    let h = Harness::with_config(SQLITE, "", events).await;
+    h.user("alice", "pin755224").await;
+    assert_eq!(h.auth.store().counter_value("before").await.unwrap(), 1);
+    assert!(
+        h.token("HOTP1").await.is_locked(),
+        "the Token action locked it"
+    );
+    assert_eq!(
+        h.auth.store().counter_value("after").await.unwrap(),
+        0,
+        "the definition after the lock saw the token unlocked"
+    );
+    h.close().await;
+}
+
 /// Increments nobody waited for are committed when the store closes, not lost with the
 /// process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
