@@ -298,22 +298,14 @@ impl Condition {
         let yes = |b: bool, why: &dyn Fn() -> String| if b { Holds } else { Fails(why()) };
         Ok(match self {
             Self::Realm(allowed) => {
-                let realm = ctx
-                    .user()
-                    .await?
-                    .map(|u| u.realm.clone())
-                    .unwrap_or_default();
-                yes(allowed.contains(&realm), &|| {
+                let realm = ctx.user().await?.map_or("", |u| u.realm.as_str());
+                yes(allowed.iter().any(|a| a == realm), &|| {
                     format!("user realm {realm:?} is not listed")
                 })
             }
             Self::Resolver(allowed) => {
-                let res = ctx
-                    .user()
-                    .await?
-                    .map(|u| u.resolver.clone())
-                    .unwrap_or_default();
-                yes(allowed.contains(&res), &|| {
+                let res = ctx.user().await?.map_or("", |u| u.resolver.as_str());
+                yes(allowed.iter().any(|a| a == res), &|| {
                     format!("user resolver {res:?} is not listed")
                 })
             }

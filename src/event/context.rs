@@ -262,7 +262,9 @@ impl Context<'_, '_> {
     }
 
     pub async fn user(&mut self) -> Result<Option<&ResolvedUser>, StoreError> {
-        self.user_only().await?;
+        if self.scope.cache.user.is_none() {
+            self.user_only().await?;
+        }
         Ok(self.scope.cache.user.as_ref().and_then(Option::as_ref))
     }
 

@@ -177,13 +177,12 @@ impl Phase<'_, '_> {
         }
         // (condition, definition) of every definition that did not hold: with many
         // definitions that is most of them, on every request
-        let mut skipped: Vec<(&'static str, &str)> = Vec::new();
+        let mut skipped: Vec<(&'static str, &str)> = Vec::with_capacity(defs.len());
         let mut seen: Vec<Option<Outcome>> =
             vec![None; self.scope.cfg.events.distinct_conditions()];
         // the audit row's user, realm and serial, kept while actions change nothing
         let mut kept_fields: Option<AuditFields> = None;
         for def in &defs {
-            let watch = Stopwatch::start();
             let verdict = {
                 let response = self.response.as_deref();
                 let mut ctx = self.scope.view(&*self.request, response);
@@ -198,7 +197,7 @@ impl Phase<'_, '_> {
                 Err(e) => {
                     let fields = self.audit_fields().await;
                     let err = HandlerError::new("StoreError", e.to_string());
-                    self.failed(def, &err, &fields, &watch).await;
+                    self.failed(def, &err, &fields, None).await;
                     if def.abort_on_error {
                         return Err(abort(def, &err));
                     }
@@ -213,6 +212,7 @@ impl Phase<'_, '_> {
                 Some(f) => f,
                 None => self.audit_fields().await,
             };
+            let watch = Stopwatch::start();
             let result = {
                 let mut run = Run {
                     def,
@@ -259,7 +259,7 @@ impl Phase<'_, '_> {
                     self.scope.auth.audit().record(row).await;
                 }
                 Err(err) => {
-                    self.failed(def, &err, &fields, &watch).await;
+                    self.failed(def, &err, &fields, Some(&watch)).await;
                     if err.abort || def.abort_on_error {
                         return Err(abort(def, &err));
                     }
@@ -300,7 +300,8 @@ impl Phase<'_, '_> {
         def: &Definition,
         err: &HandlerError,
         fields: &AuditFields,
-        watch: &Stopwatch,
+        // the action's run; `None`: the conditions failed to evaluate
+        watch: Option<&Stopwatch>,
     ) {
         // The message may contain request data; the log gets it, the audit row only the kind.
         tracing::warn!(
@@ -313,12 +314,15 @@ impl Phase<'_, '_> {
         self.trace.add(
             "event",
             format!(
-                "{} {}>>{} {:?}: FAILED after {:.2} ms: {}{}",
+                "{} {}>>{} {:?}: FAILED {}: {}{}",
                 self.scope.position.audit_prefix(),
                 self.scope.event,
                 def.label(),
                 def.name,
-                watch.elapsed().as_secs_f64() * 1000.0,
+                match watch {
+                    Some(w) => format!("after {:.2} ms", w.elapsed().as_secs_f64() * 1000.0),
+                    None => "evaluating its conditions".to_owned(),
+                },
                 err.message,
                 if err.abort || def.abort_on_error {
                     " (aborts the request)"
