@@ -10,6 +10,19 @@
 //! - `writer` and `reader`: the hot path's group commit and batched token lookups on sqlx
 //!   (PostgreSQL); `sqlite_direct`: the same on threads that own SQLite connections.
 
+/// The token table's columns as every token lookup selects them (`t` is the token table),
+/// in the order of `reader::TOKEN_COLUMNS` (a test ties the two together).
+macro_rules! token_columns {
+    () => {
+        "t.id, t.serial, t.tokentype, t.description, t.owner_login, t.owner_realm, \
+         t.owner_resolver, t.active, t.revoked, t.failcount, t.maxfail, t.otp_counter, \
+         t.count_window, t.otplen, t.hashlib, t.time_step, t.time_window, t.time_shift, \
+         t.pin_hash, t.key_sealed, t.rollout_state, t.validity_start, t.validity_end, \
+         t.count_auth, t.count_auth_success, t.count_auth_max, t.count_auth_success_max, \
+         t.last_auth, t.failcounter_exceeded, t.created"
+    };
+}
+
 pub mod audit;
 pub mod challenges;
 mod checkpoints;

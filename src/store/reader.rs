@@ -63,13 +63,12 @@ pub(super) const TOKEN_COLUMNS: [&str; 32] = [
 ];
 
 /// `SELECT` [`TOKEN_COLUMNS`] `FROM token t LEFT JOIN tokeninfo ti …`; a `WHERE` follows.
-pub(super) const TOKEN_SELECT: &str = "SELECT t.id, t.serial, t.tokentype, t.description, \
-     t.owner_login, t.owner_realm, t.owner_resolver, t.active, t.revoked, t.failcount, \
-     t.maxfail, t.otp_counter, t.count_window, t.otplen, t.hashlib, t.time_step, t.time_window, \
-     t.time_shift, t.pin_hash, t.key_sealed, t.rollout_state, t.validity_start, t.validity_end, \
-     t.count_auth, t.count_auth_success, t.count_auth_max, t.count_auth_success_max, \
-     t.last_auth, t.failcounter_exceeded, t.created, ti.key AS info_key, \
-     ti.value AS info_value FROM token t LEFT JOIN tokeninfo ti ON ti.token_id = t.id ";
+pub(super) const TOKEN_SELECT: &str = concat!(
+    "SELECT ",
+    token_columns!(),
+    ", ti.key AS info_key, ti.value AS info_value \
+     FROM token t LEFT JOIN tokeninfo ti ON ti.token_id = t.id "
+);
 
 /// Add one row of a token lookup ordered by token id to `tokens`.
 pub(super) fn add_token_row(tokens: &mut Vec<Token>, row: &impl Columns) -> Result<(), StoreError> {

@@ -18,14 +18,7 @@ use crate::token::{HashLib, InfoField, Owner, Token, TokenType};
 
 macro_rules! token_select {
     ($tail:literal) => {
-        concat!(
-            "SELECT id, serial, tokentype, description, owner_login, owner_realm, owner_resolver, \
-             active, revoked, failcount, maxfail, otp_counter, count_window, otplen, hashlib, \
-             time_step, time_window, time_shift, pin_hash, key_sealed, rollout_state, \
-             validity_start, validity_end, count_auth, count_auth_success, count_auth_max, \
-             count_auth_success_max, last_auth, failcounter_exceeded, created FROM token ",
-            $tail
-        )
+        concat!("SELECT ", token_columns!(), " FROM token t ", $tail)
     };
 }
 
@@ -1105,4 +1098,20 @@ async fn increase_info(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::reader::TOKEN_COLUMNS;
+
+    /// `token_from_row` reads columns by name: the single-table select names them like the
+    /// hot path's lookup, without its tokeninfo pair.
+    #[test]
+    fn token_select_names_the_lookup_columns() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(include_str!("../../migrations/sqlite/0001_initial.sql"))
+            .unwrap();
+        let stmt = conn.prepare(token_select!("WHERE 1 = 0")).unwrap();
+        assert_eq!(stmt.column_names(), TOKEN_COLUMNS[..30].to_vec());
+    }
 }
