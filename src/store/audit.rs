@@ -192,6 +192,8 @@ impl Store {
     }
 
     /// Count `validate_check` rows of a user since a time (auth_max_fail / auth_max_success).
+    /// The literal `event = 'validate_check'` is what lets the partial index `audit_user`
+    /// serve these.
     /// `success`: `Some(true)` accepted rows, `Some(false)` rejected rows (challenges excluded).
     pub async fn count_auth_rows(
         &self,
@@ -201,11 +203,9 @@ impl Store {
         success: bool,
     ) -> Result<i64, StoreError> {
         let sql = if success {
-            "SELECT COUNT(*) AS n FROM audit WHERE event = 'validate_check' AND user_login = $1 \
-             AND realm = $2 AND time_us >= $3 AND success = 1"
+            COUNT_ACCEPTED_SQL
         } else {
-            "SELECT COUNT(*) AS n FROM audit WHERE event = 'validate_check' AND user_login = $1 \
-             AND realm = $2 AND time_us >= $3 AND success = 0 AND authentication <> 'CHALLENGE'"
+            COUNT_REJECTED_SQL
         };
         let row = sqlx::query(sql)
             .bind(user)
@@ -216,6 +216,15 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 }
+
+/// A user's accepted logins since a time (`$1` login, `$2` realm, `$3` time).
+const COUNT_ACCEPTED_SQL: &str = "SELECT COUNT(*) AS n FROM audit WHERE event = 'validate_check' \
+     AND user_login = $1 AND realm = $2 AND time_us >= $3 AND success = 1";
+
+/// A user's rejected logins since a time, challenges not counted.
+const COUNT_REJECTED_SQL: &str = "SELECT COUNT(*) AS n FROM audit WHERE event = 'validate_check' \
+     AND user_login = $1 AND realm = $2 AND time_us >= $3 AND success = 0 \
+     AND authentication <> 'CHALLENGE'";
 
 enum Msg {
     Row(Box<AuditRow>),
@@ -325,5 +334,34 @@ async fn write_with_retry(store: &Store, batch: &mut Vec<AuditRow>) {
             row = %serde_json::to_string(&row).unwrap_or_default(),
             "database unavailable; audit row written to the log instead"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// auth_max_fail / auth_max_success counts go through the (partial) `audit_user` index.
+    #[test]
+    fn login_counts_use_the_user_index() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        for (_, _, sql) in super::super::SQLITE_MIGRATIONS {
+            conn.execute_batch(sql).unwrap();
+        }
+        for sql in [COUNT_ACCEPTED_SQL, COUNT_REJECTED_SQL] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(rusqlite::params!["alice", "r", 0], |r| {
+                    r.get::<_, String>(3)
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert!(
+                plan.iter().any(|p| p.contains("INDEX audit_user")),
+                "{sql}: {plan:?}"
+            );
+        }
     }
 }

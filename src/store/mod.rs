@@ -154,7 +154,7 @@ pub struct Store {
     ledger: ledger::Ledger,
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+pub(super) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         "initial",
@@ -169,6 +169,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "request ledger",
         include_str!("../../migrations/sqlite/0003_request_ledger.sql"),
+    ),
+    (
+        4,
+        "audit_user for logins only",
+        include_str!("../../migrations/sqlite/0004_audit_user_logins_only.sql"),
     ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -186,6 +191,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "request ledger",
         include_str!("../../migrations/postgres/0003_request_ledger.sql"),
+    ),
+    (
+        4,
+        "audit_user for logins only",
+        include_str!("../../migrations/postgres/0004_audit_user_logins_only.sql"),
     ),
 ];
 
