@@ -61,7 +61,8 @@ start_pg() {
   "${as[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w \
     -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PG_DIR -c max_connections=100" start >/dev/null
 }
-trap 'stop_server; stop_pg' EXIT
+# the cluster's data directory goes too (its logs stay)
+trap 'stop_server; stop_pg; rm -rf "$PG_DIR/data"' EXIT
 
 # ---------------------------------------------------------------- one cell
 SERVER_PID=""
@@ -147,6 +148,12 @@ EOF
   "$BIN" bench --server "127.0.0.1:$PORT" --secret "$SECRET" --tokens tokens.csv "${pinarg[@]}" \
     "${args[@]}" --duration "$duration" --warmup 2 --server-pid "$SERVER_PID" --json > bench.json
   stop_server
+  # the store and the seeds are gigabytes over a run (WAL files, 100,000 tokens); the results,
+  # the configuration and the server's log stay
+  rm -f otpgate.db otpgate.db-wal otpgate.db-shm tokens.csv users.csv
+  if [ "$backend" = postgres ]; then
+    psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "DROP DATABASE $db" >/dev/null || true
+  fi
   python3 - "$label" "$backend" "$pin" "$ev" "$users" "$mode" "$(echo "$t1 - $t0" | bc)" >> "$RESULTS" <<'PY'
 import json, sys
 d = json.load(open("bench.json"))
