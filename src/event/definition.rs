@@ -42,10 +42,9 @@ pub struct Definition {
     pub action: Action,
     pub conditions: Vec<Condition>,
     /// Per condition, its number among the distinct conditions of the configuration: two
-    /// definitions with the same condition and value share it, so a phase evaluates it once.
+    /// definitions with the same condition and value (`name=value` as written) share it, so a
+    /// phase evaluates it once.
     pub condition_ids: Vec<usize>,
-    /// `name=value` of each condition as written (what makes two conditions the same).
-    condition_texts: Vec<String>,
     /// The options as written (audit `action_detail`).
     pub options: BTreeMap<String, String>,
     /// `Token:disable` and the options as text, made once: every run writes them into its
@@ -103,19 +102,12 @@ impl Definitions {
         self.distinct_conditions
     }
 
-    pub fn from_list(mut list: Vec<Definition>) -> Self {
-        let mut ids: HashMap<String, usize> = HashMap::new();
-        for d in &mut list {
-            d.condition_ids = d
-                .condition_texts
-                .iter()
-                .map(|t| {
-                    let next = ids.len();
-                    *ids.entry(t.clone()).or_insert(next)
-                })
-                .collect();
-        }
-        let distinct_conditions = ids.len();
+    pub fn from_list(list: Vec<Definition>) -> Self {
+        let distinct_conditions = list
+            .iter()
+            .flat_map(|d| d.condition_ids.iter().map(|id| id + 1))
+            .max()
+            .unwrap_or(0);
         let mut all: Vec<Arc<Definition>> = list.into_iter().map(Arc::new).collect();
         all.sort_by_key(|d| (d.ordering, d.index));
         let mut by_event: HashMap<(String, Position), Vec<Arc<Definition>>> = HashMap::new();
@@ -138,6 +130,8 @@ impl Definitions {
 /// Validate every `[[event]]`.
 pub fn build(raw: &[RawEvent], env: &BuildEnv, issues: &mut Issues) -> Definitions {
     let mut list = Vec::new();
+    // `name=value` → its number among the distinct conditions (`Definition::condition_ids`)
+    let mut distinct: HashMap<String, usize> = HashMap::new();
     for (i, r) in raw.iter().enumerate() {
         let key = format!("event[{i}]");
         let label = format!("event {:?}", r.name);
@@ -189,13 +183,14 @@ pub fn build(raw: &[RawEvent], env: &BuildEnv, issues: &mut Issues) -> Definitio
             );
         }
         let mut conditions = Vec::new();
-        let mut condition_texts = Vec::new();
+        let mut condition_ids = Vec::new();
         for (name, value) in &r.conditions {
             let value = value_text(value);
             match Condition::parse(name, &value) {
                 Ok(c) => {
                     conditions.push(c);
-                    condition_texts.push(format!("{name}={value}"));
+                    let next = distinct.len();
+                    condition_ids.push(*distinct.entry(format!("{name}={value}")).or_insert(next));
                 }
                 Err(e) => push(&format!(".conditions.{name}"), e),
             }
@@ -234,8 +229,7 @@ pub fn build(raw: &[RawEvent], env: &BuildEnv, issues: &mut Issues) -> Definitio
             action_name: r.action.trim().to_owned(),
             action,
             conditions,
-            condition_ids: Vec::new(),
-            condition_texts,
+            condition_ids,
             options,
             abort_on_error: r.abort_on_error.unwrap_or(module.default_abort_on_error()),
             skip_unknown: r.skip_unknown.unwrap_or(true),

@@ -45,28 +45,13 @@ pub struct Verdict {
     pub checks: Vec<(&'static str, Check)>,
 }
 
-impl Verdict {
-    /// The first condition that failed, with its reason.
-    pub fn failed(&self) -> Option<(&'static str, &str)> {
-        self.checks.iter().find_map(|(n, c)| match c {
-            Check::Fails(why) | Check::Unknown(why) => Some((*n, why.as_str())),
-            Check::Holds => None,
-        })
-    }
-}
-
 /// Evaluate a definition's conditions in order, stopping at the first that does not hold.
 pub async fn evaluate(def: &Definition, ctx: &mut Context<'_, '_>) -> Result<Verdict, StoreError> {
     let mut checks = Vec::with_capacity(def.conditions.len());
     for c in &def.conditions {
         let outcome = c.check(ctx).await?;
-        let ok = match &outcome {
-            Check::Holds => true,
-            Check::Unknown(_) => def.skip_unknown,
-            Check::Fails(_) => false,
-        };
+        let ok = Outcome::of(&outcome).fulfils(def);
         let outcome = match outcome {
-            // under the skip rule an unknown object counts as fulfilled
             Check::Unknown(why) if def.skip_unknown => Check::Unknown(format!("skipped: {why}")),
             other => other,
         };
@@ -93,6 +78,26 @@ enum Outcome {
     Unknown,
 }
 
+impl Outcome {
+    fn of(check: &Check) -> Self {
+        match check {
+            Check::Holds => Self::Holds,
+            Check::Fails(_) => Self::Fails,
+            Check::Unknown(_) => Self::Unknown,
+        }
+    }
+
+    /// Whether the condition counts as fulfilled for `def`: under the skip rule an unknown
+    /// object does.
+    fn fulfils(self, def: &Definition) -> bool {
+        match self {
+            Self::Holds => true,
+            Self::Unknown => def.skip_unknown,
+            Self::Fails => false,
+        }
+    }
+}
+
 /// Like [`evaluate`], remembering each distinct condition's outcome in `seen` (indexed by
 /// `Definition::condition_ids`): many definitions share conditions such as `result_value`,
 /// and a phase evaluates each only once until an action changes what conditions read.
@@ -106,24 +111,14 @@ async fn evaluate_shared(
         let outcome = match seen.get(*id).copied().flatten() {
             Some(o) => o,
             None => {
-                let o = match c.check(ctx).await? {
-                    Check::Holds => Outcome::Holds,
-                    Check::Fails(_) => Outcome::Fails,
-                    Check::Unknown(_) => Outcome::Unknown,
-                };
+                let o = Outcome::of(&c.check(ctx).await?);
                 if let Some(slot) = seen.get_mut(*id) {
                     *slot = Some(o);
                 }
                 o
             }
         };
-        let ok = match outcome {
-            Outcome::Holds => true,
-            // under the skip rule an unknown object counts as fulfilled
-            Outcome::Unknown => def.skip_unknown,
-            Outcome::Fails => false,
-        };
-        if !ok {
+        if !outcome.fulfils(def) {
             return Ok(Some(c.name()));
         }
     }

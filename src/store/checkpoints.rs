@@ -48,9 +48,8 @@ impl WalRestart {
 }
 
 /// What `PRAGMA wal_checkpoint` reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub(super) struct Pass {
-    pub(super) busy: bool,
     /// Frames in the WAL.
     pub(super) log: i64,
     /// Frames copied into the database file.
@@ -72,7 +71,6 @@ async fn passive(pool: &AnyPool) -> Option<Pass> {
     {
         Ok(row) => {
             let pass = Pass {
-                busy: row.try_get::<i64, _>(0).unwrap_or(0) != 0,
                 log: row.try_get::<i64, _>(1).unwrap_or(0),
                 copied: row.try_get::<i64, _>(2).unwrap_or(0),
             };

@@ -146,7 +146,6 @@ fn finish_checkpoint(conn: &Connection) {
     let started = std::time::Instant::now();
     let pass = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
         Ok(Pass {
-            busy: r.get::<_, i64>(0)? != 0,
             log: r.get(1)?,
             copied: r.get(2)?,
         })
