@@ -49,6 +49,10 @@ pub struct BenchArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// Write every answered request's scheduled send time and latency (CSV, microseconds)
+    /// here, to see whether slow answers come in clusters (stalls) or spread out (queueing).
+    #[arg(long)]
+    timeline: Option<PathBuf>,
 }
 
 pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -86,7 +90,15 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         },
         users,
     )
-    .await;
+    .await
+    .context("the load generator")?;
+    if let Some(path) = &args.timeline {
+        let mut csv = String::from("scheduled_us,latency_us\n");
+        for (at, latency) in &report.timeline {
+            csv.push_str(&format!("{at},{latency}\n"));
+        }
+        std::fs::write(path, csv).with_context(|| path.display().to_string())?;
+    }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
