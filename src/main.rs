@@ -6,6 +6,11 @@ use clap::Parser;
 use otpgate::cli::{self, Cli, Command};
 use tracing_subscriber::EnvFilter;
 
+/// glibc's malloc was a fifth of the server's CPU under load (arena locks, fastbin
+/// consolidation on every larger request; docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
