@@ -175,6 +175,11 @@ pub(super) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit_user for logins only",
         include_str!("../../migrations/sqlite/0004_audit_user_logins_only.sql"),
     ),
+    (
+        5,
+        "audit append-only",
+        include_str!("../../migrations/sqlite/0005_audit_append_only.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -196,6 +201,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "audit_user for logins only",
         include_str!("../../migrations/postgres/0004_audit_user_logins_only.sql"),
+    ),
+    (
+        5,
+        "audit append-only",
+        include_str!("../../migrations/postgres/0005_audit_append_only.sql"),
     ),
 ];
 
