@@ -361,6 +361,45 @@ async fn write_with_retry(store: &Store, batch: &mut Vec<AuditRow>) {
 mod tests {
     use super::*;
 
+    /// Migration 0005 rebuilds the SQLite audit table: the rows of an existing store stay,
+    /// and new rows get ids after them.
+    #[test]
+    fn audit_rebuild_keeps_rows_and_ids() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let (before, after): (Vec<_>, Vec<_>) = super::super::SQLITE_MIGRATIONS
+            .iter()
+            .partition(|(version, _, _)| *version < 5);
+        for (_, _, sql) in &before {
+            conn.execute_batch(sql).unwrap();
+        }
+        let insert = format!(
+            "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (1, 'n', 'validate_check', 'radius', 1, \
+             'ACCEPT', 'alice', 'r', 'f', 'S1', 'hotp', '127.0.0.1', 'ok', '', '', 5, '[]')"
+        );
+        for _ in 0..3 {
+            conn.execute(&insert, []).unwrap();
+        }
+        conn.execute("DELETE FROM audit WHERE id = 2", []).unwrap();
+        for (_, _, sql) in &after {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute(&insert, []).unwrap();
+        let ids: Vec<i64> = conn
+            .prepare("SELECT id FROM audit ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(ids, vec![1, 3, 4]);
+        let user: String = conn
+            .query_row("SELECT user_login FROM audit WHERE id = 3", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(user, "alice");
+    }
+
     /// auth_max_fail / auth_max_success counts go through the (partial) `audit_user` index.
     #[test]
     fn login_counts_use_the_user_index() {
