@@ -7,7 +7,14 @@
 # tokens (p50 and RSS against 1,000), and optionally FreeRADIUS's PAP-from-file floor measured
 # in the same run (--with-freeradius; uses the reference scripts in ../shared/anchors).
 #
-#   bench/run.sh [--with-freeradius] [--duration SECONDS] [--skip-postgres] [--skip-pin]
+#   bench/run.sh [--with-freeradius] [--duration SECONDS] [--rounds N] [--skip-postgres] [--skip-pin]
+#
+# The targets that compare two cells (event definitions against none, 100,000 tokens against
+# 1,000) are ratios, and this machine's speed drifts by up to 20 % from one minute to the next.
+# So the cells they compare run interleaved, in --rounds rounds (default 3): each round runs
+# the baseline and its variants back to back, a ratio is taken within each round, and the
+# table reports the median over the rounds next to every single value. The open-loop run is
+# repeated in every round too; its p99 is reported for each round and as the worst of them.
 #
 # Every cell gets a fresh store and a fresh import, so every request carries a fresh valid OTP.
 # The server runs the release build with MALLOC_ARENA_MAX=2 (as docs/performance.md
@@ -16,11 +23,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-with_fr=0; duration=10; skip_pg=0; skip_pin=0
+with_fr=0; duration=10; rounds=3; skip_pg=0; skip_pin=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --with-freeradius) with_fr=1 ;;
     --duration) duration=$2; shift ;;
+    --rounds) rounds=$2; shift ;;
     --skip-postgres) skip_pg=1 ;;
     --skip-pin) skip_pin=1 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
@@ -87,7 +95,7 @@ events() {
 # cell LABEL BACKEND PIN EVENTS USERS MODE(conc:N|rate:R)
 cell() {
   local label=$1 backend=$2 pin=$3 ev=$4 users=$5 mode=$6
-  local dir=$OUT/cell-$(echo "$label" | tr -c 'A-Za-z0-9' '-')
+  local dir=$OUT/cell-$(echo "$label" | tr -c 'A-Za-z0-9' '-')r$ROUND
   mkdir -p "$dir"; cd "$dir"
   python3 - "$users" <<'PY'
 import sys
@@ -154,36 +162,56 @@ EOF
   if [ "$backend" = postgres ]; then
     psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "DROP DATABASE $db" >/dev/null || true
   fi
-  python3 - "$label" "$backend" "$pin" "$ev" "$users" "$mode" "$(echo "$t1 - $t0" | bc)" >> "$RESULTS" <<'PY'
+  python3 - "$label" "$backend" "$pin" "$ev" "$users" "$mode" "$(echo "$t1 - $t0" | bc)" "$ROUND" >> "$RESULTS" <<'PY'
 import json, sys
 d = json.load(open("bench.json"))
 d.update(label=sys.argv[1], backend=sys.argv[2], pin=sys.argv[3], events=sys.argv[4],
-         users=int(sys.argv[5]), load=sys.argv[6], import_seconds=float(sys.argv[7]))
+         users=int(sys.argv[5]), load=sys.argv[6], import_seconds=float(sys.argv[7]),
+         round=int(sys.argv[8]))
 print(json.dumps(d))
 PY
   tail -n 1 "$RESULTS" | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
-print("%-44s %8.0f/s  cpu %.4f ms  p50 %.2f  p99 %.2f  rss %.1f MiB  (%d acc, %d rej, %d lost)" % (
-    d["label"], d["accepted_per_second"], d.get("server_cpu_ms_per_login") or 0, d["p50_ms"],
+print("round %d  %-44s %8.0f/s  cpu %.4f ms  p50 %.2f  p99 %.2f  rss %.1f MiB  (%d acc, %d rej, %d lost)" % (
+    d["round"], d["label"], d["accepted_per_second"], d.get("server_cpu_ms_per_login") or 0, d["p50_ms"],
     d["p99_ms"], d.get("server_rss_mib") or 0, d["accepted"], d["rejected"], d["lost"]))'
   cd "$ROOT"
 }
 
 # ---------------------------------------------------------------- the runs
-backends=(sqlite)
-if [ "$skip_pg" = 0 ]; then start_pg; backends+=(postgres); fi
-pins=(none); [ "$skip_pin" = 0 ] && pins+=(pin)
-for backend in "${backends[@]}"; do
-  for pin in "${pins[@]}"; do
-    for ev in none 20-nonmatching 2-matching; do
-      conc=128; [ "$pin" = pin ] && conc=8
-      cell "$backend otppin=$pin events=$ev" "$backend" "$pin" "$ev" 1000 "conc:$conc"
-    done
+# The compared cells of one backend, otppin=none: the baseline, its two event variants and
+# (SQLite) 100,000 tokens and the open loop, back to back in every round.
+ROUND=0
+compared_round() {
+  local backend=$1
+  for ev in none 20-nonmatching 2-matching; do
+    cell "$backend otppin=none events=$ev" "$backend" none "$ev" 1000 "conc:128"
   done
-done
-cell "sqlite open loop 5000/s" sqlite none none 1000 "rate:5000"
-cell "sqlite 100000 tokens" sqlite none none 100000 "conc:128"
+  if [ "$backend" = sqlite ]; then
+    cell "sqlite 100000 tokens" sqlite none none 100000 "conc:128"
+    cell "sqlite open loop 5000/s" sqlite none none 1000 "rate:5000"
+  fi
+}
+# With a token PIN the targets are absolute (logins/s, argon2 runs): one round.
+pin_cells() {
+  local backend=$1
+  [ "$skip_pin" = 0 ] || return 0
+  ROUND=1
+  for ev in none 20-nonmatching 2-matching; do
+    cell "$backend otppin=pin events=$ev" "$backend" pin "$ev" 1000 "conc:8"
+  done
+}
+# SQLite first and PostgreSQL started only after it: that server's checkpoints and autovacuum
+# share the disk and the two cores.
+for ROUND in $(seq 1 "$rounds"); do compared_round sqlite; done
+pin_cells sqlite
+if [ "$skip_pg" = 0 ]; then
+  start_pg
+  for ROUND in $(seq 1 "$rounds"); do compared_round postgres; done
+  pin_cells postgres
+  stop_pg
+fi
 
 if [ "$with_fr" = 1 ]; then
   ANCHORS=${ANCHORS:-$ROOT/../shared/anchors}
@@ -193,24 +221,7 @@ if [ "$with_fr" = 1 ]; then
   RESULTS=$RESULTS_FR REPS=1 RATES_A="" N_A=40000 ANCHOR_WORK=$OUT/anchors "$ANCHORS/bench-freeradius.sh" | tail -n 2
 fi
 
-python3 - "$RESULTS" "$OUT/freeradius.jsonl" > "$OUT/table.md" <<'PY'
-import json, os, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-fr = None
-if os.path.exists(sys.argv[2]):
-    for l in open(sys.argv[2]):
-        d = json.loads(l)
-        if d.get("kind") == "peak" and "1 radclient" in d.get("label", ""):
-            fr = d
-print("| run | accepted/s | server CPU ms/login | p50 ms | p99 ms | RSS MiB | accepted / rejected / lost |" + (" CPU vs FreeRADIUS |" if fr else ""))
-print("|---|---|---|---|---|---|---|" + ("---|" if fr else ""))
-for d in rows:
-    cpu = d.get("server_cpu_ms_per_login") or 0
-    ratio = f" {cpu / fr['server_cpu_ms_per_req']:.2f}x |" if fr and fr.get("server_cpu_ms_per_req") else (" |" if fr else "")
-    print(f"| {d['label']} | {d['accepted_per_second']:.0f} | {cpu:.4f} | {d['p50_ms']:.2f} | {d['p99_ms']:.2f} | {d.get('server_rss_mib') or 0:.1f} | {d['accepted']} / {d['rejected']} / {d['lost']} |{ratio}")
-if fr:
-    print(f"\nFreeRADIUS 3.2 PAP from a users file, same run: {fr['rps']:.0f} req/s, {fr['server_cpu_ms_per_req']} ms server CPU per request.")
-PY
+python3 "$ROOT/bench/summarize.py" "$RESULTS" "$OUT/freeradius.jsonl" > "$OUT/table.md"
 echo
 cat "$OUT/table.md"
 echo

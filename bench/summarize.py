@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""The tables of a bench/run.sh run: one row per cell (the median over its rounds, each round's
+value beside it), then the issue's targets, each judged on the median over the rounds and
+counted round by round.
+
+    bench/summarize.py results.jsonl [freeradius.jsonl]
+
+A ratio target (event definitions against none, 100,000 tokens against 1,000) compares the
+cells of the same round, which ran back to back; the machine's speed drifts between rounds.
+"""
+import json
+import os
+import statistics
+import sys
+
+
+def load(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def freeradius_floor(path):
+    if not path or not os.path.exists(path):
+        return None
+    for d in load(path):
+        if d.get("kind") == "peak" and "1 radclient" in d.get("label", ""):
+            return d
+    return None
+
+
+def by_label(rows):
+    cells = {}
+    for d in rows:
+        cells.setdefault(d["label"], []).append(d)
+    return cells
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def spread(values, fmt):
+    return " / ".join(fmt % v for v in values)
+
+
+def cell_table(cells, fr):
+    floor = fr.get("server_cpu_ms_per_req") if fr else None
+    head = "| run | rounds | accepted/s (median; each round) | server CPU ms/login | p50 ms | p99 ms | RSS MiB (max) | accepted / rejected / lost |"
+    rule = "|---|---|---|---|---|---|---|---|"
+    if floor:
+        head += " CPU vs FreeRADIUS |"
+        rule += "---|"
+    print(head)
+    print(rule)
+    for label, rs in cells.items():
+        rate = [d["accepted_per_second"] for d in rs]
+        cpu = [d.get("server_cpu_ms_per_login") or 0.0 for d in rs]
+        p50 = [d["p50_ms"] for d in rs]
+        p99 = [d["p99_ms"] for d in rs]
+        rss = max(d.get("server_rss_mib") or 0.0 for d in rs)
+        each = f" ({spread(rate, '%.0f')})" if len(rs) > 1 else ""
+        line = (
+            f"| {label} | {len(rs)} | {median(rate):.0f}{each} | {median(cpu):.4f} | "
+            f"{median(p50):.2f} | {median(p99):.2f} | {rss:.1f} | "
+            f"{sum(d['accepted'] for d in rs)} / {sum(d['rejected'] for d in rs)} / "
+            f"{sum(d['lost'] for d in rs)} |"
+        )
+        if floor:
+            line += f" {median(cpu) / floor:.2f}x |"
+        print(line)
+    if fr:
+        print(
+            f"\nFreeRADIUS 3.2 PAP from a users file, same run: {fr['rps']:.0f} req/s, "
+            f"{fr['server_cpu_ms_per_req']} ms server CPU per request."
+        )
+
+
+def per_round(cells, label):
+    return {d["round"]: d for d in cells.get(label, [])}
+
+
+def ratios(cells, base, variant, key):
+    """variant/base - 1 in percent, for every round that has both, in round order."""
+    b, v = per_round(cells, base), per_round(cells, variant)
+    out = []
+    for r in sorted(set(b) & set(v)):
+        if b[r][key]:
+            out.append((v[r][key] / b[r][key] - 1.0) * 100.0)
+    return out
+
+
+class Targets:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, target, values, fmt, within, judge=median):
+        """values: one per round; within(v) says whether v meets the target."""
+        if not values:
+            return
+        verdict = "met" if within(judge(values)) else "**missed**"
+        ok = sum(1 for v in values if within(v))
+        self.rows.append(
+            (target, fmt % judge(values), spread(values, fmt), f"{ok} of {len(values)}", verdict)
+        )
+
+    def print(self):
+        print("| target | median | each round | rounds within | |")
+        print("|---|---|---|---|---|")
+        for row in self.rows:
+            print("| " + " | ".join(row) + " |")
+
+
+def targets(cells):
+    t = Targets()
+    none = {b: f"{b} otppin=none events=none" for b in ("sqlite", "postgres")}
+
+    def values(label, key):
+        return [d[key] for d in sorted(cells.get(label, []), key=lambda d: d["round"])]
+
+    t.add(
+        "SQLite otppin=none: server CPU ≤ 0.1 ms per login",
+        values(none["sqlite"], "server_cpu_ms_per_login"),
+        "%.4f ms",
+        lambda v: v <= 0.1,
+    )
+    t.add(
+        "SQLite: ≥ 10,000 accepted logins/s closed loop",
+        values(none["sqlite"], "accepted_per_second"),
+        "%.0f/s",
+        lambda v: v >= 10_000,
+    )
+    t.add(
+        "SQLite: p99 ≤ 5 ms at 5,000/s open loop",
+        values("sqlite open loop 5000/s", "p99_ms"),
+        "%.2f ms",
+        lambda v: v <= 5.0,
+    )
+    t.add(
+        "PostgreSQL: ≥ 5,000 accepted logins/s",
+        values(none["postgres"], "accepted_per_second"),
+        "%.0f/s",
+        lambda v: v >= 5_000,
+    )
+    cores = os.cpu_count() or 1
+    for backend in ("sqlite", "postgres"):
+        label = f"{backend} otppin=pin events=none"
+        t.add(
+            f"{backend}, token PIN: ≥ 40 accepted logins/s per core ({cores} cores)",
+            [v / cores for v in values(label, "accepted_per_second")],
+            "%.0f/s",
+            lambda v: v >= 40,
+        )
+    for backend in ("sqlite", "postgres"):
+        for ev, limit in (("20-nonmatching", 10), ("2-matching", 20)):
+            t.add(
+                f"{backend}: {ev} definitions cost ≤ {limit} % throughput",
+                ratios(cells, none[backend], f"{backend} otppin=none events={ev}",
+                       "accepted_per_second"),
+                "%+.1f %%",
+                lambda v, limit=limit: v >= -limit,
+            )
+    t.add(
+        "SQLite: 100,000 tokens change p50 by ≤ 10 %",
+        ratios(cells, none["sqlite"], "sqlite 100000 tokens", "p50_ms"),
+        "%+.1f %%",
+        lambda v: v <= 10,
+    )
+    t.add(
+        "RSS ≤ 64 MiB at 100,000 tokens (the largest round)",
+        values("sqlite 100000 tokens", "server_rss_mib"),
+        "%.1f MiB",
+        lambda v: v <= 64.0,
+        judge=max,
+    )
+    t.add(
+        "import 100,000 tokens < 60 s (the slowest round)",
+        values("sqlite 100000 tokens", "import_seconds"),
+        "%.1f s",
+        lambda v: v < 60.0,
+        judge=max,
+    )
+    t.print()
+    print(
+        "\nRatios compare the cells of one round, which ran back to back: −10 % = 10 % fewer "
+        "logins/s than that round's baseline; +10 % = a 10 % higher p50."
+    )
+
+
+def main():
+    rows = load(sys.argv[1])
+    fr = freeradius_floor(sys.argv[2] if len(sys.argv) > 2 else None)
+    cells = by_label(rows)
+    cell_table(cells, fr)
+    print()
+    targets(cells)
+
+
+if __name__ == "__main__":
+    main()
