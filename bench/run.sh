@@ -180,6 +180,10 @@ print("round %d  %-44s %8.0f/s  cpu %.4f ms  p50 %.2f  p99 %.2f  rss %.1f MiB  (
 }
 
 # ---------------------------------------------------------------- the runs
+# How steady the CPU is today (a host that slows its guests down now and then shows in every
+# tail latency): recorded with the results.
+python3 "$ROOT/bench/hostcheck.py" 8 > "$OUT/hostcheck.json"
+echo "host CPU: $(cat "$OUT/hostcheck.json")"
 # The compared cells of one backend, otppin=none: the baseline, its two event variants and
 # (SQLite) 100,000 tokens and the open loop, back to back in every round.
 ROUND=0
@@ -221,7 +225,7 @@ if [ "$with_fr" = 1 ]; then
   RESULTS=$RESULTS_FR REPS=1 RATES_A="" N_A=40000 ANCHOR_WORK=$OUT/anchors "$ANCHORS/bench-freeradius.sh" | tail -n 2
 fi
 
-python3 "$ROOT/bench/summarize.py" "$RESULTS" "$OUT/freeradius.jsonl" > "$OUT/table.md"
+python3 "$ROOT/bench/summarize.py" "$RESULTS" "$OUT/freeradius.jsonl" "$OUT/hostcheck.json" > "$OUT/table.md"
 echo
 cat "$OUT/table.md"
 echo

@@ -3,7 +3,7 @@
 value beside it), then the issue's targets, each judged on the median over the rounds and
 counted round by round.
 
-    bench/summarize.py results.jsonl [freeradius.jsonl]
+    bench/summarize.py results.jsonl [freeradius.jsonl [hostcheck.json]]
 
 A ratio target (event definitions against none, 100,000 tokens against 1,000) compares the
 cells of the same round, which ran back to back; the machine's speed drifts between rounds.
@@ -193,6 +193,15 @@ def main():
     cell_table(cells, fr)
     print()
     targets(cells)
+    host = sys.argv[3] if len(sys.argv) > 3 else None
+    if host and os.path.exists(host):
+        with open(host) as f:
+            h = json.load(f)
+        print(
+            f"\nHost CPU before the cells (bench/hostcheck.py, {h['seconds']} s idle): "
+            f"{h['slowdowns']} slowdowns, {h['slow_fraction']:.0%} of the time in 50 ms windows "
+            f"at more than twice the baseline, the worst {h['worst_window_slowdown']}x."
+        )
 
 
 if __name__ == "__main__":
