@@ -51,6 +51,9 @@ pub struct Definition {
     /// audit row.
     label: String,
     options_text: String,
+    /// The name as `{:?}` writes it, for the decision trace of every request it does not
+    /// hold for.
+    quoted_name: String,
     pub abort_on_error: bool,
     pub skip_unknown: bool,
 }
@@ -65,13 +68,20 @@ impl Definition {
     pub fn options_text(&self) -> &str {
         &self.options_text
     }
+
+    /// `"name"`, quoted as `{:?}` quotes it.
+    pub fn quoted_name(&self) -> &str {
+        &self.quoted_name
+    }
 }
 
 /// All definitions of a configuration.
 #[derive(Debug, Default)]
 pub struct Definitions {
     all: Vec<Arc<Definition>>,
-    by_event: HashMap<(String, Position), Vec<Arc<Definition>>>,
+    /// Per event, the PRE and the POST definitions (looked up by `&str` on every request,
+    /// without making a key).
+    by_event: HashMap<String, [Vec<Arc<Definition>>; 2]>,
     /// How many distinct conditions the definitions have (see `Definition::condition_ids`).
     distinct_conditions: usize,
 }
@@ -80,8 +90,8 @@ impl Definitions {
     /// Active definitions for an event and position, in run order.
     pub fn select(&self, event: &str, position: Position) -> &[Arc<Definition>] {
         self.by_event
-            .get(&(event.to_owned(), position))
-            .map_or(&[], Vec::as_slice)
+            .get(event)
+            .map_or(&[], |phases| phases[position_index(position)].as_slice())
     }
 
     /// Whether anything listens to this event at all (the fast path skips the rest).
@@ -110,13 +120,10 @@ impl Definitions {
             .unwrap_or(0);
         let mut all: Vec<Arc<Definition>> = list.into_iter().map(Arc::new).collect();
         all.sort_by_key(|d| (d.ordering, d.index));
-        let mut by_event: HashMap<(String, Position), Vec<Arc<Definition>>> = HashMap::new();
+        let mut by_event: HashMap<String, [Vec<Arc<Definition>>; 2]> = HashMap::new();
         for d in all.iter().filter(|d| d.active) {
             for e in &d.events {
-                by_event
-                    .entry((e.clone(), d.position))
-                    .or_default()
-                    .push(d.clone());
+                by_event.entry(e.clone()).or_default()[position_index(d.position)].push(d.clone());
             }
         }
         Self {
@@ -124,6 +131,13 @@ impl Definitions {
             by_event,
             distinct_conditions,
         }
+    }
+}
+
+fn position_index(position: Position) -> usize {
+    match position {
+        Position::Pre => 0,
+        Position::Post => 1,
     }
 }
 
@@ -220,6 +234,7 @@ pub fn build(raw: &[RawEvent], env: &BuildEnv, issues: &mut Issues) -> Definitio
                 .collect::<Vec<_>>()
                 .join(", "),
             index: i,
+            quoted_name: format!("{:?}", r.name),
             name: r.name.clone(),
             active: r.active,
             ordering: r.ordering,
