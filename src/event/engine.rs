@@ -165,7 +165,7 @@ impl Phase<'_, '_> {
         if defs.is_empty() {
             return Ok(());
         }
-        // (condition, definition) of every definition that did not hold: with many
+        // (condition, quoted name) of every definition that did not hold: with many
         // definitions that is most of them, on every request
         let mut skipped: Vec<(&'static str, &str)> = Vec::with_capacity(defs.len());
         let mut seen: Vec<Option<Outcome>> = vec![None; cfg.events.distinct_conditions()];
