@@ -26,7 +26,7 @@ pub struct RawRadius {
     /// Requests processed at once; more are dropped and counted (default 1024).
     pub max_in_flight: Option<usize>,
     /// Seconds a reply is kept for retransmits (default 30; at most 200,000 replies are kept,
-    /// the oldest leave first).
+    /// and at least the newest 100,000: the oldest leave first).
     pub duplicate_cache_seconds: Option<u64>,
     /// Reject without the detailed Reply-Message (default false).
     pub hide_reject_detail: Option<bool>,
