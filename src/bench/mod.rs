@@ -243,6 +243,31 @@ async fn worker(shared: Arc<Shared>, mut tickets: Option<mpsc::Receiver<Instant>
     }
 }
 
+/// The users in the order they log in: a fixed pseudo-random permutation, walked round.
+///
+/// Round robin in import order would send user0, user1, … back to back: one commit's
+/// consumptions then land on a few adjacent token pages, and its audit rows on a few leaf
+/// pages of the (user, time) index while the users have little history. A store with
+/// 100,000 tokens looked 15–35 % faster than one with 1,000 for that alone. Real logins come
+/// in no such order. The walk still reaches each user once per round, so one user never has
+/// two OTPs in flight (the later one would make the earlier one stale).
+fn shuffled<T>(mut users: Vec<T>) -> Vec<T> {
+    // splitmix64 with a fixed seed: the same order on every run, no dependency
+    let mut state: u64 = 0x0970_9a7e_0bad_cafe;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    for i in (1..users.len()).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        users.swap(i, j);
+    }
+    users
+}
+
 /// Run the plan. `Err` when the open loop's pacer thread cannot start.
 pub async fn run(
     plan: Plan,
@@ -252,7 +277,7 @@ pub async fn run(
     let measure_from = start + plan.warmup;
     let measure_until = measure_from + plan.duration;
     let shared = Arc::new(Shared {
-        users: users
+        users: shuffled(users)
             .into_iter()
             .map(|(name, generator, digits, counter)| User {
                 name,
@@ -366,6 +391,20 @@ fn async_channel_like(n: usize) -> (Vec<mpsc::Sender<Instant>>, Vec<mpsc::Receiv
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_login_order_is_a_fixed_shuffle_of_every_user() {
+        let order = shuffled((0..1000).collect::<Vec<u32>>());
+        assert_eq!(order, shuffled((0..1000).collect::<Vec<u32>>()));
+        let adjacent = order
+            .windows(2)
+            .filter(|w| w[0].abs_diff(w[1]) == 1)
+            .count();
+        assert!(adjacent < 20, "{adjacent} neighbours in a row");
+        let mut sorted = order;
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..1000).collect::<Vec<u32>>());
+    }
 
     #[test]
     fn percentiles() {
