@@ -318,15 +318,17 @@ impl RadiusServer {
                 let datagram = datagram.to_vec();
                 let client = client.clone();
                 let socket = socket.clone();
+                // The whole login's state machine is ~9 KB; boxed, the task that tokio copies
+                // around when it spawns and finishes holds a pointer to it instead.
                 tracker.spawn(async move {
                     let guard = Abandon {
                         dedup: &this.dedup,
                         key,
                         armed: true,
                     };
-                    this.access_request(
+                    Box::pin(this.access_request(
                         datagram, proof, client, settings, socket, source, key, guard,
-                    )
+                    ))
                     .await;
                     drop(permit);
                 });
