@@ -13,8 +13,8 @@
 # 1,000) are ratios, and this machine's speed drifts by up to 20 % from one minute to the next.
 # So the cells they compare run interleaved, in --rounds rounds (default 3): each round runs
 # the baseline and its variants back to back, a ratio is taken within each round, and the
-# table reports the median over the rounds next to every single value. The open-loop run is
-# repeated in every round too; its p99 is reported for each round and as the worst of them.
+# table reports the median over the rounds next to every single value. The open-loop runs are
+# repeated in every round too, and their p99 and p50 are judged the same way.
 #
 # Every cell gets a fresh store and a fresh import, so every request carries a fresh valid OTP.
 # The server runs the release build with MALLOC_ARENA_MAX=2 (as docs/performance.md
@@ -188,7 +188,6 @@ echo "host CPU: $(cat "$OUT/hostcheck.json")"
 # (SQLite) 100,000 tokens and the open loop, back to back in every round. 100,000 tokens run
 # twice: closed loop (where p50 is the outstanding requests over the throughput) and at the
 # open loop's rate (where p50 is one login's latency at the same load).
-ROUND=0
 compared_round() {
   local backend=$1
   for ev in none 20-nonmatching 2-matching; do

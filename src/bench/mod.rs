@@ -328,7 +328,11 @@ pub async fn run(
     let cpu_after = plan.server_pid.and_then(cpu_ms);
     let t = &shared.tally;
     let accepted = t.accepted.load(Ordering::Relaxed);
-    let timeline = t.latencies_us.lock().map(|l| l.clone()).unwrap_or_default();
+    let timeline = t
+        .latencies_us
+        .lock()
+        .map(|mut l| std::mem::take(&mut *l))
+        .unwrap_or_default();
     let mut lat: Vec<u32> = timeline.iter().map(|(_, l)| *l).collect();
     lat.sort_unstable();
     Ok(Report {

@@ -1,5 +1,6 @@
 //! `otpgate bench`: the load generator (see `crate::bench`).
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -95,7 +96,7 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.timeline {
         let mut csv = String::from("scheduled_us,latency_us\n");
         for (at, latency) in &report.timeline {
-            csv.push_str(&format!("{at},{latency}\n"));
+            let _ = writeln!(csv, "{at},{latency}");
         }
         std::fs::write(path, csv).with_context(|| path.display().to_string())?;
     }
