@@ -207,6 +207,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit append-only",
         include_str!("../../migrations/postgres/0005_audit_append_only.sql"),
     ),
+    (
+        6,
+        "audit_time back",
+        include_str!("../../migrations/postgres/0006_audit_time_back.sql"),
+    ),
 ];
 
 impl Store {

@@ -7,6 +7,7 @@
 // be built should stop the test loudly (clippy.toml relaxes the same lints inside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod audit_listing;
 mod challenge;
 mod cluster;
 mod daemon;
