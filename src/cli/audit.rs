@@ -23,7 +23,8 @@ pub enum AuditCommand {
         /// Event name, e.g. validate_check or token_init.
         #[arg(long)]
         event: Option<String>,
-        /// A date, or a duration back from now (`30m`, `2h`, `7d`).
+        /// A date, or a duration back from now (`30m`, `2h`, `7d`). On SQLite a row written
+        /// more than an hour after rows with later times (the clock set back) is not listed.
         #[arg(long)]
         since: Option<String>,
         #[arg(long, default_value_t = 50)]

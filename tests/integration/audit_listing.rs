@@ -1,8 +1,10 @@
-//! The audit listing on a real PostgreSQL: a time-bounded `audit list --since` must be an
-//! index range scan, not a scan of the whole (large, ever-growing) audit table.
+//! The audit listing: a time-bounded `audit list --since` must read the window's end of the
+//! (large, ever-growing) audit table, not the whole of it — an index range scan on PostgreSQL,
+//! a scan by id bounded near the window's start on SQLite.
 
 use std::time::Duration;
 
+use otpgate::store::audit::AuditFilter;
 use otpgate::store::{Database, Store, StoreSettings};
 
 /// The shape of `Store::list_audit` with `--since` and no other filter.
@@ -39,4 +41,94 @@ async fn a_since_listing_uses_the_time_index_on_postgresql() {
         plan.iter().any(|line| line.contains("audit_time")),
         "{plan:#?}"
     );
+}
+
+const HOUR_US: i64 = 3_600_000_000;
+
+/// SQLite lists newest first by id and stops about an hour's worth of rows before the window:
+/// a row written late within that hour is listed, a row whose time lies in the window although
+/// it was written before rows more than an hour older than the window (a clock set back) is
+/// not — the row that shows the scan did not go back to the table's start.
+#[tokio::test]
+async fn a_since_listing_on_sqlite_stops_near_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let settings = StoreSettings {
+        database: Database::Sqlite(path.clone()),
+        max_connections: 2,
+        connect_timeout: Duration::from_secs(10),
+    };
+    let store = Store::open(&settings).await.expect("open and migrate");
+    store.close().await;
+
+    // one row per second over ten hours, after one stamped in the future
+    let now = 100 * HOUR_US;
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let insert = "INSERT INTO audit (time_us, node, event, success, info) \
+                      VALUES (?1, 'n', 'validate_check', 1, ?2)";
+        conn.execute(insert, rusqlite::params![now + HOUR_US, "clock set back"])
+            .unwrap();
+        conn.execute_batch("BEGIN").unwrap();
+        for s in 0..36_000i64 {
+            conn.execute(
+                insert,
+                rusqlite::params![now - (36_000 - s) * 1_000_000, ""],
+            )
+            .unwrap();
+        }
+        conn.execute(insert, rusqlite::params![now - 10 * 60_000_000, "late"])
+            .unwrap();
+        conn.execute_batch("COMMIT").unwrap();
+    }
+
+    let store = Store::open(&settings).await.unwrap();
+    let since = |since_us| AuditFilter {
+        since_us: Some(since_us),
+        limit: 1000,
+        ..AuditFilter::default()
+    };
+    // the last 5 minutes: 300 rows on time and none late
+    let rows = store.list_audit(&since(now - 300_000_000)).await.unwrap();
+    assert_eq!(rows.len(), 300);
+    assert!(rows.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    // the last 15 minutes: the row written 10 minutes late is there, the mis-stamped one not
+    let rows = store.list_audit(&since(now - 900_000_000)).await.unwrap();
+    assert_eq!(rows.len(), 901);
+    assert_eq!(rows[0].info, "late");
+    assert!(rows.iter().all(|r| r.info != "clock set back"));
+    // a window before every row lists them all, the first row too
+    let rows = store
+        .list_audit(&AuditFilter {
+            since_us: Some(0),
+            limit: 100_000,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 36_002);
+    // and a window after every row none
+    let rows = store.list_audit(&since(now + 2 * HOUR_US)).await.unwrap();
+    assert!(rows.is_empty());
+    store.close().await;
+}
+
+/// An empty audit table lists nothing, with or without a window.
+#[tokio::test]
+async fn a_since_listing_of_an_empty_sqlite_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreSettings {
+        database: Database::Sqlite(dir.path().join("audit.db")),
+        max_connections: 2,
+        connect_timeout: Duration::from_secs(10),
+    })
+    .await
+    .unwrap();
+    let filter = AuditFilter {
+        since_us: Some(0),
+        limit: 10,
+        ..AuditFilter::default()
+    };
+    assert!(store.list_audit(&filter).await.unwrap().is_empty());
+    store.close().await;
 }
