@@ -25,7 +25,7 @@ use super::checkpoints::{self, Pass, WalRestart};
 use super::queued_counters::{QueuedCounters, Taken};
 use super::reader::{Lookup, TOKEN_COLUMNS, TOKEN_SELECT, TokenReader, add_token_row};
 use super::tokens::{Columns, FailureOutcome};
-use super::writer::{self, ConsumeJob, Done, GroupWriter, Job, Op};
+use super::writer::{self, Batch, ConsumeJob, Done, GroupWriter, Job, Op};
 use crate::token::Token;
 
 /// Lookups one reader thread takes from the queue at a time: enough to save wake-ups under
@@ -118,20 +118,13 @@ fn write_loop(
     counters: &QueuedCounters,
     restart: &WalRestart,
 ) {
-    let mut batch = Vec::with_capacity(writer::MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
-        writer::gather(first, &mut rx, &mut batch);
-        let mut jobs = std::mem::take(&mut batch);
-        let queued = counters.take();
-        let started = std::time::Instant::now();
-        let mut results = commit(&mut conn, &jobs, &queued);
-        if results.is_err() && writer::has_audit(&jobs) {
-            jobs = writer::drop_audit(jobs);
-            results = commit(&mut conn, &jobs, &queued);
+        let mut batch = Batch::gather(first, &mut rx, counters);
+        let mut results = commit(&mut conn, batch.jobs(), batch.queued());
+        if results.is_err() && batch.drop_audit() {
+            results = commit(&mut conn, batch.jobs(), batch.queued());
         }
-        writer::timed(started, jobs.len());
-        counters.settle(queued, results.as_ref().err());
-        if !writer::settle(jobs, results) {
+        if !batch.settle(results, counters) {
             std::thread::sleep(writer::FAILED_BATCH_PAUSE);
         }
         if restart.take_request() {

@@ -11,7 +11,8 @@
 //!
 //! This file holds the jobs, the handle and the PostgreSQL writer (an async task on sqlx's
 //! pool); the SQLite writer is a thread of its own (`store::sqlite_direct`). Both take the
-//! same jobs, run the same statements and settle a failed batch the same way.
+//! same jobs, run the same statements and gather, retry and settle their batches through one
+//! [`Batch`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,7 +71,7 @@ pub(super) struct Job {
 }
 
 /// Most jobs one commit takes.
-pub(super) const MAX_BATCH: usize = 1024;
+const MAX_BATCH: usize = 1024;
 
 /// A successful authentication with a new counter: only if the stored counter is still below
 /// it (`$1` new counter, `$2` time shift or NULL, `$3` 1 to count the attempt, `$4` last_auth,
@@ -221,27 +222,85 @@ fn stopped() -> StoreError {
     StoreError::Corrupt("the store writer has stopped".into())
 }
 
-/// Fill `batch` with what queued up behind `first`, up to [`MAX_BATCH`].
-pub(super) fn gather(first: Job, rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
-    batch.push(first);
-    super::take_queued(rx, batch, MAX_BATCH);
-    metrics::histogram!("otpgate_store_commit_batch").record(batch.len() as f64);
+/// One batch and its bookkeeping around the commit, the same for both writers: gathered from
+/// the queue, committed (once more without its audit rows if that failed), then settled.
+pub(super) struct Batch {
+    jobs: Vec<Job>,
+    queued: Taken,
+    started: std::time::Instant,
 }
 
-pub(super) fn has_audit(jobs: &[Job]) -> bool {
-    jobs.iter().any(|j| matches!(j.op, Op::Audit(_)))
-}
-
-/// After a failed commit with audit rows: audit rows must never cost a login, so they are
-/// answered with the error (the audit writer retries them on its own) and the rest is returned
-/// to be committed without them.
-pub(super) fn drop_audit(jobs: Vec<Job>) -> Vec<Job> {
-    let (audit, rest): (Vec<Job>, Vec<Job>) =
-        jobs.into_iter().partition(|j| matches!(j.op, Op::Audit(_)));
-    for job in audit {
-        job.answer(Err(StoreError::Corrupt("audit batch failed".into())));
+impl Batch {
+    /// `first` and what queued up behind it, up to [`MAX_BATCH`], with the queued counter
+    /// increments the commit takes along.
+    pub(super) fn gather(
+        first: Job,
+        rx: &mut mpsc::Receiver<Job>,
+        counters: &QueuedCounters,
+    ) -> Self {
+        let mut jobs = Vec::with_capacity(MAX_BATCH.min(rx.len() + 1));
+        jobs.push(first);
+        super::take_queued(rx, &mut jobs, MAX_BATCH);
+        metrics::histogram!("otpgate_store_commit_batch").record(jobs.len() as f64);
+        Self {
+            jobs,
+            queued: counters.take(),
+            started: std::time::Instant::now(),
+        }
     }
-    rest
+
+    pub(super) fn jobs(&self) -> &[Job] {
+        &self.jobs
+    }
+
+    pub(super) fn queued(&self) -> &Taken {
+        &self.queued
+    }
+
+    /// After a failed commit: audit rows must never cost a login, so they are answered with
+    /// the error (the audit writer retries them on its own). `true` when there were any, and
+    /// the rest is worth committing again without them.
+    pub(super) fn drop_audit(&mut self) -> bool {
+        let (audit, rest): (Vec<Job>, Vec<Job>) = std::mem::take(&mut self.jobs)
+            .into_iter()
+            .partition(|j| matches!(j.op, Op::Audit(_)));
+        self.jobs = rest;
+        let dropped = !audit.is_empty();
+        for job in audit {
+            job.answer(Err(StoreError::Corrupt("audit batch failed".into())));
+        }
+        dropped
+    }
+
+    /// Record the commit's time, settle the queued counters and answer every job. `false`
+    /// when the batch failed: then the caller pauses for [`FAILED_BATCH_PAUSE`] before the
+    /// next one, so as not to spin against a database that is down.
+    pub(super) fn settle(
+        self,
+        results: Result<Vec<Done>, StoreError>,
+        counters: &QueuedCounters,
+    ) -> bool {
+        timed(self.started, self.jobs.len());
+        counters.settle(self.queued, results.as_ref().err());
+        match results {
+            Ok(results) => {
+                for (job, r) in self.jobs.into_iter().zip(results) {
+                    job.answer(Ok(r));
+                }
+                true
+            }
+            Err(e) => {
+                // The whole batch failed (the database went away, the disk is full): every
+                // request hears it and answers REJECT; nothing was committed.
+                tracing::warn!(target: "otpgate::store", error = %e, jobs = self.jobs.len(), "write batch failed");
+                let text = e.to_string();
+                for job in self.jobs {
+                    job.answer(Err(StoreError::Corrupt(text.clone())));
+                }
+                false
+            }
+        }
+    }
 }
 
 impl Job {
@@ -252,29 +311,6 @@ impl Job {
     fn answer(self, result: Result<Done, StoreError>) {
         if let Some(reply) = self.reply {
             let _ = reply.send(result);
-        }
-    }
-}
-
-/// Answer every job. `false` when the batch failed: then the caller pauses before the next
-/// one, so as not to spin against a database that is down.
-pub(super) fn settle(jobs: Vec<Job>, results: Result<Vec<Done>, StoreError>) -> bool {
-    match results {
-        Ok(results) => {
-            for (job, r) in jobs.into_iter().zip(results) {
-                job.answer(Ok(r));
-            }
-            true
-        }
-        Err(e) => {
-            // The whole batch failed (the database went away, the disk is full): every
-            // request hears it and answers REJECT; nothing was committed.
-            tracing::warn!(target: "otpgate::store", error = %e, jobs = jobs.len(), "write batch failed");
-            let text = e.to_string();
-            for job in jobs {
-                job.answer(Err(StoreError::Corrupt(text.clone())));
-            }
-            false
         }
     }
 }
@@ -306,7 +342,7 @@ pub(super) fn counter_totals<'a>(
 const SLOW_COMMIT: Duration = Duration::from_millis(100);
 
 /// Record how long a batch took to commit (`otpgate_store_commit_seconds`).
-pub(super) fn timed(started: std::time::Instant, jobs: usize) {
+fn timed(started: std::time::Instant, jobs: usize) {
     let took = started.elapsed();
     metrics::histogram!("otpgate_store_commit_seconds").record(took.as_secs_f64());
     if took >= SLOW_COMMIT {
@@ -318,20 +354,13 @@ pub(super) fn timed(started: std::time::Instant, jobs: usize) {
 pub(super) const FAILED_BATCH_PAUSE: Duration = Duration::from_millis(50);
 
 async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>, counters: Arc<QueuedCounters>) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
-        gather(first, &mut rx, &mut batch);
-        let mut jobs = std::mem::take(&mut batch);
-        let queued = counters.take();
-        let started = std::time::Instant::now();
-        let mut results = commit(&pool, &jobs, &queued).await;
-        if results.is_err() && has_audit(&jobs) {
-            jobs = drop_audit(jobs);
-            results = commit(&pool, &jobs, &queued).await;
+        let mut batch = Batch::gather(first, &mut rx, &counters);
+        let mut results = commit(&pool, batch.jobs(), batch.queued()).await;
+        if results.is_err() && batch.drop_audit() {
+            results = commit(&pool, batch.jobs(), batch.queued()).await;
         }
-        timed(started, jobs.len());
-        counters.settle(queued, results.as_ref().err());
-        if !settle(jobs, results) {
+        if !batch.settle(results, &counters) {
             tokio::time::sleep(FAILED_BATCH_PAUSE).await;
         }
     }
@@ -504,5 +533,67 @@ async fn failure(
             reached_max: false,
         }),
         None => Err(StoreError::Corrupt(format!("token id {id} vanished"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(op: Op) -> (Job, oneshot::Receiver<Result<Done, StoreError>>) {
+        let (reply, answer) = oneshot::channel();
+        (
+            Job {
+                op,
+                reply: Some(reply),
+            },
+            answer,
+        )
+    }
+
+    fn flush() -> (Job, oneshot::Receiver<Result<Done, StoreError>>) {
+        job(Op::Flush)
+    }
+
+    /// A batch takes what queued behind its first job; after a failed commit its audit rows
+    /// hear the error at once and the rest stays for the second try.
+    #[tokio::test]
+    async fn a_failed_batch_drops_its_audit_rows_and_keeps_the_rest() {
+        let counters = QueuedCounters::default();
+        let (tx, mut rx) = mpsc::channel(8);
+        let (audit, audit_answer) = job(Op::Audit(Arc::new(Vec::new())));
+        let (second, second_answer) = flush();
+        tx.send(audit).await.unwrap();
+        tx.send(second).await.unwrap();
+        let (first, first_answer) = flush();
+        let mut batch = Batch::gather(first, &mut rx, &counters);
+        assert_eq!(batch.jobs().len(), 3);
+
+        assert!(batch.drop_audit());
+        assert!(audit_answer.await.unwrap().is_err());
+        assert_eq!(batch.jobs().len(), 2);
+        assert!(!batch.drop_audit(), "nothing left to drop: no second retry");
+
+        assert!(batch.settle(Ok(vec![Done::Flushed, Done::Flushed]), &counters));
+        assert!(matches!(first_answer.await.unwrap(), Ok(Done::Flushed)));
+        assert!(matches!(second_answer.await.unwrap(), Ok(Done::Flushed)));
+    }
+
+    /// A batch whose commit failed answers every job with the error and tells its writer to
+    /// pause; the counter increments it had taken are settled (lost), not left pending.
+    #[tokio::test]
+    async fn a_failed_batch_answers_every_job_and_settles_its_counters() {
+        let counters = QueuedCounters::default();
+        counters.add("logins", "n1", 1);
+        let (_tx, mut rx) = mpsc::channel::<Job>(8);
+        let (first, first_answer) = flush();
+        let batch = Batch::gather(first, &mut rx, &counters);
+        assert!(counters.unsettled(), "taken, not yet committed");
+
+        let failed = Err(StoreError::Corrupt("disk full".into()));
+        assert!(!batch.settle(failed, &counters));
+        let answer = first_answer.await.unwrap();
+        assert!(answer.is_err_and(|e| e.to_string().contains("disk full")));
+        assert!(!counters.unsettled());
     }
 }
