@@ -1,6 +1,6 @@
 //! Other authentication servers (`[[remote]]`): privacyIDEA or another otpgate over HTTP(S)
 //! (`/validate/check`, form-encoded), or a RADIUS server through our own client. Implements
-//! [`crate::auth::Upstreams`] for the Federation handler (and the passthru policy).
+//! [`crate::auth::upstream::Upstreams`] for the Federation handler (and the passthru policy).
 //!
 //! Not part of the core: this is where protocol clients live, so the core stays free of them.
 
