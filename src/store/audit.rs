@@ -1,10 +1,10 @@
 //! The audit trail: one row per request and per event-handler run, each with its decision trace.
 //!
-//! Rows go through a bounded queue to a writer task that gathers them for up to 10 ms (`LINGER`) and
-//! hands them to the group writer as one job, so audit costs a share of a commit per batch
-//! instead of a commit per request. A full queue
-//! applies back-pressure for a bounded time; if the database stays away longer, the row is
-//! written to the log instead (and counted), never silently dropped.
+//! Rows go through a bounded queue to a writer task that gathers them for up to 10 ms
+//! (`LINGER`) and hands them to the group writer as one job, so audit costs a share of a commit
+//! per batch instead of a commit per request. A full queue applies back-pressure for a bounded
+//! time; if the database stays away longer, the row is written to the log instead (and
+//! counted), never silently dropped.
 
 use std::sync::Arc;
 use std::time::Duration;
