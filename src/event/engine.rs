@@ -124,6 +124,24 @@ async fn evaluate_shared(
 }
 
 impl Phase<'_, '_> {
+    /// `POST-EVENT validate_check>>Token:disable`: the audit row's event and the start of the
+    /// trace line of a definition's run. Pushed, not formatted: with matching definitions
+    /// this runs on every request.
+    fn run_name(&self, def: &Definition) -> String {
+        let (prefix, event, label) = (
+            self.scope.position.audit_prefix(),
+            self.scope.event,
+            def.label(),
+        );
+        let mut name = String::with_capacity(prefix.len() + event.len() + label.len() + 3);
+        name.push_str(prefix);
+        name.push(' ');
+        name.push_str(event);
+        name.push_str(">>");
+        name.push_str(label);
+        name
+    }
+
     fn audit_row(
         &self,
         def: &Definition,
@@ -135,12 +153,7 @@ impl Phase<'_, '_> {
         AuditRow {
             time_us: self.scope.now.timestamp_micros(),
             node: auth.node().to_owned(),
-            event: format!(
-                "{} {}>>{}",
-                self.scope.position.audit_prefix(),
-                self.scope.event,
-                def.label()
-            ),
+            event: self.run_name(def),
             origin: "event".into(),
             success,
             user: determined.user.clone(),
@@ -224,27 +237,23 @@ impl Phase<'_, '_> {
                         Some(d) => format!("{} ({d})", def.name),
                         None => def.name.clone(),
                     };
-                    self.trace.add(
-                        "event",
-                        format!(
-                            "{} {}>>{} {:?}: {} in {:.2} ms{}",
-                            self.scope.position.audit_prefix(),
-                            self.scope.event,
-                            def.label(),
-                            def.name,
-                            if done.success {
-                                "ran"
-                            } else {
-                                "ran, returned false"
-                            },
-                            watch.elapsed().as_secs_f64() * 1000.0,
-                            done.details
-                                .as_deref()
-                                .map(|d| format!(" ({d})"))
-                                .unwrap_or_default()
-                        ),
-                    );
                     let row = self.audit_row(def, done.success, info, &fields);
+                    let mut line = String::with_capacity(row.event.len() + 64);
+                    line.push_str(&row.event);
+                    line.push(' ');
+                    line.push_str(def.quoted_name());
+                    line.push_str(if done.success {
+                        ": ran in "
+                    } else {
+                        ": ran, returned false in "
+                    });
+                    push_ms(&mut line, watch.elapsed());
+                    if let Some(d) = &done.details {
+                        line.push_str(" (");
+                        line.push_str(d);
+                        line.push(')');
+                    }
+                    self.trace.add("event", line);
                     self.scope.auth.audit().record(row).await;
                 }
                 Err(err) => {
@@ -303,13 +312,15 @@ impl Phase<'_, '_> {
         self.trace.add(
             "event",
             format!(
-                "{} {}>>{} {:?}: FAILED {}: {}{}",
-                self.scope.position.audit_prefix(),
-                self.scope.event,
-                def.label(),
-                def.name,
+                "{} {}: FAILED {}: {}{}",
+                self.run_name(def),
+                def.quoted_name(),
                 match watch {
-                    Some(w) => format!("after {:.2} ms", w.elapsed().as_secs_f64() * 1000.0),
+                    Some(w) => {
+                        let mut after = "after ".to_owned();
+                        push_ms(&mut after, w.elapsed());
+                        after
+                    }
                     None => "evaluating its conditions".to_owned(),
                 },
                 err.message,
@@ -323,6 +334,13 @@ impl Phase<'_, '_> {
         let row = self.audit_row(def, false, format!("{} ({})", def.name, err.kind), fields);
         self.scope.auth.audit().record(row).await;
     }
+}
+
+/// `0.42 ms`: a run's time in hundredths of a millisecond, without float formatting.
+fn push_ms(text: &mut String, took: std::time::Duration) {
+    use std::fmt::Write as _;
+    let centi_ms = (took.as_micros() + 5) / 10;
+    let _ = write!(text, "{}.{:02} ms", centi_ms / 100, centi_ms % 100);
 }
 
 /// ` result_value: "a", "b"; realm: "c"`: the definitions (their names already quoted)
@@ -395,5 +413,21 @@ mod tests {
             text,
             "POST-EVENT validate_check: conditions not met: result_value: \"a\", \"d\"; realm: \"b, c\""
         );
+    }
+
+    /// The milliseconds as `{:.2} ms` writes them, halves rounded up.
+    #[test]
+    fn run_times_in_hundredths_of_a_millisecond() {
+        let ms = |us| {
+            let mut text = String::new();
+            push_ms(&mut text, std::time::Duration::from_micros(us));
+            text
+        };
+        assert_eq!(ms(0), "0.00 ms");
+        assert_eq!(ms(4), "0.00 ms");
+        assert_eq!(ms(5), "0.01 ms");
+        assert_eq!(ms(1_234), "1.23 ms");
+        assert_eq!(ms(1_999), "2.00 ms");
+        assert_eq!(ms(120_050), "120.05 ms");
     }
 }
