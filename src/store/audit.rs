@@ -177,7 +177,9 @@ impl Store {
         if let Some(since) = f.since_us {
             q.push(" AND time_us >= ").bind(since);
             if self.backend() == Backend::Sqlite {
-                let from = self.first_audit_id_at(since - LATE_ROW_SLACK_US).await?;
+                let from = self
+                    .first_audit_id_at(since.saturating_sub(LATE_ROW_SLACK_US))
+                    .await?;
                 q.push(" AND id >= ").bind(from);
             }
         }
@@ -190,10 +192,10 @@ impl Store {
     /// The id from which on the audit rows are not older than `time_us`, found by a binary
     /// search over the ids: ids rise with the time rows are written, and a row's time is its
     /// request's start, so the two rise together up to the lateness [`LATE_ROW_SLACK_US`]
-    /// allows for. SQLite's planner answers a `--since` listing
-    /// newest first by id and would read the whole table back to its first row when the window
-    /// holds fewer rows than the limit; bounded by this id it stops near the window's start.
-    /// One indexed probe per step, ~25 for ten million rows.
+    /// allows for. SQLite's planner answers a `--since` listing newest first by id and would
+    /// read the whole table back to its first row when the window holds fewer rows than the
+    /// limit; bounded by this id it stops near the window's start. One indexed probe per
+    /// step, ~25 for ten million rows.
     async fn first_audit_id_at(&self, time_us: i64) -> Result<i64, StoreError> {
         // two subqueries: SQLite reads MIN or MAX off the B-tree's edge only when it is the
         // statement's one aggregate, and scans the whole table for both at once

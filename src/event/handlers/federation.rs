@@ -1,6 +1,7 @@
 //! `Federation` (spec §3.5): forward the request to another authentication server and take its
 //! answer: another otpgate or privacyIDEA `/validate/check` over HTTP(S), or a RADIUS server.
-//! The transport lives outside the core (the `remote` module), behind [`crate::auth::upstream::Upstreams`].
+//! The transport lives outside the core (the `remote` module), behind
+//! [`crate::auth::upstream::Upstreams`].
 
 use serde_json::json;
 
