@@ -309,11 +309,12 @@ impl Phase<'_, '_> {
             error = %err.message,
             "event handler failed"
         );
+        let row = self.audit_row(def, false, format!("{} ({})", def.name, err.kind), fields);
         self.trace.add(
             "event",
             format!(
                 "{} {}: FAILED {}: {}{}",
-                self.run_name(def),
+                row.event,
                 def.quoted_name(),
                 match watch {
                     Some(w) => {
@@ -331,7 +332,6 @@ impl Phase<'_, '_> {
                 }
             ),
         );
-        let row = self.audit_row(def, false, format!("{} ({})", def.name, err.kind), fields);
         self.scope.auth.audit().record(row).await;
     }
 }

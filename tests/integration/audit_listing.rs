@@ -45,6 +45,14 @@ async fn a_since_listing_uses_the_time_index_on_postgresql() {
 
 const HOUR_US: i64 = 3_600_000_000;
 
+fn sqlite_at(path: &std::path::Path) -> StoreSettings {
+    StoreSettings {
+        database: Database::Sqlite(path.to_owned()),
+        max_connections: 2,
+        connect_timeout: Duration::from_secs(10),
+    }
+}
+
 /// SQLite lists newest first by id and stops about an hour's worth of rows before the window:
 /// a row written late within that hour is listed, a row whose time lies in the window although
 /// it was written before rows more than an hour older than the window (a clock set back) is
@@ -53,11 +61,7 @@ const HOUR_US: i64 = 3_600_000_000;
 async fn a_since_listing_on_sqlite_stops_near_the_window() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.db");
-    let settings = StoreSettings {
-        database: Database::Sqlite(path.clone()),
-        max_connections: 2,
-        connect_timeout: Duration::from_secs(10),
-    };
+    let settings = sqlite_at(&path);
     let store = Store::open(&settings).await.expect("open and migrate");
     store.close().await;
 
@@ -117,13 +121,9 @@ async fn a_since_listing_on_sqlite_stops_near_the_window() {
 #[tokio::test]
 async fn a_since_listing_of_an_empty_sqlite_audit() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&StoreSettings {
-        database: Database::Sqlite(dir.path().join("audit.db")),
-        max_connections: 2,
-        connect_timeout: Duration::from_secs(10),
-    })
-    .await
-    .unwrap();
+    let store = Store::open(&sqlite_at(&dir.path().join("audit.db")))
+        .await
+        .unwrap();
     let filter = AuditFilter {
         since_us: Some(0),
         limit: 10,
