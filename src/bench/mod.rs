@@ -28,6 +28,10 @@ struct User {
     generator: OtpGenerator,
     digits: usize,
     next: AtomicU64,
+    /// A request of this user is outstanding. Its next OTP waits until that one is answered
+    /// or lost: checked first, the later OTP would move the counter past the earlier one,
+    /// and that one would be rejected, rightly.
+    busy: std::sync::atomic::AtomicBool,
 }
 
 /// How requests are paced.
@@ -149,10 +153,26 @@ struct Shared {
 }
 
 impl Shared {
-    /// The next request: the next user and that user's next OTP.
-    fn next_request(&self, id: u8) -> Option<(Vec<u8>, [u8; 16])> {
-        let i = self.cursor.fetch_add(1, Ordering::Relaxed) % self.users.len();
-        let u = self.users.get(i)?;
+    /// The next user in the walk without a request outstanding, now marked busy; `None`
+    /// while every user has one.
+    fn claim_user(&self) -> Option<usize> {
+        let n = self.users.len();
+        (0..n).find_map(|_| {
+            let i = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
+            let u = self.users.get(i)?;
+            (!u.busy.swap(true, Ordering::AcqRel)).then_some(i)
+        })
+    }
+
+    fn release_user(&self, user: usize) {
+        if let Some(u) = self.users.get(user) {
+            u.busy.store(false, Ordering::Release);
+        }
+    }
+
+    /// The claimed user's request with that user's next OTP.
+    fn request_for(&self, user: usize, id: u8) -> Option<(Vec<u8>, [u8; 16])> {
+        let u = self.users.get(user)?;
         let counter = u.next.fetch_add(1, Ordering::Relaxed);
         let otp = u.generator.value(counter, u.digits);
         let req = AccessRequest {
@@ -163,35 +183,67 @@ impl Shared {
         };
         encode_access_request(&req, id, &self.plan.secret).ok()
     }
+
+    /// Whether `p` is a genuine Access-Accept for the request sent with `authenticator`.
+    fn accepts(&self, p: &Packet<'_>, authenticator: &[u8; 16]) -> bool {
+        crypto::verify_response(p, authenticator, &self.plan.secret, true).is_ok()
+            && p.code() == Code::AccessAccept
+    }
+
+    /// Count one request of the measured period: `answer` is (accepted, when), `None` lost.
+    fn record(&self, scheduled: Instant, answer: Option<(bool, Instant)>) {
+        let t = &self.tally;
+        let Some((accepted, at)) = answer else {
+            t.lost.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if accepted {
+            t.accepted.fetch_add(1, Ordering::Relaxed);
+        } else {
+            t.rejected.fetch_add(1, Ordering::Relaxed);
+        }
+        let us = |d: Duration| u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
+        let sample = (
+            us(scheduled.duration_since(self.measure_from)),
+            us(at.duration_since(scheduled)),
+        );
+        if let Ok(mut l) = t.latencies_us.lock() {
+            l.push(sample);
+        }
+    }
 }
 
-/// One worker: its own socket, one request at a time. `tickets` carries the scheduled send
-/// time (open loop); without tickets it sends as soon as the previous answer came (closed).
-async fn worker(shared: Arc<Shared>, mut tickets: Option<mpsc::Receiver<Instant>>) {
-    let Ok(socket) = UdpSocket::bind("0.0.0.0:0").await else {
+async fn connected_socket(server: SocketAddr) -> Option<UdpSocket> {
+    let socket = UdpSocket::bind("0.0.0.0:0").await.ok()?;
+    socket.connect(server).await.ok()?;
+    Some(socket)
+}
+
+/// A closed loop's worker: its own socket, one request at a time, the next as soon as the
+/// previous one was answered or lost.
+async fn closed_worker(shared: Arc<Shared>) {
+    let Some(socket) = connected_socket(shared.plan.server).await else {
         return;
     };
-    if socket.connect(shared.plan.server).await.is_err() {
-        return;
-    }
     let mut buf = vec![0u8; 4096];
     let mut id: u8 = 0;
     loop {
-        let scheduled = match &mut tickets {
-            Some(rx) => match rx.recv().await {
-                Some(t) => t,
-                None => return,
-            },
-            None => Instant::now(),
-        };
+        let scheduled = Instant::now();
         if scheduled >= shared.measure_until {
             return;
         }
         id = id.wrapping_add(1);
-        let Some((bytes, authenticator)) = shared.next_request(id) else {
+        let Some(user) = shared.claim_user() else {
+            // more workers than users: wait for one to come back
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        };
+        let Some((bytes, authenticator)) = shared.request_for(user, id) else {
+            shared.release_user(user);
             return;
         };
         if socket.send(&bytes).await.is_err() {
+            shared.release_user(user);
             continue;
         }
         let counted = scheduled >= shared.measure_from;
@@ -199,46 +251,184 @@ async fn worker(shared: Arc<Shared>, mut tickets: Option<mpsc::Receiver<Instant>
             shared.tally.sent.fetch_add(1, Ordering::Relaxed);
         }
         let deadline = tokio::time::Instant::now() + shared.plan.timeout;
-        let outcome = loop {
+        let answer = loop {
             match tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
                 Err(_) => break None,
                 Ok(Err(_)) => continue,
                 Ok(Ok(n)) => {
-                    let Some(data) = buf.get(..n) else { continue };
-                    let Ok(p) = Packet::decode(data) else {
+                    let Some(Ok(p)) = buf.get(..n).map(Packet::decode) else {
                         continue;
                     };
                     if p.identifier() != id {
                         continue; // a late answer to an earlier request
                     }
-                    let ok = crypto::verify_response(&p, &authenticator, &shared.plan.secret, true)
-                        .is_ok();
-                    break Some((ok && p.code() == Code::AccessAccept, Instant::now()));
+                    break Some((shared.accepts(&p, &authenticator), Instant::now()));
                 }
             }
         };
-        if !counted {
-            continue;
+        shared.release_user(user);
+        if counted {
+            shared.record(scheduled, answer);
         }
-        match outcome {
-            None => {
+    }
+}
+
+/// An open-loop request waiting for its answer.
+struct Pending {
+    scheduled: Instant,
+    /// When it was sent, later than `scheduled` when its ticket waited for a free user: it
+    /// is lost `timeout` after this, as a NAS gives up `timeout` after sending.
+    sent: Instant,
+    user: usize,
+    authenticator: [u8; 16],
+    counted: bool,
+}
+
+/// One socket of the open loop and the requests outstanding on it, by identifier.
+///
+/// Its sender sends each ticket's request when the ticket comes, whatever is still
+/// outstanding; its receiver matches answers by identifier and gives up on a request after
+/// the timeout. An unanswered request holds only its own identifier: with one request at a
+/// time per socket, as the closed loop does, a lost datagram held back every ticket queued
+/// behind it for the whole timeout and showed up as seconds of latency (and more losses) that
+/// the server never caused.
+struct Lane {
+    socket: UdpSocket,
+    pending: std::sync::Mutex<Vec<Option<Pending>>>,
+    sender_done: std::sync::atomic::AtomicBool,
+}
+
+/// Identifiers per socket: RADIUS has 256.
+const IDS_PER_LANE: usize = 256;
+
+/// Enough sockets that their identifiers outlast `timeout` at `rate` twice over, so that even
+/// a server that answers nothing leaves the sender an identifier for every ticket.
+fn lanes_for(rate: f64, timeout: Duration) -> usize {
+    let outstanding = 2.0 * rate.max(1.0) * timeout.as_secs_f64();
+    ((outstanding / IDS_PER_LANE as f64).ceil() as usize).clamp(8, 1024)
+}
+
+impl Lane {
+    /// Take a free identifier (searching on from `from`) for a request scheduled at
+    /// `scheduled`; `None` when all 256 are outstanding.
+    fn reserve(&self, from: u8, scheduled: Instant, counted: bool, user: usize) -> Option<u8> {
+        let mut pending = self.pending.lock().ok()?;
+        (0..IDS_PER_LANE).find_map(|step| {
+            let id = from.wrapping_add(step as u8);
+            let slot = pending.get_mut(usize::from(id))?;
+            slot.is_none().then(|| {
+                *slot = Some(Pending {
+                    scheduled,
+                    sent: Instant::now(),
+                    user,
+                    authenticator: [0; 16],
+                    counted,
+                });
+                id
+            })
+        })
+    }
+
+    fn with_slot<T>(&self, id: u8, f: impl FnOnce(&mut Option<Pending>) -> T) -> Option<T> {
+        let mut pending = self.pending.lock().ok()?;
+        pending.get_mut(usize::from(id)).map(f)
+    }
+}
+
+async fn open_sender(shared: Arc<Shared>, lane: Arc<Lane>, mut tickets: mpsc::Receiver<Instant>) {
+    let mut next_id: u8 = 0;
+    while let Some(scheduled) = tickets.recv().await {
+        if scheduled >= shared.measure_until {
+            break;
+        }
+        let counted = scheduled >= shared.measure_from;
+        // Every user has a request outstanding only when the server is that far behind: the
+        // ticket waits, and its latency, counted from `scheduled`, shows the wait.
+        let user = loop {
+            match shared.claim_user() {
+                Some(u) => break Some(u),
+                None if Instant::now() >= shared.measure_until + shared.plan.timeout => break None,
+                None => tokio::time::sleep(Duration::from_millis(1)).await,
+            }
+        };
+        let Some(user) = user else { break };
+        let Some(id) = lane.reserve(next_id, scheduled, counted, user) else {
+            // every identifier of this socket is still waiting: the request cannot be sent
+            shared.release_user(user);
+            if counted {
+                shared.tally.sent.fetch_add(1, Ordering::Relaxed);
                 shared.tally.lost.fetch_add(1, Ordering::Relaxed);
             }
-            Some((accepted, at)) => {
-                if accepted {
-                    shared.tally.accepted.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    shared.tally.rejected.fetch_add(1, Ordering::Relaxed);
-                }
-                let us = |d: Duration| u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
-                let sample = (
-                    us(scheduled.duration_since(shared.measure_from)),
-                    us(at.duration_since(scheduled)),
-                );
-                if let Ok(mut l) = shared.tally.latencies_us.lock() {
-                    l.push(sample);
-                }
+            continue;
+        };
+        next_id = id.wrapping_add(1);
+        let Some((bytes, authenticator)) = shared.request_for(user, id) else {
+            lane.with_slot(id, |slot| slot.take());
+            shared.release_user(user);
+            break;
+        };
+        lane.with_slot(id, |slot| {
+            if let Some(p) = slot {
+                p.authenticator = authenticator;
             }
+        });
+        if lane.socket.send(&bytes).await.is_err() {
+            lane.with_slot(id, |slot| slot.take());
+            shared.release_user(user);
+            continue;
+        }
+        if counted {
+            shared.tally.sent.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    lane.sender_done.store(true, Ordering::Release);
+}
+
+/// How often the receiver looks for requests past their timeout.
+const SWEEP_EVERY: Duration = Duration::from_millis(10);
+
+async fn open_receiver(shared: Arc<Shared>, lane: Arc<Lane>) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        if let Ok(Ok(n)) = tokio::time::timeout(SWEEP_EVERY, lane.socket.recv(&mut buf)).await {
+            let at = Instant::now();
+            let Some(Ok(p)) = buf.get(..n).map(Packet::decode) else {
+                continue;
+            };
+            // an answer after the timeout finds its slot empty (or reused) and is dropped
+            let Some(Some(request)) = lane.with_slot(p.identifier(), |slot| slot.take()) else {
+                continue;
+            };
+            shared.release_user(request.user);
+            if request.counted {
+                let accepted = shared.accepts(&p, &request.authenticator);
+                shared.record(request.scheduled, Some((accepted, at)));
+            }
+        }
+        let now = Instant::now();
+        let expired: Vec<Pending> = match lane.pending.lock() {
+            Ok(mut pending) => pending
+                .iter_mut()
+                .filter(|s| {
+                    s.as_ref()
+                        .is_some_and(|p| now.duration_since(p.sent) >= shared.plan.timeout)
+                })
+                .filter_map(Option::take)
+                .collect(),
+            Err(_) => return,
+        };
+        for request in expired {
+            shared.release_user(request.user);
+            if request.counted {
+                shared.record(request.scheduled, None);
+            }
+        }
+        let idle = lane
+            .pending
+            .lock()
+            .map_or(true, |p| p.iter().all(Option::is_none));
+        if idle && lane.sender_done.load(Ordering::Acquire) {
+            return;
         }
     }
 }
@@ -268,7 +458,7 @@ fn shuffled<T>(mut users: Vec<T>) -> Vec<T> {
     users
 }
 
-/// Run the plan. `Err` when the open loop's pacer thread cannot start.
+/// Run the plan. `Err` when the open loop's sockets or its pacer thread cannot start.
 pub async fn run(
     plan: Plan,
     users: Vec<(String, OtpGenerator, usize, u64)>,
@@ -284,6 +474,7 @@ pub async fn run(
                 generator,
                 digits,
                 next: AtomicU64::new(counter),
+                busy: Default::default(),
             })
             .collect(),
         cursor: AtomicUsize::new(0),
@@ -301,17 +492,24 @@ pub async fn run(
     let cpu_before = match plan.mode {
         Mode::Closed(n) => {
             for _ in 0..n.max(1) {
-                handles.push(tokio::spawn(worker(shared.clone(), None)));
+                handles.push(tokio::spawn(closed_worker(shared.clone())));
             }
             sample_cpu.await
         }
         Mode::Open(rate) => {
-            // enough workers that a slow server makes requests queue here, where the
-            // latency from the scheduled time shows it, rather than being skipped
-            let workers = 512;
-            let (tx, rx) = async_channel_like(workers);
-            for r in rx {
-                handles.push(tokio::spawn(worker(shared.clone(), Some(r))));
+            let lanes = lanes_for(rate, plan.timeout);
+            let (tx, rx) = async_channel_like(lanes);
+            for tickets in rx {
+                let socket = connected_socket(plan.server).await.ok_or_else(|| {
+                    std::io::Error::other("cannot open a UDP socket to the server")
+                })?;
+                let lane = Arc::new(Lane {
+                    socket,
+                    pending: std::sync::Mutex::new((0..IDS_PER_LANE).map(|_| None).collect()),
+                    sender_done: Default::default(),
+                });
+                handles.push(tokio::spawn(open_receiver(shared.clone(), lane.clone())));
+                handles.push(tokio::spawn(open_sender(shared.clone(), lane, tickets)));
             }
             let cpu_task = tokio::spawn(sample_cpu);
             let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
@@ -360,7 +558,7 @@ pub async fn run(
     })
 }
 
-/// Deal the tickets of an open loop, round robin over the workers' queues, until `until`.
+/// Deal the tickets of an open loop, round robin over the lanes' queues, until `until`.
 ///
 /// On a thread of its own: tokio's timer wheel has millisecond slots, so a pacer on it sent
 /// five requests at once up to a millisecond late, and that lateness (counted, rightly, from
@@ -376,7 +574,7 @@ fn pace(tx: &[mpsc::Sender<Instant>], start: Instant, interval: Duration, until:
             continue;
         }
         while next <= now && next < until {
-            // a busy worker's queue holds the ticket
+            // a lane's queue holds the ticket until its sender takes it
             if let Some(t) = tx.get(i % tx.len().max(1)) {
                 let _ = t.try_send(next);
             }
@@ -386,10 +584,10 @@ fn pace(tx: &[mpsc::Sender<Instant>], start: Instant, interval: Duration, until:
     }
 }
 
-/// `n` bounded single-consumer queues (one per worker); the scheduler deals tickets round
+/// `n` bounded single-consumer queues (one per lane); the pacer deals tickets round
 /// robin. A full queue drops the ticket, which shows up as fewer requests sent than scheduled.
 fn async_channel_like(n: usize) -> (Vec<mpsc::Sender<Instant>>, Vec<mpsc::Receiver<Instant>>) {
-    (0..n).map(|_| mpsc::channel(64)).unzip()
+    (0..n).map(|_| mpsc::channel(1024)).unzip()
 }
 
 #[cfg(test)]
@@ -408,6 +606,132 @@ mod tests {
         let mut sorted = order;
         sorted.sort_unstable();
         assert_eq!(sorted, (0..1000).collect::<Vec<u32>>());
+    }
+
+    /// A RADIUS server on loopback that accepts everything after `delay`, except every
+    /// `silent_every`-th request, which it never answers. It counts the requests that came
+    /// while the same user had one unanswered (silent ones stay unanswered for good, so the
+    /// tests that count use no silent requests).
+    async fn accepting_server(silent_every: u64, delay: Duration) -> (SocketAddr, Arc<AtomicU64>) {
+        use crate::radius::attr::{MESSAGE_AUTHENTICATOR, USER_NAME};
+        use crate::radius::packet::Builder;
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let addr = socket.local_addr().unwrap();
+        let overlaps = Arc::new(AtomicU64::new(0));
+        let counted = overlaps.clone();
+        let open = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let mut seen = 0u64;
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                let Ok(p) = Packet::decode(&buf[..n]) else {
+                    continue;
+                };
+                let user = p.attr(USER_NAME).unwrap_or_default().to_vec();
+                if !open.lock().unwrap().insert(user.clone()) {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+                seen += 1;
+                if seen.is_multiple_of(silent_every) {
+                    continue;
+                }
+                let mut b = Builder::new(Code::AccessAccept, p.identifier(), &[0; 16]);
+                b.attr(MESSAGE_AUTHENTICATOR, &[0; 16]).unwrap();
+                let mut reply = b.finish();
+                crypto::sign_response(&mut reply, p.authenticator(), b"s");
+                let (socket, open) = (socket.clone(), open.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    open.lock().unwrap().remove(&user);
+                    let _ = socket.send_to(&reply, from).await;
+                });
+            }
+        });
+        (addr, overlaps)
+    }
+
+    fn summary(r: &Report) -> String {
+        format!(
+            "sent {} accepted {} rejected {} lost {} p50 {} ms max {} ms",
+            r.sent, r.accepted, r.rejected, r.lost, r.p50_ms, r.max_ms
+        )
+    }
+
+    fn plan(server: SocketAddr, mode: Mode, timeout: Duration) -> Plan {
+        Plan {
+            server,
+            secret: b"s".to_vec(),
+            mode,
+            warmup: Duration::from_millis(100),
+            duration: Duration::from_millis(1500),
+            timeout,
+            pin: String::new(),
+            suffix: String::new(),
+            server_pid: None,
+        }
+    }
+
+    fn users(n: usize) -> Vec<(String, OtpGenerator, usize, u64)> {
+        (0..n)
+            .map(|i| {
+                let key = format!("key{i}");
+                let generator = OtpGenerator::new(key.as_bytes(), crate::token::HashLib::Sha1);
+                (format!("user{i}"), generator, 6, 0)
+            })
+            .collect()
+    }
+
+    /// Open loop: a request the server never answers is lost on its own; the requests
+    /// scheduled after it are sent on time and answered at once. (With one request at a time
+    /// per socket, each lost one held back the next tickets of its socket for the timeout.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unanswered_request_delays_no_other() {
+        let (server, _) = accepting_server(50, Duration::ZERO).await;
+        let timeout = Duration::from_millis(800);
+        let report = run(plan(server, Mode::Open(2000.0), timeout), users(5000))
+            .await
+            .unwrap();
+        assert!(report.sent > 2000, "{}", summary(&report));
+        assert!(
+            report.lost > 0,
+            "the silent requests count as lost: {}",
+            summary(&report)
+        );
+        assert_eq!(report.rejected, 0, "{}", summary(&report));
+        assert_eq!(
+            report.sent,
+            report.accepted + report.lost,
+            "{}",
+            summary(&report)
+        );
+        assert!(
+            report.lost <= report.sent / 40,
+            "only the silent ones are lost: {}",
+            summary(&report)
+        );
+        assert!(
+            report.max_ms < timeout.as_secs_f64() * 1000.0 / 2.0,
+            "an answered request waited behind a lost one: {}",
+            summary(&report)
+        );
+    }
+
+    /// No user has two requests outstanding: the later OTP would invalidate the earlier one.
+    /// 16 users, answers after 20 ms, 1,000 requests a second: 20 would be outstanding, so
+    /// tickets wait for a user to come back, and that wait is in their latency.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_user_has_one_request_outstanding_at_most() {
+        let (server, overlaps) = accepting_server(u64::MAX, Duration::from_millis(20)).await;
+        let plan = plan(server, Mode::Open(1000.0), Duration::from_millis(800));
+        let report = run(plan, users(16)).await.unwrap();
+        assert_eq!(overlaps.load(Ordering::Relaxed), 0, "{}", summary(&report));
+        assert!(report.sent > 0, "{}", summary(&report));
+        assert_eq!(report.accepted, report.sent, "{}", summary(&report));
+        assert!(
+            report.p50_ms > 20.0,
+            "the wait for a free user is counted: {}",
+            summary(&report)
+        );
     }
 
     #[test]
