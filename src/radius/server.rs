@@ -2,9 +2,10 @@
 //!
 //! Per datagram, in the receive loop: decode (bounded), find the client, verify the shared
 //! secret and Message-Authenticator (BlastRADIUS rules), consult the duplicate cache, take a
-//! concurrency permit (or drop and count), then hand the request to a task that runs the core
-//! and sends the signed reply. Every drop is counted in a metric and logged at most once a
-//! minute per client and reason.
+//! concurrency permit, then hand the request to a task that runs the core and sends the
+//! signed reply. While every permit is taken the loop stops reading, so a burst waits in the
+//! socket's (enlarged) receive buffer rather than being read and dropped. Every drop is
+//! counted in a metric and logged at most once a minute per client and reason.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,6 +27,33 @@ use super::translate;
 use crate::auth::Authenticator;
 use crate::auth::ledger::Claim;
 use crate::clock::Stopwatch;
+
+/// Ask for `bytes` of receive buffer: `SO_RCVBUFFORCE` where the process may exceed
+/// `net.core.rmem_max` (CAP_NET_ADMIN), else `SO_RCVBUF`, which the kernel caps there.
+/// Getting less is logged, not fatal: the default buffer still works, it only holds a
+/// shorter burst.
+fn enlarge_receive_buffer(socket: &UdpSocket, addr: SocketAddr, bytes: usize) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    if bytes == 0 {
+        return;
+    }
+    if setsockopt(socket, sockopt::RcvBufForce, &bytes).is_err() {
+        let _ = setsockopt(socket, sockopt::RcvBuf, &bytes);
+    }
+    // Linux reports twice the size asked for (the other half is its bookkeeping)
+    let got = nix::sys::socket::getsockopt(socket, sockopt::RcvBuf).unwrap_or(0) / 2;
+    if got < bytes {
+        tracing::warn!(
+            target: "otpgate::radius",
+            listen = %addr,
+            asked = bytes,
+            got,
+            "the kernel gave a smaller receive buffer than [radius] receive_buffer asks for; raise net.core.rmem_max (sysctl) to hold longer bursts"
+        );
+    } else {
+        tracing::debug!(target: "otpgate::radius", listen = %addr, bytes = got, "receive buffer");
+    }
+}
 
 /// Per-client state that survives configuration reloads.
 #[derive(Debug, Default)]
@@ -126,6 +154,7 @@ impl RadiusServer {
             let socket = UdpSocket::bind(addr).await.map_err(|e| {
                 std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
             })?;
+            enlarge_receive_buffer(&socket, *addr, settings.receive_buffer);
             sockets.push(Arc::new(socket));
         }
         Ok(sockets)
@@ -140,6 +169,15 @@ impl RadiusServer {
     ) {
         let mut buf = vec![0u8; super::packet::MAX_LEN];
         loop {
+            if self.permits.available_permits() == 0 {
+                // Back-pressure: the datagrams stay in the kernel's buffer until a request
+                // finishes, instead of being read only to be dropped. Another socket's loop
+                // may take the freed permit first; then `on_datagram` drops and counts.
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    permit = self.permits.acquire() => drop(permit),
+                }
+            }
             let (n, source) = tokio::select! {
                 () = shutdown.cancelled() => break,
                 r = socket.recv_from(&mut buf) => match r {

@@ -23,8 +23,14 @@ pub struct RawRadius {
     pub listen: Option<Vec<String>>,
     /// Directory holding the `dictionary` file (default /usr/share/otpgate/dictionaries).
     pub dictionaries: Option<String>,
-    /// Requests processed at once; more are dropped and counted (default 1024).
+    /// Requests processed at once (default 1024). While all are busy, further datagrams wait
+    /// in the socket's receive buffer instead of being read.
     pub max_in_flight: Option<usize>,
+    /// Bytes of kernel receive buffer per listening socket (default 4 MiB, about 4,000
+    /// Access-Requests): what a burst or a slow disk commit queues up in before the kernel
+    /// drops datagrams. The kernel caps it at `net.core.rmem_max` unless otpgate has
+    /// `CAP_NET_ADMIN`; the log says when it got less.
+    pub receive_buffer: Option<usize>,
     /// Seconds a reply is kept for retransmits (default 30; at most 200,000 replies are kept,
     /// and at least the newest 100,000: the oldest leave first).
     pub duplicate_cache_seconds: Option<u64>,
@@ -138,12 +144,17 @@ pub struct ReplyRule {
     pub attributes: Vec<ReplyAttr>,
 }
 
+/// A burst of ~4,000 Access-Requests (each takes about a KiB of buffer in the kernel): a
+/// second at 4,000 logins/s, what queues up behind a commit that a disk holds for that long.
+pub const DEFAULT_RECEIVE_BUFFER: usize = 4 << 20;
+
 /// `[radius]`, validated.
 #[derive(Debug, Clone)]
 pub struct RadiusSettings {
     pub listen: Vec<SocketAddr>,
     pub dictionary: Arc<Dictionary>,
     pub max_in_flight: usize,
+    pub receive_buffer: usize,
     pub dedup_ttl: Duration,
     pub hide_reject_detail: bool,
     pub reject_message: String,
@@ -383,6 +394,7 @@ pub fn build(
         listen,
         dictionary: Arc::new(dictionary),
         max_in_flight: raw.max_in_flight.unwrap_or(1024).max(1),
+        receive_buffer: raw.receive_buffer.unwrap_or(DEFAULT_RECEIVE_BUFFER),
         dedup_ttl: Duration::from_secs(raw.duplicate_cache_seconds.unwrap_or(30)),
         hide_reject_detail: raw.hide_reject_detail.unwrap_or(false),
         reject_message: raw

@@ -314,6 +314,7 @@ mod round_trip {
             listen: vec![],
             dictionary: Default::default(),
             max_in_flight: 1,
+            receive_buffer: 0,
             dedup_ttl: Duration::from_secs(30),
             hide_reject_detail: false,
             reject_message: String::new(),

@@ -239,6 +239,54 @@ fn retransmit_gets_the_identical_reply_and_consumes_one_otp() {
     assert_eq!(verified(&other, &auth), Code::AccessReject);
 }
 
+/// A burst beyond `max_in_flight` waits in the socket's receive buffer and is answered in
+/// full: the server stops reading while every permit is taken instead of reading and
+/// dropping (which left the NAS to retransmit seconds later).
+#[test]
+fn a_burst_beyond_max_in_flight_is_answered_not_dropped() {
+    let d = alice_daemon(&Setup {
+        radius: "max_in_flight = 2\n".into(),
+        ..Setup::default()
+    });
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let burst = 200u8;
+    let mut sent = Vec::new();
+    for id in 0..burst {
+        let (bytes, auth) = encode_access_request(
+            &AccessRequest {
+                user: format!("nobody{id}"),
+                password: Secret::new("pin000000".into()),
+                message_authenticator: true,
+                ..Default::default()
+            },
+            id,
+            SECRET.as_bytes(),
+        )
+        .unwrap();
+        s.send_to(&bytes, d.radius).unwrap();
+        sent.push(auth);
+    }
+    let mut answered = vec![false; usize::from(burst)];
+    let mut buf = [0u8; 4096];
+    while answered.iter().any(|a| !a) {
+        let Ok((n, _)) = s.recv_from(&mut buf) else {
+            break;
+        };
+        let p = Packet::decode(&buf[..n]).unwrap();
+        let id = usize::from(p.identifier());
+        assert_eq!(verified(&buf[..n], &sent[id]), Code::AccessReject);
+        answered[id] = true;
+    }
+    let missing = answered.iter().filter(|a| !**a).count();
+    assert_eq!(missing, 0, "{missing} of {burst} requests got no answer");
+    assert_eq!(
+        d.metric("otpgate_radius_dropped_total{client=\"loopback\",reason=\"overload\"}"),
+        0.0
+    );
+    assert!(d.stop().success());
+}
+
 #[test]
 fn long_attributes_and_a_4096_octet_packet() {
     let d = alice_daemon(&Setup::default());
