@@ -184,10 +184,11 @@ impl Shared {
         encode_access_request(&req, id, &self.plan.secret).ok()
     }
 
-    /// Whether `p` is a genuine Access-Accept for the request sent with `authenticator`.
-    fn accepts(&self, p: &Packet<'_>, authenticator: &[u8; 16]) -> bool {
+    /// Whether `p` answers the request sent with `authenticator`, as a NAS decides it: a
+    /// reply whose authenticators do not check out is no answer (a stale or forged one), so
+    /// the request keeps waiting for its own.
+    fn answers(&self, p: &Packet<'_>, authenticator: &[u8; 16]) -> bool {
         crypto::verify_response(p, authenticator, &self.plan.secret, true).is_ok()
-            && p.code() == Code::AccessAccept
     }
 
     /// Count one request of the measured period: `answer` is (accepted, when), `None` lost.
@@ -259,10 +260,10 @@ async fn closed_worker(shared: Arc<Shared>) {
                     let Some(Ok(p)) = buf.get(..n).map(Packet::decode) else {
                         continue;
                     };
-                    if p.identifier() != id {
+                    if p.identifier() != id || !shared.answers(&p, &authenticator) {
                         continue; // a late answer to an earlier request
                     }
-                    break Some((shared.accepts(&p, &authenticator), Instant::now()));
+                    break Some((p.code() == Code::AccessAccept, Instant::now()));
                 }
             }
         };
@@ -395,13 +396,20 @@ async fn open_receiver(shared: Arc<Shared>, lane: Arc<Lane>) {
             let Some(Ok(p)) = buf.get(..n).map(Packet::decode) else {
                 continue;
             };
-            // an answer after the timeout finds its slot empty (or reused) and is dropped
-            let Some(Some(request)) = lane.with_slot(p.identifier(), |slot| slot.take()) else {
+            // an answer after the timeout finds its slot empty, or reused by a request it does
+            // not authenticate for, and is dropped
+            let taken = lane.with_slot(p.identifier(), |slot| {
+                let mine = slot
+                    .as_ref()
+                    .is_some_and(|r| shared.answers(&p, &r.authenticator));
+                if mine { slot.take() } else { None }
+            });
+            let Some(Some(request)) = taken else {
                 continue;
             };
             shared.release_user(request.user);
             if request.counted {
-                let accepted = shared.accepts(&p, &request.authenticator);
+                let accepted = p.code() == Code::AccessAccept;
                 shared.record(request.scheduled, Some((accepted, at)));
             }
         }
@@ -732,6 +740,20 @@ mod tests {
             "the wait for a free user is counted: {}",
             summary(&report)
         );
+    }
+
+    /// A reply signed with another secret is no answer, in both loops: lost, not rejected.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reply_that_does_not_authenticate_is_no_answer() {
+        let (server, _) = accepting_server(u64::MAX, Duration::ZERO).await;
+        for mode in [Mode::Open(200.0), Mode::Closed(4)] {
+            let mut plan = plan(server, mode, Duration::from_millis(200));
+            plan.secret = b"not the server's".to_vec();
+            plan.duration = Duration::from_millis(500);
+            let report = run(plan, users(100)).await.unwrap();
+            assert!(report.lost > 0, "{}", summary(&report));
+            assert_eq!(report.accepted + report.rejected, 0, "{}", summary(&report));
+        }
     }
 
     #[test]
