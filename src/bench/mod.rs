@@ -390,8 +390,10 @@ const SWEEP_EVERY: Duration = Duration::from_millis(10);
 
 async fn open_receiver(shared: Arc<Shared>, lane: Arc<Lane>) {
     let mut buf = vec![0u8; 4096];
+    let mut next_sweep = Instant::now() + SWEEP_EVERY;
     loop {
-        if let Ok(Ok(n)) = tokio::time::timeout(SWEEP_EVERY, lane.socket.recv(&mut buf)).await {
+        let wait = next_sweep.saturating_duration_since(Instant::now());
+        if let Ok(Ok(n)) = tokio::time::timeout(wait, lane.socket.recv(&mut buf)).await {
             let at = Instant::now();
             let Some(Ok(p)) = buf.get(..n).map(Packet::decode) else {
                 continue;
@@ -404,37 +406,40 @@ async fn open_receiver(shared: Arc<Shared>, lane: Arc<Lane>) {
                     .is_some_and(|r| shared.answers(&p, &r.authenticator));
                 if mine { slot.take() } else { None }
             });
-            let Some(Some(request)) = taken else {
+            if let Some(Some(request)) = taken {
+                shared.release_user(request.user);
+                if request.counted {
+                    let accepted = p.code() == Code::AccessAccept;
+                    shared.record(request.scheduled, Some((accepted, at)));
+                }
+            }
+            if Instant::now() < next_sweep {
                 continue;
-            };
-            shared.release_user(request.user);
-            if request.counted {
-                let accepted = p.code() == Code::AccessAccept;
-                shared.record(request.scheduled, Some((accepted, at)));
             }
         }
+        // the sweep, once per SWEEP_EVERY however many answers come: lost requests out, and
+        // the end once the sender is done and nothing is outstanding
+        next_sweep = Instant::now() + SWEEP_EVERY;
         let now = Instant::now();
-        let expired: Vec<Pending> = match lane.pending.lock() {
-            Ok(mut pending) => pending
-                .iter_mut()
-                .filter(|s| {
-                    s.as_ref()
-                        .is_some_and(|p| now.duration_since(p.sent) >= shared.plan.timeout)
-                })
-                .filter_map(Option::take)
-                .collect(),
-            Err(_) => return,
+        let Ok(mut pending) = lane.pending.lock() else {
+            return;
         };
+        let expired: Vec<Pending> = pending
+            .iter_mut()
+            .filter(|s| {
+                s.as_ref()
+                    .is_some_and(|p| now.duration_since(p.sent) >= shared.plan.timeout)
+            })
+            .filter_map(Option::take)
+            .collect();
+        let idle = pending.iter().all(Option::is_none);
+        drop(pending);
         for request in expired {
             shared.release_user(request.user);
             if request.counted {
                 shared.record(request.scheduled, None);
             }
         }
-        let idle = lane
-            .pending
-            .lock()
-            .map_or(true, |p| p.iter().all(Option::is_none));
         if idle && lane.sender_done.load(Ordering::Acquire) {
             return;
         }
@@ -447,8 +452,8 @@ async fn open_receiver(shared: Arc<Shared>, lane: Arc<Lane>) {
 /// consumptions then land on a few adjacent token pages, and its audit rows on a few leaf
 /// pages of the (user, time) index while the users have little history. A store with
 /// 100,000 tokens looked 15–35 % faster than one with 1,000 for that alone. Real logins come
-/// in no such order. The walk still reaches each user once per round, so one user never has
-/// two OTPs in flight (the later one would make the earlier one stale).
+/// in no such order. The walk reaches each user once per round; that no user has two OTPs
+/// in flight is `User::busy`'s job.
 fn shuffled<T>(mut users: Vec<T>) -> Vec<T> {
     // splitmix64 with a fixed seed: the same order on every run, no dependency
     let mut state: u64 = 0x0970_9a7e_0bad_cafe;
