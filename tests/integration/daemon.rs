@@ -194,6 +194,19 @@ impl Daemon {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Run an admin command until its stdout contains `needle`; for audit rows, which the
+    /// daemon writes in batches shortly after it answers (`store::audit`, `LINGER`).
+    pub fn cli_until(&self, args: &[&str], needle: &str, limit: Duration) -> String {
+        let until = Instant::now() + limit;
+        loop {
+            let out = self.cli_ok(args);
+            if out.contains(needle) || Instant::now() >= until {
+                return out;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn enroll_hotp(&self, serial: &str, user: &str, pin: &str) {
         self.cli_ok(&[
             "token",

@@ -600,6 +600,10 @@ fn smtp_down_or_silent_gives_a_bounded_reject() {
     let p = Packet::decode(&reply).unwrap();
     assert_eq!(p.code(), Code::AccessReject);
     assert!(took < Duration::from_secs(20), "{took:?}");
-    let rows = d.cli_ok(&["audit", "list", "--user", "carol"]);
+    let rows = d.cli_until(
+        &["audit", "list", "--user", "carol"],
+        "EMail could not be sent",
+        Duration::from_secs(10),
+    );
     assert!(rows.contains("EMail could not be sent"), "{rows}");
 }

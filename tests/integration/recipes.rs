@@ -212,11 +212,15 @@ fn federation_forwards_to_another_otpgate_over_http_and_radius() {
     // realm3 goes over RADIUS (the child's default realm has bob too)
     let r = login(&parent, "bob@realm3", &format!("bpin{}", RFC4226[1]));
     assert_eq!(r["code"], 2, "{r}");
-    let rows = parent.cli_ok(&[
-        "audit",
-        "list",
-        "--event",
-        "POST-EVENT validate_check>>Federation:forward",
-    ]);
+    let rows = parent.cli_until(
+        &[
+            "audit",
+            "list",
+            "--event",
+            "POST-EVENT validate_check>>Federation:forward",
+        ],
+        "fallback",
+        Duration::from_secs(10),
+    );
     assert!(rows.contains("fallback"), "{rows}");
 }
