@@ -279,6 +279,16 @@ impl Policies {
         self.list.is_empty()
     }
 
+    /// Whether a policy limits logins by counting a user's earlier ones (`auth_max_fail`,
+    /// `auth_max_success`): only then does the audit table need its per-user index.
+    pub fn counts_logins(&self) -> bool {
+        self.list.iter().any(|p| {
+            p.actions
+                .iter()
+                .any(|(_, a)| matches!(a, Action::AuthMaxFail(_) | Action::AuthMaxSuccess(_)))
+        })
+    }
+
     /// The actions of the matching policies, the lowest priority number first.
     pub fn effective(&self, s: &Subject<'_>) -> Effective {
         let mut out = Effective::default();
@@ -535,6 +545,27 @@ mod tests {
             policy: Vec<RawPolicy>,
         }
         toml::from_str::<F>(toml_text).unwrap().policy
+    }
+
+    /// Only an active auth_max_* policy asks for the audit table's per-user index.
+    #[test]
+    fn counts_logins_only_with_an_active_auth_max_policy() {
+        let build = |text: &str| {
+            let mut issues = Issues::default();
+            let p = Policies::build(&raw(text), &[], &mut issues);
+            assert!(issues.is_empty(), "{issues:?}");
+            p
+        };
+        let other = "[[policy]]\nname = \"a\"\nscope = \"authorization\"\nactions = { last_auth = \"1d\" }\n";
+        assert!(!build(other).counts_logins());
+        for action in ["auth_max_fail", "auth_max_success"] {
+            let limit = format!(
+                "{other}[[policy]]\nname = \"b\"\nscope = \"authorization\"\nactions = {{ {action} = \"3/1m\" }}\n"
+            );
+            assert!(build(&limit).counts_logins(), "{action}");
+            let inactive = limit.replace("name = \"b\"", "name = \"b\"\nactive = false");
+            assert!(!build(&inactive).counts_logins(), "{action} inactive");
+        }
     }
 
     #[test]

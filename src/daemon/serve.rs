@@ -4,7 +4,8 @@
 //! binds every socket before it reports ready, and logs the addresses it actually bound (so
 //! `:0` in tests and containers is discoverable). SIGHUP re-reads the file: a bad file is
 //! refused with its errors logged and the running configuration keeps serving; a good one is
-//! swapped in atomically (requests in flight finish on the old one). SIGTERM stops receiving,
+//! swapped in atomically (requests in flight finish on the old one), and the audit table's
+//! per-user index follows its `auth_max_*` policies (`store::login_index`). SIGTERM stops receiving,
 //! answers what is in flight, flushes the audit queue and exits.
 
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -110,6 +112,12 @@ pub async fn serve(path: &Path) -> Result<(), ServeError> {
         });
     }
     tracker.spawn(challenge_cleanup(opened.auth.clone(), shutdown.clone()));
+    let (login_index, wanted) = watch::channel(config.policies.counts_logins());
+    tracker.spawn(crate::store::login_index::keep_login_index(
+        opened.store.clone(),
+        wanted,
+        shutdown.clone(),
+    ));
 
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(config = %path.display(), node = %config.node, "otpgate ready");
@@ -123,6 +131,8 @@ pub async fn serve(path: &Path) -> Result<(), ServeError> {
             _ = hup.recv() => {
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
                 reload(path, &mut running, &opened.auth, radius.as_deref());
+                // every reload, so that a build that failed is tried again
+                login_index.send_replace(running.policies.counts_logins());
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
             }
             _ = term.recv() => break,

@@ -453,13 +453,26 @@ mod tests {
         assert_eq!(user, "alice");
     }
 
-    /// auth_max_fail / auth_max_success counts go through the (partial) `audit_user` index.
+    /// auth_max_fail / auth_max_success counts go through the (partial) `audit_user` index,
+    /// once `store::login_index` has built it; the migrations leave it out.
     #[test]
     fn login_counts_use_the_user_index() {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
         for (_, _, sql) in super::super::SQLITE_MIGRATIONS {
             conn.execute_batch(sql).unwrap();
         }
+        let indexes = |conn: &rusqlite::Connection| -> i64 {
+            conn.query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'audit_user'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(indexes(&conn), 0);
+        conn.execute_batch(super::super::login_index::CREATE_SQL)
+            .unwrap();
+        assert_eq!(indexes(&conn), 1);
         for sql in [COUNT_ACCEPTED_SQL, COUNT_REJECTED_SQL] {
             let plan: Vec<String> = conn
                 .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))

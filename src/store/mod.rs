@@ -28,6 +28,7 @@ pub mod challenges;
 mod checkpoints;
 mod counters;
 pub mod ledger;
+pub mod login_index;
 mod queued_counters;
 mod reader;
 mod sql;
@@ -180,6 +181,11 @@ pub(super) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit append-only",
         include_str!("../../migrations/sqlite/0005_audit_append_only.sql"),
     ),
+    (
+        6,
+        "audit_user only for auth_max policies",
+        include_str!("../../migrations/sqlite/0006_audit_user_on_demand.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -211,6 +217,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "audit_time back",
         include_str!("../../migrations/postgres/0006_audit_time_back.sql"),
+    ),
+    (
+        7,
+        "audit_user only for auth_max policies",
+        include_str!("../../migrations/postgres/0007_audit_user_on_demand.sql"),
     ),
 ];
 

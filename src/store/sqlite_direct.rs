@@ -121,7 +121,9 @@ fn write_loop(
     while let Some(first) = rx.blocking_recv() {
         let mut batch = Batch::gather(first, &mut rx, counters);
         let mut results = commit(&mut conn, batch.jobs(), batch.queued());
-        if results.is_err() && batch.drop_audit() {
+        if let Err(e) = &results
+            && batch.drop_audit(e)
+        {
             results = commit(&mut conn, batch.jobs(), batch.queued());
         }
         if !batch.settle(results, counters) {
@@ -179,6 +181,10 @@ fn commit(conn: &mut Connection, jobs: &[Job], queued: &Taken) -> Result<Vec<Don
                 Done::Audited
             }
             Op::Flush => Done::Flushed,
+            Op::Schema(sql) => {
+                tx.execute_batch(sql)?;
+                Done::SchemaChanged
+            }
         });
     }
     tx.commit()?;

@@ -53,6 +53,9 @@ pub(super) enum Op {
     Audit(Arc<Vec<AuditRow>>),
     /// Nothing to write: answered once everything queued before it is committed.
     Flush,
+    /// A schema change (an index built or dropped at a reload) that must not fail on the
+    /// write lock: in the writer's own transaction, the logins behind it wait instead.
+    Schema(&'static str),
 }
 
 #[derive(Debug)]
@@ -62,6 +65,7 @@ pub(super) enum Done {
     CounterAdded,
     Audited,
     Flushed,
+    SchemaChanged,
 }
 
 pub(super) struct Job {
@@ -171,6 +175,11 @@ impl GroupWriter {
         }
     }
 
+    /// Run a schema change as a commit of the writer's (see [`Op::Schema`]).
+    pub(crate) async fn schema(&self, sql: &'static str) -> Result<(), StoreError> {
+        self.submit(Op::Schema(sql)).await.map(|_| ())
+    }
+
     /// Insert audit rows in the next commit.
     pub(crate) async fn audit(&self, rows: Arc<Vec<AuditRow>>) -> Result<(), StoreError> {
         self.submit(Op::Audit(rows)).await.map(|_| ())
@@ -257,17 +266,19 @@ impl Batch {
         &self.queued
     }
 
-    /// After a failed commit: audit rows must never cost a login, so they are answered with
-    /// the error (the audit writer retries them on its own). `true` when there were any, and
-    /// the rest is worth committing again without them.
-    pub(super) fn drop_audit(&mut self) -> bool {
+    /// After a failed commit: audit rows and schema changes must never cost a login, so they
+    /// are answered with the error (the audit writer retries its rows on its own). `true`
+    /// when there were any, and the rest is worth committing again without them.
+    pub(super) fn drop_audit(&mut self, error: &StoreError) -> bool {
         let (audit, rest): (Vec<Job>, Vec<Job>) = std::mem::take(&mut self.jobs)
             .into_iter()
-            .partition(|j| matches!(j.op, Op::Audit(_)));
+            .partition(|j| matches!(j.op, Op::Audit(_) | Op::Schema(_)));
         self.jobs = rest;
         let dropped = !audit.is_empty();
         for job in audit {
-            job.answer(Err(StoreError::Corrupt("audit batch failed".into())));
+            job.answer(Err(StoreError::Corrupt(format!(
+                "write batch failed: {error}"
+            ))));
         }
         dropped
     }
@@ -357,7 +368,9 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>, counters: Arc<QueuedCou
     while let Some(first) = rx.recv().await {
         let mut batch = Batch::gather(first, &mut rx, &counters);
         let mut results = commit(&pool, batch.jobs(), batch.queued()).await;
-        if results.is_err() && batch.drop_audit() {
+        if let Err(e) = &results
+            && batch.drop_audit(e)
+        {
             results = commit(&pool, batch.jobs(), batch.queued()).await;
         }
         if !batch.settle(results, &counters) {
@@ -377,7 +390,7 @@ async fn commit(pool: &AnyPool, jobs: &[Job], queued: &Taken) -> Result<Vec<Done
         let id = match &job.op {
             Op::Consume(c) => c.id,
             Op::Failure { id, .. } => *id,
-            Op::CounterAdd { .. } | Op::Audit(_) | Op::Flush => continue,
+            Op::CounterAdd { .. } | Op::Audit(_) | Op::Flush | Op::Schema(_) => continue,
         };
         if let Op::Consume(c) = &job.op
             && c.new_count.is_some()
@@ -425,6 +438,10 @@ async fn commit(pool: &AnyPool, jobs: &[Job], queued: &Taken) -> Result<Vec<Done
                 Done::Audited
             }
             Op::Flush => Done::Flushed,
+            Op::Schema(sql) => {
+                sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+                Done::SchemaChanged
+            }
         });
     }
     tx.commit().await?;
@@ -556,23 +573,31 @@ mod tests {
     }
 
     /// A batch takes what queued behind its first job; after a failed commit its audit rows
-    /// hear the error at once and the rest stays for the second try.
+    /// and schema changes hear the error at once and the rest stays for the second try.
     #[tokio::test]
     async fn a_failed_batch_drops_its_audit_rows_and_keeps_the_rest() {
         let counters = QueuedCounters::default();
         let (tx, mut rx) = mpsc::channel(8);
         let (audit, audit_answer) = job(Op::Audit(Arc::new(Vec::new())));
+        let (schema, schema_answer) = job(Op::Schema("DROP INDEX IF EXISTS nothing"));
         let (second, second_answer) = flush();
         tx.send(audit).await.unwrap();
+        tx.send(schema).await.unwrap();
         tx.send(second).await.unwrap();
         let (first, first_answer) = flush();
         let mut batch = Batch::gather(first, &mut rx, &counters);
-        assert_eq!(batch.jobs().len(), 3);
+        assert_eq!(batch.jobs().len(), 4);
 
-        assert!(batch.drop_audit());
+        let disk_full = StoreError::Corrupt("disk full".into());
+        assert!(batch.drop_audit(&disk_full));
         assert!(audit_answer.await.unwrap().is_err());
+        let told = schema_answer.await.unwrap().unwrap_err().to_string();
+        assert!(told.contains("disk full"), "{told}");
         assert_eq!(batch.jobs().len(), 2);
-        assert!(!batch.drop_audit(), "nothing left to drop: no second retry");
+        assert!(
+            !batch.drop_audit(&disk_full),
+            "nothing left to drop: no second retry"
+        );
 
         assert!(batch.settle(Ok(vec![Done::Flushed, Done::Flushed]), &counters));
         assert!(matches!(first_answer.await.unwrap(), Ok(Done::Flushed)));
