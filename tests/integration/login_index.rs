@@ -77,39 +77,71 @@ fn a_daemon_started_with_the_policy_builds_the_index() {
     );
 }
 
+/// What aligning did, with the build's time left out, and the state after it.
+async fn align(store: &Store, needed: bool) -> (IndexChange, IndexState) {
+    let change = match store.align_login_index(needed).await.unwrap() {
+        IndexChange::Built(_) => IndexChange::Built(Duration::ZERO),
+        other => other,
+    };
+    (change, store.login_index_state().await.unwrap())
+}
+
+/// From a fresh store (no index), align step by step and check each outcome.
+async fn walk(store: &Store, steps: &[(bool, (IndexChange, IndexState))]) {
+    assert_eq!(store.login_index_state().await.unwrap(), IndexState::Absent);
+    for (needed, outcome) in steps {
+        assert_eq!(align(store, *needed).await, *outcome, "needed: {needed}");
+    }
+}
+
+const BUILT: IndexChange = IndexChange::Built(Duration::ZERO);
+
+fn settings(database: Database) -> StoreSettings {
+    StoreSettings {
+        database,
+        max_connections: 3,
+        connect_timeout: Duration::from_secs(10),
+    }
+}
+
+/// On SQLite the index comes and goes with the need, through the writer, and asking twice
+/// changes nothing.
+#[tokio::test]
+async fn sqlite_builds_and_drops_it_as_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&settings(Database::Sqlite(dir.path().join("otpgate.db"))))
+        .await
+        .unwrap();
+    walk(
+        &store,
+        &[
+            (false, (IndexChange::Unchanged, IndexState::Absent)),
+            (true, (BUILT, IndexState::Present)),
+            (true, (IndexChange::Unchanged, IndexState::Present)),
+            (false, (IndexChange::Dropped, IndexState::Absent)),
+        ],
+    )
+    .await;
+    store.close().await;
+}
+
 /// On PostgreSQL a node builds the index concurrently, leaves it to the others when it does
 /// not need it, and rebuilds one that a failed build left invalid.
 #[tokio::test]
 async fn postgresql_builds_keeps_and_repairs_the_index() {
     let url = crate::pg::fresh_database().await;
-    let store = Store::open(&StoreSettings {
-        database: Database::Postgres(url.clone()),
-        max_connections: 3,
-        connect_timeout: Duration::from_secs(10),
-    })
-    .await
-    .unwrap();
-    assert_eq!(store.login_index_state().await.unwrap(), IndexState::Absent);
-    assert_eq!(
-        store.align_login_index(false).await.unwrap(),
-        IndexChange::Unchanged
-    );
-    assert!(matches!(
-        store.align_login_index(true).await.unwrap(),
-        IndexChange::Built(_)
-    ));
-    assert_eq!(
-        store.login_index_state().await.unwrap(),
-        IndexState::Present
-    );
-    assert_eq!(
-        store.align_login_index(false).await.unwrap(),
-        IndexChange::KeptForOtherNodes
-    );
-    assert_eq!(
-        store.login_index_state().await.unwrap(),
-        IndexState::Present
-    );
+    let store = Store::open(&settings(Database::Postgres(url.clone())))
+        .await
+        .unwrap();
+    walk(
+        &store,
+        &[
+            (false, (IndexChange::Unchanged, IndexState::Absent)),
+            (true, (BUILT, IndexState::Present)),
+            (false, (IndexChange::KeptForOtherNodes, IndexState::Present)),
+        ],
+    )
+    .await;
 
     // what a build that was cancelled halfway leaves behind
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
@@ -124,13 +156,6 @@ async fn postgresql_builds_keeps_and_repairs_the_index() {
         store.login_index_state().await.unwrap(),
         IndexState::Invalid
     );
-    assert!(matches!(
-        store.align_login_index(true).await.unwrap(),
-        IndexChange::Built(_)
-    ));
-    assert_eq!(
-        store.login_index_state().await.unwrap(),
-        IndexState::Present
-    );
+    assert_eq!(align(&store, true).await, (BUILT, IndexState::Present));
     store.close().await;
 }
