@@ -5,8 +5,8 @@
 //! `:0` in tests and containers is discoverable). SIGHUP re-reads the file: a bad file is
 //! refused with its errors logged and the running configuration keeps serving; a good one is
 //! swapped in atomically (requests in flight finish on the old one), and the audit table's
-//! per-user index follows its `auth_max_*` policies (`store::login_index`). SIGTERM stops receiving,
-//! answers what is in flight, flushes the audit queue and exits.
+//! per-user index follows its `auth_max_*` policies (`store::login_index`). SIGTERM stops
+//! receiving, answers what is in flight, flushes the audit queue and exits.
 
 use std::net::SocketAddr;
 use std::path::Path;

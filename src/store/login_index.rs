@@ -2,9 +2,9 @@
 //!
 //! `auth_max_fail` and `auth_max_success` count a user's `validate_check` rows in a time
 //! window, and without an index on (user, realm, time) that count reads the whole audit table.
-//! With it, every login inserts into the index at the user's place: with 100,000 users those
-//! are 100,000 hot leaf pages that no page cache keeps, and at 100,000 tokens the index was
-//! more than half of what a login cost beyond 1,000 tokens (docs/performance.md). Most
+//! With it, every login inserts into the index at its user's place: with 100,000 users those
+//! places are spread over more leaf pages than a page cache keeps, and at 100,000 tokens the
+//! index was more than half of what a login cost beyond 1,000 tokens (docs/performance.md). Most
 //! installations set no such policy, so the serving daemon builds the index when its
 //! configuration has one and drops it when it has none, at start and at every reload.
 //!
@@ -98,6 +98,9 @@ impl Store {
                 Ok(IndexChange::Built(started.elapsed()))
             }
             (Backend::Postgres, true, _) => {
+                // Invalid is also another node's build still running: dropped (after it
+                // finishes, DROP … CONCURRENTLY waits for it) and built again — wasted work,
+                // never a missing index.
                 if state == IndexState::Invalid {
                     sqlx::raw_sql(DROP_CONCURRENTLY_SQL)
                         .execute(self.pool())

@@ -1,5 +1,5 @@
 //! Group commit for the hot-path writes: OTP consumption, failcount updates, event counters and
-//! audit rows.
+//! audit rows (and the rare schema change that must queue with them, `store::login_index`).
 //!
 //! An accepted OTP must be on disk before the Access-Accept leaves (SQLite `synchronous = FULL`,
 //! PostgreSQL's default), or a power cut could let it be accepted again. One fsync per login
