@@ -125,7 +125,14 @@ pub async fn keep_login_index(
 ) {
     loop {
         let want = *needed.borrow_and_update();
-        match store.align_login_index(want).await {
+        // A build does not hold up a shutdown: on PostgreSQL the half-built index is left
+        // invalid and rebuilt at the next start; on SQLite it is one transaction of the
+        // writer's, committed or rolled back whole.
+        let aligned = tokio::select! {
+            () = shutdown.cancelled() => return,
+            aligned = store.align_login_index(want) => aligned,
+        };
+        match aligned {
             Ok(IndexChange::Built(took)) => tracing::info!(
                 target: "otpgate::store",
                 ms = took.as_millis(),
