@@ -122,7 +122,7 @@ fn write_loop(
         let mut batch = Batch::gather(first, &mut rx, counters);
         let mut results = commit(&mut conn, batch.jobs(), batch.queued());
         if let Err(e) = &results
-            && batch.drop_audit(e)
+            && batch.drop_side_jobs(e)
         {
             results = commit(&mut conn, batch.jobs(), batch.queued());
         }

@@ -269,13 +269,13 @@ impl Batch {
     /// After a failed commit: audit rows and schema changes must never cost a login, so they
     /// are answered with the error (the audit writer retries its rows on its own). `true`
     /// when there were any, and the rest is worth committing again without them.
-    pub(super) fn drop_audit(&mut self, error: &StoreError) -> bool {
-        let (audit, rest): (Vec<Job>, Vec<Job>) = std::mem::take(&mut self.jobs)
+    pub(super) fn drop_side_jobs(&mut self, error: &StoreError) -> bool {
+        let (side, rest): (Vec<Job>, Vec<Job>) = std::mem::take(&mut self.jobs)
             .into_iter()
             .partition(|j| matches!(j.op, Op::Audit(_) | Op::Schema(_)));
         self.jobs = rest;
-        let dropped = !audit.is_empty();
-        for job in audit {
+        let dropped = !side.is_empty();
+        for job in side {
             job.answer(Err(StoreError::Corrupt(format!(
                 "write batch failed: {error}"
             ))));
@@ -369,7 +369,7 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>, counters: Arc<QueuedCou
         let mut batch = Batch::gather(first, &mut rx, &counters);
         let mut results = commit(&pool, batch.jobs(), batch.queued()).await;
         if let Err(e) = &results
-            && batch.drop_audit(e)
+            && batch.drop_side_jobs(e)
         {
             results = commit(&pool, batch.jobs(), batch.queued()).await;
         }
@@ -575,7 +575,7 @@ mod tests {
     /// A batch takes what queued behind its first job; after a failed commit its audit rows
     /// and schema changes hear the error at once and the rest stays for the second try.
     #[tokio::test]
-    async fn a_failed_batch_drops_its_audit_rows_and_keeps_the_rest() {
+    async fn a_failed_batch_drops_its_side_jobs_and_keeps_the_rest() {
         let counters = QueuedCounters::default();
         let (tx, mut rx) = mpsc::channel(8);
         let (audit, audit_answer) = job(Op::Audit(Arc::new(Vec::new())));
@@ -589,13 +589,13 @@ mod tests {
         assert_eq!(batch.jobs().len(), 4);
 
         let disk_full = StoreError::Corrupt("disk full".into());
-        assert!(batch.drop_audit(&disk_full));
+        assert!(batch.drop_side_jobs(&disk_full));
         assert!(audit_answer.await.unwrap().is_err());
         let told = schema_answer.await.unwrap().unwrap_err().to_string();
         assert!(told.contains("disk full"), "{told}");
         assert_eq!(batch.jobs().len(), 2);
         assert!(
-            !batch.drop_audit(&disk_full),
+            !batch.drop_side_jobs(&disk_full),
             "nothing left to drop: no second retry"
         );
 
