@@ -21,10 +21,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Backend, Store, StoreError};
 
-pub(super) const CREATE_SQL: &str = "CREATE INDEX IF NOT EXISTS audit_user \
-     ON audit (user_login, realm, time_us) WHERE event = 'validate_check'";
-const CREATE_CONCURRENTLY_SQL: &str = "CREATE INDEX CONCURRENTLY IF NOT EXISTS audit_user \
-     ON audit (user_login, realm, time_us) WHERE event = 'validate_check'";
+/// The index, once for both statements that build it. The literal `event = 'validate_check'`
+/// is what the count queries' own literal matches (`store::audit`).
+macro_rules! audit_user {
+    () => {
+        "audit_user ON audit (user_login, realm, time_us) WHERE event = 'validate_check'"
+    };
+}
+pub(super) const CREATE_SQL: &str = concat!("CREATE INDEX IF NOT EXISTS ", audit_user!());
+const CREATE_CONCURRENTLY_SQL: &str =
+    concat!("CREATE INDEX CONCURRENTLY IF NOT EXISTS ", audit_user!());
 const DROP_SQL: &str = "DROP INDEX IF EXISTS audit_user";
 /// A build that failed halfway leaves an invalid index behind, which `IF NOT EXISTS` would
 /// take for a finished one.
