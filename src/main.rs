@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use otpgate::cli::{self, Cli, Command};
+use otpgate::daemon::log_output::LogOutput;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 /// glibc's malloc was a fifth of the server's CPU under load (arena locks, fastbin
 /// consolidation on every larger request; docs/performance.md).
@@ -24,12 +26,21 @@ fn main() -> ExitCode {
     };
     let filter =
         EnvFilter::try_from_env("OTPGATE_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    // The daemon batches its log lines (a write per line was most of a line's cost); a CLI
+    // command writes each at once, so it shows before the command's own output.
+    let log_output = match cli.command {
+        Command::Serve => LogOutput::start(std::io::stderr())
+            .map_err(|e| eprintln!("otpgate: log lines are written one by one: {e}"))
+            .ok(),
+        _ => None,
+    };
+    match &log_output {
+        Some(output) => {
+            output.flush_on_panic();
+            init_logging(filter, output.writer());
+        }
+        None => init_logging(filter, std::io::stderr),
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -42,11 +53,28 @@ fn main() -> ExitCode {
             return ExitCode::from(cli::exit::ERROR);
         }
     };
-    match runtime.block_on(cli::run(cli)) {
+    let result = runtime.block_on(cli::run(cli));
+    // the log lines first: they tell what led to the error
+    if let Some(output) = log_output {
+        output.finish();
+    }
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("otpgate: {e}");
             ExitCode::from(cli::exit::ERROR)
         }
     }
+}
+
+fn init_logging<W>(filter: EnvFilter, writer: W)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
 }
