@@ -7,6 +7,8 @@
 //! many tokens the user has. Only when no token is valid are the remaining PINs checked, to
 //! tell "wrong otp value" (PIN right) from "wrong otp pin" (PIN wrong) as the spec requires.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value, json};
 
 use super::challenge::Entry;
@@ -544,7 +546,7 @@ pub(crate) async fn consume(
         }
         after.last_auth = Some(last_auth.clone());
         at.post_state.retain(|t| t.id != after.id);
-        at.post_state.push(after);
+        at.post_state.push(Arc::new(after));
         if let Some(n) = new_count {
             at.trace.add(
                 "token",

@@ -248,7 +248,7 @@ pub(crate) struct Attempt<'a> {
     pub accepted_without_token: bool,
     /// Tokens this request consumed, in the state its UPDATE left them (POST handlers read
     /// them instead of the database).
-    pub post_state: Vec<Token>,
+    pub post_state: Vec<Arc<Token>>,
 }
 
 impl<'a> Attempt<'a> {

@@ -295,7 +295,12 @@ impl Condition {
     /// isolates it like a handler failure).
     pub async fn check(&self, ctx: &mut Context<'_, '_>) -> Result<Check, StoreError> {
         use Check::{Fails, Holds, Unknown};
-        let yes = |b: bool, why: &dyn Fn() -> String| if b { Holds } else { Fails(why()) };
+        let explain = ctx.explains();
+        let yes = |b: bool, why: &dyn Fn() -> String| match (b, explain) {
+            (true, _) => Holds,
+            (false, true) => Fails(why()),
+            (false, false) => Fails(String::new()),
+        };
         Ok(match self {
             Self::Realm(allowed) => {
                 let realm = ctx.user().await?.map_or("", |u| u.realm.as_str());

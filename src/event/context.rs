@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -29,7 +30,7 @@ pub struct Determined {
     /// The serial list token actions operate on.
     pub serials: Vec<String>,
     /// Exactly one token, when the serial or the user's tokens determine one.
-    pub token: Option<Token>,
+    pub token: Option<Arc<Token>>,
 }
 
 #[derive(Debug, Default)]
@@ -57,8 +58,9 @@ pub struct Scope<'a> {
     /// Warnings for the decision trace (comparisons that could not be made …).
     pub warnings: Vec<String>,
     /// Tokens whose current state the caller knows (the ones this request just consumed):
-    /// used instead of reading them back from the store.
-    pub known_tokens: Vec<Token>,
+    /// used instead of reading them back from the store. Shared, not copied: every phase of
+    /// a request with event definitions starts from them.
+    pub known_tokens: Vec<Arc<Token>>,
     cache: Cache,
 }
 
@@ -106,6 +108,7 @@ impl<'a> Scope<'a> {
             scope: self,
             request,
             response,
+            explain: true,
         }
     }
 }
@@ -115,9 +118,21 @@ pub struct Context<'b, 'a> {
     scope: &'b mut Scope<'a>,
     pub request: &'b Request,
     response: Option<&'b Response>,
+    explain: bool,
 }
 
 impl Context<'_, '_> {
+    /// Conditions need not say why they do not hold: the phase keeps only whether they do
+    /// (the reasons are for `otpgate event test`).
+    pub fn without_reasons(mut self) -> Self {
+        self.explain = false;
+        self
+    }
+
+    pub fn explains(&self) -> bool {
+        self.explain
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.scope.now
     }
@@ -196,7 +211,7 @@ impl Context<'_, '_> {
                     .cloned();
                 let t = match known {
                     Some(t) => Some(t),
-                    None => store.by_serial(one).await?,
+                    None => store.by_serial(one).await?.map(Arc::new),
                 };
                 if let Some(t) = t {
                     found.push(t);
@@ -208,7 +223,7 @@ impl Context<'_, '_> {
         } else if let Some(u) = &user {
             let mut tokens = store.of_user(&u.realm, &u.login).await?;
             if tokens.len() == 1 {
-                token = tokens.pop();
+                token = tokens.pop().map(Arc::new);
             }
         }
         if let Some(t) = &token {
@@ -248,12 +263,19 @@ impl Context<'_, '_> {
                 .known_tokens
                 .iter()
                 .find(|t| t.serial == *serial)
-                .cloned();
-            let token = match known {
-                Some(t) => Some(t),
-                None => self.scope.auth.store().tokens().by_serial(serial).await?,
+                .map(|t| t.owner.clone());
+            let owner = match known {
+                Some(owner) => owner,
+                None => self
+                    .scope
+                    .auth
+                    .store()
+                    .tokens()
+                    .by_serial(serial)
+                    .await?
+                    .and_then(|t| t.owner),
             };
-            if let Some(owner) = token.and_then(|t| t.owner) {
+            if let Some(owner) = owner {
                 user = self.scope.cfg.directory.find(&owner.login, &owner.realm);
             }
         }
@@ -273,7 +295,7 @@ impl Context<'_, '_> {
     }
 
     pub async fn token(&mut self) -> Result<Option<&Token>, StoreError> {
-        Ok(self.determined().await?.token.as_ref())
+        Ok(self.determined().await?.token.as_deref())
     }
 
     /// All tokens of the determined user (`None` without a user).

@@ -187,7 +187,7 @@ impl Phase<'_, '_> {
         for def in defs {
             let verdict = {
                 let response = self.response.as_deref();
-                let mut ctx = self.scope.view(&*self.request, response);
+                let mut ctx = self.scope.view(&*self.request, response).without_reasons();
                 evaluate_shared(def, &mut ctx, &mut seen).await
             };
             for w in self.scope.warnings.drain(..) {
