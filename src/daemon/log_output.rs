@@ -58,9 +58,21 @@ impl Shared {
     }
 
     fn write_out(&self, batch: &[u8]) {
-        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
-        // there is nowhere left to report a failing stderr
-        let _ = out.write_all(batch).and_then(|()| out.flush());
+        let out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        write_to(out, batch);
+    }
+
+    /// Take what waits and write it. `out` is locked before `pending`, so two flushes (the
+    /// flusher's and a panic's) write their batches in the order they took them.
+    fn flush_into(&self, batch: &mut Vec<u8>) {
+        let out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        // the two buffers swap places, so neither is allocated again
+        std::mem::swap(batch, &mut self.pending().lines);
+        self.drained.notify_all();
+        if !batch.is_empty() {
+            write_to(out, batch);
+        }
+        batch.clear();
     }
 
     fn flush_loop(&self) {
@@ -76,28 +88,24 @@ impl Shared {
             if pending.lines.is_empty() {
                 return;
             }
-            if !pending.closed && pending.lines.len() < EAGER {
-                drop(pending);
-                std::thread::sleep(FLUSH_DELAY);
-                pending = self.pending();
-            }
-            // the two buffers swap places, so neither is allocated again
-            std::mem::swap(&mut batch, &mut pending.lines);
+            let wait = !pending.closed && pending.lines.len() < EAGER;
             drop(pending);
-            self.drained.notify_all();
-            self.write_out(&batch);
-            batch.clear();
+            if wait {
+                std::thread::sleep(FLUSH_DELAY);
+            }
+            self.flush_into(&mut batch);
         }
     }
 
     /// Write whatever waits, from the calling thread (panic, exit).
     fn flush_now(&self) {
-        let batch = std::mem::take(&mut self.pending().lines);
-        self.drained.notify_all();
-        if !batch.is_empty() {
-            self.write_out(&batch);
-        }
+        self.flush_into(&mut Vec::new());
     }
+}
+
+fn write_to(mut out: MutexGuard<'_, Box<dyn Write + Send>>, batch: &[u8]) {
+    // there is nowhere left to report a failing stderr
+    let _ = out.write_all(batch).and_then(|()| out.flush());
 }
 
 impl LogOutput {
