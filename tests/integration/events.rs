@@ -781,3 +781,32 @@ fn definitions_are_checked_at_load() {
 }
 
 on_both_backends!(scenario_79_counters_never_go_negative_unless_allowed);
+
+/// `otpgate event test` says why a condition does not hold (a phase skips the reasons, it
+/// only needs whether the condition holds), and a login still runs past the definition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_test_says_why_a_condition_does_not_hold() {
+    let h =
+        Harness::with_config(SQLITE, "", &probe("totp-only", "post", "tokentype", "totp")).await;
+    let reports = h
+        .auth
+        .event_test(
+            "validate_check",
+            &Request::serial("HOTP1", ""),
+            Some(&reject("x")),
+        )
+        .await
+        .unwrap();
+    let report = reports.iter().find(|r| r.name == "totp-only").unwrap();
+    assert!(!report.holds);
+    assert_eq!(
+        report.checks,
+        [(
+            "tokentype".to_owned(),
+            "fails: token type is hotp".to_owned()
+        )]
+    );
+    let r = h.user("alice", "pin755224").await;
+    assert_answer(&r, "ACCEPT", "matching 1 tokens");
+    h.close().await;
+}
