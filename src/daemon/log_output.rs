@@ -21,9 +21,6 @@ pub const FLUSH_DELAY: Duration = Duration::from_millis(2);
 /// Bytes that may wait before the logging threads wait for the flusher.
 pub const LIMIT: usize = 1 << 20;
 
-/// Bytes at which the flusher writes at once instead of waiting out the delay.
-const EAGER: usize = 64 << 10;
-
 /// The running flusher. Keep it until the process ends and call [`LogOutput::finish`].
 pub struct LogOutput {
     shared: Arc<Shared>,
@@ -88,7 +85,7 @@ impl Shared {
             if pending.lines.is_empty() {
                 return;
             }
-            let wait = !pending.closed && pending.lines.len() < EAGER;
+            let wait = !pending.closed;
             drop(pending);
             if wait {
                 std::thread::sleep(FLUSH_DELAY);
@@ -178,7 +175,6 @@ impl Write for LogWriter {
             if pending.lines.len() < LIMIT {
                 break;
             }
-            self.shared.filled.notify_one();
             pending = self
                 .shared
                 .drained
@@ -187,10 +183,9 @@ impl Write for LogWriter {
         }
         let first = pending.lines.is_empty();
         pending.lines.extend_from_slice(line);
-        let eager = pending.lines.len() >= EAGER;
         drop(pending);
-        // one wake-up per burst, not per line
-        if first || eager {
+        // one wake-up per burst, not per line (the flusher sleeps out the delay anyway)
+        if first {
             self.shared.filled.notify_one();
         }
         Ok(line.len())
