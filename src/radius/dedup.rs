@@ -4,9 +4,12 @@
 //! in flight, retransmits are dropped; once it is answered, retransmits get the byte-identical
 //! cached reply for the TTL. A NAS retransmit therefore never consumes a second OTP.
 //!
-//! At 10,000 logins/s a 30 s TTL means 300,000 live entries, so an entry is kept small: the key
-//! is a 128-bit keyed fingerprint of the request's identity, a bare Access-Accept (with its
-//! Message-Authenticator) is stored inline, and the time is 32 bits.
+//! At 10,000 logins/s a 30 s TTL means 300,000 live entries, so an entry is kept small (32
+//! bytes with its key): the key is a 128-bit keyed fingerprint of the request's identity, the
+//! time is 32 bits, and the commonest answer, a bare Access-Accept or Access-Reject (the header
+//! and the Message-Authenticator, nothing else), is kept as its code alone. Its bytes are a
+//! function of the request and the client's secret, so the server builds them again for a
+//! retransmit, byte for byte the first reply; any other reply is kept whole.
 //!
 //! The entries live in two generations of a fixed size, each a hash table made once: new
 //! requests go into the current one; when it is full, the older generation is emptied (its
@@ -24,6 +27,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::attr::MESSAGE_AUTHENTICATOR;
+use super::packet::Code;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Key {
     pub source: SocketAddr,
@@ -39,12 +45,15 @@ pub enum Seen {
     /// The original is still being processed: drop this copy.
     InFlight,
     /// Answered already: send this again.
-    Answered(Arc<[u8]>),
+    Answered(Arc<Vec<u8>>),
+    /// Answered already with a bare reply of this code: build it again for the retransmit
+    /// (`translate::start_reply` and `finish_reply`), the same bytes as the first time.
+    AnsweredBare(Code),
 }
 
-/// Replies up to this size live in the entry itself: an Access-Accept or Access-Reject with a
-/// Message-Authenticator and no other attribute is 38 bytes (and the entry then 64).
-const INLINE_REPLY: usize = 38;
+/// A bare reply: the header (20 bytes) and a Message-Authenticator (18), which every reply
+/// carries first (`translate::start_reply`).
+const BARE_REPLY: usize = 38;
 
 /// Two independent SipHash outputs under random keys: a collision between two live requests is
 /// about as likely as guessing a 128-bit key, and a sender cannot aim for one.
@@ -53,24 +62,40 @@ type Fingerprint = [u64; 2];
 /// Centiseconds since the cache was made, wrapping (an entry never lives near 497 days).
 type Stamp = u32;
 
+/// A request and what became of it, with its arrival (the TTL counts from there). 16 bytes:
+/// a table of 100,000 and their keys is 4 MiB (the bare reply inline took 64-byte entries,
+/// 8.4 MiB per generation).
 #[derive(Debug)]
-enum State {
-    InFlight,
+enum Slot {
+    InFlight {
+        at: Stamp,
+    },
     /// Given up without a reply (dropped under load, failed): a retransmit is processed.
     /// Marked rather than removed, so the table never holds a tombstone.
-    Abandoned,
-    Inline {
-        len: u8,
-        bytes: [u8; INLINE_REPLY],
+    Abandoned {
+        at: Stamp,
     },
-    Shared(Arc<[u8]>),
+    /// Answered with a bare reply of this code.
+    Bare {
+        at: Stamp,
+        code: u8,
+    },
+    /// Answered with this reply (a thin pointer, so that the slot stays 16 bytes).
+    Whole {
+        at: Stamp,
+        reply: Arc<Vec<u8>>,
+    },
 }
 
-#[derive(Debug)]
-struct Slot {
-    /// When the request arrived; the TTL counts from here.
-    at: Stamp,
-    state: State,
+impl Slot {
+    fn at(&self) -> Stamp {
+        match self {
+            Self::InFlight { at }
+            | Self::Abandoned { at }
+            | Self::Bare { at, .. }
+            | Self::Whole { at, .. } => *at,
+        }
+    }
 }
 
 /// One generation: its table and the arrival of its newest entry.
@@ -103,6 +128,38 @@ impl Entries {
         } else {
             self.previous.map.get_mut(fp)
         }
+    }
+}
+
+/// The code of a bare reply (see [`BARE_REPLY`]).
+fn bare_code(reply: &[u8]) -> Option<u8> {
+    match reply {
+        [
+            code,
+            _,
+            _,
+            _,
+            _,
+            _,
+            _,
+            _,
+            _,
+            _,
+            _,
+            _,
+            _,
+            _,
+            _,
+            _,
+            _,
+            _,
+            _,
+            _,
+            ma,
+            18,
+            ..,
+        ] if reply.len() == BARE_REPLY && *ma == MESSAGE_AUTHENTICATOR => Some(*code),
+        _ => None,
     }
 }
 
@@ -156,30 +213,20 @@ impl DedupCache {
         let now = self.stamp(now);
         let fp = self.fingerprint(&key);
         if let Some(slot) = e.slot_mut(&fp)
-            && !self.expired(slot.at, now)
+            && !self.expired(slot.at(), now)
         {
-            match &slot.state {
-                State::InFlight => return Seen::InFlight,
-                State::Inline { len, bytes } => {
-                    return Seen::Answered(Arc::from(
-                        bytes.get(..usize::from(*len)).unwrap_or(&[]),
-                    ));
-                }
-                State::Shared(reply) => return Seen::Answered(reply.clone()),
-                State::Abandoned => {}
+            match slot {
+                Slot::InFlight { .. } => return Seen::InFlight,
+                Slot::Bare { code, .. } => return Seen::AnsweredBare(Code::from_u8(*code)),
+                Slot::Whole { reply, .. } => return Seen::Answered(Arc::clone(reply)),
+                Slot::Abandoned { .. } => {}
             }
         }
         if !e.current.map.contains_key(&fp) && e.current.map.len() >= self.generation {
             self.rotate(&mut e, now);
         }
         // a stale copy in the older generation is shadowed by this one
-        e.current.map.insert(
-            fp,
-            Slot {
-                at: now,
-                state: State::InFlight,
-            },
-        );
+        e.current.map.insert(fp, Slot::InFlight { at: now });
         e.current.newest = now;
         Seen::New
     }
@@ -202,13 +249,13 @@ impl DedupCache {
             return;
         };
         if let Some(slot) = e.slot_mut(&fp) {
-            let mut bytes = [0u8; INLINE_REPLY];
-            slot.state = match (u8::try_from(reply.len()), bytes.get_mut(..reply.len())) {
-                (Ok(len), Some(inline)) => {
-                    inline.copy_from_slice(reply);
-                    State::Inline { len, bytes }
-                }
-                _ => State::Shared(Arc::from(reply)),
+            let at = slot.at();
+            *slot = match bare_code(reply) {
+                Some(code) => Slot::Bare { at, code },
+                None => Slot::Whole {
+                    at,
+                    reply: Arc::new(reply.to_vec()),
+                },
             };
         }
     }
@@ -219,7 +266,7 @@ impl DedupCache {
         if let Ok(mut e) = self.entries.lock()
             && let Some(slot) = e.slot_mut(&fp)
         {
-            slot.state = State::Abandoned;
+            *slot = Slot::Abandoned { at: slot.at() };
         }
     }
 
@@ -254,6 +301,10 @@ impl DedupCache {
 mod tests {
     use super::*;
 
+    fn answered(reply: &[u8]) -> Seen {
+        Seen::Answered(Arc::new(reply.to_vec()))
+    }
+
     fn key(id: u8) -> Key {
         Key {
             source: "127.0.0.1:5000".parse().unwrap(),
@@ -271,7 +322,7 @@ mod tests {
         c.finish(key(1), b"reply");
         assert_eq!(
             c.begin(key(1), t + Duration::from_secs(5)),
-            Seen::Answered(Arc::from(&b"reply"[..]))
+            answered(b"reply")
         );
         assert_eq!(c.begin(key(1), t + Duration::from_secs(31)), Seen::New);
         assert_eq!(c.begin(key(2), t), Seen::New);
@@ -323,20 +374,34 @@ mod tests {
         assert_eq!(capacity(&c), before);
     }
 
+    /// A bare reply is kept as its code, for the server to build again; anything else whole.
     #[test]
-    fn long_replies_are_kept_whole() {
-        assert_eq!(size_of::<(Fingerprint, Slot)>(), 64);
+    fn bare_replies_are_kept_as_their_code_and_others_whole() {
+        assert_eq!(size_of::<(Fingerprint, Slot)>(), 32);
         let c = DedupCache::new(Duration::from_secs(30), 100);
         let t = Instant::now();
+        let mut bare = vec![3u8, 1, 0, 38];
+        bare.extend([7; 16]);
+        bare.extend([MESSAGE_AUTHENTICATOR, 18]);
+        bare.extend([9; 16]);
+        assert_eq!(c.begin(key(1), t), Seen::New);
+        c.finish(key(1), &bare);
+        assert_eq!(c.begin(key(1), t), Seen::AnsweredBare(Code::AccessReject));
+
+        let mut not_an_authenticator = bare.clone();
+        not_an_authenticator[20] = 18; // a Reply-Message of 16 bytes instead
         let long: Vec<u8> = (0..=255).collect();
+        let mut longer = bare.clone();
+        longer.push(0);
         for (id, reply) in [
-            (1, &long[..INLINE_REPLY]),
-            (2, &long[..INLINE_REPLY + 1]),
-            (3, &long[..]),
+            (2, &not_an_authenticator[..]),
+            (3, &longer[..]),
+            (4, &long[..]),
+            (5, &long[..BARE_REPLY]),
         ] {
             assert_eq!(c.begin(key(id), t), Seen::New);
             c.finish(key(id), reply);
-            assert_eq!(c.begin(key(id), t), Seen::Answered(Arc::from(reply)));
+            assert_eq!(c.begin(key(id), t), answered(reply));
         }
     }
 
@@ -355,7 +420,7 @@ mod tests {
         // the newest generation and the one before it are still answered; the oldest went to
         // make room
         for i in 24..40u8 {
-            assert_eq!(c.begin(key(i), later), Seen::Answered(Arc::from(&[i][..])));
+            assert_eq!(c.begin(key(i), later), answered(&[i]));
         }
         assert_eq!(c.begin(key(0), later), Seen::New);
         assert!(c.len() <= 16);
@@ -373,10 +438,7 @@ mod tests {
         // the first attempt's queue item expires without taking the retry's entry along
         let after_first = t + Duration::from_secs(35);
         assert_eq!(c.begin(key(2), after_first), Seen::New);
-        assert_eq!(
-            c.begin(key(1), after_first),
-            Seen::Answered(Arc::from(&b"ok"[..]))
-        );
+        assert_eq!(c.begin(key(1), after_first), answered(b"ok"));
         assert_eq!(c.begin(key(1), retry + Duration::from_secs(31)), Seen::New);
     }
 }

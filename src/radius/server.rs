@@ -288,11 +288,14 @@ impl RadiusServer {
                 return;
             }
             Seen::Answered(reply) => {
-                metrics::counter!("otpgate_radius_duplicates_answered_total", "client" => client.name.clone()).increment(1);
-                let socket = socket.clone();
-                tracker.spawn(async move {
-                    let _ = socket.send_to(&reply, source).await;
-                });
+                self.answer_retransmit(socket, tracker, reply.to_vec(), source, &client.name);
+                return;
+            }
+            Seen::AnsweredBare(code) => {
+                // the same request and secret give the first reply's bytes
+                let reply =
+                    translate::finish_reply(translate::start_reply(&packet, code), &packet, client);
+                self.answer_retransmit(socket, tracker, reply, source, &client.name);
                 return;
             }
         }
@@ -372,6 +375,21 @@ impl RadiusServer {
                 });
             }
         }
+    }
+
+    fn answer_retransmit(
+        &self,
+        socket: &Arc<UdpSocket>,
+        tracker: &TaskTracker,
+        reply: Vec<u8>,
+        to: SocketAddr,
+        client: &str,
+    ) {
+        metrics::counter!("otpgate_radius_duplicates_answered_total", "client" => client.to_owned()).increment(1);
+        let socket = socket.clone();
+        tracker.spawn(async move {
+            let _ = socket.send_to(&reply, to).await;
+        });
     }
 
     #[allow(clippy::too_many_arguments)]

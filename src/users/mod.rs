@@ -266,18 +266,14 @@ mod tests {
     use super::*;
 
     fn dir(split: bool) -> Directory {
-        let mut users = HashMap::new();
-        users.insert(
-            "alice".into(),
-            Arc::new(UserRecord::new(
-                "alice",
-                None,
-                UserDetails {
-                    givenname: "Alice".into(),
-                    ..Default::default()
-                },
-            )),
-        );
+        let alice = Arc::new(UserRecord::new(
+            "alice",
+            None,
+            UserDetails {
+                givenname: "Alice".into(),
+                ..Default::default()
+            },
+        ));
         Directory::new(
             vec![
                 Realm {
@@ -291,7 +287,9 @@ mod tests {
                     default: false,
                 },
             ],
-            vec![Resolver::File(FileResolver::from_users("r1", users))],
+            vec![Resolver::File(
+                FileResolver::from_users("r1", [alice]).unwrap(),
+            )],
             split,
         )
     }

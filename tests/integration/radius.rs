@@ -229,14 +229,30 @@ fn retransmit_gets_the_identical_reply_and_consumes_one_otp() {
         "retransmit must get the byte-identical reply"
     );
     assert_eq!(verified(&first, &auth), Code::AccessAccept);
+    // a bare Accept: the duplicate cache keeps its code and builds it again
+    assert_eq!(first.len(), 38, "header and Message-Authenticator only");
     assert_eq!(d.token("HOTP1")["count"], 1, "the OTP was checked twice");
     assert_eq!(
         d.metric("otpgate_radius_duplicates_answered_total{client=\"loopback\"}"),
         1.0
     );
     // the same bytes from another port are another request: the OTP is used up
-    let other = d.udp(&bytes, Duration::from_secs(3)).unwrap();
-    assert_eq!(verified(&other, &auth), Code::AccessReject);
+    let other = exchange_from_new_socket(&d, &bytes);
+    assert_eq!(verified(&other.0, &auth), Code::AccessReject);
+    // a reply with more than the bare header (here the Reject's Reply-Message) is kept whole
+    assert!(other.0.len() > 38);
+    let again = udp_exchange(&other.1, d.radius, &bytes, Duration::from_secs(3)).unwrap();
+    assert_eq!(
+        other.0, again,
+        "retransmit must get the byte-identical reply"
+    );
+}
+
+/// A request from a socket of its own: the reply and the socket, for a retransmit.
+fn exchange_from_new_socket(d: &Daemon, bytes: &[u8]) -> (Vec<u8>, UdpSocket) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let reply = udp_exchange(&s, d.radius, bytes, Duration::from_secs(3)).unwrap();
+    (reply, s)
 }
 
 /// A burst beyond `max_in_flight` waits in the socket's receive buffer and is answered in
