@@ -133,34 +133,9 @@ impl Entries {
 
 /// The code of a bare reply (see [`BARE_REPLY`]).
 fn bare_code(reply: &[u8]) -> Option<u8> {
-    match reply {
-        [
-            code,
-            _,
-            _,
-            _,
-            _,
-            _,
-            _,
-            _,
-            _,
-            _,
-            _,
-            _,
-            _,
-            _,
-            _,
-            _,
-            _,
-            _,
-            _,
-            _,
-            ma,
-            18,
-            ..,
-        ] if reply.len() == BARE_REPLY && *ma == MESSAGE_AUTHENTICATOR => Some(*code),
-        _ => None,
-    }
+    let bare =
+        reply.len() == BARE_REPLY && reply.get(20..22) == Some(&[MESSAGE_AUTHENTICATOR, 18][..]);
+    bare.then(|| reply.first().copied()).flatten()
 }
 
 /// The cache, bounded by `max_entries`.
