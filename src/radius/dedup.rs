@@ -4,12 +4,14 @@
 //! in flight, retransmits are dropped; once it is answered, retransmits get the byte-identical
 //! cached reply for the TTL. A NAS retransmit therefore never consumes a second OTP.
 //!
-//! At 10,000 logins/s a 30 s TTL means 300,000 live entries, so an entry is kept small (32
+//! At 10,000 logins/s a 30 s TTL means 300,000 live entries, so an entry is kept small (40
 //! bytes with its key): the key is a 128-bit keyed fingerprint of the request's identity, the
-//! time is 32 bits, and the commonest answer, a bare Access-Accept or Access-Reject (the header
-//! and the Message-Authenticator, nothing else), is kept as its code alone. Its bytes are a
-//! function of the request and the client's secret, so the server builds them again for a
-//! retransmit, byte for byte the first reply; any other reply is kept whole.
+//! time is 32 bits, and a reply is kept as its code and its own attributes only. The rest of a
+//! reply is the request's: its header and Message-Authenticator are a function of the request,
+//! the attributes and the client's secret, and the Proxy-States are the request's copied
+//! (`translate::start_reply`). So the server builds the reply again for a retransmit
+//! (`translate::rebuild_reply`), byte for byte the first one; a bare Accept keeps no bytes at
+//! all. A reply of another shape is kept as it was.
 //!
 //! The entries live in two generations of a fixed size, each a hash table made once: new
 //! requests go into the current one; when it is full, the older generation is emptied (its
@@ -24,11 +26,11 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::attr::MESSAGE_AUTHENTICATOR;
-use super::packet::Code;
+use super::attr::{MESSAGE_AUTHENTICATOR, PROXY_STATE};
+use super::packet::{Code, Packet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Key {
@@ -44,16 +46,12 @@ pub enum Seen {
     New,
     /// The original is still being processed: drop this copy.
     InFlight,
-    /// Answered already: send this again.
-    Answered(Arc<Vec<u8>>),
-    /// Answered already with a bare reply of this code: build it again for the retransmit
-    /// (`translate::start_reply` and `finish_reply`), the same bytes as the first time.
-    AnsweredBare(Code),
+    /// Answered already with a reply of this code and these own attributes: build it again
+    /// for the retransmit (`translate::rebuild_reply`), the same bytes as the first time.
+    Answered { code: Code, attributes: Vec<u8> },
+    /// Answered already with a reply of another shape: send it again.
+    Verbatim(Vec<u8>),
 }
-
-/// A bare reply: the header (20 bytes) and a Message-Authenticator (18), which every reply
-/// carries first (`translate::start_reply`).
-const BARE_REPLY: usize = 38;
 
 /// Two independent SipHash outputs under random keys: a collision between two live requests is
 /// about as likely as guessing a 128-bit key, and a sender cannot aim for one.
@@ -62,9 +60,9 @@ type Fingerprint = [u64; 2];
 /// Centiseconds since the cache was made, wrapping (an entry never lives near 497 days).
 type Stamp = u32;
 
-/// A request and what became of it, with its arrival (the TTL counts from there). 16 bytes:
-/// a table of 100,000 and their keys is 4 MiB (the bare reply inline took 64-byte entries,
-/// 8.4 MiB per generation).
+/// A request and what became of it, with its arrival (the TTL counts from there). 24 bytes:
+/// a table of 100,000 and their keys is 5 MiB (whole replies behind a pointer took 64-byte
+/// entries and a reply's every byte).
 #[derive(Debug)]
 enum Slot {
     InFlight {
@@ -75,15 +73,16 @@ enum Slot {
     Abandoned {
         at: Stamp,
     },
-    /// Answered with a bare reply of this code.
-    Bare {
+    /// Answered with a reply of this code and these own attributes (none: no allocation).
+    Answered {
         at: Stamp,
         code: u8,
+        attributes: Box<[u8]>,
     },
-    /// Answered with this reply (a thin pointer, so that the slot stays 16 bytes).
-    Whole {
+    /// Answered with a reply of another shape, kept as it was.
+    Verbatim {
         at: Stamp,
-        reply: Arc<Vec<u8>>,
+        reply: Box<[u8]>,
     },
 }
 
@@ -92,10 +91,41 @@ impl Slot {
         match self {
             Self::InFlight { at }
             | Self::Abandoned { at }
-            | Self::Bare { at, .. }
-            | Self::Whole { at, .. } => *at,
+            | Self::Answered { at, .. }
+            | Self::Verbatim { at, .. } => *at,
         }
     }
+
+    fn answered(at: Stamp, reply: &[u8]) -> Self {
+        match own_attributes(reply) {
+            Some((code, attributes)) => Self::Answered {
+                at,
+                code,
+                attributes: attributes.into(),
+            },
+            None => Self::Verbatim {
+                at,
+                reply: reply.into(),
+            },
+        }
+    }
+}
+
+/// A reply's code and its own attributes: what follows the Message-Authenticator and the
+/// Proxy-States copied from the request, which every reply carries first
+/// (`translate::start_reply`). `None` for a reply of another shape.
+fn own_attributes(reply: &[u8]) -> Option<(u8, &[u8])> {
+    let packet = Packet::decode(reply).ok()?;
+    let mut attrs = packet.attributes().peekable();
+    let first = attrs.next()?;
+    if first.kind != MESSAGE_AUTHENTICATOR || first.value.len() != 16 {
+        return None;
+    }
+    let mut own = first.offset + 18;
+    while let Some(a) = attrs.next_if(|a| a.kind == PROXY_STATE) {
+        own = a.offset + 2 + a.value.len();
+    }
+    Some((reply.first().copied()?, reply.get(own..)?))
 }
 
 /// One generation: its table and the arrival of its newest entry.
@@ -129,13 +159,6 @@ impl Entries {
             self.previous.map.get_mut(fp)
         }
     }
-}
-
-/// The code of a bare reply (see [`BARE_REPLY`]).
-fn bare_code(reply: &[u8]) -> Option<u8> {
-    let bare =
-        reply.len() == BARE_REPLY && reply.get(20..22) == Some(&[MESSAGE_AUTHENTICATOR, 18][..]);
-    bare.then(|| reply.first().copied()).flatten()
 }
 
 /// The cache, bounded by `max_entries`.
@@ -192,8 +215,15 @@ impl DedupCache {
         {
             match slot {
                 Slot::InFlight { .. } => return Seen::InFlight,
-                Slot::Bare { code, .. } => return Seen::AnsweredBare(Code::from_u8(*code)),
-                Slot::Whole { reply, .. } => return Seen::Answered(Arc::clone(reply)),
+                Slot::Answered {
+                    code, attributes, ..
+                } => {
+                    return Seen::Answered {
+                        code: Code::from_u8(*code),
+                        attributes: attributes.to_vec(),
+                    };
+                }
+                Slot::Verbatim { reply, .. } => return Seen::Verbatim(reply.to_vec()),
                 Slot::Abandoned { .. } => {}
             }
         }
@@ -224,14 +254,7 @@ impl DedupCache {
             return;
         };
         if let Some(slot) = e.slot_mut(&fp) {
-            let at = slot.at();
-            *slot = match bare_code(reply) {
-                Some(code) => Slot::Bare { at, code },
-                None => Slot::Whole {
-                    at,
-                    reply: Arc::new(reply.to_vec()),
-                },
-            };
+            *slot = Slot::answered(slot.at(), reply);
         }
     }
 
@@ -276,8 +299,10 @@ impl DedupCache {
 mod tests {
     use super::*;
 
+    /// What a retransmit of a request answered with `reply` sees: bytes too short to be a
+    /// packet are kept as they were.
     fn answered(reply: &[u8]) -> Seen {
-        Seen::Answered(Arc::new(reply.to_vec()))
+        Seen::Verbatim(reply.to_vec())
     }
 
     fn key(id: u8) -> Key {
@@ -349,34 +374,68 @@ mod tests {
         assert_eq!(capacity(&c), before);
     }
 
-    /// A bare reply is kept as its code, for the server to build again; anything else whole.
+    /// A reply is kept as its code and its own attributes, for the server to build again; a
+    /// reply of another shape as it was.
     #[test]
-    fn bare_replies_are_kept_as_their_code_and_others_whole() {
-        assert_eq!(size_of::<(Fingerprint, Slot)>(), 32);
+    fn replies_are_kept_as_their_code_and_own_attributes() {
+        assert_eq!(size_of::<(Fingerprint, Slot)>(), 40);
         let c = DedupCache::new(Duration::from_secs(30), 100);
         let t = Instant::now();
-        let mut bare = vec![3u8, 1, 0, 38];
-        bare.extend([7; 16]);
-        bare.extend([MESSAGE_AUTHENTICATOR, 18]);
-        bare.extend([9; 16]);
-        assert_eq!(c.begin(key(1), t), Seen::New);
-        c.finish(key(1), &bare);
-        assert_eq!(c.begin(key(1), t), Seen::AnsweredBare(Code::AccessReject));
-
-        let mut not_an_authenticator = bare.clone();
-        not_an_authenticator[20] = 18; // a Reply-Message of 16 bytes instead
-        let long: Vec<u8> = (0..=255).collect();
-        let mut longer = bare.clone();
-        longer.push(0);
-        for (id, reply) in [
-            (2, &not_an_authenticator[..]),
-            (3, &longer[..]),
-            (4, &long[..]),
-            (5, &long[..BARE_REPLY]),
+        let reply = |attrs: &[&[u8]]| {
+            let mut b = crate::radius::packet::Builder::new(Code::AccessAccept, 1, &[7; 16]);
+            for a in attrs {
+                b.attr(a[0], &a[1..]).unwrap();
+            }
+            b.finish()
+        };
+        let ma: &[u8] = &[
+            MESSAGE_AUTHENTICATOR,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+        ];
+        let class: &[u8] = &[25, b'v', b'p', b'n'];
+        for (id, attrs, own) in [
+            (1, vec![ma], vec![]),
+            (2, vec![ma, class], vec![25, 5, b'v', b'p', b'n']),
+            (
+                3,
+                vec![ma, &[PROXY_STATE, b'x'], &[PROXY_STATE, b'y'], class],
+                vec![25, 5, b'v', b'p', b'n'],
+            ),
         ] {
             assert_eq!(c.begin(key(id), t), Seen::New);
-            c.finish(key(id), reply);
-            assert_eq!(c.begin(key(id), t), answered(reply));
+            c.finish(key(id), &reply(&attrs));
+            assert_eq!(
+                c.begin(key(id), t),
+                Seen::Answered {
+                    code: Code::AccessAccept,
+                    attributes: own
+                }
+            );
+        }
+        // no Message-Authenticator first: not a reply otpgate built; kept as it was
+        for (id, bytes) in [
+            (4, reply(&[class, ma])),
+            (5, reply(&[])),
+            (6, b"ok".to_vec()),
+        ] {
+            assert_eq!(c.begin(key(id), t), Seen::New);
+            c.finish(key(id), &bytes);
+            assert_eq!(c.begin(key(id), t), Seen::Verbatim(bytes));
         }
     }
 

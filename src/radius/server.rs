@@ -287,14 +287,12 @@ impl RadiusServer {
                 drop_counter(&client.name, "duplicate_in_flight");
                 return;
             }
-            Seen::Answered(reply) => {
-                self.answer_retransmit(socket, tracker, reply.to_vec(), source, &client.name);
+            Seen::Answered { code, attributes } => {
+                let reply = translate::rebuild_reply(&packet, code, &attributes, client);
+                self.answer_retransmit(socket, tracker, reply, source, &client.name);
                 return;
             }
-            Seen::AnsweredBare(code) => {
-                // the same request and secret give the first reply's bytes
-                let reply =
-                    translate::finish_reply(translate::start_reply(&packet, code), &packet, client);
+            Seen::Verbatim(reply) => {
                 self.answer_retransmit(socket, tracker, reply, source, &client.name);
                 return;
             }

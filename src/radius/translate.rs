@@ -266,6 +266,20 @@ pub fn finish_reply(b: Builder, request: &Packet<'_>, client: &ClientDef) -> Vec
     bytes
 }
 
+/// A reply built again for a retransmit of `request` from its code and its own attributes,
+/// which is what the duplicate cache keeps (`radius::dedup`): the rest is the request's (its
+/// identifier and Proxy-States) and the secret's, so these are the first reply's bytes.
+pub fn rebuild_reply(
+    request: &Packet<'_>,
+    code: Code,
+    own_attributes: &[u8],
+    client: &ClientDef,
+) -> Vec<u8> {
+    let mut b = start_reply(request, code);
+    b.bytes_mut().extend_from_slice(own_attributes);
+    finish_reply(b, request, client)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,5 +394,60 @@ mod round_trip {
             radius::core::rfc2865::lookup_state(&oracle),
             Some(b"01234567890123456789".to_vec())
         );
+    }
+    /// What the duplicate cache keeps of a reply (its code and own attributes) builds the same
+    /// bytes again for a retransmit, Proxy-States and all.
+    #[test]
+    fn a_cached_reply_is_rebuilt_byte_for_byte() {
+        use crate::radius::dedup::{DedupCache, Key, Seen};
+
+        let bytes = encode_access_request(
+            &AccessRequest {
+                user: "alice".into(),
+                password: Secret::new("pin".into()),
+                extra: vec![
+                    (attr::PROXY_STATE, b"first".to_vec()),
+                    (attr::PROXY_STATE, b"second".to_vec()),
+                ],
+                message_authenticator: true,
+                ..Default::default()
+            },
+            9,
+            b"s3cret",
+        )
+        .unwrap()
+        .0;
+        let p = Packet::decode(&bytes).unwrap();
+        let mut detail = Map::new();
+        detail.insert("message".into(), json!("please enter otp: "));
+        detail.insert("transaction_id".into(), json!("01234567890123456789"));
+        let answer = Response::decided(false, Authentication::Challenge, detail);
+        let reply = access_reply(&p, &answer, None, &settings(), &client());
+        assert_eq!(
+            Packet::decode(&reply)
+                .unwrap()
+                .attributes()
+                .filter(|a| a.kind == attr::PROXY_STATE)
+                .count(),
+            2
+        );
+
+        let cache = DedupCache::new(Duration::from_secs(30), 100);
+        let key = Key {
+            source: "127.0.0.1:5000".parse().unwrap(),
+            identifier: p.identifier(),
+            authenticator: *p.authenticator(),
+        };
+        let now = std::time::Instant::now();
+        assert_eq!(cache.begin(key, now), Seen::New);
+        cache.finish(key, &reply);
+        let Seen::Answered { code, attributes } = cache.begin(key, now) else {
+            panic!("kept as it was, not as its own attributes");
+        };
+        assert!(
+            attributes.len() < reply.len() - 38,
+            "the Proxy-States are not kept"
+        );
+        assert_eq!(rebuild_reply(&p, code, &attributes, &client()), reply);
     }
 }

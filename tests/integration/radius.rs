@@ -239,7 +239,8 @@ fn retransmit_gets_the_identical_reply_and_consumes_one_otp() {
     // the same bytes from another port are another request: the OTP is used up
     let other = exchange_from_new_socket(&d, &bytes);
     assert_eq!(verified(&other.0, &auth), Code::AccessReject);
-    // a reply with more than the bare header (here the Reject's Reply-Message) is kept whole
+    // a reply with attributes of its own (the Reject's Reply-Message): the cache keeps them
+    // and builds the rest again
     assert!(other.0.len() > 38);
     let again = udp_exchange(&other.1, d.radius, &bytes, Duration::from_secs(3)).unwrap();
     assert_eq!(
