@@ -116,6 +116,10 @@ impl Slot {
 /// (`translate::start_reply`). `None` for a reply of another shape.
 fn own_attributes(reply: &[u8]) -> Option<(u8, &[u8])> {
     let packet = Packet::decode(reply).ok()?;
+    // bytes past the Length field would not be built again
+    if packet.len() != reply.len() {
+        return None;
+    }
     let mut attrs = packet.attributes().peekable();
     let first = attrs.next()?;
     if first.kind != MESSAGE_AUTHENTICATOR || first.value.len() != 16 {
@@ -427,7 +431,8 @@ mod tests {
                 }
             );
         }
-        // no Message-Authenticator first: not a reply otpgate built; kept as it was
+        // no Message-Authenticator first, or bytes past the Length field: not a reply otpgate
+        // built; kept as it was
         for (id, bytes) in [
             (4, reply(&[class, ma])),
             (5, reply(&[])),
