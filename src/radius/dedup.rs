@@ -95,18 +95,34 @@ impl Slot {
             | Self::Verbatim { at, .. } => *at,
         }
     }
+}
 
-    fn answered(at: Stamp, reply: &[u8]) -> Self {
+/// What a slot keeps of a reply, made before the cache's lock is taken: every login's reply
+/// is parsed and copied here.
+enum Kept {
+    Answered { code: u8, attributes: Box<[u8]> },
+    Verbatim(Box<[u8]>),
+}
+
+impl Kept {
+    fn of(reply: &[u8]) -> Self {
         match own_attributes(reply) {
             Some((code, attributes)) => Self::Answered {
-                at,
                 code,
                 attributes: attributes.into(),
             },
-            None => Self::Verbatim {
+            None => Self::Verbatim(reply.into()),
+        }
+    }
+
+    fn arrived(self, at: Stamp) -> Slot {
+        match self {
+            Self::Answered { code, attributes } => Slot::Answered {
                 at,
-                reply: reply.into(),
+                code,
+                attributes,
             },
+            Self::Verbatim(reply) => Slot::Verbatim { at, reply },
         }
     }
 }
@@ -254,11 +270,12 @@ impl DedupCache {
     /// Store the reply for retransmits (if the request is still in the cache).
     pub fn finish(&self, key: Key, reply: &[u8]) {
         let fp = self.fingerprint(&key);
+        let kept = Kept::of(reply);
         let Ok(mut e) = self.entries.lock() else {
             return;
         };
         if let Some(slot) = e.slot_mut(&fp) {
-            *slot = Slot::answered(slot.at(), reply);
+            *slot = kept.arrived(slot.at());
         }
     }
 
@@ -303,9 +320,9 @@ impl DedupCache {
 mod tests {
     use super::*;
 
-    /// What a retransmit of a request answered with `reply` sees: bytes too short to be a
-    /// packet are kept as they were.
-    fn answered(reply: &[u8]) -> Seen {
+    /// What a retransmit of a request answered with `reply` sees when those bytes are not a
+    /// reply otpgate built (too short to be a packet): the bytes as they were.
+    fn verbatim(reply: &[u8]) -> Seen {
         Seen::Verbatim(reply.to_vec())
     }
 
@@ -326,7 +343,7 @@ mod tests {
         c.finish(key(1), b"reply");
         assert_eq!(
             c.begin(key(1), t + Duration::from_secs(5)),
-            answered(b"reply")
+            verbatim(b"reply")
         );
         assert_eq!(c.begin(key(1), t + Duration::from_secs(31)), Seen::New);
         assert_eq!(c.begin(key(2), t), Seen::New);
@@ -392,25 +409,8 @@ mod tests {
             }
             b.finish()
         };
-        let ma: &[u8] = &[
-            MESSAGE_AUTHENTICATOR,
-            9,
-            9,
-            9,
-            9,
-            9,
-            9,
-            9,
-            9,
-            9,
-            9,
-            9,
-            9,
-            9,
-            9,
-            9,
-            9,
-        ];
+        let ma = [&[MESSAGE_AUTHENTICATOR][..], &[9; 16]].concat();
+        let ma = &ma[..];
         let class: &[u8] = &[25, b'v', b'p', b'n'];
         for (id, attrs, own) in [
             (1, vec![ma], vec![]),
@@ -433,10 +433,13 @@ mod tests {
         }
         // no Message-Authenticator first, or bytes past the Length field: not a reply otpgate
         // built; kept as it was
+        let mut padded = reply(&[ma, class]);
+        padded.push(0);
         for (id, bytes) in [
             (4, reply(&[class, ma])),
             (5, reply(&[])),
             (6, b"ok".to_vec()),
+            (7, padded),
         ] {
             assert_eq!(c.begin(key(id), t), Seen::New);
             c.finish(key(id), &bytes);
@@ -459,7 +462,7 @@ mod tests {
         // the newest generation and the one before it are still answered; the oldest went to
         // make room
         for i in 24..40u8 {
-            assert_eq!(c.begin(key(i), later), answered(&[i]));
+            assert_eq!(c.begin(key(i), later), verbatim(&[i]));
         }
         assert_eq!(c.begin(key(0), later), Seen::New);
         assert!(c.len() <= 16);
@@ -477,7 +480,7 @@ mod tests {
         // the first attempt's queue item expires without taking the retry's entry along
         let after_first = t + Duration::from_secs(35);
         assert_eq!(c.begin(key(2), after_first), Seen::New);
-        assert_eq!(c.begin(key(1), after_first), answered(b"ok"));
+        assert_eq!(c.begin(key(1), after_first), verbatim(b"ok"));
         assert_eq!(c.begin(key(1), retry + Duration::from_secs(31)), Seen::New);
     }
 }
