@@ -3,8 +3,8 @@
 #
 #   {otppin=none, token PIN} x {no event definitions, 20 non-matching, 2 matching} x {SQLite, PostgreSQL}
 #
-# plus an open-loop run at a fixed rate (p99 from the scheduled send time), a run with 100,000
-# tokens (p50 and RSS against 1,000), and optionally FreeRADIUS's PAP-from-file floor measured
+# plus an open-loop run at a fixed rate (p99 from the scheduled send time), runs with 100,000
+# tokens (p50 against 1,000; RSS, also with reply attributes on every Accept), and optionally FreeRADIUS's PAP-from-file floor measured
 # in the same run (--with-freeradius; uses the reference scripts in ../shared/anchors).
 #
 #   bench/run.sh [--with-freeradius] [--duration SECONDS] [--rounds N] [--skip-postgres] [--skip-pin]
@@ -92,9 +92,16 @@ events() {
   esac
 }
 
-# cell LABEL BACKEND PIN EVENTS USERS MODE(conc:N|rate:R)
+# reply NAME -> TOML for the reply attributes: none, or the kind the example configuration sends
+# (each Access-Accept then carries them, and the duplicate cache keeps them for retransmits)
+reply() {
+  [ "$1" = attributes ] || return 0
+  printf '[[radius.reply]]\nrealm = "bench"\nattributes = { "Class" = "vpn", "Session-Timeout" = 28800, "Reply-Message" = "welcome" }\n'
+}
+
+# cell LABEL BACKEND PIN EVENTS USERS MODE(conc:N|rate:R) [REPLY(none|attributes)]
 cell() {
-  local label=$1 backend=$2 pin=$3 ev=$4 users=$5 mode=$6
+  local label=$1 backend=$2 pin=$3 ev=$4 users=$5 mode=$6 rep=${7:-none}
   local dir=$OUT/cell-$(echo "$label" | tr -c 'A-Za-z0-9' '-')r$ROUND
   mkdir -p "$dir"; cd "$dir"
   python3 - "$users" <<'PY'
@@ -139,6 +146,7 @@ path = "users.csv"
 name = "bench"
 resolvers = ["r"]
 $policy
+$(reply "$rep")
 $(events "$ev")
 EOF
   "$BIN" -c otpgate.toml init >/dev/null
@@ -195,6 +203,7 @@ compared_round() {
   done
   if [ "$backend" = sqlite ]; then
     cell "sqlite 100000 tokens" sqlite none none 100000 "conc:128"
+    cell "sqlite 100000 tokens reply attributes" sqlite none none 100000 "conc:128" attributes
     cell "sqlite open loop 5000/s" sqlite none none 1000 "rate:5000"
     cell "sqlite 100000 tokens open loop 5000/s" sqlite none none 100000 "rate:5000"
   fi
