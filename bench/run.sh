@@ -4,8 +4,9 @@
 #   {otppin=none, token PIN} x {no event definitions, 20 non-matching, 2 matching} x {SQLite, PostgreSQL}
 #
 # plus an open-loop run at a fixed rate (p99 from the scheduled send time), runs with 100,000
-# tokens (p50 against 1,000; RSS, also with reply attributes on every Accept), and optionally FreeRADIUS's PAP-from-file floor measured
-# in the same run (--with-freeradius; uses the reference scripts in ../shared/anchors).
+# tokens (p50 against 1,000; RSS, also with reply attributes on every Accept), and optionally
+# FreeRADIUS's PAP-from-file floor measured in the same run (--with-freeradius; uses the
+# reference scripts in ../shared/anchors).
 #
 #   bench/run.sh [--with-freeradius] [--duration SECONDS] [--rounds N] [--skip-postgres] [--skip-pin]
 #
