@@ -395,6 +395,7 @@ mod round_trip {
             Some(b"01234567890123456789".to_vec())
         );
     }
+
     /// What the duplicate cache keeps of a reply (its code and own attributes) builds the same
     /// bytes again for a retransmit, Proxy-States and all.
     #[test]
