@@ -82,6 +82,11 @@ pub struct ImportArgs {
     psk: Option<String>,
     #[arg(long = "psk-file")]
     psk_file: Option<std::path::PathBuf>,
+    /// PSKC password, when the file's key is derived from one (PBKDF2; or `--password-file`).
+    #[arg(long, env = "OTPGATE_PSKC_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    #[arg(long = "password-file")]
+    password_file: Option<std::path::PathBuf>,
     /// Realm for users named without one, and added to every imported token.
     #[arg(long)]
     realm: Option<String>,
@@ -531,8 +536,23 @@ async fn import(auth: &crate::auth::Authenticator, a: ImportArgs) -> anyhow::Res
             .map_err(|e| anyhow::anyhow!("the pre-shared key is not hex: {e}"))
     })
     .transpose()?;
+    let password = match (&a.password, &a.password_file) {
+        (Some(p), _) => Some(p.clone()),
+        // one line: the newline an editor adds is not part of the password
+        (None, Some(f)) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("{}", f.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+        ),
+        (None, None) => None,
+    };
     let tokens = if pskc {
-        crate::token::import::parse_pskc(&text, psk.as_deref())?
+        let keys = crate::token::import::PskcKeys {
+            psk: psk.as_deref(),
+            password: password.as_deref(),
+        };
+        crate::token::import::parse_pskc(&text, keys)?
     } else {
         crate::token::import::parse_oath_csv(&text)?
     };

@@ -37,6 +37,7 @@ pub struct NewToken {
     pub hashlib: HashLib,
     pub time_step: Option<i64>,
     pub time_window: Option<i64>,
+    pub time_shift: i64,
     pub pin_hash: Option<Secret<String>>,
     pub key_sealed: Option<Vec<u8>>,
     pub rollout_state: String,
@@ -258,10 +259,10 @@ impl TokenStore<'_> {
         let inserted = sqlx::query(
             "INSERT INTO token (serial, tokentype, description, owner_login, owner_realm, \
              owner_resolver, active, maxfail, otp_counter, count_window, otplen, hashlib, \
-             time_step, time_window, pin_hash, key_sealed, rollout_state, validity_start, \
-             validity_end, count_auth_max, count_auth_success_max, created) \
+             time_step, time_window, time_shift, pin_hash, key_sealed, rollout_state, \
+             validity_start, validity_end, count_auth_max, count_auth_success_max, created) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18, $19, $20, $21, $22) RETURNING id",
+             $18, $19, $20, $21, $22, $23) RETURNING id",
         )
         .bind(&t.serial)
         .bind(t.kind.as_str())
@@ -277,6 +278,7 @@ impl TokenStore<'_> {
         .bind(t.hashlib.as_str())
         .bind(t.time_step)
         .bind(t.time_window)
+        .bind(t.time_shift)
         .bind(t.pin_hash.as_ref().map(|h| h.expose().as_str()))
         .bind(t.key_sealed.as_deref())
         .bind(&t.rollout_state)
@@ -322,7 +324,8 @@ impl TokenStore<'_> {
             let mut q = Sql::new(
                 "INSERT INTO token (serial, tokentype, description, owner_login, owner_realm, \
                  owner_resolver, active, maxfail, otp_counter, count_window, otplen, hashlib, \
-                 time_step, key_sealed, created) VALUES ",
+                 time_step, time_shift, key_sealed, validity_start, validity_end, created) \
+                 VALUES ",
             );
             for (i, t) in chunk.iter().enumerate() {
                 q.push(if i == 0 { "(" } else { ", (" });
@@ -354,7 +357,13 @@ impl TokenStore<'_> {
                     .push(", ")
                     .bind(t.time_step.map_or(Param::NullI64, Param::I64))
                     .push(", ")
+                    .bind(t.time_shift)
+                    .push(", ")
                     .bind(t.key_sealed.clone().map_or(Param::Null, Param::Blob))
+                    .push(", ")
+                    .bind(opt(t.validity_start.as_ref()))
+                    .push(", ")
+                    .bind(opt(t.validity_end.as_ref()))
                     .push(", ")
                     .bind(t.created)
                     .push(")");

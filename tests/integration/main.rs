@@ -14,6 +14,7 @@ mod daemon;
 mod durability;
 mod events;
 mod harness;
+mod import;
 mod login_index;
 mod pg;
 mod policies;
