@@ -4,11 +4,14 @@
 
 use std::path::PathBuf;
 
+use otpgate::auth::Origin;
 use otpgate::clock::{Clock, SystemClock};
-use otpgate::token::HashLib;
+use otpgate::token::import::{PskcKeys, parse_pskc};
+use otpgate::token::{HashLib, TokenType};
 
 use crate::daemon::{Daemon, Setup};
-use crate::harness::RFC4226;
+use crate::harness::{Backend, Harness, RFC4226};
+use crate::on_both_backends;
 
 fn fixture(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -126,3 +129,45 @@ fn a_key_wrapped_pskc_file_keeps_the_validity_period() {
     d.cli_ok(&["token", "assign", "KW0001", "--user", "alice"]);
     assert_eq!(login(&d, "alice", RFC4226[0]), "Access-Accept");
 }
+
+/// What an import stores, on both backends: the counter, the TOTP's hash, digits, step and
+/// time shift, and the validity period, as the token lookup reads them back.
+async fn an_import_stores_every_setting_it_read(backend: Backend) {
+    let h = Harness::new(backend, "").await;
+    let read = |name: &str| std::fs::read_to_string(fixture(name)).unwrap();
+    let password = PskcKeys {
+        psk: None,
+        password: Some("correct horse"),
+    };
+    let mut tokens = parse_pskc(&read("pbkdf2-aes256-cbc.pskcxml"), password).unwrap();
+    let kek: Vec<u8> = (0u8..16).collect();
+    let wrapped = PskcKeys {
+        psk: Some(&kek),
+        password: None,
+    };
+    tokens.extend(parse_pskc(&read("psk-kw-aes128.pskcxml"), wrapped).unwrap());
+    let report = h
+        .auth
+        .import_tokens(tokens, None, Origin::Cli)
+        .await
+        .unwrap();
+    assert_eq!(report.imported, 3);
+
+    assert_eq!(h.token("PW0001").await.otp_counter, 5);
+    let totp = h.token("PW0002").await;
+    assert_eq!(
+        (
+            totp.kind,
+            totp.hashlib,
+            totp.otplen,
+            totp.time_step,
+            totp.time_shift
+        ),
+        (TokenType::Totp, HashLib::Sha256, 8, Some(60), -120)
+    );
+    let wrapped = h.token("KW0001").await;
+    assert!(wrapped.validity_start.is_some() && wrapped.validity_end.is_some());
+    h.close().await;
+}
+
+on_both_backends!(an_import_stores_every_setting_it_read);
