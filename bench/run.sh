@@ -5,10 +5,14 @@
 #
 # plus an open-loop run at a fixed rate (p99 from the scheduled send time), runs with 100,000
 # tokens (p50 against 1,000; RSS, also with reply attributes on every Accept), and optionally
-# FreeRADIUS's PAP-from-file floor measured in the same run (--with-freeradius; uses the
-# reference scripts in ../shared/anchors).
+# the reference systems measured in the same run with the scripts in ../shared/anchors:
+# FreeRADIUS's PAP-from-file floor (--with-freeradius) and privacyIDEA 3.14 with one HOTP token
+# per user, OTP only, with one event handler, and with the token PIN (--with-privacyidea; its
+# first set-up takes about ten minutes, later runs reuse it from $PI_WORK, default
+# /tmp/anchors).
 #
-#   bench/run.sh [--with-freeradius] [--duration SECONDS] [--rounds N] [--skip-postgres] [--skip-pin]
+#   bench/run.sh [--with-freeradius] [--with-privacyidea] [--duration SECONDS] [--rounds N]
+#                [--skip-postgres] [--skip-pin]
 #
 # The targets that compare two cells (event definitions against none, 100,000 tokens against
 # 1,000) are ratios, and this machine's speed drifts by up to 20 % from one minute to the next.
@@ -24,10 +28,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-with_fr=0; duration=10; rounds=3; skip_pg=0; skip_pin=0
+with_fr=0; with_pi=0; duration=10; rounds=3; skip_pg=0; skip_pin=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --with-freeradius) with_fr=1 ;;
+    --with-privacyidea) with_pi=1 ;;
     --duration) duration=$2; shift ;;
     --rounds) rounds=$2; shift ;;
     --skip-postgres) skip_pg=1 ;;
@@ -237,7 +242,24 @@ if [ "$with_fr" = 1 ]; then
   RESULTS=$RESULTS_FR REPS=1 RATES_A="" N_A=40000 ANCHOR_WORK=$OUT/anchors "$ANCHORS/bench-freeradius.sh" | tail -n 2
 fi
 
-python3 "$ROOT/bench/summarize.py" "$RESULTS" "$OUT/freeradius.jsonl" "$OUT/hostcheck.json" > "$OUT/table.md"
+if [ "$with_pi" = 1 ]; then
+  ANCHORS=${ANCHORS:-$ROOT/../shared/anchors}
+  PI_WORK=${PI_WORK:-/tmp/anchors}
+  echo "== privacyIDEA ($ANCHORS, set up in $PI_WORK)"
+  command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+  # Setting up enrolls a token with an argon2-hashed PIN per user (about ten minutes): done once.
+  # The runs leave the tokens usable, as the load generator reads their counters from the DB.
+  if [ ! -s "$PI_WORK/pi/pi.sqlite" ] || ! "$PI_WORK/pi-venv/bin/pip" show privacyidea >/dev/null 2>&1; then
+    ANCHOR_WORK=$PI_WORK "$ANCHORS/setup-privacyidea.sh" | tail -n 1
+  fi
+  # direct (HTTP /validate/check), one round of each configuration: OTP only, OTP only with
+  # the event handler on, and the token PIN
+  RESULTS=$OUT/privacyidea.jsonl REPS=1 DUR=20 VIA_FR=0 ANCHOR_WORK=$PI_WORK \
+    CONFIGS="none-ev-off none-ev-on default" "$ANCHORS/bench-privacyidea.sh" | grep -v '^{'
+fi
+
+python3 "$ROOT/bench/summarize.py" "$RESULTS" "$OUT/freeradius.jsonl" "$OUT/hostcheck.json" \
+  "$OUT/privacyidea.jsonl" > "$OUT/table.md"
 echo
 cat "$OUT/table.md"
 echo

@@ -3,7 +3,7 @@
 value beside it), then the issue's targets, each judged on the median over the rounds and
 counted round by round.
 
-    bench/summarize.py results.jsonl [freeradius.jsonl [hostcheck.json]]
+    bench/summarize.py results.jsonl [freeradius.jsonl [hostcheck.json [privacyidea.jsonl]]]
 
 A ratio target (event definitions against none, 100,000 tokens against 1,000) compares the
 cells of the same round, which ran back to back; the machine's speed drifts between rounds.
@@ -26,6 +26,18 @@ def freeradius_floor(path):
         if d.get("kind") == "peak" and "1 radclient" in d.get("label", ""):
             return d
     return None
+
+
+def privacyidea_runs(path):
+    """The privacyIDEA anchor's direct peak runs by configuration (`none-ev-off`, ...)."""
+    if not path or not os.path.exists(path):
+        return {}
+    runs = {}
+    for d in load(path):
+        label = d.get("label", "")
+        if d.get("kind") == "peak" and label.startswith("B-direct [") and label.endswith("]"):
+            runs[label[len("B-direct ["):-1]] = d
+    return runs
 
 
 def by_label(rows):
@@ -75,6 +87,43 @@ def cell_table(cells, fr):
         )
 
 
+def privacyidea_table(cells, pi):
+    """privacyIDEA and otpgate side by side: the same login, server CPU measured the same way
+    (the server processes' CPU time over the requests answered)."""
+    def ours(label, key):
+        return median([d.get(key) or 0.0 for d in cells.get(label, [])])
+
+    rows = (
+        ("OTP only", "none-ev-off", "sqlite otppin=none events=none"),
+        ("OTP only, event handlers (privacyIDEA: one; otpgate: a Counter and a Logging "
+         "definition)", "none-ev-on", "sqlite otppin=none events=2-matching"),
+        ("token PIN (argon2id: privacyIDEA 64 MiB × 9, otpgate 19 MiB × 2)", "default",
+         "sqlite otppin=pin events=none"),
+    )
+    print("| login | privacyIDEA 3.14: CPU ms/login | req/s (accepted / rejected) "
+          "| otpgate, SQLite: CPU ms/login | logins/s | privacyIDEA's CPU / otpgate's |")
+    print("|---|---|---|---|---|---|")
+    for name, config, label in rows:
+        p = pi.get(config)
+        if not p or label not in cells:
+            continue
+        cpu = ours(label, "server_cpu_ms_per_login")
+        ratio = f"{p['server_cpu_ms_per_req'] / cpu:,.0f}x" if cpu else "-"
+        print(
+            f"| {name} | {p['server_cpu_ms_per_req']:.2f} | {p['rps']:.1f} "
+            f"({p['accepted']:.0f} / {p['rejected']:.0f}) | {cpu:.4f} | "
+            f"{ours(label, 'accepted_per_second'):.0f} | {ratio} |"
+        )
+    base, ev = pi.get("none-ev-off"), pi.get("none-ev-on")
+    if base and ev and base["server_cpu_ms_per_req"]:
+        print(
+            f"\nprivacyIDEA's event handler adds "
+            f"{(ev['server_cpu_ms_per_req'] / base['server_cpu_ms_per_req'] - 1) * 100:+.0f} % "
+            "CPU per login in this run (direct HTTP /validate/check, gunicorn with 4 workers, "
+            "SQLite; ../shared/anchors/bench-privacyidea.sh)."
+        )
+
+
 def per_round(cells, label):
     return {d["round"]: d for d in cells.get(label, [])}
 
@@ -110,7 +159,7 @@ class Targets:
             print("| " + " | ".join(row) + " |")
 
 
-def targets(cells):
+def targets(cells, pi):
     t = Targets()
     none = {b: f"{b} otppin=none events=none" for b in ("sqlite", "postgres")}
 
@@ -130,6 +179,15 @@ def targets(cells):
     ]
     for target, label, key, fmt, within in absolute:
         t.add(target, values(label, key), fmt, within)
+    pi_otp = pi.get("none-ev-off")
+    if pi_otp:
+        t.add(
+            "SQLite otppin=none: server CPU per login 1000× less than privacyIDEA's, same run",
+            [pi_otp["server_cpu_ms_per_req"] / v
+             for v in values(none["sqlite"], "server_cpu_ms_per_login") if v],
+            "%.0fx",
+            lambda v: v >= 1000,
+        )
     cores = os.cpu_count() or 1
     for backend in ("sqlite", "postgres"):
         label = f"{backend} otppin=pin events=none"
@@ -186,10 +244,14 @@ def targets(cells):
 def main():
     rows = load(sys.argv[1])
     fr = freeradius_floor(sys.argv[2] if len(sys.argv) > 2 else None)
+    pi = privacyidea_runs(sys.argv[4] if len(sys.argv) > 4 else None)
     cells = by_label(rows)
     cell_table(cells, fr)
+    if pi:
+        print()
+        privacyidea_table(cells, pi)
     print()
-    targets(cells)
+    targets(cells, pi)
     host = sys.argv[3] if len(sys.argv) > 3 else None
     if host and os.path.exists(host):
         with open(host) as f:
