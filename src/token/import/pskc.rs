@@ -230,22 +230,30 @@ fn key_package(
         return Err(format!("algorithm {algorithm:?} is neither hotp nor totp"));
     };
     let params = child(key, "AlgorithmParameters");
-    let otplen = params
+    let otplen = match params
         .and_then(|p| child(p, "ResponseFormat"))
         .and_then(|f| f.attribute("Length"))
-        .and_then(|l| l.parse::<i64>().ok())
-        .unwrap_or(6);
-    if !(6..=10).contains(&otplen) {
-        return Err(format!("ResponseFormat Length {otplen}: 6 to 10"));
-    }
+    {
+        None => 6,
+        Some(l) => l
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (6..=10).contains(n))
+            .ok_or_else(|| format!("ResponseFormat Length {l:?}: 6 to 10"))?,
+    };
     let hashlib = hashlib(params)?;
     let data = child(key, "Data").ok_or("no Data")?;
     let secret = child(data, "Secret")
         .map(|s| unsealer.value(s))
         .transpose()?
         .flatten()
-        .ok_or("no Secret")?;
+        .filter(|k| !k.is_empty())
+        .ok_or("no Secret, or an empty one")?;
     let counter = unsealer.int(data, "Counter")?.unwrap_or(0);
+    if counter < 0 {
+        return Err(format!("Counter {counter} is negative"));
+    }
     let (time_step, time_shift) = match kind {
         TokenType::Totp => {
             let step = unsealer
@@ -477,6 +485,35 @@ mod tests {
             wrong.to_string().contains("wrong pre-shared key"),
             "{wrong}"
         );
+    }
+
+    /// A key that could never log in is refused with its reason, not imported.
+    #[test]
+    fn unusable_keys_are_refused() {
+        let doc = |length: &str, secret: &str, counter: &str| {
+            format!(
+                r#"<KeyContainer Version="1.0" xmlns="urn:ietf:params:xml:ns:keyprov:pskc"><KeyPackage>
+  <Key Id="u1" Algorithm="urn:ietf:params:xml:ns:keyprov:pskc:hotp">
+    <AlgorithmParameters><ResponseFormat Length="{length}"/></AlgorithmParameters>
+    <Data><Secret><PlainValue>{secret}</PlainValue></Secret>
+      <Counter><PlainValue>{counter}</PlainValue></Counter></Data>
+  </Key></KeyPackage></KeyContainer>"#
+            )
+        };
+        let key = "MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=";
+        assert!(parse_pskc(&doc("8", key, "3"), PskcKeys::default()).is_ok());
+        for (xml, want) in [
+            (doc("six", key, "3"), "Length \"six\""),
+            (doc("12", key, "3"), "Length \"12\""),
+            (doc("6", "", "3"), "empty"),
+            (doc("6", key, "-1"), "negative"),
+            (doc("6", key, "x"), "not an integer"),
+        ] {
+            let err = parse_pskc(&xml, PskcKeys::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("PSKC key u1") && err.contains(want), "{err}");
+        }
     }
 
     #[test]
