@@ -99,6 +99,14 @@ impl Cipher {
         }
     }
 
+    /// `AES-256-CBC`, for messages.
+    fn name(self) -> String {
+        match self {
+            Self::AesCbc(n) => format!("AES-{}-CBC", n * 8),
+            Self::AesKeyWrap(n) => format!("AES-{} key wrap", n * 8),
+        }
+    }
+
     /// Decrypt `data`; `None` when it does not decrypt (wrong key, damaged data).
     fn open(self, key: &[u8], data: &[u8]) -> Option<Vec<u8>> {
         match self {
@@ -276,8 +284,9 @@ impl Opener {
             Self::PreShared(k) => {
                 if k.expose().len() != need {
                     return Err(format!(
-                        "the pre-shared key has {} bytes; {cipher:?} needs {need}",
-                        k.expose().len()
+                        "the pre-shared key has {} bytes; {} needs {need}",
+                        k.expose().len(),
+                        cipher.name()
                     ));
                 }
                 k.expose()
@@ -297,8 +306,9 @@ impl Opener {
                 });
                 if key.expose().len() != need {
                     return Err(format!(
-                        "the derived key has {} bytes (KeyLength); {cipher:?} needs {need}",
-                        key.expose().len()
+                        "the derived key has {} bytes (KeyLength); {} needs {need}",
+                        key.expose().len(),
+                        cipher.name()
                     ));
                 }
                 key.expose()
@@ -380,7 +390,7 @@ mod tests {
             short
                 .open(Cipher::AesCbc(32), &[0u8; 32])
                 .unwrap_err()
-                .contains("has 16 bytes")
+                .contains("has 16 bytes; AES-256-CBC needs 32")
         );
         let none = Opener::derived(PskcKeys::default(), vec![1; 8], 1000, Prf::Sha1, None).unwrap();
         assert!(
