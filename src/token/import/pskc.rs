@@ -1,8 +1,8 @@
 //! PSKC seed files (RFC 6030): the `KeyContainer`'s `KeyPackage`s as tokens.
 //!
-//! Values are plain (`PlainValue`, §6 none) or encrypted (`EncryptedValue`) with a pre-shared
-//! key (§6.1) or a key derived from a password with PBKDF2 (§6.2); a `ValueMAC` is checked with
-//! the container's MAC key. The cryptography is `pskc_crypto`.
+//! Values are plain (`PlainValue`) or encrypted (`EncryptedValue`) with a pre-shared key
+//! (§6.1) or a key derived from a password with PBKDF2 (§6.2); a `ValueMAC` is checked with the
+//! container's MAC key. The cryptography is `pskc_crypto`.
 //!
 //! Read from each key: the serial (`DeviceInfo/SerialNo`, else the key's `Id`), hotp or totp
 //! from the `Algorithm` URI, the digits (`ResponseFormat Length`), the hash
