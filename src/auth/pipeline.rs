@@ -51,8 +51,8 @@ impl Authenticator {
     /// check ends in an error answer (unknown user, bad parameters).
     async fn validate_with_events(&self, at: &mut Attempt<'_>, req: &mut Request) -> Response {
         let cfg = at.cfg;
-        let listens = cfg.events.listens(EVENT);
-        if listens {
+        // a phase copies the attempt's user, serials and token states: only for definitions
+        if !cfg.events.select(EVENT, Position::Pre).is_empty() {
             let mut phase = self.phase(at, req, None, Position::Pre);
             let outcome = phase.run().await;
             let reset_user = phase.reset_user;
@@ -82,7 +82,7 @@ impl Authenticator {
                 return Response::error(500, codes::INTERNAL, &format!("ERR500: {e}"));
             }
         };
-        if listens {
+        if !cfg.events.select(EVENT, Position::Post).is_empty() {
             let mut phase = self.phase(at, req, Some(&mut response), Position::Post);
             if let Err(abort) = phase.run().await {
                 return aborted(at, abort);

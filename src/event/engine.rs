@@ -123,6 +123,19 @@ async fn evaluate_shared(
     Ok(None)
 }
 
+/// The verdict of [`evaluate_shared`] when `seen` already decides it: every condition up to
+/// the first one that fails is known. `None` when a condition must still be evaluated. With
+/// many definitions most share conditions that an earlier one evaluated, and this spares them
+/// the context and the await.
+fn decided(def: &Definition, seen: &[Option<Outcome>]) -> Option<Option<&'static str>> {
+    for (c, id) in def.conditions.iter().zip(&def.condition_ids) {
+        if !seen.get(*id).copied().flatten()?.fulfils(def) {
+            return Some(Some(c.name()));
+        }
+    }
+    Some(None)
+}
+
 impl Phase<'_, '_> {
     /// `POST-EVENT validate_check>>Token:disable`: the audit row's event and the start of the
     /// trace line of a definition's run. Pushed, not formatted: with matching definitions
@@ -185,10 +198,13 @@ impl Phase<'_, '_> {
         // the audit row's user, realm and serial, kept while actions change nothing
         let mut kept_fields: Option<AuditFields> = None;
         for def in defs {
-            let verdict = {
-                let response = self.response.as_deref();
-                let mut ctx = self.scope.view(&*self.request, response).without_reasons();
-                evaluate_shared(def, &mut ctx, &mut seen).await
+            let verdict = match decided(def, &seen) {
+                Some(known) => Ok(known),
+                None => {
+                    let response = self.response.as_deref();
+                    let mut ctx = self.scope.view(&*self.request, response).without_reasons();
+                    evaluate_shared(def, &mut ctx, &mut seen).await
+                }
             };
             for w in self.scope.warnings.drain(..) {
                 self.trace
