@@ -268,7 +268,7 @@ impl Opener {
     /// Decrypt one value. The errors say what the admin can do about them.
     pub(super) fn open(&self, cipher: Cipher, data: &[u8]) -> Result<Vec<u8>, String> {
         let need = cipher.key_len();
-        let key: &[u8] = match self {
+        let (key, what): (&[u8], &str) = match self {
             Self::Nothing {
                 encrypted_with_password: true,
             } => {
@@ -281,16 +281,7 @@ impl Opener {
             Self::Nothing { .. } => {
                 return Err("the secret is encrypted: give the pre-shared key (--psk)".into());
             }
-            Self::PreShared(k) => {
-                if k.expose().len() != need {
-                    return Err(format!(
-                        "the pre-shared key has {} bytes; {} needs {need}",
-                        k.expose().len(),
-                        cipher.name()
-                    ));
-                }
-                k.expose()
-            }
+            Self::PreShared(k) => (k.expose().as_slice(), "the pre-shared key"),
             Self::Derived {
                 password,
                 salt,
@@ -304,16 +295,16 @@ impl Opener {
                     prf.derive(password.expose().as_bytes(), salt, *iterations, &mut out);
                     Secret::new(out)
                 });
-                if key.expose().len() != need {
-                    return Err(format!(
-                        "the derived key has {} bytes (KeyLength); {} needs {need}",
-                        key.expose().len(),
-                        cipher.name()
-                    ));
-                }
-                key.expose()
+                (key.expose().as_slice(), "the derived key (KeyLength)")
             }
         };
+        if key.len() != need {
+            return Err(format!(
+                "{what} has {} bytes; {} needs {need}",
+                key.len(),
+                cipher.name()
+            ));
+        }
         cipher.open(key, data).ok_or_else(|| self.wrong_key())
     }
 
