@@ -2,7 +2,8 @@
 //! pre-shared key, or with a key derived from a password). How admins load hardware-token
 //! seeds, and how the benchmark loads 100,000 tokens.
 //!
-//! Pure: text in, tokens out. Storing them (one transaction) is `auth::manage::import`.
+//! Pure: text in, tokens out. Storing them (one transaction) is
+//! `Authenticator::import_tokens` in `auth::manage`.
 
 mod oath_csv;
 mod pskc;

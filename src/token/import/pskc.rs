@@ -33,6 +33,11 @@ fn text_of(node: Option<Node<'_, '_>>) -> Option<String> {
         .map(|t| t.split_whitespace().collect::<String>())
 }
 
+/// An element's text, trimmed: names and dates keep their inner spaces.
+fn trimmed_text(node: Option<Node<'_, '_>>) -> Option<String> {
+    node.and_then(|n| n.text()).map(|t| t.trim().to_owned())
+}
+
 fn b64(s: &str) -> Option<Vec<u8>> {
     data_encoding::BASE64.decode(s.as_bytes()).ok()
 }
@@ -198,7 +203,7 @@ fn hashlib(params: Option<Node<'_, '_>>) -> Result<HashLib, String> {
 
 /// A validity bound in the format `token set --validity-start` writes.
 fn validity(node: Option<Node<'_, '_>>, name: &str) -> Result<Option<String>, String> {
-    let Some(text) = text_of(node) else {
+    let Some(text) = trimmed_text(node) else {
         return Ok(None);
     };
     let stamp =
@@ -212,7 +217,7 @@ fn key_package(
     unsealer: &Unsealer,
 ) -> Result<ImportedToken, String> {
     let id = key.attribute("Id").unwrap_or("");
-    let serial = text_of(path(package, &["DeviceInfo", "SerialNo"]))
+    let serial = trimmed_text(path(package, &["DeviceInfo", "SerialNo"]))
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| id.to_owned());
     if serial.is_empty() {
@@ -289,7 +294,7 @@ fn key_package(
         hashlib,
         user: None,
         realm: None,
-        description: text_of(path(package, &["DeviceInfo", "Manufacturer"]))
+        description: trimmed_text(path(package, &["DeviceInfo", "Manufacturer"]))
             .unwrap_or_else(|| "imported".into()),
         validity_start: bound("StartDate")?,
         validity_end: bound("ExpiryDate")?,
@@ -485,6 +490,21 @@ mod tests {
             wrong.to_string().contains("wrong pre-shared key"),
             "{wrong}"
         );
+    }
+
+    /// Names keep their inner spaces; base64 may be wrapped over lines.
+    #[test]
+    fn names_are_trimmed_and_base64_unwrapped() {
+        let xml = r#"<KeyContainer Version="1.0" xmlns="urn:ietf:params:xml:ns:keyprov:pskc"><KeyPackage>
+  <DeviceInfo><Manufacturer> Acme Token Works </Manufacturer><SerialNo> AB 12 </SerialNo></DeviceInfo>
+  <Key Id="n1" Algorithm="urn:ietf:params:xml:ns:keyprov:pskc:hotp">
+    <Data><Secret><PlainValue>MTIzNDU2Nzg5
+      MDEyMzQ1Njc4OTA=</PlainValue></Secret></Data>
+  </Key></KeyPackage></KeyContainer>"#;
+        let t = parse_pskc(xml, PskcKeys::default()).unwrap();
+        assert_eq!(t[0].description, "Acme Token Works");
+        assert_eq!(t[0].serial, "AB 12");
+        assert_eq!(t[0].key.expose(), SHA1_KEY);
     }
 
     /// A key that could never log in is refused with its reason, not imported.
