@@ -76,6 +76,11 @@ impl Authenticator {
                 );
                 return r;
             }
+            // the store's breaker logged the outage once; each request's line says the rest
+            Err(AuthError::Store(e)) if e.is_unavailable() => {
+                at.trace.add("error", e.to_string());
+                return Response::error(500, codes::INTERNAL, &format!("ERR500: {e}"));
+            }
             Err(e) => {
                 tracing::error!(target: "otpgate::auth", error = %e, "validate_check failed");
                 at.trace.add("error", e.to_string());

@@ -453,6 +453,8 @@ impl RadiusServer {
                     drop_counter(&client.name, "in_flight_on_another_node");
                     return;
                 }
+                // the store's breaker logged the outage, and the check fails on its own
+                Err(e) if e.is_unavailable() => {}
                 Err(e) => {
                     tracing::warn!(target: "otpgate::radius", error = %e, "request ledger unavailable; processing without it");
                 }

@@ -304,6 +304,10 @@ impl std::fmt::Debug for Msg {
 const ENQUEUE_PATIENCE: Duration = Duration::from_secs(2);
 const MAX_BATCH: usize = 2048;
 
+/// How long the writer keeps trying a batch before it logs the rows instead: longer than a
+/// PostgreSQL restart or failover takes.
+const RETRY_FOR: Duration = Duration::from_secs(60);
+
 /// How long the writer task gathers rows before it hands them to the group writer, unless a
 /// flush or [`LINGER_ROWS`] rows come first. Handed over one by one at moderate load, each
 /// small batch was a commit of its own (1.36 commits per login at 5,000/s) and rewrote the
@@ -387,16 +391,24 @@ async fn write_with_retry(store: &Store, batch: &mut Vec<AuditRow>) {
     }
     let rows = Arc::new(std::mem::take(batch));
     let mut delay = Duration::from_millis(50);
-    for attempt in 1..=8 {
+    let started = tokio::time::Instant::now();
+    for attempt in 1.. {
         match store.insert_audit(rows.clone()).await {
             Ok(()) => {
                 metrics::counter!("otpgate_audit_rows_written_total").increment(rows.len() as u64);
                 return;
             }
-            Err(e) => {
-                tracing::warn!(target: "otpgate::audit", attempt, error = %e, rows = rows.len(), "audit insert failed; retrying");
+            // a database that is down fails at once: wait for it by time, not by attempts
+            Err(e) if started.elapsed() < RETRY_FOR => {
+                if attempt <= 3 || !e.is_unavailable() {
+                    tracing::warn!(target: "otpgate::audit", attempt, error = %e, rows = rows.len(), "audit insert failed; retrying");
+                }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                tracing::warn!(target: "otpgate::audit", attempt, error = %e, rows = rows.len(), "audit insert failed; giving up");
+                break;
             }
         }
     }

@@ -5,10 +5,12 @@
 //! recorded in the background, many per `UPDATE`.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use super::health::Health;
 use super::sql::Sql;
 use super::{Store, StoreError};
 
@@ -45,29 +47,36 @@ impl std::fmt::Debug for ClaimJob {
 }
 
 impl Ledger {
-    pub(crate) fn start(pool: AnyPool) -> Self {
+    pub(crate) fn start(pool: AnyPool, health: Arc<Health>) -> Self {
         let (claims, rx) = mpsc::channel(8192);
-        tokio::spawn(claim_loop(pool.clone(), rx));
+        tokio::spawn(claim_loop(pool.clone(), rx, Arc::clone(&health)));
         let (answers, rx) = mpsc::channel(8192);
-        tokio::spawn(answer_loop(pool, rx));
+        tokio::spawn(answer_loop(pool, rx, health));
         Self { claims, answers }
     }
 }
 
-async fn claim_loop(pool: AnyPool, mut rx: mpsc::Receiver<ClaimJob>) {
+async fn claim_loop(pool: AnyPool, mut rx: mpsc::Receiver<ClaimJob>, health: Arc<Health>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         super::take_queued(&mut rx, &mut batch, BATCH);
-        match claim_batch(&pool, &batch).await {
+        let claims = match health.admit() {
+            Ok(()) => {
+                let claims = claim_batch(&pool, &batch).await;
+                health.outcome(&claims);
+                claims
+            }
+            Err(e) => Err(e),
+        };
+        match claims {
             Ok(claims) => {
                 for (job, claim) in batch.into_iter().zip(claims) {
                     let _ = job.reply.send(Ok(claim));
                 }
             }
             Err(e) => {
-                let text = e.to_string();
                 for job in batch {
-                    let _ = job.reply.send(Err(StoreError::Corrupt(text.clone())));
+                    let _ = job.reply.send(Err(e.relay()));
                 }
             }
         }
@@ -130,10 +139,19 @@ async fn claim_batch(pool: &AnyPool, batch: &[ClaimJob]) -> Result<Vec<Claim>, S
         .collect())
 }
 
-async fn answer_loop(pool: AnyPool, mut rx: mpsc::Receiver<(String, Vec<u8>)>) {
+async fn answer_loop(
+    pool: AnyPool,
+    mut rx: mpsc::Receiver<(String, Vec<u8>)>,
+    health: Arc<Health>,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         super::take_queued(&mut rx, &mut batch, BATCH);
+        if health.is_down() {
+            // the breaker's log line says why; a failover retransmit is checked again
+            metrics::counter!("otpgate_ledger_answers_dropped_total").increment(batch.len() as u64);
+            continue;
+        }
         let mut q = Sql::new("WITH v(fingerprint, answer) AS (VALUES ");
         for (i, (f, a)) in batch.iter().enumerate() {
             q.push(if i == 0 { "(" } else { ", (" })

@@ -27,6 +27,7 @@ pub mod audit;
 pub mod challenges;
 mod checkpoints;
 mod counters;
+mod health;
 pub mod ledger;
 pub mod login_index;
 mod queued_counters;
@@ -63,8 +64,61 @@ pub enum StoreError {
     NoSuchToken(String),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// The database cannot be reached (PostgreSQL down, the link cut, no connection in time):
+    /// the request fails at once while `health` says so.
+    #[error("token store unavailable: {0}")]
+    Unavailable(String),
+    /// The failure of a batch this request's statement was part of, passed on to each job of
+    /// the batch as text (errors are not `Clone`).
+    #[error("{0}")]
+    Relayed(String),
     #[error("invalid value for {key}: {message}")]
     InvalidValue { key: String, message: String },
+}
+
+impl StoreError {
+    /// Whether the database could not be reached, rather than refusing a statement.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Unavailable(_) => true,
+            Self::Db(e) => unreachable(e),
+            _ => false,
+        }
+    }
+
+    /// The reason of an unreachable database, without the "database error" prefix.
+    fn unavailable_reason(&self) -> String {
+        match self {
+            Self::Unavailable(reason) => reason.clone(),
+            Self::Db(e) => e.to_string(),
+            other => other.to_string(),
+        }
+    }
+
+    /// This failure for another job of the same batch.
+    pub(crate) fn relay(&self) -> Self {
+        if self.is_unavailable() {
+            Self::Unavailable(self.unavailable_reason())
+        } else {
+            Self::Relayed(self.to_string())
+        }
+    }
+}
+
+/// sqlx errors that say the server did not answer: no connection in time, a broken one, and
+/// PostgreSQL's connection exceptions (SQLSTATE class 08) and shutdowns (57P01–57P03).
+fn unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
 }
 
 /// Where the store lives.
@@ -153,6 +207,8 @@ pub struct Store {
     reader: reader::TokenReader,
     /// Batched request-ledger claims and answers.
     ledger: ledger::Ledger,
+    /// Whether PostgreSQL answers (the hot path fails at once while it does not).
+    health: Arc<health::Health>,
 }
 
 pub(super) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -280,6 +336,8 @@ impl Store {
             .await?;
         migrate(&pool, backend).await?;
         let wal_restart = Arc::new(checkpoints::WalRestart::default());
+        let health = Arc::new(health::Health::default());
+        metrics::gauge!("otpgate_store_up").set(1.0);
         let (writer, reader) = match &sqlite_file {
             Some(file) => (
                 sqlite_direct::start_writer(file, Arc::clone(&wal_restart))?,
@@ -288,15 +346,16 @@ impl Store {
             None => {
                 let parallel = usize::try_from(settings.max_connections.max(3) - 2).unwrap_or(1);
                 (
-                    writer::GroupWriter::start(pool.clone()),
-                    reader::TokenReader::start(pool.clone(), parallel),
+                    writer::GroupWriter::start(pool.clone(), Arc::clone(&health)),
+                    reader::TokenReader::start(pool.clone(), parallel, Arc::clone(&health)),
                 )
             }
         };
         let store = Self {
             writer,
             reader,
-            ledger: ledger::Ledger::start(pool.clone()),
+            ledger: ledger::Ledger::start(pool.clone(), Arc::clone(&health)),
+            health,
             pool,
             backend,
         };
@@ -331,10 +390,17 @@ impl Store {
         begin_write(&self.pool, self.backend).await
     }
 
-    /// A cheap round trip (health checks, start-up).
+    /// A cheap round trip (health checks, start-up). Fails at once while the database is known
+    /// to be unreachable, and is one of the probes that find it back.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.health.admit()?;
+        let result = sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(StoreError::from);
+        self.health.outcome(&result);
+        result
     }
 
     pub async fn close(&self) {

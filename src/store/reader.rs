@@ -13,6 +13,7 @@ use sqlx::AnyPool;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::StoreError;
+use super::health::Health;
 use super::sql::Sql;
 use super::tokens::{Columns, token_from_row};
 use crate::token::Token;
@@ -106,9 +107,9 @@ impl TokenReader {
 
     /// Serve lookups from sqlx's pool (PostgreSQL). `parallel` queries may run at once (leave
     /// pool connections for the writer and others).
-    pub(crate) fn start(pool: AnyPool, parallel: usize) -> Self {
+    pub(crate) fn start(pool: AnyPool, parallel: usize, health: Arc<Health>) -> Self {
         let (reader, rx) = Self::channel();
-        tokio::spawn(run(pool, rx, parallel.max(1)));
+        tokio::spawn(run(pool, rx, parallel.max(1), health));
         reader
     }
 
@@ -127,7 +128,7 @@ impl TokenReader {
     }
 }
 
-async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Lookup>, parallel: usize) {
+async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Lookup>, parallel: usize, health: Arc<Health>) {
     let permits = Arc::new(Semaphore::new(parallel));
     while let Some(first) = rx.recv().await {
         let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -136,9 +137,16 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Lookup>, parallel: usize) {
         // lookups that arrived while we waited for a free connection join this batch
         let mut batch = vec![first];
         super::take_queued(&mut rx, &mut batch, MAX_BATCH);
-        let pool = pool.clone();
+        let (pool, health) = (pool.clone(), Arc::clone(&health));
         tokio::spawn(async move {
-            let result = query(&pool, &batch).await;
+            let result = match health.admit() {
+                Ok(()) => {
+                    let result = query(&pool, &batch).await;
+                    health.outcome(&result);
+                    result
+                }
+                Err(e) => Err(e),
+            };
             match result {
                 Ok(by_user) => {
                     // the same user may be asked for several times in one batch
@@ -151,9 +159,8 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Lookup>, parallel: usize) {
                     }
                 }
                 Err(e) => {
-                    let text = e.to_string();
                     for l in batch {
-                        let _ = l.reply.send(Err(StoreError::Corrupt(text.clone())));
+                        let _ = l.reply.send(Err(e.relay()));
                     }
                 }
             }

@@ -21,6 +21,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::audit::AuditRow;
+use super::health::Health;
 use super::queued_counters::{self, QueuedCounters, Taken};
 use super::tokens::FailureOutcome;
 use super::{Backend, StoreError, begin_write};
@@ -141,9 +142,9 @@ impl GroupWriter {
     }
 
     /// Start the writer task on sqlx's pool (PostgreSQL).
-    pub(crate) fn start(pool: AnyPool) -> Self {
+    pub(crate) fn start(pool: AnyPool, health: Arc<Health>) -> Self {
         let (writer, rx, counters) = Self::channel();
-        tokio::spawn(run(pool, rx, counters));
+        tokio::spawn(run(pool, rx, counters, health));
         writer
     }
 
@@ -276,9 +277,7 @@ impl Batch {
         self.jobs = rest;
         let dropped = !side.is_empty();
         for job in side {
-            job.answer(Err(StoreError::Corrupt(format!(
-                "write batch failed: {error}"
-            ))));
+            job.answer(Err(error.relay()));
         }
         dropped
     }
@@ -303,10 +302,14 @@ impl Batch {
             Err(e) => {
                 // The whole batch failed (the database went away, the disk is full): every
                 // request hears it and answers REJECT; nothing was committed.
-                tracing::warn!(target: "otpgate::store", error = %e, jobs = self.jobs.len(), "write batch failed");
-                let text = e.to_string();
+                // an unreachable database is logged once, by `health`
+                if e.is_unavailable() {
+                    tracing::debug!(target: "otpgate::store", error = %e, jobs = self.jobs.len(), "write batch failed");
+                } else {
+                    tracing::warn!(target: "otpgate::store", error = %e, jobs = self.jobs.len(), "write batch failed");
+                }
                 for job in self.jobs {
-                    job.answer(Err(StoreError::Corrupt(text.clone())));
+                    job.answer(Err(e.relay()));
                 }
                 false
             }
@@ -364,14 +367,26 @@ fn timed(started: std::time::Instant, jobs: usize) {
 /// Pause after a failed batch.
 pub(super) const FAILED_BATCH_PAUSE: Duration = Duration::from_millis(50);
 
-async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>, counters: Arc<QueuedCounters>) {
+async fn run(
+    pool: AnyPool,
+    mut rx: mpsc::Receiver<Job>,
+    counters: Arc<QueuedCounters>,
+    health: Arc<Health>,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = Batch::gather(first, &mut rx, &counters);
-        let mut results = commit(&pool, batch.jobs(), batch.queued()).await;
+        let mut results = match health.admit() {
+            Ok(()) => commit(&pool, batch.jobs(), batch.queued()).await,
+            Err(e) => Err(e),
+        };
+        health.outcome(&results);
+        // a statement the database refused may be an audit row's: try the logins without them
         if let Err(e) = &results
+            && !e.is_unavailable()
             && batch.drop_side_jobs(e)
         {
             results = commit(&pool, batch.jobs(), batch.queued()).await;
+            health.outcome(&results);
         }
         if !batch.settle(results, &counters) {
             tokio::time::sleep(FAILED_BATCH_PAUSE).await;

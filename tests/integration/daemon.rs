@@ -27,6 +27,8 @@ pub struct Setup {
     pub http_validate: bool,
     /// Another database than the node's own SQLite file (e.g. a shared PostgreSQL).
     pub database: Option<String>,
+    /// Keys added to `[database]`.
+    pub database_keys: String,
     /// A key file shared with other nodes.
     pub key_file: Option<PathBuf>,
     /// The node name (default "bb").
@@ -48,7 +50,7 @@ fn repo() -> PathBuf {
 
 pub fn config_text(dir: &Path, s: &Setup) -> String {
     format!(
-        "node = \"{node}\"\n[database]\nurl = \"{database}\"\n[secrets]\nkey_file = \"{key_file}\"\n\
+        "node = \"{node}\"\n[database]\nurl = \"{database}\"\n{database_keys}\n[secrets]\nkey_file = \"{key_file}\"\n\
          [pin]\nargon2_memory_kib = 64\nargon2_iterations = 1\n[system]\n{system}\n\
          [radius]\nlisten = [\"127.0.0.1:0\"]\ndictionaries = \"{dict}\"\n{radius}\n\
          [http]\nlisten = \"127.0.0.1:0\"\nvalidate_check = {http_validate}\n\
@@ -57,6 +59,7 @@ pub fn config_text(dir: &Path, s: &Setup) -> String {
          [[realm]]\nname = \"realm1\"\ndefault = true\nresolvers = [\"resolver1\"]\n\
          [[realm]]\nname = \"realm3\"\nresolvers = [\"resolver1\"]\n{extra}\n",
         system = s.system,
+        database_keys = s.database_keys,
         radius = s.radius,
         client = s.client,
         extra = s.extra,

@@ -16,6 +16,7 @@ mod events;
 mod harness;
 mod import;
 mod login_index;
+mod outage;
 mod pg;
 mod policies;
 mod radius;

@@ -1,6 +1,7 @@
 //! A real PostgreSQL for the tests: started once per test process on a free loopback port
 //! (initdb + pg_ctl as the `postgres` user), one fresh database per test, stopped by a watchdog
 //! when the test process exits. `OTPGATE_TEST_PG_URL` points at an existing server instead.
+//! A test that stops the database makes a [`Cluster`] of its own.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -63,43 +64,100 @@ fn start() -> Result<PgServer, String> {
             base_url: url.trim_end_matches('/').to_owned(),
         });
     }
-    let bin = bin_dir().ok_or(
-        "PostgreSQL server binaries not found (install the Debian `postgresql` package, \
-         or set OTPGATE_TEST_PG_URL)",
-    )?;
-    let dir = tempdir_for_postgres()?;
-    let data = dir.join("data");
-    let port = free_port();
-    let b = bin.display();
-    let d = dir.display();
-    as_postgres(&format!(
-        "{b}/initdb -A trust -U postgres -D {data} >{d}/initdb.log 2>&1",
-        data = data.display()
-    ))?;
-    as_postgres(&format!(
-        "{b}/pg_ctl -D {data} -l {d}/server.log -w -t 60 -o \"-p {port} -c listen_addresses=127.0.0.1 -k {d} -F -c max_connections=300\" start >/dev/null",
-        data = data.display()
-    ))?;
-    // Stop the server when this test process is gone, however it ends.
-    let me = std::process::id();
-    let watchdog = format!(
-        "while kill -0 {me} 2>/dev/null; do sleep 1; done; runuser -u postgres -- {b}/pg_ctl -D {data} -m immediate stop >/dev/null 2>&1 || {b}/pg_ctl -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {d}",
-        data = data.display()
-    );
-    Command::new("setsid")
-        .args(["sh", "-c", &watchdog])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| format!("watchdog: {e}"))?;
-    Ok(PgServer {
-        base_url: format!("postgres://postgres@127.0.0.1:{port}"),
-    })
+    let own = Cluster::create("")?;
+    let base_url = own.base_url();
+    // the shared server lives as long as the test process: its watchdog stops it
+    std::mem::forget(own);
+    Ok(PgServer { base_url })
 }
 
-fn tempdir_for_postgres() -> Result<PathBuf, String> {
-    let dir = std::env::temp_dir().join(format!("otpgate-pg-{}", std::process::id()));
+/// A PostgreSQL cluster in a directory of its own: the shared server, or one a test stops and
+/// starts again (on the same port) to see what otpgate does while the database is away.
+pub struct Cluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Cluster {
+    /// initdb and start; `tag` tells the directories of several clusters apart.
+    pub fn create(tag: &str) -> Result<Self, String> {
+        let bin = bin_dir().ok_or(
+            "PostgreSQL server binaries not found (install the Debian `postgresql` package, \
+             or set OTPGATE_TEST_PG_URL)",
+        )?;
+        let cluster = Self {
+            bin,
+            dir: tempdir_for_postgres(tag)?,
+            port: free_port(),
+        };
+        as_postgres(&format!(
+            "{b}/initdb -A trust -U postgres -D {data} >{d}/initdb.log 2>&1",
+            b = cluster.bin.display(),
+            data = cluster.data().display(),
+            d = cluster.dir.display(),
+        ))?;
+        cluster.resume()?;
+        // Stop the server when this test process is gone, however it ends.
+        let me = std::process::id();
+        let data = cluster.data();
+        let (b, data, d) = (cluster.bin.display(), data.display(), cluster.dir.display());
+        let watchdog = format!(
+            "while kill -0 {me} 2>/dev/null; do sleep 1; done; runuser -u postgres -- {b}/pg_ctl -D {data} -m immediate stop >/dev/null 2>&1 || {b}/pg_ctl -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {d}",
+        );
+        Command::new("setsid")
+            .args(["sh", "-c", &watchdog])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("watchdog: {e}"))?;
+        Ok(cluster)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT` (no database part).
+    pub fn base_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}", self.port)
+    }
+
+    /// Start the server (again).
+    pub fn resume(&self) -> Result<(), String> {
+        as_postgres(&format!(
+            "{b}/pg_ctl -D {data} -l {d}/server.log -w -t 60 -o \"-p {port} -c listen_addresses=127.0.0.1 -k {d} -F -c max_connections=300\" start >/dev/null",
+            b = self.bin.display(),
+            data = self.data().display(),
+            d = self.dir.display(),
+            port = self.port,
+        ))
+    }
+
+    /// Stop the server (`fast`: connections are cut, as in a restart or a failover).
+    pub fn stop(&self) -> Result<(), String> {
+        as_postgres(&format!(
+            "{b}/pg_ctl -D {data} -m fast -w stop >/dev/null",
+            b = self.bin.display(),
+            data = self.data().display(),
+        ))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = as_postgres(&format!(
+            "{b}/pg_ctl -D {data} -m immediate stop >/dev/null 2>&1 || true",
+            b = self.bin.display(),
+            data = self.data().display(),
+        ));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn tempdir_for_postgres(tag: &str) -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("otpgate-pg-{}{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let _ = Command::new("chown")
         .args(["-R", "postgres:postgres"])

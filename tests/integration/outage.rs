@@ -1,0 +1,151 @@
+//! PostgreSQL goes away under a running daemon, as in a restart or a failover, and comes
+//! back: the first login waits `connect_timeout` at most, later ones fail at once with a clear
+//! Reply-Message instead of each waiting again; the outage is one log line, not one per login;
+//! nothing is consumed while it lasts; logins go on by themselves when the database answers;
+//! the audit rows of the refused logins are written afterwards.
+//! `/healthz` and the gauge `otpgate_store_up` say so meanwhile.
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use otpgate::radius::client::{AccessRequest, encode_access_request};
+use otpgate::radius::packet::{Code, Packet};
+use otpgate::secret::Secret;
+
+use crate::daemon::{Daemon, SECRET, Setup, udp_exchange};
+use crate::harness::RFC4226;
+use crate::pg::Cluster;
+
+/// `[database] connect_timeout` of the daemon under test, in seconds.
+const CONNECT_TIMEOUT_S: u64 = 2;
+
+/// Send one Access-Request for alice; the reply's code and Reply-Message, and how long it took.
+fn login(d: &Daemon, id: u8, password: &str) -> (Option<(Code, String)>, Duration) {
+    let (request, _) = encode_access_request(
+        &AccessRequest {
+            user: "alice".into(),
+            password: Secret::new(password.into()),
+            message_authenticator: true,
+            ..Default::default()
+        },
+        id,
+        SECRET.as_bytes(),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let reply = udp_exchange(
+        &UdpSocket::bind("127.0.0.1:0").unwrap(),
+        d.radius,
+        &request,
+        Duration::from_secs(CONNECT_TIMEOUT_S * 3),
+    );
+    let took = started.elapsed();
+    let answer = reply.map(|r| {
+        let p = Packet::decode(&r).unwrap();
+        let message = p
+            .attr(18)
+            .map(|m| String::from_utf8_lossy(m).into_owned())
+            .unwrap_or_default();
+        (p.code(), message)
+    });
+    (answer, took)
+}
+
+#[test]
+fn postgresql_away_and_back() {
+    let db = Cluster::create("-outage").unwrap_or_else(|e| panic!("PostgreSQL: {e}"));
+    let d = Daemon::start(&Setup {
+        database: Some(format!("{}/postgres", db.base_url())),
+        database_keys: format!("connect_timeout = {CONNECT_TIMEOUT_S}"),
+        ..Default::default()
+    });
+    d.enroll_hotp("HOTP1", "alice", "pin");
+    let (answer, _) = login(&d, 1, &format!("pin{}", RFC4226[0]));
+    assert_eq!(answer.unwrap().0, Code::AccessAccept);
+
+    db.stop().unwrap();
+    // the first login finds out: it waits for a connection, at most connect_timeout
+    let (answer, took) = login(&d, 2, &format!("pin{}", RFC4226[1]));
+    let (code, message) = answer.expect("no answer while the database is down");
+    assert_eq!(code, Code::AccessReject);
+    assert!(
+        took <= Duration::from_secs(CONNECT_TIMEOUT_S) + Duration::from_millis(1500),
+        "the first login during the outage took {took:?}"
+    );
+    // the next ones are refused at once, and say why
+    for id in 3..8 {
+        let (answer, took) = login(&d, id, &format!("pin{}", RFC4226[1]));
+        let (code, message) = answer.expect("no answer while the database is down");
+        assert_eq!(code, Code::AccessReject);
+        assert!(
+            message.contains("token store unavailable"),
+            "Reply-Message {message:?}"
+        );
+        assert!(
+            took < Duration::from_millis(500),
+            "login {id} during the outage took {took:?}"
+        );
+    }
+    assert!(
+        message.contains("token store unavailable"),
+        "first Reply-Message {message:?}"
+    );
+    let log = d.log();
+    assert_eq!(
+        log.matches("the database is unreachable").count(),
+        1,
+        "one line for the outage, not one per login:\n{log}"
+    );
+    assert!(
+        !log.contains("stored data is inconsistent"),
+        "an outage is not corrupt data:\n{log}"
+    );
+    assert_eq!(d.metric("otpgate_store_up"), 0.0);
+    assert!(d.http_get("/healthz").contains("store unavailable"));
+
+    db.resume().unwrap();
+    // nothing was consumed while it was away: the same OTP logs in once the database answers
+    let until = Instant::now() + Duration::from_secs(15);
+    let mut id = 10;
+    loop {
+        let (answer, _) = login(&d, id, &format!("pin{}", RFC4226[1]));
+        if answer
+            .as_ref()
+            .is_some_and(|(c, _)| *c == Code::AccessAccept)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "no Access-Accept 15 s after the database came back: {answer:?}\n{}",
+            d.log()
+        );
+        id += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    d.wait_for_log("the database answers again", Duration::from_secs(2));
+    assert_eq!(d.metric("otpgate_store_up"), 1.0);
+    assert!(d.http_get("/healthz").contains("ok"));
+    let (answer, _) = login(&d, id + 1, &format!("pin{}", RFC4226[1]));
+    assert_eq!(answer.unwrap().0, Code::AccessReject, "replay accepted");
+
+    // the refused logins' audit rows were kept and written when it came back
+    let rows = d.cli_until(
+        &["audit", "list", "--event", "validate_check", "--json"],
+        "token store unavailable",
+        Duration::from_secs(20),
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&rows).unwrap();
+    let refused = rows
+        .iter()
+        .filter(|r| {
+            r["info"]
+                .as_str()
+                .is_some_and(|i| i.contains("token store unavailable"))
+        })
+        .count();
+    assert!(
+        refused >= 5,
+        "{refused} audit rows of refused logins: {rows:?}"
+    );
+}
