@@ -111,6 +111,8 @@ pub struct Outcome {
     pub accepted: Vec<String>,
     /// The policies that matched the request.
     pub policies: Vec<String>,
+    /// The answer is an error because the token store could not be reached.
+    pub store_unavailable: bool,
 }
 
 /// The authentication core. One per daemon; cheap to share behind an `Arc`.
@@ -249,6 +251,8 @@ pub(crate) struct Attempt<'a> {
     /// Tokens this request consumed, in the state its UPDATE left them (POST handlers read
     /// them instead of the database).
     pub post_state: Vec<Arc<Token>>,
+    /// The check failed because the token store could not be reached.
+    pub store_unavailable: bool,
 }
 
 impl<'a> Attempt<'a> {
@@ -275,6 +279,7 @@ impl<'a> Attempt<'a> {
             accepted_tokens: Vec::new(),
             accepted_without_token: false,
             post_state: Vec::new(),
+            store_unavailable: false,
         }
     }
 

@@ -44,6 +44,7 @@ impl Authenticator {
             user: at.user.clone(),
             accepted: at.accepted.clone(),
             policies: at.policies.clone(),
+            store_unavailable: at.store_unavailable,
         }
     }
 
@@ -78,6 +79,7 @@ impl Authenticator {
             }
             // the store's breaker logged the outage once; each request's line says the rest
             Err(AuthError::Store(e)) if e.is_unavailable() => {
+                at.store_unavailable = true;
                 at.trace.add("error", e.to_string());
                 return Response::error(500, codes::INTERNAL, &format!("ERR500: {e}"));
             }

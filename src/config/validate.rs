@@ -454,6 +454,23 @@ mod tests {
         }
         assert!(err.to_string().contains("unknown resolver \"nope\""));
     }
+
+    #[test]
+    fn what_a_nas_hears_while_the_store_is_down() {
+        let base = "[database]\nurl = \"sqlite:x.db\"\n[[resolver]]\nname = \"f\"\ntype = \"file\"\npath = \"users.toml\"\n\
+                    [[realm]]\nname = \"corp\"\nresolvers = [\"f\"]\n[radius]\ndictionaries = \"DICT\"\n"
+            .replace("DICT", concat!(env!("CARGO_MANIFEST_DIR"), "/dictionaries"));
+        let radius = |line: &str| check(&format!("{base}{line}\n"));
+        let silent = radius("when_store_unavailable = \"no_reply\"").unwrap();
+        assert!(silent.radius.unwrap().no_reply_when_store_unavailable);
+        let default = radius("").unwrap();
+        assert!(!default.radius.unwrap().no_reply_when_store_unavailable);
+        let err = radius("when_store_unavailable = \"drop\"").unwrap_err();
+        assert!(
+            err.to_string().contains("radius.when_store_unavailable"),
+            "{err}"
+        );
+    }
 }
 
 #[cfg(test)]

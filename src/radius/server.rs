@@ -463,6 +463,21 @@ impl RadiusServer {
         let request = translate::to_request(&packet, &proof, &client, source.ip());
         let user = request.user.clone().unwrap_or_default();
         let outcome = self.auth.validate_check(request).await;
+        if outcome.store_unavailable && settings.no_reply_when_store_unavailable {
+            // `guard` forgets the duplicate-cache entry: a retransmit is checked again
+            drop_counter(&client.name, "store_unavailable");
+            tracing::info!(
+                target: "otpgate::radius",
+                user = %user,
+                client = %client.name,
+                source = %source,
+                result = "no reply",
+                reason = "token store unavailable",
+                duration_ms = watch.elapsed().as_secs_f64() * 1000.0,
+                "Access-Request"
+            );
+            return;
+        }
         let reply = translate::access_reply(
             &packet,
             &outcome.response,

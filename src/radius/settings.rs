@@ -42,6 +42,10 @@ pub struct RawRadius {
     /// another node with the same request gets the same answer without a second OTP check
     /// (default: on with PostgreSQL, off with SQLite).
     pub shared_ledger: Option<bool>,
+    /// What a NAS hears while the token store cannot be reached: `"reject"` (default, like
+    /// privacyIDEA's RADIUS plugin) or `"no_reply"`, so that the NAS fails over to another
+    /// RADIUS server (a node that still reaches the database).
+    pub when_store_unavailable: Option<String>,
     #[serde(default, rename = "client")]
     pub clients: Vec<RawClient>,
     #[serde(default, rename = "reply")]
@@ -160,6 +164,8 @@ pub struct RadiusSettings {
     pub hide_reject_detail: bool,
     pub reject_message: String,
     pub shared_ledger: Option<bool>,
+    /// Stay silent instead of rejecting while the token store cannot be reached.
+    pub no_reply_when_store_unavailable: bool,
     /// Most specific network first.
     pub clients: Vec<ClientDef>,
     pub replies: Vec<ReplyRule>,
@@ -216,6 +222,18 @@ pub fn build(
         Err(e) => {
             issues.push("radius.dictionaries", e.to_string());
             Dictionary::default()
+        }
+    };
+
+    let no_reply_when_store_unavailable = match raw.when_store_unavailable.as_deref() {
+        None | Some("reject") => false,
+        Some("no_reply") => true,
+        Some(other) => {
+            issues.push(
+                "radius.when_store_unavailable",
+                format!("{other:?} is neither \"reject\" nor \"no_reply\""),
+            );
+            false
         }
     };
 
@@ -403,6 +421,7 @@ pub fn build(
             .clone()
             .unwrap_or_else(|| "Access denied".into()),
         shared_ledger: raw.shared_ledger,
+        no_reply_when_store_unavailable,
         clients,
         replies,
     })

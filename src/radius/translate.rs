@@ -333,6 +333,7 @@ mod round_trip {
             hide_reject_detail: false,
             reject_message: String::new(),
             shared_ledger: None,
+            no_reply_when_store_unavailable: false,
             clients: vec![client()],
             replies: vec![],
         }

@@ -5,48 +5,44 @@
 //! the token lookup, the consumption): a NAS gave up long before its Access-Reject left, and
 //! every retransmit waited again. So the first failure that says "unreachable" opens the
 //! breaker: from then on the hot path's batches fail at once with
-//! [`StoreError::Unavailable`], except one batch a [`PROBE_INTERVAL`] that tries the database
-//! again. The first answer from the database closes the breaker. Each change is one log line
-//! and the gauge `otpgate_store_up`, not a line per request.
+//! [`StoreError::Unavailable`], and [`probe`] tries the database every [`PROBE_INTERVAL`]
+//! (a request never waits for a probe: the writer and the ledger take their batches one after
+//! another, and a probe among them held up every login behind it). The first answer from the
+//! database closes the breaker. Each change is one log line and the gauge `otpgate_store_up`,
+//! not a line per request.
 //!
 //! Only reachability opens it: a query the database refused (a constraint, a bad value) shows
 //! that it answers.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use sqlx::AnyPool;
+use tokio::sync::Notify;
 
 use super::StoreError;
 
-/// How often a batch may try a database that is down; the others fail at once.
+/// How often [`probe`] tries a database that is down.
 pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 pub(crate) struct Health {
     down: Mutex<Option<Down>>,
+    /// Wakes [`probe`] when the breaker opens.
+    went_down: Notify,
 }
 
 #[derive(Debug)]
 struct Down {
     since: Instant,
-    last_try: Instant,
     reason: String,
 }
 
 impl Health {
-    /// Whether a batch may go to the database now. `Err` while the database is down and
-    /// another batch tried it less than [`PROBE_INTERVAL`] ago.
+    /// Whether a batch may go to the database now: `Err` while it is known to be unreachable.
     pub(crate) fn admit(&self) -> Result<(), StoreError> {
-        self.admit_at(Instant::now())
-    }
-
-    fn admit_at(&self, now: Instant) -> Result<(), StoreError> {
-        let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
-        match down.as_mut() {
+        match self.down.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             None => Ok(()),
-            Some(d) if now.saturating_duration_since(d.last_try) >= PROBE_INTERVAL => {
-                d.last_try = now;
-                Ok(())
-            }
             Some(d) => Err(StoreError::Unavailable(d.reason.clone())),
         }
     }
@@ -77,17 +73,11 @@ impl Health {
                     retry_every_s = PROBE_INTERVAL.as_secs(),
                     "the database is unreachable; logins fail at once until it answers again"
                 );
-                *down = Some(Down {
-                    since: now,
-                    last_try: now,
-                    reason,
-                });
+                *down = Some(Down { since: now, reason });
                 metrics::gauge!("otpgate_store_up").set(0.0);
+                self.went_down.notify_one();
             }
-            (Some(e), Some(d)) => {
-                d.last_try = d.last_try.max(now);
-                d.reason = e.unavailable_reason();
-            }
+            (Some(e), Some(d)) => d.reason = e.unavailable_reason(),
         }
     }
 
@@ -100,6 +90,22 @@ impl Health {
     }
 }
 
+/// Try the database every [`PROBE_INTERVAL`] while the breaker is open; runs as long as the
+/// store.
+pub(crate) async fn probe(pool: AnyPool, health: Arc<Health>) {
+    loop {
+        health.went_down.notified().await;
+        while health.is_down() {
+            tokio::time::sleep(PROBE_INTERVAL).await;
+            if pool.is_closed() {
+                return;
+            }
+            let result = sqlx::query("SELECT 1").execute(&pool).await;
+            health.outcome(&result.map_err(StoreError::from));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,24 +115,20 @@ mod tests {
     }
 
     #[test]
-    fn unreachable_opens_and_one_probe_a_second_passes() {
+    fn unreachable_opens_and_an_answer_closes() {
         let h = Health::default();
         let t = Instant::now();
-        assert!(h.admit_at(t).is_ok());
+        assert!(h.admit().is_ok());
         h.outcome_at(Some(&unreachable()), t);
         assert!(h.is_down());
-        let refused = h.admit_at(t + Duration::from_millis(10)).unwrap_err();
+        let refused = h.admit().unwrap_err();
         assert!(refused.is_unavailable());
         assert!(refused.to_string().contains("pool timed out"), "{refused}");
-        // one probe after the interval, then refused again until it reports
-        assert!(h.admit_at(t + PROBE_INTERVAL).is_ok());
-        assert!(h.admit_at(t + PROBE_INTERVAL).is_err());
-        h.outcome_at(Some(&unreachable()), t + PROBE_INTERVAL * 2);
-        assert!(h.admit_at(t + PROBE_INTERVAL * 2).is_err());
-        assert!(h.admit_at(t + PROBE_INTERVAL * 3).is_ok());
-        h.outcome_at(None, t + PROBE_INTERVAL * 3);
+        h.outcome_at(Some(&unreachable()), t + PROBE_INTERVAL);
+        assert!(h.admit().is_err());
+        h.outcome_at(None, t + PROBE_INTERVAL * 2);
         assert!(!h.is_down());
-        assert!(h.admit_at(t + PROBE_INTERVAL * 3).is_ok());
+        assert!(h.admit().is_ok());
     }
 
     #[test]

@@ -338,6 +338,7 @@ impl Store {
         let wal_restart = Arc::new(checkpoints::WalRestart::default());
         let health = Arc::new(health::Health::default());
         metrics::gauge!("otpgate_store_up").set(1.0);
+        tokio::spawn(health::probe(pool.clone(), Arc::clone(&health)));
         let (writer, reader) = match &sqlite_file {
             Some(file) => (
                 sqlite_direct::start_writer(file, Arc::clone(&wal_restart))?,
@@ -391,7 +392,7 @@ impl Store {
     }
 
     /// A cheap round trip (health checks, start-up). Fails at once while the database is known
-    /// to be unreachable, and is one of the probes that find it back.
+    /// to be unreachable.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.health.admit()?;
         let result = sqlx::query("SELECT 1")

@@ -3,7 +3,8 @@
 //! Reply-Message instead of each waiting again; the outage is one log line, not one per login;
 //! nothing is consumed while it lasts; logins go on by themselves when the database answers;
 //! the audit rows of the refused logins are written afterwards.
-//! `/healthz` and the gauge `otpgate_store_up` say so meanwhile.
+//! `/healthz` and the gauge `otpgate_store_up` say so meanwhile. A node with
+//! `when_store_unavailable = "no_reply"` stays silent instead, so the NAS fails over.
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
@@ -21,6 +22,15 @@ const CONNECT_TIMEOUT_S: u64 = 2;
 
 /// Send one Access-Request for alice; the reply's code and Reply-Message, and how long it took.
 fn login(d: &Daemon, id: u8, password: &str) -> (Option<(Code, String)>, Duration) {
+    login_within(d, id, password, Duration::from_secs(CONNECT_TIMEOUT_S * 3))
+}
+
+fn login_within(
+    d: &Daemon,
+    id: u8,
+    password: &str,
+    wait: Duration,
+) -> (Option<(Code, String)>, Duration) {
     let (request, _) = encode_access_request(
         &AccessRequest {
             user: "alice".into(),
@@ -37,7 +47,7 @@ fn login(d: &Daemon, id: u8, password: &str) -> (Option<(Code, String)>, Duratio
         &UdpSocket::bind("127.0.0.1:0").unwrap(),
         d.radius,
         &request,
-        Duration::from_secs(CONNECT_TIMEOUT_S * 3),
+        wait,
     );
     let took = started.elapsed();
     let answer = reply.map(|r| {
@@ -54,26 +64,40 @@ fn login(d: &Daemon, id: u8, password: &str) -> (Option<(Code, String)>, Duratio
 #[test]
 fn postgresql_away_and_back() {
     let db = Cluster::create("-outage").unwrap_or_else(|e| panic!("PostgreSQL: {e}"));
-    let d = Daemon::start(&Setup {
+    let keys = tempfile::tempdir().unwrap();
+    let node = |radius: &str| Setup {
         database: Some(format!("{}/postgres", db.base_url())),
         database_keys: format!("connect_timeout = {CONNECT_TIMEOUT_S}"),
+        key_file: Some(keys.path().join("secret.key")),
+        radius: radius.into(),
         ..Default::default()
-    });
+    };
+    let d = Daemon::start(&node(""));
+    // a second node whose NAS should fail over rather than hear a reject
+    let silent = Daemon::start(&node("when_store_unavailable = \"no_reply\""));
     d.enroll_hotp("HOTP1", "alice", "pin");
     let (answer, _) = login(&d, 1, &format!("pin{}", RFC4226[0]));
     assert_eq!(answer.unwrap().0, Code::AccessAccept);
 
     db.stop().unwrap();
-    // the first login finds out: it waits for a connection, at most connect_timeout
-    let (answer, took) = login(&d, 2, &format!("pin{}", RFC4226[1]));
+    let silent_first = std::thread::scope(|s| {
+        let first = s.spawn(|| login(&silent, 2, &format!("pin{}", RFC4226[1])));
+        // the first login finds out: it waits for a connection, at most connect_timeout
+        let answer = login(&d, 2, &format!("pin{}", RFC4226[1]));
+        (first.join().unwrap(), answer)
+    });
+    let ((silent_answer, _), (answer, took)) = silent_first;
+    assert_eq!(silent_answer, None, "no_reply answered during the outage");
     let (code, message) = answer.expect("no answer while the database is down");
     assert_eq!(code, Code::AccessReject);
     assert!(
         took <= Duration::from_secs(CONNECT_TIMEOUT_S) + Duration::from_millis(1500),
         "the first login during the outage took {took:?}"
     );
-    // the next ones are refused at once, and say why
+    // the next ones are refused at once, and say why, also while a probe waits for the
+    // database (they come over more than connect_timeout)
     for id in 3..8 {
+        std::thread::sleep(Duration::from_millis(500));
         let (answer, took) = login(&d, id, &format!("pin{}", RFC4226[1]));
         let (code, message) = answer.expect("no answer while the database is down");
         assert_eq!(code, Code::AccessReject);
@@ -103,6 +127,22 @@ fn postgresql_away_and_back() {
     assert_eq!(d.metric("otpgate_store_up"), 0.0);
     assert!(d.http_get("/healthz").contains("store unavailable"));
 
+    for id in 3..6 {
+        let (answer, _) = login_within(
+            &silent,
+            id,
+            &format!("pin{}", RFC4226[1]),
+            Duration::from_millis(500),
+        );
+        assert_eq!(answer, None, "no_reply answered during the outage");
+    }
+    silent.wait_for_log("result=\"no reply\"", Duration::from_secs(1));
+    assert!(
+        silent.metric(
+            "otpgate_radius_dropped_total{client=\"loopback\",reason=\"store_unavailable\"}"
+        ) >= 4.0
+    );
+
     db.resume().unwrap();
     // nothing was consumed while it was away: the same OTP logs in once the database answers
     let until = Instant::now() + Duration::from_secs(15);
@@ -128,6 +168,24 @@ fn postgresql_away_and_back() {
     assert!(d.http_get("/healthz").contains("ok"));
     let (answer, _) = login(&d, id + 1, &format!("pin{}", RFC4226[1]));
     assert_eq!(answer.unwrap().0, Code::AccessReject, "replay accepted");
+    // the silent node answers again too (after its own probe)
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        id += 1;
+        let (answer, _) = login_within(
+            &silent,
+            id,
+            &format!("pin{}", RFC4226[2]),
+            Duration::from_secs(1),
+        );
+        match answer {
+            Some((code, _)) => {
+                assert_eq!(code, Code::AccessAccept);
+                break;
+            }
+            None => assert!(Instant::now() < until, "{}", silent.log()),
+        }
+    }
 
     // the refused logins' audit rows were kept and written when it came back
     let rows = d.cli_until(
