@@ -13,6 +13,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use tokio::sync::{mpsc, oneshot};
 
+use super::health::Health;
 use super::sql::Sql;
 use super::{Backend, Store, StoreError, flag};
 
@@ -289,6 +290,8 @@ enum Msg {
 #[derive(Clone, Debug)]
 pub struct AuditSink {
     tx: mpsc::Sender<Msg>,
+    /// While the database is unreachable a full queue cannot drain: no waiting for room then.
+    health: Arc<Health>,
 }
 
 impl std::fmt::Debug for Msg {
@@ -321,17 +324,27 @@ impl AuditSink {
     /// queued.
     pub fn start(store: Store, capacity: usize) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity.max(16));
+        let health = Arc::clone(store.health());
         let handle = tokio::spawn(writer(store, rx));
-        (Self { tx }, handle)
+        (Self { tx, health }, handle)
     }
 
-    /// Queue a row, waiting (bounded) for room.
+    /// Queue a row, waiting (bounded) for room; not at all while the database is unreachable,
+    /// where every login would wait [`ENQUEUE_PATIENCE`] for a queue that cannot drain.
     pub async fn record(&self, row: AuditRow) {
         let depth = self.tx.max_capacity() - self.tx.capacity();
         metrics::gauge!("otpgate_audit_queue_depth").set(depth as f64);
-        match tokio::time::timeout(ENQUEUE_PATIENCE, self.tx.reserve()).await {
-            Ok(Ok(permit)) => permit.send(Msg::Row(Box::new(row))),
-            _ => {
+        let permit = if self.health.is_down() {
+            self.tx.try_reserve().ok()
+        } else {
+            tokio::time::timeout(ENQUEUE_PATIENCE, self.tx.reserve())
+                .await
+                .ok()
+                .and_then(Result::ok)
+        };
+        match permit {
+            Some(permit) => permit.send(Msg::Row(Box::new(row))),
+            None => {
                 metrics::counter!("otpgate_audit_rows_logged_total").increment(1);
                 tracing::error!(
                     target: "otpgate::audit",

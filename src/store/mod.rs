@@ -382,6 +382,10 @@ impl Store {
         &self.pool
     }
 
+    pub(crate) fn health(&self) -> &Arc<health::Health> {
+        &self.health
+    }
+
     /// A transaction that will write. On SQLite it takes the write lock up front
     /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later fails with
     /// SQLITE_BUSY when another connection (the audit writer) committed in between.

@@ -70,6 +70,8 @@ fn postgresql_away_and_back() {
         database_keys: format!("connect_timeout = {CONNECT_TIMEOUT_S}"),
         key_file: Some(keys.path().join("secret.key")),
         radius: radius.into(),
+        // a small audit queue, which the outage fills
+        extra: "[audit]\nqueue_size = 16\n".into(),
         ..Default::default()
     };
     let d = Daemon::start(&node(""));
@@ -113,6 +115,20 @@ fn postgresql_away_and_back() {
     assert!(
         message.contains("token store unavailable"),
         "first Reply-Message {message:?}"
+    );
+    // more refused logins than the audit queue holds: none waits for room in it, the rows
+    // that do not fit go to the log
+    for id in 20..60 {
+        let (answer, took) = login(&d, id, &format!("pin{}", RFC4226[1]));
+        assert_eq!(answer.map(|a| a.0), Some(Code::AccessReject));
+        assert!(
+            took < Duration::from_millis(500),
+            "login {id} during the outage took {took:?}"
+        );
+    }
+    d.wait_for_log(
+        "audit row written to the log instead",
+        Duration::from_secs(1),
     );
     let log = d.log();
     assert_eq!(
