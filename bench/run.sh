@@ -52,29 +52,9 @@ SECRET=benchsecret
 export MALLOC_ARENA_MAX=2
 
 # ---------------------------------------------------------------- PostgreSQL (own cluster)
-PG_PORT=""
 PG_DIR=$OUT/pg
-stop_pg() {
-  [ -n "$PG_PORT" ] || return 0
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast stop >/dev/null 2>&1 || true
-  else "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast stop >/dev/null 2>&1 || true; fi
-}
-start_pg() {
-  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort | tail -1)
-  if [ -z "$PG_BIN" ]; then
-    echo "== installing postgresql"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
-    PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort | tail -1)
-  fi
-  PG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  mkdir -p "$PG_DIR"
-  local as=()
-  if [ "$(id -u)" = 0 ]; then chown postgres "$PG_DIR"; as=(runuser -u postgres --); fi
-  "${as[@]}" "$PG_BIN/initdb" -A trust -U postgres -D "$PG_DIR/data" >"$PG_DIR/initdb.log" 2>&1
-  # fsync stays on: the numbers include durable commits
-  "${as[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w \
-    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PG_DIR -c max_connections=100" start >/dev/null
-}
+# shellcheck source=bench/pg.sh
+. "$ROOT/bench/pg.sh"
 # the cluster's data directory goes too (its logs stay)
 trap 'stop_server; stop_pg; rm -rf "$PG_DIR/data"' EXIT
 

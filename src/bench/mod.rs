@@ -164,6 +164,16 @@ impl Shared {
         })
     }
 
+    /// After a Reject: the OTP was not consumed, so the user's next request sends it again.
+    /// Moving on instead, every reject (the store away for a few seconds) would push the
+    /// user's later OTPs further ahead of the server's counter, out of its look-ahead window,
+    /// and a short outage would end in "wrong otp value" and locked tokens.
+    fn rewind_user(&self, user: usize) {
+        if let Some(u) = self.users.get(user) {
+            u.next.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     fn release_user(&self, user: usize) {
         if let Some(u) = self.users.get(user) {
             u.busy.store(false, Ordering::Release);
@@ -267,6 +277,9 @@ async fn closed_worker(shared: Arc<Shared>) {
                 }
             }
         };
+        if answer.is_some_and(|(accepted, _)| !accepted) {
+            shared.rewind_user(user);
+        }
         shared.release_user(user);
         if counted {
             shared.record(scheduled, answer);
@@ -407,9 +420,12 @@ async fn open_receiver(shared: Arc<Shared>, lane: Arc<Lane>) {
                 if mine { slot.take() } else { None }
             });
             if let Some(Some(request)) = taken {
+                let accepted = p.code() == Code::AccessAccept;
+                if !accepted {
+                    shared.rewind_user(request.user);
+                }
                 shared.release_user(request.user);
                 if request.counted {
-                    let accepted = p.code() == Code::AccessAccept;
                     shared.record(request.scheduled, Some((accepted, at)));
                 }
             }
@@ -661,6 +677,70 @@ mod tests {
             }
         });
         (addr, overlaps)
+    }
+
+    /// A server that rejects each user's first request, as a store that is away does, and
+    /// expects the same OTP next (it was not consumed); counts the requests that came with
+    /// another one instead.
+    async fn rejecting_first_server() -> (SocketAddr, Arc<AtomicU64>) {
+        use crate::radius::attr::{MESSAGE_AUTHENTICATOR, USER_NAME, USER_PASSWORD};
+        use crate::radius::packet::Builder;
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let addr = socket.local_addr().unwrap();
+        let moved_on = Arc::new(AtomicU64::new(0));
+        let counted = moved_on.clone();
+        tokio::spawn(async move {
+            let mut first: std::collections::HashMap<Vec<u8>, Vec<u8>> = Default::default();
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                let Ok(p) = Packet::decode(&buf[..n]) else {
+                    continue;
+                };
+                let user = p.attr(USER_NAME).unwrap_or_default().to_vec();
+                let hidden = p.attr(USER_PASSWORD).unwrap_or_default();
+                let password = crypto::unhide_password(hidden, p.authenticator(), b"s")
+                    .unwrap()
+                    .expose()
+                    .clone();
+                // per user: the rejected OTP until it came again, then nothing (all accepted)
+                let code = match first.get(&user) {
+                    None => {
+                        first.insert(user, password);
+                        Code::AccessReject
+                    }
+                    Some(rejected) if rejected.is_empty() => Code::AccessAccept,
+                    Some(rejected) if *rejected == password => {
+                        first.insert(user, Vec::new());
+                        Code::AccessAccept
+                    }
+                    Some(_) => {
+                        counted.fetch_add(1, Ordering::Relaxed);
+                        Code::AccessReject
+                    }
+                };
+                let mut b = Builder::new(code, p.identifier(), &[0; 16]);
+                b.attr(MESSAGE_AUTHENTICATOR, &[0; 16]).unwrap();
+                let mut reply = b.finish();
+                crypto::sign_response(&mut reply, p.authenticator(), b"s");
+                let _ = socket.send_to(&reply, from).await;
+            }
+        });
+        (addr, moved_on)
+    }
+
+    /// After a Reject the user's next request sends the same OTP (it was not consumed), in
+    /// both loops; a generator that moved on would run out of the server's look-ahead window
+    /// after a few seconds of rejects.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rejected_otp_is_sent_again() {
+        for mode in [Mode::Open(400.0), Mode::Closed(4)] {
+            let (server, moved_on) = rejecting_first_server().await;
+            let mut plan = plan(server, mode, Duration::from_millis(500));
+            plan.duration = Duration::from_millis(500);
+            let report = run(plan, users(20)).await.unwrap();
+            assert_eq!(moved_on.load(Ordering::Relaxed), 0, "{}", summary(&report));
+            assert!(report.accepted > 20, "{}", summary(&report));
+        }
     }
 
     fn summary(r: &Report) -> String {

@@ -3,17 +3,21 @@
 //! When the database goes away (a restart, a Patroni failover, a cut link), every query waits
 //! the pool's `connect_timeout` before it fails, and a login makes several (the request ledger,
 //! the token lookup, the consumption): a NAS gave up long before its Access-Reject left, and
-//! every retransmit waited again. So the first failure that says "unreachable" opens the
-//! breaker: from then on the hot path's batches fail at once with
-//! [`StoreError::Unavailable`], and [`probe`] tries the database every [`PROBE_INTERVAL`]
-//! (a request never waits for a probe: the writer and the ledger take their batches one after
-//! another, and a probe among them held up every login behind it). The first answer from the
-//! database closes the breaker. Each change is one log line and the gauge `otpgate_store_up`,
-//! not a line per request.
+//! every retransmit waited again.
 //!
-//! Only reachability opens it: a query the database refused (a constraint, a bad value) shows
+//! So a failure that says "unreachable" (a broken connection, no connection in time) makes
+//! [`probe`] ask the database at once, with a fresh `SELECT 1` that may take [`PROBE_TIMEOUT`].
+//! One connection that broke (a backend terminated, a firewall's reset) passes the probe and
+//! changes nothing. A probe that fails opens the breaker: the lookups and ledger claims still
+//! waiting for a connection give up, and from then on the hot path's batches fail at once with
+//! [`StoreError::Unavailable`] while the probe asks again every [`PROBE_INTERVAL`]. Its first
+//! answer closes the breaker. A request never waits for a probe. Each change is one log line
+//! and the gauge `otpgate_store_up`, not a line per request.
+//!
+//! Only reachability counts: a query the database refused (a constraint, a bad value) shows
 //! that it answers.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,14 +26,19 @@ use tokio::sync::Notify;
 
 use super::StoreError;
 
-/// How often [`probe`] tries a database that is down.
+/// How often [`probe`] asks a database that is down.
 pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a probe's `SELECT 1` may take before the database counts as unreachable.
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 pub(crate) struct Health {
     down: Mutex<Option<Down>>,
-    /// Wakes [`probe`] when the breaker opens.
-    went_down: Notify,
+    /// Wakes [`probe`]: a batch saw an unreachable database.
+    suspect: Notify,
+    /// Wakes the batches waiting in [`Health::unless_down`] when the breaker opens.
+    opened: Notify,
 }
 
 #[derive(Debug)]
@@ -41,32 +50,60 @@ struct Down {
 impl Health {
     /// Whether a batch may go to the database now: `Err` while it is known to be unreachable.
     pub(crate) fn admit(&self) -> Result<(), StoreError> {
-        match self.down.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        match self.lock().as_ref() {
             None => Ok(()),
             Some(d) => Err(StoreError::Unavailable(d.reason.clone())),
         }
     }
 
-    /// What a batch that was admitted came to.
+    /// What an admitted batch came to. An unreachable database wakes the probe.
     pub(crate) fn outcome<T>(&self, result: &Result<T, StoreError>) {
-        self.outcome_at(result.as_ref().err(), Instant::now());
+        match result {
+            Err(e) if e.is_unavailable() => {
+                if let Some(d) = self.lock().as_mut() {
+                    d.reason = e.unavailable_reason();
+                } else {
+                    self.suspect.notify_one();
+                }
+            }
+            // it answered
+            _ => self.close_at(Instant::now()),
+        }
     }
 
-    fn outcome_at(&self, error: Option<&StoreError>, now: Instant) {
-        let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
-        match (error.filter(|e| e.is_unavailable()), down.as_mut()) {
-            (None, None) => {}
-            (None, Some(d)) => {
-                tracing::warn!(
-                    target: "otpgate::store",
-                    down_for_s = format!("{:.1}", now.saturating_duration_since(d.since).as_secs_f64()),
-                    "the database answers again; logins go on"
-                );
-                *down = None;
-                metrics::gauge!("otpgate_store_up").set(1.0);
-            }
-            (Some(e), None) => {
-                let reason = e.unavailable_reason();
+    /// `work`, unless the breaker opens first: then it is dropped and the batch fails at once
+    /// instead of waiting out `connect_timeout`. Only for reads and claims, which may be
+    /// dropped half-way (a commit may not: its answer says what was stored).
+    pub(crate) async fn unless_down<T>(
+        &self,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let opened = self.opened.notified();
+        tokio::pin!(opened);
+        opened.as_mut().enable();
+        self.admit()?;
+        tokio::select! {
+            result = work => result,
+            () = opened => Err(self.admit().err().unwrap_or_else(|| {
+                StoreError::Unavailable("the database became unreachable".into())
+            })),
+        }
+    }
+
+    /// Whether the breaker is open.
+    pub(crate) fn is_down(&self) -> bool {
+        self.lock().is_some()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Down>> {
+        self.down.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn open_at(&self, reason: String, now: Instant) {
+        let mut down = self.lock();
+        match down.as_mut() {
+            Some(d) => d.reason = reason,
+            None => {
                 tracing::error!(
                     target: "otpgate::store",
                     error = %reason,
@@ -75,33 +112,53 @@ impl Health {
                 );
                 *down = Some(Down { since: now, reason });
                 metrics::gauge!("otpgate_store_up").set(0.0);
-                self.went_down.notify_one();
+                self.opened.notify_waiters();
             }
-            (Some(e), Some(d)) => d.reason = e.unavailable_reason(),
         }
     }
 
-    /// Whether the breaker is open.
-    pub(crate) fn is_down(&self) -> bool {
-        self.down
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
+    fn close_at(&self, now: Instant) {
+        let mut down = self.lock();
+        if let Some(d) = down.take() {
+            tracing::warn!(
+                target: "otpgate::store",
+                down_for_s = format!("{:.1}", now.saturating_duration_since(d.since).as_secs_f64()),
+                "the database answers again; logins go on"
+            );
+            metrics::gauge!("otpgate_store_up").set(1.0);
+        }
     }
 }
 
-/// Try the database every [`PROBE_INTERVAL`] while the breaker is open; runs as long as the
-/// store.
+/// Ask the database whenever a batch found it unreachable, and every [`PROBE_INTERVAL`] while
+/// the breaker is open; runs as long as the store.
 pub(crate) async fn probe(pool: AnyPool, health: Arc<Health>) {
     loop {
-        health.went_down.notified().await;
-        while health.is_down() {
-            tokio::time::sleep(PROBE_INTERVAL).await;
+        health.suspect.notified().await;
+        loop {
             if pool.is_closed() {
                 return;
             }
-            let result = sqlx::query("SELECT 1").execute(&pool).await;
-            health.outcome(&result.map_err(StoreError::from));
+            let answer =
+                tokio::time::timeout(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(&pool))
+                    .await
+                    .map_err(|_| {
+                        StoreError::Unavailable(format!(
+                            "no answer within {} s",
+                            PROBE_TIMEOUT.as_secs()
+                        ))
+                    })
+                    .and_then(|r| r.map_err(StoreError::from));
+            match answer {
+                Err(e) if e.is_unavailable() => {
+                    health.open_at(e.unavailable_reason(), Instant::now());
+                    tokio::time::sleep(PROBE_INTERVAL).await;
+                }
+                _ => {
+                    health.close_at(Instant::now());
+                    break;
+                }
+            }
         }
     }
 }
@@ -115,19 +172,25 @@ mod tests {
     }
 
     #[test]
-    fn unreachable_opens_and_an_answer_closes() {
+    fn a_failed_probe_opens_and_an_answer_closes() {
         let h = Health::default();
         let t = Instant::now();
+        // a batch's failure alone does not open it: the probe decides
+        h.outcome(&Err::<(), _>(unreachable()));
         assert!(h.admit().is_ok());
-        h.outcome_at(Some(&unreachable()), t);
-        assert!(h.is_down());
+        h.open_at("no answer within 1 s".into(), t);
         let refused = h.admit().unwrap_err();
         assert!(refused.is_unavailable());
-        assert!(refused.to_string().contains("pool timed out"), "{refused}");
-        h.outcome_at(Some(&unreachable()), t + PROBE_INTERVAL);
-        assert!(h.admit().is_err());
-        h.outcome_at(None, t + PROBE_INTERVAL * 2);
-        assert!(!h.is_down());
+        assert!(refused.to_string().contains("no answer"), "{refused}");
+        // later failures keep it open and give the newest reason
+        h.outcome(&Err::<(), _>(unreachable()));
+        assert!(
+            h.admit()
+                .unwrap_err()
+                .to_string()
+                .contains("pool timed out")
+        );
+        h.close_at(t + PROBE_INTERVAL);
         assert!(h.admit().is_ok());
     }
 
@@ -135,13 +198,35 @@ mod tests {
     fn an_answer_the_database_refused_closes_it() {
         let h = Health::default();
         let t = Instant::now();
-        h.outcome_at(Some(&unreachable()), t);
-        h.outcome_at(Some(&StoreError::DuplicateSerial("S1".into())), t);
+        h.open_at("gone".into(), t);
+        h.outcome(&Err::<(), _>(StoreError::DuplicateSerial("S1".into())));
         assert!(!h.is_down());
-        h.outcome_at(
-            Some(&StoreError::Relayed("database error: disk full".into())),
-            t,
-        );
+        h.open_at("gone".into(), t);
+        h.outcome(&Err::<(), _>(StoreError::Relayed(
+            "database error: disk full".into(),
+        )));
         assert!(!h.is_down());
+    }
+
+    /// A lookup waiting for a connection gives up when the breaker opens.
+    #[tokio::test]
+    async fn waiting_work_ends_when_it_opens() {
+        let h = Arc::new(Health::default());
+        let waiting = {
+            let h = Arc::clone(&h);
+            tokio::spawn(async move {
+                h.unless_down(std::future::pending::<Result<(), StoreError>>())
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        h.open_at("gone".into(), Instant::now());
+        let result = tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("still waiting after the breaker opened")
+            .unwrap();
+        assert!(result.unwrap_err().is_unavailable());
+        // and work that comes later is refused before it starts
+        assert!(h.unless_down(async { Ok(()) }).await.is_err());
     }
 }

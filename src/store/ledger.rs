@@ -60,14 +60,8 @@ async fn claim_loop(pool: AnyPool, mut rx: mpsc::Receiver<ClaimJob>, health: Arc
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         super::take_queued(&mut rx, &mut batch, BATCH);
-        let claims = match health.admit() {
-            Ok(()) => {
-                let claims = claim_batch(&pool, &batch).await;
-                health.outcome(&claims);
-                claims
-            }
-            Err(e) => Err(e),
-        };
+        let claims = health.unless_down(claim_batch(&pool, &batch)).await;
+        health.outcome(&claims);
         match claims {
             Ok(claims) => {
                 for (job, claim) in batch.into_iter().zip(claims) {

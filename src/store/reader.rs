@@ -139,14 +139,8 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Lookup>, parallel: usize, hea
         super::take_queued(&mut rx, &mut batch, MAX_BATCH);
         let (pool, health) = (pool.clone(), Arc::clone(&health));
         tokio::spawn(async move {
-            let result = match health.admit() {
-                Ok(()) => {
-                    let result = query(&pool, &batch).await;
-                    health.outcome(&result);
-                    result
-                }
-                Err(e) => Err(e),
-            };
+            let result = health.unless_down(query(&pool, &batch)).await;
+            health.outcome(&result);
             match result {
                 Ok(by_user) => {
                     // the same user may be asked for several times in one batch

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# A PostgreSQL outage under load: one node on a PostgreSQL of its own, the load generator in open
+# loop at --rate logins/s for --duration s. After --stop-at s of the measurement the database is
+# stopped (pg_ctl -m fast: connections are cut, as in a restart or a failover) and --down-for s
+# later started again on the same port.
+#
+#   bench/outage.sh [--rate 2000] [--duration 20] [--stop-at 6] [--down-for 6]
+#
+# Prints the generator's summary, the latency of the requests scheduled in each half second
+# (p50 and max, from the scheduled send time), the node's log lines about the database, and
+# what became of every login's audit row (in the database, or in the log when the audit queue
+# was full). docs/cluster.md, "When PostgreSQL goes away", has a run. Results:
+# bench/results/outage-<time>/.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+rate=2000 duration=20 stop_at=6 down_for=6
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rate) rate=$2; shift ;;
+    --duration) duration=$2; shift ;;
+    --stop-at) stop_at=$2; shift ;;
+    --down-for) down_for=$2; shift ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+cargo build --release --quiet
+BIN=$ROOT/target/release/otpgate
+OUT=$ROOT/bench/results/outage-$(date +%Y%m%d-%H%M%S)
+mkdir -p "$OUT"
+PG_DIR=$OUT/pg
+# shellcheck source=bench/pg.sh
+. "$ROOT/bench/pg.sh"
+SERVER_PID=""
+trap '[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; stop_pg; rm -rf "$PG_DIR/data"' EXIT
+start_pg
+psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CREATE DATABASE outage" >/dev/null
+
+cd "$OUT"
+python3 - <<'PY'
+n = 1000
+with open("users.csv", "w") as f:
+    for i in range(n):
+        f.write(f"user{i}\n")
+with open("tokens.csv", "w") as f:
+    for i in range(n):
+        f.write(f"B{i:06d}, {i * 7919 + 12345:040x}, hotp, 6, 0, user{i}\n")
+PY
+cat > otpgate.toml <<EOF
+node = "outage"
+[database]
+url = "postgres://postgres@127.0.0.1:$PG_PORT/outage"
+[secrets]
+key_file = "secret.key"
+[radius]
+listen = ["127.0.0.1:18121"]
+dictionaries = "$ROOT/dictionaries"
+[[radius.client]]
+name = "bench"
+address = "127.0.0.1"
+secret = "benchsecret"
+[[resolver]]
+name = "r"
+type = "file"
+path = "users.csv"
+[[realm]]
+name = "bench"
+resolvers = ["r"]
+[[policy]]
+name = "no-pin"
+scope = "authentication"
+actions = { otppin = "none" }
+EOF
+"$BIN" -c otpgate.toml init >/dev/null
+"$BIN" -c otpgate.toml token import tokens.csv >/dev/null
+OTPGATE_LOG=warn MALLOC_ARENA_MAX=2 "$BIN" -c otpgate.toml serve >serve.log 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 1 50); do grep -q "otpgate ready" serve.log 2>/dev/null && break; sleep 0.1; done
+
+warmup=2
+(
+  sleep "$(echo "$warmup + $stop_at" | bc)"; stop_pg; date +%s.%N > stopped
+  sleep "$down_for"; date +%s.%N > starting; resume_pg; date +%s.%N > started
+) &
+OUTAGE_PID=$!
+date +%s.%N > began
+"$BIN" bench --server 127.0.0.1:18121 --secret benchsecret --tokens tokens.csv --rate "$rate" \
+  --duration "$duration" --warmup "$warmup" --server-pid "$SERVER_PID" --timeline timeline.csv \
+  | tee bench.txt
+wait "$OUTAGE_PID"
+sleep 3 # the audit queue drains into the database that came back
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+
+python3 - "$warmup" <<'PY'
+import collections, csv, sys
+start = float(open("began").read()) + float(sys.argv[1])
+t = {n: float(open(n).read()) - start for n in ("stopped", "starting", "started")}
+print(f"\nPostgreSQL stopped at {t['stopped']:.2f} s, started at {t['starting']:.2f} s "
+      f"(accepting connections at {t['started']:.2f} s)\n")
+buckets = collections.defaultdict(list)
+for row in list(csv.reader(open("timeline.csv")))[1:]:
+    buckets[int(row[0]) // 500_000].append(int(row[1]))
+print("scheduled  requests   p50 ms    max ms")
+for b in sorted(buckets):
+    v = sorted(buckets[b])
+    print(f"{b * 0.5:7.1f} s  {len(v):8d}  {v[len(v) // 2] / 1000:7.1f}  {v[-1] / 1000:8.1f}")
+PY
+echo
+grep -E "otpgate::store: the database" serve.log | sed 's/^[^ ]* *//' || true
+in_db=$(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d outage -tAc \
+  "SELECT COUNT(*) FILTER (WHERE success = 1) || ' accepted, ' || COUNT(*) FILTER (WHERE success = 0) || ' refused' FROM audit WHERE event = 'validate_check'")
+in_log=$(grep -c "audit row written to the log instead" serve.log || true)
+echo "audit rows (warm-up included): in the database $in_db; written to the log instead: $in_log"
