@@ -30,48 +30,22 @@ BIN=$ROOT/target/release/otpgate
 OUT=$ROOT/bench/results/outage-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
 PG_DIR=$OUT/pg
-# shellcheck source=bench/pg.sh
-. "$ROOT/bench/pg.sh"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 SERVER_PID=""
 trap '[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; stop_pg; rm -rf "$PG_DIR/data"' EXIT
 start_pg
 psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CREATE DATABASE outage" >/dev/null
 
 cd "$OUT"
-python3 - <<'PY'
-n = 1000
-with open("users.csv", "w") as f:
-    for i in range(n):
-        f.write(f"user{i}\n")
-with open("tokens.csv", "w") as f:
-    for i in range(n):
-        f.write(f"B{i:06d}, {i * 7919 + 12345:040x}, hotp, 6, 0, user{i}\n")
-PY
-cat > otpgate.toml <<EOF
-node = "outage"
-[database]
-url = "postgres://postgres@127.0.0.1:$PG_PORT/outage"
-[secrets]
-key_file = "secret.key"
-[radius]
-listen = ["127.0.0.1:18121"]
-dictionaries = "$ROOT/dictionaries"
-[[radius.client]]
-name = "bench"
-address = "127.0.0.1"
-secret = "benchsecret"
-[[resolver]]
-name = "r"
-type = "file"
-path = "users.csv"
-[[realm]]
-name = "bench"
-resolvers = ["r"]
+seed_files 1000
+{ node_config "postgres://postgres@127.0.0.1:$PG_PORT/outage" 18121 benchsecret; cat <<EOF
 [[policy]]
 name = "no-pin"
 scope = "authentication"
 actions = { otppin = "none" }
 EOF
+} > otpgate.toml
 "$BIN" -c otpgate.toml init >/dev/null
 "$BIN" -c otpgate.toml token import tokens.csv >/dev/null
 OTPGATE_LOG=warn MALLOC_ARENA_MAX=2 "$BIN" -c otpgate.toml serve >serve.log 2>&1 &

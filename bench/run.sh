@@ -53,8 +53,8 @@ export MALLOC_ARENA_MAX=2
 
 # ---------------------------------------------------------------- PostgreSQL (own cluster)
 PG_DIR=$OUT/pg
-# shellcheck source=bench/pg.sh
-. "$ROOT/bench/pg.sh"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 # the cluster's data directory goes too (its logs stay)
 trap 'stop_server; stop_pg; rm -rf "$PG_DIR/data"' EXIT
 
@@ -90,16 +90,7 @@ cell() {
   local label=$1 backend=$2 pin=$3 ev=$4 users=$5 mode=$6 rep=${7:-none}
   local dir=$OUT/cell-$(echo "$label" | tr -c 'A-Za-z0-9' '-')r$ROUND
   mkdir -p "$dir"; cd "$dir"
-  python3 - "$users" <<'PY'
-import sys
-n = int(sys.argv[1])
-with open("users.csv", "w") as f:
-    for i in range(n):
-        f.write(f"user{i}\n")
-with open("tokens.csv", "w") as f:
-    for i in range(n):
-        f.write(f"B{i:06d}, {i * 7919 + 12345:040x}, hotp, 6, 0, user{i}\n")
-PY
+  seed_files "$users"
   local url="sqlite:otpgate.db"
   if [ "$backend" = postgres ]; then
     local db="bench_$RANDOM$RANDOM"
@@ -111,30 +102,12 @@ name = "no-pin"
 scope = "authentication"
 actions = { otppin = "none" }'
   [ "$pin" = pin ] && policy=""
-  cat > otpgate.toml <<EOF
-node = "bench"
-[database]
-url = "$url"
-[secrets]
-key_file = "secret.key"
-[radius]
-listen = ["127.0.0.1:$PORT"]
-dictionaries = "$ROOT/dictionaries"
-[[radius.client]]
-name = "bench"
-address = "127.0.0.1"
-secret = "$SECRET"
-[[resolver]]
-name = "r"
-type = "file"
-path = "users.csv"
-[[realm]]
-name = "bench"
-resolvers = ["r"]
+  { node_config "$url" "$PORT" "$SECRET"; cat <<EOF
 $policy
 $(reply "$rep")
 $(events "$ev")
 EOF
+  } > otpgate.toml
   "$BIN" -c otpgate.toml init >/dev/null
   local t0 t1
   t0=$(date +%s.%N)

@@ -9,6 +9,8 @@
 //! - [`audit`]: audit rows and the batching writer;
 //! - `writer` and `reader`: the hot path's group commit and batched token lookups on sqlx
 //!   (PostgreSQL); `sqlite_direct`: the same on threads that own SQLite connections.
+//! - `health`: the breaker that makes the hot path fail at once, not after `connect_timeout`,
+//!   while PostgreSQL cannot be reached.
 
 /// The token table's columns as every token lookup selects them (`t` is the token table),
 /// in the order of `reader::TOKEN_COLUMNS` (a test ties the two together).

@@ -1,5 +1,6 @@
 //! PostgreSQL goes away under a running daemon, as in a restart or a failover, and comes
-//! back: the first login waits `connect_timeout` at most, later ones fail at once with a clear
+//! back: the first login waits until a check finds the database gone (about a second, never
+//! more than `connect_timeout` and the check), later ones fail at once with a clear
 //! Reply-Message instead of each waiting again; the outage is one log line, not one per login;
 //! nothing is consumed while it lasts; logins go on by themselves when the database answers;
 //! the audit rows of the refused logins are written afterwards.
@@ -118,7 +119,7 @@ fn postgresql_away_and_back() {
     db.stop().unwrap();
     let silent_first = std::thread::scope(|s| {
         let first = s.spawn(|| login(&silent, 2, &format!("pin{}", RFC4226[1])));
-        // the first login finds out: it waits for a connection, at most connect_timeout
+        // the first login waits until the check finds the database gone
         let answer = login(&d, 2, &format!("pin{}", RFC4226[1]));
         (first.join().unwrap(), answer)
     });
