@@ -65,6 +65,14 @@ pub fn router(
 }
 
 async fn render_metrics(State(state): State<AppState>) -> String {
+    // set here, not only when it changes: the store may have been opened before the recorder
+    // was installed
+    let up = if state.auth.store().reachable() {
+        1.0
+    } else {
+        0.0
+    };
+    metrics::gauge!("otpgate_store_up").set(up);
     state
         .metrics
         .as_ref()

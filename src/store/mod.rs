@@ -339,7 +339,6 @@ impl Store {
         migrate(&pool, backend).await?;
         let wal_restart = Arc::new(checkpoints::WalRestart::default());
         let health = Arc::new(health::Health::default());
-        metrics::gauge!("otpgate_store_up").set(1.0);
         tokio::spawn(health::probe(pool.clone(), Arc::clone(&health)));
         let (writer, reader) = match &sqlite_file {
             Some(file) => (
@@ -386,6 +385,12 @@ impl Store {
 
     pub(crate) fn health(&self) -> &Arc<health::Health> {
         &self.health
+    }
+
+    /// Whether the database answers, as far as the hot path knows (false while the breaker is
+    /// open).
+    pub fn reachable(&self) -> bool {
+        !self.health.is_down()
     }
 
     /// A transaction that will write. On SQLite it takes the write lock up front

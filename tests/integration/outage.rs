@@ -116,6 +116,8 @@ fn postgresql_away_and_back() {
         d.log()
     );
 
+    assert_eq!(d.metric("otpgate_store_up"), 1.0);
+
     db.stop().unwrap();
     let silent_first = std::thread::scope(|s| {
         let first = s.spawn(|| login(&silent, 2, &format!("pin{}", RFC4226[1])));
