@@ -26,6 +26,7 @@ pub mod daemon;
 pub mod dates;
 pub mod event;
 pub mod http;
+pub mod log_limit;
 pub mod notify;
 pub mod radius;
 pub mod remote;

@@ -1,9 +1,12 @@
 //! `validate_check` from request to audit row (spec §1.4, §4.2).
 
+use std::time::Duration;
+
 use serde_json::{Map, json};
 
 use crate::event::context::Scope;
 use crate::event::{Abort, Phase, Position};
+use crate::log_limit::Repeated;
 
 use super::check::check_token_list;
 use super::policy_steps;
@@ -84,7 +87,11 @@ impl Authenticator {
                 return Response::error(500, codes::INTERNAL, &format!("ERR500: {e}"));
             }
             Err(e) => {
-                tracing::error!(target: "otpgate::auth", error = %e, "validate_check failed");
+                // the same failure for every login while it lasts (a full disk)
+                static FAILED: Repeated = Repeated::new(Duration::from_secs(10));
+                if let Some(held_back) = FAILED.tick() {
+                    tracing::error!(target: "otpgate::auth", error = %e, held_back, "validate_check failed");
+                }
                 at.trace.add("error", e.to_string());
                 return Response::error(500, codes::INTERNAL, &format!("ERR500: {e}"));
             }

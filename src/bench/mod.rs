@@ -164,10 +164,12 @@ impl Shared {
         })
     }
 
-    /// After a Reject: the OTP was not consumed, so the user's next request sends it again.
-    /// Moving on instead, every reject (the store away for a few seconds) would push the
-    /// user's later OTPs further ahead of the server's counter, out of its look-ahead window,
-    /// and a short outage would end in "wrong otp value" and locked tokens.
+    /// After an error answer (see [`unjudged`]): the OTP was not checked, so the user's next
+    /// request sends it again. Moving on instead, every such reject (the store away for a few
+    /// seconds) would push the user's later OTPs further ahead of the server's counter, out of
+    /// its look-ahead window, and a short outage would end in "wrong otp value" and locked
+    /// tokens. A reject that judged the OTP (wrong, or used already, as when a second run
+    /// starts over at the seed file's counters) moves on.
     fn rewind_user(&self, user: usize) {
         if let Some(u) = self.users.get(user) {
             u.next.fetch_sub(1, Ordering::Relaxed);
@@ -224,6 +226,14 @@ impl Shared {
     }
 }
 
+/// An Access-Reject that is an error answer, not a judgement of the OTP: its Reply-Message
+/// starts with privacyIDEA's `ERR` code (`ERR500: token store unavailable: …`).
+fn unjudged(p: &Packet<'_>) -> bool {
+    p.code() == Code::AccessReject
+        && p.attr(crate::radius::attr::REPLY_MESSAGE)
+            .is_some_and(|m| m.starts_with(b"ERR"))
+}
+
 async fn connected_socket(server: SocketAddr) -> Option<UdpSocket> {
     let socket = UdpSocket::bind("0.0.0.0:0").await.ok()?;
     socket.connect(server).await.ok()?;
@@ -273,13 +283,13 @@ async fn closed_worker(shared: Arc<Shared>) {
                     if p.identifier() != id || !shared.answers(&p, &authenticator) {
                         continue; // a late answer to an earlier request
                     }
+                    if unjudged(&p) {
+                        shared.rewind_user(user);
+                    }
                     break Some((p.code() == Code::AccessAccept, Instant::now()));
                 }
             }
         };
-        if answer.is_some_and(|(accepted, _)| !accepted) {
-            shared.rewind_user(user);
-        }
         shared.release_user(user);
         if counted {
             shared.record(scheduled, answer);
@@ -421,7 +431,7 @@ async fn open_receiver(shared: Arc<Shared>, lane: Arc<Lane>) {
             });
             if let Some(Some(request)) = taken {
                 let accepted = p.code() == Code::AccessAccept;
-                if !accepted {
+                if unjudged(&p) {
                     shared.rewind_user(request.user);
                 }
                 shared.release_user(request.user);
@@ -679,11 +689,12 @@ mod tests {
         (addr, overlaps)
     }
 
-    /// A server that rejects each user's first request, as a store that is away does, and
-    /// expects the same OTP next (it was not consumed); counts the requests that came with
-    /// another one instead.
-    async fn rejecting_first_server() -> (SocketAddr, Arc<AtomicU64>) {
-        use crate::radius::attr::{MESSAGE_AUTHENTICATOR, USER_NAME, USER_PASSWORD};
+    /// A server that rejects each user's first request: with an error (`ERR500 …`), as a store
+    /// that is away does, and then expects the same OTP (it was not checked); or plainly, as a
+    /// replay is rejected, and then expects the next one. Counts the requests that came with
+    /// another OTP than expected.
+    async fn rejecting_first_server(error: bool) -> (SocketAddr, Arc<AtomicU64>) {
+        use crate::radius::attr::{MESSAGE_AUTHENTICATOR, REPLY_MESSAGE, USER_NAME, USER_PASSWORD};
         use crate::radius::packet::Builder;
         let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
         let addr = socket.local_addr().unwrap();
@@ -709,17 +720,20 @@ mod tests {
                         Code::AccessReject
                     }
                     Some(rejected) if rejected.is_empty() => Code::AccessAccept,
-                    Some(rejected) if *rejected == password => {
+                    Some(rejected) => {
+                        if (*rejected == password) != error {
+                            counted.fetch_add(1, Ordering::Relaxed);
+                        }
                         first.insert(user, Vec::new());
                         Code::AccessAccept
-                    }
-                    Some(_) => {
-                        counted.fetch_add(1, Ordering::Relaxed);
-                        Code::AccessReject
                     }
                 };
                 let mut b = Builder::new(code, p.identifier(), &[0; 16]);
                 b.attr(MESSAGE_AUTHENTICATOR, &[0; 16]).unwrap();
+                if code == Code::AccessReject && error {
+                    b.attr(REPLY_MESSAGE, b"ERR500: token store unavailable")
+                        .unwrap();
+                }
                 let mut reply = b.finish();
                 crypto::sign_response(&mut reply, p.authenticator(), b"s");
                 let _ = socket.send_to(&reply, from).await;
@@ -728,18 +742,26 @@ mod tests {
         (addr, moved_on)
     }
 
-    /// After a Reject the user's next request sends the same OTP (it was not consumed), in
-    /// both loops; a generator that moved on would run out of the server's look-ahead window
-    /// after a few seconds of rejects.
+    /// After an error answer the user's next request sends the same OTP (it was not checked),
+    /// in both loops: a generator that moved on would run out of the server's look-ahead
+    /// window after a few seconds of a store that is away. After a reject that judged the OTP
+    /// (a replay) it moves on, or a second run over the same seeds would never get in.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_rejected_otp_is_sent_again() {
-        for mode in [Mode::Open(400.0), Mode::Closed(4)] {
-            let (server, moved_on) = rejecting_first_server().await;
-            let mut plan = plan(server, mode, Duration::from_millis(500));
-            plan.duration = Duration::from_millis(500);
-            let report = run(plan, users(20)).await.unwrap();
-            assert_eq!(moved_on.load(Ordering::Relaxed), 0, "{}", summary(&report));
-            assert!(report.accepted > 20, "{}", summary(&report));
+    async fn an_otp_that_was_not_checked_is_sent_again() {
+        for error in [true, false] {
+            for mode in [Mode::Open(400.0), Mode::Closed(4)] {
+                let (server, unexpected) = rejecting_first_server(error).await;
+                let mut plan = plan(server, mode, Duration::from_millis(500));
+                plan.duration = Duration::from_millis(500);
+                let report = run(plan, users(20)).await.unwrap();
+                assert_eq!(
+                    unexpected.load(Ordering::Relaxed),
+                    0,
+                    "error answers: {error}; {}",
+                    summary(&report)
+                );
+                assert!(report.accepted > 20, "{}", summary(&report));
+            }
         }
     }
 

@@ -7,6 +7,7 @@
 //! counted), never silently dropped.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::Row;
@@ -290,8 +291,10 @@ enum Msg {
 #[derive(Clone, Debug)]
 pub struct AuditSink {
     tx: mpsc::Sender<Msg>,
-    /// While the database is unreachable a full queue cannot drain: no waiting for room then.
+    /// While the database is unreachable, or refuses the writer's rows (a full disk), a full
+    /// queue cannot drain: no waiting for room then.
     health: Arc<Health>,
+    retrying: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Msg {
@@ -325,16 +328,25 @@ impl AuditSink {
     pub fn start(store: Store, capacity: usize) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity.max(16));
         let health = Arc::clone(store.health());
-        let handle = tokio::spawn(writer(store, rx));
-        (Self { tx, health }, handle)
+        let retrying = Arc::new(AtomicBool::new(false));
+        let handle = tokio::spawn(writer(store, rx, Arc::clone(&retrying)));
+        (
+            Self {
+                tx,
+                health,
+                retrying,
+            },
+            handle,
+        )
     }
 
-    /// Queue a row, waiting (bounded) for room; not at all while the database is unreachable,
-    /// where every login would wait [`ENQUEUE_PATIENCE`] for a queue that cannot drain.
+    /// Queue a row, waiting (bounded) for room; not at all while the database is unreachable or
+    /// the writer is retrying a batch, where every login would wait [`ENQUEUE_PATIENCE`] for a
+    /// queue that cannot drain.
     pub async fn record(&self, row: AuditRow) {
         let depth = self.tx.max_capacity() - self.tx.capacity();
         metrics::gauge!("otpgate_audit_queue_depth").set(depth as f64);
-        let permit = if self.health.is_down() {
+        let permit = if self.health.is_down() || self.retrying.load(Ordering::Relaxed) {
             self.tx.try_reserve().ok()
         } else {
             tokio::time::timeout(ENQUEUE_PATIENCE, self.tx.reserve())
@@ -364,7 +376,7 @@ impl AuditSink {
     }
 }
 
-async fn writer(store: Store, mut rx: mpsc::Receiver<Msg>) {
+async fn writer(store: Store, mut rx: mpsc::Receiver<Msg>, retrying: Arc<AtomicBool>) {
     let mut batch: Vec<AuditRow> = Vec::with_capacity(256);
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
     loop {
@@ -390,15 +402,15 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Msg>) {
                 Ok(None) | Err(_) => break,
             }
         }
-        write_with_retry(&store, &mut batch).await;
+        write_with_retry(&store, &mut batch, &retrying).await;
         for done in waiters.drain(..) {
             let _ = done.send(());
         }
     }
-    write_with_retry(&store, &mut batch).await;
+    write_with_retry(&store, &mut batch, &retrying).await;
 }
 
-async fn write_with_retry(store: &Store, batch: &mut Vec<AuditRow>) {
+async fn write_with_retry(store: &Store, batch: &mut Vec<AuditRow>, retrying: &AtomicBool) {
     if batch.is_empty() {
         return;
     }
@@ -408,11 +420,13 @@ async fn write_with_retry(store: &Store, batch: &mut Vec<AuditRow>) {
     for attempt in 1.. {
         match store.insert_audit(rows.clone()).await {
             Ok(()) => {
+                retrying.store(false, Ordering::Relaxed);
                 metrics::counter!("otpgate_audit_rows_written_total").increment(rows.len() as u64);
                 return;
             }
             // a database that is down fails at once: wait for it by time, not by attempts
             Err(e) if started.elapsed() < RETRY_FOR => {
+                retrying.store(true, Ordering::Relaxed);
                 if attempt <= 3 || !e.is_unavailable() {
                     tracing::warn!(target: "otpgate::audit", attempt, error = %e, rows = rows.len(), "audit insert failed; retrying");
                 }

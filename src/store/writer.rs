@@ -25,6 +25,7 @@ use super::health::Health;
 use super::queued_counters::{self, QueuedCounters, Taken};
 use super::tokens::FailureOutcome;
 use super::{Backend, StoreError, begin_write};
+use crate::log_limit::Repeated;
 
 /// A successful authentication to store.
 #[derive(Debug, Clone)]
@@ -306,7 +307,11 @@ impl Batch {
                 if e.is_unavailable() {
                     tracing::debug!(target: "otpgate::store", error = %e, jobs = self.jobs.len(), "write batch failed");
                 } else {
-                    tracing::warn!(target: "otpgate::store", error = %e, jobs = self.jobs.len(), "write batch failed");
+                    // one a commit while it lasts (a full disk): a line per 10 s
+                    static FAILED: Repeated = Repeated::new(Duration::from_secs(10));
+                    if let Some(held_back) = FAILED.tick() {
+                        tracing::warn!(target: "otpgate::store", error = %e, jobs = self.jobs.len(), held_back, "write batch failed");
+                    }
                 }
                 for job in self.jobs {
                     job.answer(Err(e.relay()));
