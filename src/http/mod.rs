@@ -1,5 +1,5 @@
 //! The HTTP operations endpoint: `/metrics` (Prometheus text) and `/healthz` (the store
-//! answers). A front-end like the others: it never touches the store directly beyond the
+//! answers and takes writes). A front-end like the others: it never touches the store directly beyond the
 //! authenticator's health check.
 
 mod validate;
@@ -81,7 +81,12 @@ async fn render_metrics(State(state): State<AppState>) -> String {
 }
 
 async fn health(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    match state.auth.store().ping().await {
+    let store = state.auth.store();
+    if let Some(why) = store.refusing_writes() {
+        tracing::warn!(error = %why, "health check: the store refuses writes");
+        return (StatusCode::SERVICE_UNAVAILABLE, "store refuses writes\n");
+    }
+    match store.ping().await {
         Ok(()) => (StatusCode::OK, "ok\n"),
         Err(e) => {
             tracing::warn!(error = %e, "health check: the store does not answer");

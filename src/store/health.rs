@@ -32,9 +32,15 @@ pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a probe's `SELECT 1` may take before the database counts as unreachable.
 pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How long a failed group commit keeps `/healthz` at 503 without a commit after it.
+pub(crate) const REFUSAL_SHOWN: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Default)]
 pub(crate) struct Health {
     down: Mutex<Option<Down>>,
+    /// The last group commit failed although the database answers (a full disk): when, and
+    /// why. Cleared by the next commit that succeeds.
+    refused_write: Mutex<Option<(Instant, String)>>,
     /// Wakes [`probe`]: a batch saw an unreachable database.
     suspect: Notify,
     /// Wakes the batches waiting in [`Health::unless_down`] when the breaker opens.
@@ -93,6 +99,27 @@ impl Health {
     /// Whether the breaker is open.
     pub(crate) fn is_down(&self) -> bool {
         self.lock().is_some()
+    }
+
+    /// What a group commit came to. A reachable database that refuses the commit (a full disk,
+    /// a read-only file) cannot accept a login either: [`Health::refusing_writes`] says so.
+    pub(crate) fn commit_outcome<T>(&self, result: &Result<T, StoreError>) {
+        let mut refused = self.refused_write.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(_) => *refused = None,
+            Err(e) if !e.is_unavailable() => *refused = Some((Instant::now(), e.to_string())),
+            Err(_) => {}
+        }
+    }
+
+    /// Why commits fail, when the last one failed less than [`REFUSAL_SHOWN`] ago. With no
+    /// login coming the next commit may be far off; the refusal is not shown for ever then.
+    pub(crate) fn refusing_writes(&self) -> Option<String> {
+        let refused = self.refused_write.lock().unwrap_or_else(|p| p.into_inner());
+        refused
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < REFUSAL_SHOWN)
+            .map(|(_, why)| why.clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Down>> {
@@ -206,6 +233,22 @@ mod tests {
             "database error: disk full".into(),
         )));
         assert!(!h.is_down());
+    }
+
+    /// A commit the database refused shows until one succeeds; an unreachable database is the
+    /// breaker's business, not this.
+    #[test]
+    fn a_refused_commit_shows_until_one_succeeds() {
+        let h = Health::default();
+        assert_eq!(h.refusing_writes(), None);
+        h.commit_outcome(&Err::<(), _>(StoreError::Relayed(
+            "database error: database or disk is full".into(),
+        )));
+        assert!(h.refusing_writes().unwrap().contains("disk is full"));
+        h.commit_outcome(&Ok(()));
+        assert_eq!(h.refusing_writes(), None);
+        h.commit_outcome(&Err::<(), _>(unreachable()));
+        assert_eq!(h.refusing_writes(), None);
     }
 
     /// A lookup waiting for a connection gives up when the breaker opens.

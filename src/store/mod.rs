@@ -342,7 +342,7 @@ impl Store {
         tokio::spawn(health::probe(pool.clone(), Arc::clone(&health)));
         let (writer, reader) = match &sqlite_file {
             Some(file) => (
-                sqlite_direct::start_writer(file, Arc::clone(&wal_restart))?,
+                sqlite_direct::start_writer(file, Arc::clone(&wal_restart), Arc::clone(&health))?,
                 sqlite_direct::start_readers(file, SQLITE_READERS)?,
             ),
             None => {
@@ -391,6 +391,12 @@ impl Store {
     /// open).
     pub fn reachable(&self) -> bool {
         !self.health.is_down()
+    }
+
+    /// Why the last group commit failed, when the database answers but refuses to store (a
+    /// full disk): no login can be accepted then.
+    pub fn refusing_writes(&self) -> Option<String> {
+        self.health.refusing_writes()
     }
 
     /// A transaction that will write. On SQLite it takes the write lock up front

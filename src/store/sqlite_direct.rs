@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use super::StoreError;
 use super::audit::{AUDIT_COLUMNS, AuditRow};
 use super::checkpoints::{self, Pass, WalRestart};
+use super::health::Health;
 use super::queued_counters::{QueuedCounters, Taken};
 use super::reader::{Lookup, TOKEN_COLUMNS, TOKEN_SELECT, TokenReader, add_token_row};
 use super::tokens::{Columns, FailureOutcome};
@@ -78,12 +79,13 @@ fn wait_for_lock(attempt: i32) -> bool {
 pub(super) fn start_writer(
     path: &Path,
     restart: Arc<WalRestart>,
+    health: Arc<Health>,
 ) -> Result<GroupWriter, StoreError> {
     let conn = open(path, false)?;
     let (handle, rx, counters) = GroupWriter::channel();
     std::thread::Builder::new()
         .name("otpgate-db-write".into())
-        .spawn(move || write_loop(conn, rx, &counters, &restart))
+        .spawn(move || write_loop(conn, rx, &counters, &restart, &health))
         .map_err(|source| StoreError::Thread {
             what: "writer",
             source,
@@ -117,6 +119,7 @@ fn write_loop(
     mut rx: mpsc::Receiver<Job>,
     counters: &QueuedCounters,
     restart: &WalRestart,
+    health: &Health,
 ) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = Batch::gather(first, &mut rx, counters);
@@ -126,7 +129,7 @@ fn write_loop(
         {
             results = commit(&mut conn, batch.jobs(), batch.queued());
         }
-        if !batch.settle(results, counters) {
+        if !batch.settle(results, counters, health) {
             std::thread::sleep(writer::FAILED_BATCH_PAUSE);
         }
         if restart.take_request() {

@@ -290,8 +290,10 @@ impl Batch {
         self,
         results: Result<Vec<Done>, StoreError>,
         counters: &QueuedCounters,
+        health: &Health,
     ) -> bool {
         timed(self.started, self.jobs.len());
+        health.commit_outcome(&results);
         counters.settle(self.queued, results.as_ref().err());
         match results {
             Ok(results) => {
@@ -393,7 +395,7 @@ async fn run(
             results = commit(&pool, batch.jobs(), batch.queued()).await;
             health.outcome(&results);
         }
-        if !batch.settle(results, &counters) {
+        if !batch.settle(results, &counters, &health) {
             tokio::time::sleep(FAILED_BATCH_PAUSE).await;
         }
     }
@@ -619,7 +621,11 @@ mod tests {
             "nothing left to drop: no second retry"
         );
 
-        assert!(batch.settle(Ok(vec![Done::Flushed, Done::Flushed]), &counters));
+        assert!(batch.settle(
+            Ok(vec![Done::Flushed, Done::Flushed]),
+            &counters,
+            &Health::default()
+        ));
         assert!(matches!(first_answer.await.unwrap(), Ok(Done::Flushed)));
         assert!(matches!(second_answer.await.unwrap(), Ok(Done::Flushed)));
     }
@@ -636,7 +642,9 @@ mod tests {
         assert!(counters.unsettled(), "taken, not yet committed");
 
         let failed = Err(StoreError::Corrupt("disk full".into()));
-        assert!(!batch.settle(failed, &counters));
+        let health = Health::default();
+        assert!(!batch.settle(failed, &counters, &health));
+        assert!(health.refusing_writes().is_some(), "/healthz says so");
         let answer = first_answer.await.unwrap();
         assert!(answer.is_err_and(|e| e.to_string().contains("disk full")));
         assert!(!counters.unsettled());
