@@ -18,6 +18,7 @@
 //! that it answers.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,8 @@ pub(crate) const REFUSAL_SHOWN: Duration = Duration::from_secs(60);
 #[derive(Debug, Default)]
 pub(crate) struct Health {
     down: Mutex<Option<Down>>,
+    /// `down.is_some()`, read without the lock: the audit queue asks on every login.
+    is_down: AtomicBool,
     /// The last group commit failed although the database answers (a full disk): when, and
     /// why. Cleared by the next commit that succeeds.
     refused_write: Mutex<Option<(Instant, String)>>,
@@ -56,6 +59,9 @@ struct Down {
 impl Health {
     /// Whether a batch may go to the database now: `Err` while it is known to be unreachable.
     pub(crate) fn admit(&self) -> Result<(), StoreError> {
+        if !self.is_down() {
+            return Ok(());
+        }
         match self.lock().as_ref() {
             None => Ok(()),
             Some(d) => Err(StoreError::Unavailable(d.reason.clone())),
@@ -98,7 +104,7 @@ impl Health {
 
     /// Whether the breaker is open.
     pub(crate) fn is_down(&self) -> bool {
-        self.lock().is_some()
+        self.is_down.load(Ordering::Acquire)
     }
 
     /// What a group commit came to. A reachable database that refuses the commit (a full disk,
@@ -138,6 +144,7 @@ impl Health {
                     "the database is unreachable; logins fail at once until it answers again"
                 );
                 *down = Some(Down { since: now, reason });
+                self.is_down.store(true, Ordering::Release);
                 metrics::gauge!("otpgate_store_up").set(0.0);
                 self.opened.notify_waiters();
             }
@@ -145,8 +152,12 @@ impl Health {
     }
 
     fn close_at(&self, now: Instant) {
+        if !self.is_down() {
+            return;
+        }
         let mut down = self.lock();
         if let Some(d) = down.take() {
+            self.is_down.store(false, Ordering::Release);
             tracing::warn!(
                 target: "otpgate::store",
                 down_for_s = format!("{:.1}", now.saturating_duration_since(d.since).as_secs_f64()),
