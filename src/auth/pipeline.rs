@@ -80,16 +80,14 @@ impl Authenticator {
                 );
                 return r;
             }
-            // the store's breaker logged the outage once; each request's line says the rest
-            Err(AuthError::Store(e)) if e.is_unavailable() => {
-                at.store_unavailable = true;
-                at.trace.add("error", e.to_string());
-                return Response::error(500, codes::INTERNAL, &format!("ERR500: {e}"));
-            }
             Err(e) => {
-                // the same failure for every login while it lasts (a full disk)
+                at.store_unavailable = matches!(&e, AuthError::Store(s) if s.is_unavailable());
+                // the store's breaker logs an outage once; any other failure is the same for
+                // every login while it lasts (a full disk): a line per 10 s
                 static FAILED: Repeated = Repeated::new(Duration::from_secs(10));
-                if let Some(held_back) = FAILED.tick() {
+                if !at.store_unavailable
+                    && let Some(held_back) = FAILED.tick()
+                {
                     tracing::error!(target: "otpgate::auth", error = %e, held_back, "validate_check failed");
                 }
                 at.trace.add("error", e.to_string());

@@ -1,6 +1,6 @@
 //! The HTTP operations endpoint: `/metrics` (Prometheus text) and `/healthz` (the store
-//! answers and takes writes). A front-end like the others: it never touches the store directly beyond the
-//! authenticator's health check.
+//! answers and takes writes). A front-end like the others: it never touches the store
+//! directly beyond the authenticator's health check.
 
 mod validate;
 
@@ -65,8 +65,7 @@ pub fn router(
 }
 
 async fn render_metrics(State(state): State<AppState>) -> String {
-    // set here, not only when it changes: the store may have been opened before the recorder
-    // was installed
+    // read at each scrape: the breaker keeps no gauge of its own
     let up = if state.auth.store().reachable() {
         1.0
     } else {

@@ -11,8 +11,8 @@
 //! changes nothing. A probe that fails opens the breaker: the lookups and ledger claims still
 //! waiting for a connection give up, and from then on the hot path's batches fail at once with
 //! [`StoreError::Unavailable`] while the probe asks again every [`PROBE_INTERVAL`]. Its first
-//! answer closes the breaker. A request never waits for a probe. Each change is one log line
-//! and the gauge `otpgate_store_up`, not a line per request.
+//! answer closes the breaker. A request never waits for a probe. Each change is one log line,
+//! not a line per request; `/metrics` reads the state as `otpgate_store_up`.
 //!
 //! Only reachability counts: a query the database refused (a constraint, a bad value) shows
 //! that it answers.
@@ -145,7 +145,6 @@ impl Health {
                 );
                 *down = Some(Down { since: now, reason });
                 self.is_down.store(true, Ordering::Release);
-                metrics::gauge!("otpgate_store_up").set(0.0);
                 self.opened.notify_waiters();
             }
         }
@@ -163,7 +162,6 @@ impl Health {
                 down_for_s = format!("{:.1}", now.saturating_duration_since(d.since).as_secs_f64()),
                 "the database answers again; logins go on"
             );
-            metrics::gauge!("otpgate_store_up").set(1.0);
         }
     }
 }
