@@ -240,23 +240,32 @@ fn postgresql_away_and_back() {
         }
     }
 
-    // the refused logins' audit rows were kept and written when it came back
-    let rows = d.cli_until(
-        &["audit", "list", "--event", "validate_check", "--json"],
-        "token store unavailable",
-        Duration::from_secs(20),
-    );
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&rows).unwrap();
-    let refused = rows
-        .iter()
-        .filter(|r| {
-            r["info"]
-                .as_str()
-                .is_some_and(|i| i.contains("token store unavailable"))
-        })
-        .count();
-    assert!(
-        refused >= 5,
-        "{refused} audit rows of refused logins: {rows:?}"
-    );
+    // the refused logins' audit rows were kept and written when it came back; the writer
+    // retries the batch it holds first and the queued rows follow in later batches, so this
+    // waits for the count and not for the first row
+    let refused_rows = || {
+        let rows = d.cli_ok(&["audit", "list", "--event", "validate_check", "--json"]);
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&rows).unwrap();
+        let refused = rows
+            .iter()
+            .filter(|r| {
+                r["info"]
+                    .as_str()
+                    .is_some_and(|i| i.contains("token store unavailable"))
+            })
+            .count();
+        (refused, rows)
+    };
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (refused, rows) = refused_rows();
+        if refused >= 5 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "{refused} audit rows of refused logins after 20 s: {rows:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
