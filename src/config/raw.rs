@@ -73,6 +73,10 @@ pub struct RawDatabase {
     /// Seconds to wait for a connection before a request fails (default 5).
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: u64,
+    /// PostgreSQL: seconds a group commit may take before logins stop waiting for it
+    /// (default 5; a synchronous standby that is gone makes commits wait for ever).
+    #[serde(default = "default_commit_timeout")]
+    pub commit_timeout: u64,
 }
 
 impl Default for RawDatabase {
@@ -81,6 +85,7 @@ impl Default for RawDatabase {
             url: default_db_url(),
             max_connections: default_max_connections(),
             connect_timeout: default_connect_timeout(),
+            commit_timeout: default_commit_timeout(),
         }
     }
 }
@@ -92,6 +97,9 @@ fn default_max_connections() -> u32 {
     8
 }
 fn default_connect_timeout() -> u64 {
+    5
+}
+fn default_commit_timeout() -> u64 {
     5
 }
 

@@ -187,6 +187,7 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             database,
             max_connections: raw.database.max_connections,
             connect_timeout: Duration::from_secs(raw.database.connect_timeout.max(1)),
+            commit_timeout: Duration::from_secs(raw.database.commit_timeout.max(1)),
         },
         key_file,
         argon2,

@@ -16,6 +16,16 @@
 //!
 //! Only reachability counts: a query the database refused (a constraint, a bad value) shows
 //! that it answers.
+//!
+//! A database can also answer every query and still never finish a commit: a primary whose
+//! synchronous standby is gone (`synchronous_standby_names`, Patroni's `synchronous_mode`)
+//! makes every commit that wrote wait for it, without an error, for as long as it takes. A
+//! group commit that has not come back after `[database] commit_timeout` opens the breaker as
+//! *stalled* ([`Health::watch_commit`]): the logins waiting for a commit give up with
+//! [`StoreError::Unavailable`] and later ones are refused at once, as above. The commit itself
+//! is not given up (its transaction may already be stored); a read's answer does not close a
+//! stalled breaker, only a commit that completes does: the stalled one, or [`probe`]'s own small
+//! write, which waits for as long as commits wait.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +36,7 @@ use sqlx::AnyPool;
 use tokio::sync::Notify;
 
 use super::StoreError;
+use crate::clock::{Clock, SystemClock};
 
 /// How often [`probe`] asks a database that is down.
 pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -38,6 +49,9 @@ pub(crate) const REFUSAL_SHOWN: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Default)]
 pub(crate) struct Health {
+    /// How long a group commit may take before the breaker opens as stalled; `None`: for ever
+    /// (SQLite, whose commits wait for the local disk only).
+    commit_timeout: Option<Duration>,
     down: Mutex<Option<Down>>,
     /// `down.is_some()`, read without the lock: the audit queue asks on every login.
     is_down: AtomicBool,
@@ -48,15 +62,35 @@ pub(crate) struct Health {
     suspect: Notify,
     /// Wakes the batches waiting in [`Health::unless_down`] when the breaker opens.
     opened: Notify,
+    /// Wakes [`probe`]: a commit has waited longer than `commit_timeout`.
+    stalled: Notify,
 }
 
 #[derive(Debug)]
 struct Down {
     since: Instant,
     reason: String,
+    trouble: Trouble,
+}
+
+/// Why the breaker is open, which decides what closes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trouble {
+    /// Queries find no database: any answer closes it.
+    Unreachable,
+    /// It answers, but commits do not complete: only a completed commit closes it.
+    Stalled,
 }
 
 impl Health {
+    /// A breaker that also opens when a commit takes longer than `commit_timeout`.
+    pub(crate) fn with_commit_timeout(commit_timeout: Duration) -> Self {
+        Self {
+            commit_timeout: Some(commit_timeout),
+            ..Self::default()
+        }
+    }
+
     /// Whether a batch may go to the database now: `Err` while it is known to be unreachable.
     pub(crate) fn admit(&self) -> Result<(), StoreError> {
         if !self.is_down() {
@@ -68,19 +102,36 @@ impl Health {
         }
     }
 
-    /// What an admitted batch came to. An unreachable database wakes the probe.
+    /// What an admitted batch came to. An unreachable database wakes the probe; an answer
+    /// closes the breaker unless it is open because commits stall.
     pub(crate) fn outcome<T>(&self, result: &Result<T, StoreError>) {
         match result {
-            Err(e) if e.is_unavailable() => {
-                if let Some(d) = self.lock().as_mut() {
-                    d.reason = e.unavailable_reason();
-                } else {
-                    self.suspect.notify_one();
-                }
-            }
+            Err(e) if e.is_unavailable() => match self.lock().as_mut() {
+                Some(d) if d.trouble == Trouble::Unreachable => d.reason = e.unavailable_reason(),
+                // not known to be unreachable yet: the probe finds out
+                _ => self.suspect.notify_one(),
+            },
             // it answered
-            _ => self.close_at(Instant::now()),
+            _ => self.close_at(Instant::now(), Trouble::Unreachable),
         }
+    }
+
+    /// `commit`, and if it has not completed after `commit_timeout` the breaker opens as
+    /// stalled while it goes on waiting for it: a commit is never given up half-way, its
+    /// answer says what was stored.
+    pub(crate) async fn watch_commit<T>(
+        &self,
+        commit: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let Some(limit) = self.commit_timeout else {
+            return commit.await;
+        };
+        tokio::pin!(commit);
+        tokio::select! {
+            result = &mut commit => return result,
+            () = tokio::time::sleep(limit) => self.stall_at(limit, Instant::now()),
+        }
+        commit.await
     }
 
     /// `work`, unless the breaker opens first: then it is dropped and the batch fails at once
@@ -107,9 +158,18 @@ impl Health {
         self.is_down.load(Ordering::Acquire)
     }
 
+    /// Whether it is open because commits do not complete.
+    fn is_stalled(&self) -> bool {
+        self.is_down() && self.lock().as_ref().map(|d| d.trouble) == Some(Trouble::Stalled)
+    }
+
     /// What a group commit came to. A reachable database that refuses the commit (a full disk,
     /// a read-only file) cannot accept a login either: [`Health::refusing_writes`] says so.
+    /// A completed commit also closes a stalled breaker.
     pub(crate) fn commit_outcome<T>(&self, result: &Result<T, StoreError>) {
+        if result.is_ok() {
+            self.close_at(Instant::now(), Trouble::Stalled);
+        }
         let mut refused = self.refused_write.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok(_) => *refused = None,
@@ -132,10 +192,15 @@ impl Health {
         self.down.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The probe found no database. A stalled breaker becomes an unreachable one (it is then
+    /// closed by any answer), keeping the time it opened.
     fn open_at(&self, reason: String, now: Instant) {
         let mut down = self.lock();
         match down.as_mut() {
-            Some(d) => d.reason = reason,
+            Some(d) => {
+                d.reason = reason;
+                d.trouble = Trouble::Unreachable;
+            }
             None => {
                 tracing::error!(
                     target: "otpgate::store",
@@ -143,34 +208,106 @@ impl Health {
                     retry_every_s = PROBE_INTERVAL.as_secs(),
                     "the database is unreachable; logins fail at once until it answers again"
                 );
-                *down = Some(Down { since: now, reason });
-                self.is_down.store(true, Ordering::Release);
-                self.opened.notify_waiters();
+                self.open(&mut down, reason, Trouble::Unreachable, now);
             }
         }
     }
 
-    fn close_at(&self, now: Instant) {
+    /// A commit has waited `waited` and goes on waiting.
+    fn stall_at(&self, waited: Duration, now: Instant) {
+        let mut down = self.lock();
+        if down.is_some() {
+            return;
+        }
+        let reason = format!(
+            "commits wait longer than {} s (a synchronous standby missing?)",
+            waited.as_secs_f64()
+        );
+        tracing::error!(
+            target: "otpgate::store",
+            error = %reason,
+            "the database answers but its commits do not complete; logins fail at once until \
+             one does"
+        );
+        self.open(&mut down, reason, Trouble::Stalled, now);
+        self.stalled.notify_one();
+    }
+
+    fn open(&self, down: &mut Option<Down>, reason: String, trouble: Trouble, now: Instant) {
+        *down = Some(Down {
+            since: now,
+            reason,
+            trouble,
+        });
+        self.is_down.store(true, Ordering::Release);
+        self.opened.notify_waiters();
+    }
+
+    /// Close the breaker if it is open for `cured` or a lesser trouble: a completed commit
+    /// ([`Trouble::Stalled`]) also shows that the database answers.
+    fn close_at(&self, now: Instant, cured: Trouble) {
         if !self.is_down() {
             return;
         }
         let mut down = self.lock();
-        if let Some(d) = down.take() {
+        if down
+            .as_ref()
+            .is_some_and(|d| cured == Trouble::Stalled || d.trouble == cured)
+            && let Some(d) = down.take()
+        {
             self.is_down.store(false, Ordering::Release);
-            tracing::warn!(
-                target: "otpgate::store",
-                down_for_s = format!("{:.1}", now.saturating_duration_since(d.since).as_secs_f64()),
-                "the database answers again; logins go on"
+            let down_for_s = format!(
+                "{:.1}",
+                now.saturating_duration_since(d.since).as_secs_f64()
             );
+            match d.trouble {
+                Trouble::Unreachable => tracing::warn!(
+                    target: "otpgate::store",
+                    down_for_s,
+                    "the database answers again; logins go on"
+                ),
+                Trouble::Stalled => tracing::warn!(
+                    target: "otpgate::store",
+                    down_for_s,
+                    "the database commits again; logins go on"
+                ),
+            }
         }
     }
 }
 
 /// Ask the database whenever a batch found it unreachable, and every [`PROBE_INTERVAL`] while
-/// the breaker is open; runs as long as the store.
+/// the breaker is open; after a stalled commit, write until a commit completes. Runs as long as
+/// the store.
 pub(crate) async fn probe(pool: AnyPool, health: Arc<Health>) {
+    let key = probe_key();
     loop {
-        health.suspect.notified().await;
+        if !health.is_stalled() {
+            tokio::select! {
+                () = health.suspect.notified() => {}
+                () = health.stalled.notified() => {}
+            }
+        }
+        if pool.is_closed() {
+            return;
+        }
+        if health.is_stalled() {
+            match probe_commit(&pool, &key).await {
+                Ok(()) => {
+                    health.close_at(Instant::now(), Trouble::Stalled);
+                    continue;
+                }
+                // refused, not stalled (a standby promoted under us is read-only): commits
+                // fail on their own then, and say why
+                Err(e) if !e.is_unavailable() => {
+                    tracing::warn!(target: "otpgate::store", error = %e, "commit probe refused");
+                    health.close_at(Instant::now(), Trouble::Stalled);
+                    continue;
+                }
+                // gone altogether: find out below
+                Err(_) => {}
+            }
+        }
         loop {
             if pool.is_closed() {
                 return;
@@ -191,12 +328,44 @@ pub(crate) async fn probe(pool: AnyPool, health: Arc<Health>) {
                     tokio::time::sleep(PROBE_INTERVAL).await;
                 }
                 _ => {
-                    health.close_at(Instant::now());
+                    health.close_at(Instant::now(), Trouble::Unreachable);
                     break;
                 }
             }
         }
     }
+}
+
+/// This process's row in `commit_probe`.
+fn probe_key() -> String {
+    let started = SystemClock.now();
+    format!(
+        "{}.{}",
+        std::process::id(),
+        started.timestamp_nanos_opt().unwrap_or_default()
+    )
+}
+
+/// How long a process's row stays in `commit_probe` after its last probe.
+const PROBE_ROWS_KEPT_S: i64 = 86_400;
+
+/// A write that must wait for whatever commits wait for (a synchronous standby): the smallest
+/// that PostgreSQL writes to its WAL. No time limit: it completes when commits do.
+async fn probe_commit(pool: &AnyPool, key: &str) -> Result<(), StoreError> {
+    let now = SystemClock.now().timestamp();
+    sqlx::query("DELETE FROM commit_probe WHERE at < $1")
+        .bind(now - PROBE_ROWS_KEPT_S)
+        .execute(pool)
+        .await?;
+    sqlx::query(
+        "INSERT INTO commit_probe (probe, at) VALUES ($1, $2) \
+         ON CONFLICT (probe) DO UPDATE SET at = excluded.at",
+    )
+    .bind(key)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -226,7 +395,7 @@ mod tests {
                 .to_string()
                 .contains("pool timed out")
         );
-        h.close_at(t + PROBE_INTERVAL);
+        h.close_at(t + PROBE_INTERVAL, Trouble::Unreachable);
         assert!(h.admit().is_ok());
     }
 
@@ -280,5 +449,76 @@ mod tests {
         assert!(result.unwrap_err().is_unavailable());
         // and work that comes later is refused before it starts
         assert!(h.unless_down(async { Ok(()) }).await.is_err());
+    }
+
+    /// A commit that takes too long opens the breaker while it goes on; reads answering do
+    /// not close it, the commit's completion does.
+    #[tokio::test]
+    async fn a_stalled_commit_opens_until_a_commit_completes() {
+        let h = Arc::new(Health::with_commit_timeout(Duration::from_millis(50)));
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let commit = {
+            let h = Arc::clone(&h);
+            tokio::spawn(async move {
+                h.watch_commit(async {
+                    released.await.ok();
+                    Ok::<_, StoreError>(7)
+                })
+                .await
+            })
+        };
+        let waiting_login = {
+            let h = Arc::clone(&h);
+            tokio::spawn(async move {
+                h.unless_down(std::future::pending::<Result<(), StoreError>>())
+                    .await
+            })
+        };
+        let given_up = tokio::time::timeout(Duration::from_secs(2), waiting_login)
+            .await
+            .expect("the login still waits for the stalled commit")
+            .unwrap()
+            .unwrap_err();
+        assert!(given_up.to_string().contains("commits wait"), "{given_up}");
+        assert!(h.is_stalled());
+        // a read that answers says nothing about commits
+        h.outcome(&Ok::<(), StoreError>(()));
+        assert!(h.admit().is_err());
+        // the commit was not given up: it completes, and its answer is the commit's
+        release.send(()).unwrap();
+        let result = commit.await.unwrap();
+        assert_eq!(*result.as_ref().unwrap(), 7);
+        h.commit_outcome(&result);
+        assert!(h.admit().is_ok());
+    }
+
+    /// A quick commit leaves it closed, and a breaker without a commit timeout never stalls.
+    #[tokio::test]
+    async fn quick_commits_leave_it_closed() {
+        let h = Health::with_commit_timeout(Duration::from_millis(50));
+        assert_eq!(h.watch_commit(async { Ok(1) }).await.unwrap(), 1);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(!h.is_down());
+        let sqlite = Health::default();
+        let slow = sqlite.watch_commit(async {
+            tokio::time::sleep(Duration::from_millis(80)).await;
+            Ok(2)
+        });
+        assert_eq!(slow.await.unwrap(), 2);
+        assert!(!sqlite.is_down());
+    }
+
+    /// A stalled database that then goes away is unreachable: the next answer closes it.
+    #[test]
+    fn stalled_then_unreachable_is_closed_by_an_answer() {
+        let h = Health::default();
+        let t = Instant::now();
+        h.stall_at(Duration::from_secs(5), t);
+        assert!(h.is_stalled());
+        h.open_at("gone".into(), t);
+        assert!(!h.is_stalled());
+        assert!(h.is_down());
+        h.outcome(&Ok::<(), StoreError>(()));
+        assert!(!h.is_down());
     }
 }

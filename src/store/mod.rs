@@ -196,6 +196,9 @@ pub struct StoreSettings {
     pub database: Database,
     pub max_connections: u32,
     pub connect_timeout: Duration,
+    /// PostgreSQL: how long a group commit may take before the node counts its database as
+    /// stalled (`store::health`).
+    pub commit_timeout: Duration,
 }
 
 /// A handle on the store. Cheap to clone.
@@ -281,6 +284,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit_user only for auth_max policies",
         include_str!("../../migrations/postgres/0007_audit_user_on_demand.sql"),
     ),
+    (
+        8,
+        "commit probe",
+        include_str!("../../migrations/postgres/0008_commit_probe.sql"),
+    ),
 ];
 
 impl Store {
@@ -338,7 +346,10 @@ impl Store {
             .await?;
         migrate(&pool, backend).await?;
         let wal_restart = Arc::new(checkpoints::WalRestart::default());
-        let health = Arc::new(health::Health::default());
+        let health = Arc::new(match backend {
+            Backend::Postgres => health::Health::with_commit_timeout(settings.commit_timeout),
+            Backend::Sqlite => health::Health::default(),
+        });
         tokio::spawn(health::probe(pool.clone(), Arc::clone(&health)));
         let (writer, reader) = match &sqlite_file {
             Some(file) => (

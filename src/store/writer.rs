@@ -113,6 +113,9 @@ pub(super) const COUNTER_ADD_SQL: &str = "INSERT INTO event_counter (name, node,
 pub(crate) struct GroupWriter {
     tx: mpsc::Sender<Job>,
     counters: Arc<QueuedCounters>,
+    /// PostgreSQL: a login stops waiting for its commit when the breaker opens (the database
+    /// went away or its commits stall), and is refused at once while it is open.
+    gives_up: Option<Arc<Health>>,
 }
 
 impl std::fmt::Debug for Job {
@@ -136,6 +139,7 @@ impl GroupWriter {
             Self {
                 tx,
                 counters: Arc::clone(&counters),
+                gives_up: None,
             },
             rx,
             counters,
@@ -144,21 +148,32 @@ impl GroupWriter {
 
     /// Start the writer task on sqlx's pool (PostgreSQL).
     pub(crate) fn start(pool: AnyPool, health: Arc<Health>) -> Self {
-        let (writer, rx, counters) = Self::channel();
+        let (mut writer, rx, counters) = Self::channel();
+        writer.gives_up = Some(Arc::clone(&health));
         tokio::spawn(run(pool, rx, counters, health));
         writer
     }
 
     async fn submit(&self, op: Op) -> Result<Done, StoreError> {
-        let (reply, wait) = oneshot::channel();
-        self.tx
-            .send(Job {
-                op,
-                reply: Some(reply),
-            })
-            .await
-            .map_err(|_| stopped())?;
-        wait.await.map_err(|_| stopped())?
+        // Audit rows and schema changes have no NAS waiting: they wait for their commit's
+        // answer, so that a stalled commit that completes in the end is not retried twice.
+        let waits_for_a_login = !matches!(op, Op::Audit(_) | Op::Schema(_));
+        let job = async {
+            let (reply, wait) = oneshot::channel();
+            self.tx
+                .send(Job {
+                    op,
+                    reply: Some(reply),
+                })
+                .await
+                .map_err(|_| stopped())?;
+            wait.await.map_err(|_| stopped())?
+        };
+        match &self.gives_up {
+            // a job given up stays queued with nobody to answer: the writer leaves it out
+            Some(health) if waits_for_a_login => health.unless_down(job).await,
+            _ => job.await,
+        }
     }
 
     /// Returns once every counter increment added before it is committed (what reads of
@@ -252,6 +267,9 @@ impl Batch {
         let mut jobs = Vec::with_capacity(MAX_BATCH.min(rx.len() + 1));
         jobs.push(first);
         super::take_queued(rx, &mut jobs, MAX_BATCH);
+        // a login that gave up waiting was answered REJECT: its consumption or failure is
+        // not written behind its back
+        jobs.retain(|j| !j.given_up());
         metrics::histogram!("otpgate_store_commit_batch").record(jobs.len() as f64);
         Self {
             jobs,
@@ -329,6 +347,11 @@ impl Job {
         Self { op, reply: None }
     }
 
+    /// Whoever waited for this job's answer stopped waiting (see [`GroupWriter::submit`]).
+    fn given_up(&self) -> bool {
+        self.reply.as_ref().is_some_and(|r| r.is_closed())
+    }
+
     fn answer(self, result: Result<Done, StoreError>) {
         if let Some(reply) = self.reply {
             let _ = reply.send(result);
@@ -383,7 +406,11 @@ async fn run(
     while let Some(first) = rx.recv().await {
         let mut batch = Batch::gather(first, &mut rx, &counters);
         let mut results = match health.admit() {
-            Ok(()) => commit(&pool, batch.jobs(), batch.queued()).await,
+            Ok(()) => {
+                health
+                    .watch_commit(commit(&pool, batch.jobs(), batch.queued()))
+                    .await
+            }
             Err(e) => Err(e),
         };
         health.outcome(&results);
@@ -392,7 +419,9 @@ async fn run(
             && !e.is_unavailable()
             && batch.drop_side_jobs(e)
         {
-            results = commit(&pool, batch.jobs(), batch.queued()).await;
+            results = health
+                .watch_commit(commit(&pool, batch.jobs(), batch.queued()))
+                .await;
             health.outcome(&results);
         }
         if !batch.settle(results, &counters, &health) {

@@ -18,6 +18,7 @@ async fn a_since_listing_uses_the_time_index_on_postgresql() {
         database: Database::Postgres(url.clone()),
         max_connections: 2,
         connect_timeout: Duration::from_secs(10),
+        commit_timeout: Duration::from_secs(5),
     })
     .await
     .expect("open and migrate");
@@ -50,6 +51,7 @@ fn sqlite_at(path: &std::path::Path) -> StoreSettings {
         database: Database::Sqlite(path.to_owned()),
         max_connections: 2,
         connect_timeout: Duration::from_secs(10),
+        commit_timeout: Duration::from_secs(5),
     }
 }
 

@@ -117,6 +117,7 @@ async fn two_nodes_on_one_postgresql() {
         database: otpgate::store::Database::Postgres(url.clone()),
         max_connections: 1,
         connect_timeout: Duration::from_secs(5),
+        commit_timeout: Duration::from_secs(5),
     })
     .await
     .unwrap();

@@ -164,6 +164,7 @@ async fn queued_counter_increments_are_written_at_close() {
         database: Database::Sqlite(dir.path().join("otpgate.db")),
         max_connections: 2,
         connect_timeout: Duration::from_secs(5),
+        commit_timeout: Duration::from_secs(5),
     };
     let store = Store::open(&settings).await.unwrap();
     for _ in 0..3 {

@@ -101,6 +101,7 @@ fn settings(database: Database) -> StoreSettings {
         database,
         max_connections: 3,
         connect_timeout: Duration::from_secs(10),
+        commit_timeout: Duration::from_secs(5),
     }
 }
 

@@ -62,24 +62,59 @@ fn login_within(
     (answer, took)
 }
 
-/// `pg_terminate_backend` for every other connection to the database `postgres`.
-fn terminate_connections(base_url: &str) {
+/// Run `sql` as the superuser on the database `postgres`; the first column of its first row.
+fn superuser(base_url: &str, sql: &'static str) -> String {
     let url = format!("{base_url}/postgres");
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         sqlx::any::install_default_drivers();
         let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
             .await
             .unwrap();
-        let killed = sqlx::query(
-            "SELECT COUNT(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
-             WHERE datname = 'postgres' AND pid <> pg_backend_pid()",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-        let n: i64 = sqlx::Row::get(&killed, "n");
-        assert!(n > 0, "no otpgate connection to terminate");
-    });
+        let mut answer = String::new();
+        for statement in sql.split(';').filter(|s| !s.trim().is_empty()) {
+            let row = sqlx::query(statement).fetch_optional(&mut conn).await;
+            if let Some(row) = row.unwrap() {
+                answer = sqlx::Row::try_get::<String, _>(&row, 0)
+                    .or_else(|_| sqlx::Row::try_get::<i64, _>(&row, 0).map(|n| n.to_string()))
+                    .or_else(|_| sqlx::Row::try_get::<bool, _>(&row, 0).map(|b| b.to_string()))
+                    .unwrap_or_default();
+            }
+        }
+        answer
+    })
+}
+
+/// `pg_terminate_backend` for every other connection to the database `postgres`.
+fn terminate_connections(base_url: &str) {
+    let killed = superuser(
+        base_url,
+        "SELECT COUNT(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
+         WHERE datname = 'postgres' AND pid <> pg_backend_pid()",
+    );
+    assert_ne!(killed, "0", "no otpgate connection to terminate");
+}
+
+/// Wait until at least `at_least` validate_check audit rows whose info contains `needle` are
+/// in the database. The audit writer retries the batch it holds first and the queued rows
+/// follow in later batches, so this waits for the count and not for the first row.
+fn wait_for_audit_rows(d: &Daemon, needle: &str, at_least: usize) {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rows = d.cli_ok(&["audit", "list", "--event", "validate_check", "--json"]);
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&rows).unwrap();
+        let found = rows
+            .iter()
+            .filter(|r| r["info"].as_str().is_some_and(|i| i.contains(needle)))
+            .count();
+        if found >= at_least {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "{found} audit rows with {needle:?} after 20 s: {rows:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -240,32 +275,88 @@ fn postgresql_away_and_back() {
         }
     }
 
-    // the refused logins' audit rows were kept and written when it came back; the writer
-    // retries the batch it holds first and the queued rows follow in later batches, so this
-    // waits for the count and not for the first row
-    let refused_rows = || {
-        let rows = d.cli_ok(&["audit", "list", "--event", "validate_check", "--json"]);
-        let rows: Vec<serde_json::Value> = serde_json::from_str(&rows).unwrap();
-        let refused = rows
-            .iter()
-            .filter(|r| {
-                r["info"]
-                    .as_str()
-                    .is_some_and(|i| i.contains("token store unavailable"))
-            })
-            .count();
-        (refused, rows)
+    // the refused logins' audit rows were kept and written when it came back
+    wait_for_audit_rows(&d, "token store unavailable", 5);
+}
+
+/// A primary whose synchronous standby is gone (Patroni's synchronous mode with the replica
+/// down) answers every query but holds every commit that wrote until a standby confirms it:
+/// for ever, with no error. Logins stop waiting after `commit_timeout` and are refused at once
+/// while it lasts; the commit in flight is not given up, and is stored when the standby
+/// "comes back".
+#[test]
+fn commits_that_wait_for_a_missing_synchronous_standby() {
+    let db = Cluster::create("-stall").unwrap_or_else(|e| panic!("PostgreSQL: {e}"));
+    let keys = tempfile::tempdir().unwrap();
+    let node = |radius: &str| Setup {
+        database: Some(format!("{}/postgres", db.base_url())),
+        database_keys: "commit_timeout = 1".into(),
+        key_file: Some(keys.path().join("secret.key")),
+        radius: radius.into(),
+        ..Default::default()
     };
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (refused, rows) = refused_rows();
-        if refused >= 5 {
-            break;
-        }
+    let d = Daemon::start(&node(""));
+    let silent = Daemon::start(&node("when_store_unavailable = \"no_reply\""));
+    d.enroll_hotp("HOTP1", "alice", "pin");
+    let (answer, _) = login(&d, 1, &format!("pin{}", RFC4226[0]));
+    assert_eq!(answer.unwrap().0, Code::AccessAccept);
+
+    superuser(
+        &db.base_url(),
+        "ALTER SYSTEM SET synchronous_standby_names = 'ghost'; SELECT pg_reload_conf()",
+    );
+    // reads still answer, as they do in production
+    assert_eq!(superuser(&db.base_url(), "SELECT 1"), "1");
+    let (answer, took) = login(&d, 2, &format!("pin{}", RFC4226[1]));
+    let (code, message) = answer.expect("no answer while commits stall");
+    assert_eq!(code, Code::AccessReject);
+    assert!(
+        message.contains("token store unavailable") && message.contains("commits wait"),
+        "Reply-Message {message:?}"
+    );
+    assert!(
+        took < Duration::from_millis(2500),
+        "the first login took {took:?}"
+    );
+    for id in 3..6 {
+        let (answer, took) = login(&d, id, &format!("pin{}", RFC4226[2]));
+        assert_eq!(answer.map(|a| a.0), Some(Code::AccessReject));
         assert!(
-            Instant::now() < until,
-            "{refused} audit rows of refused logins after 20 s: {rows:?}"
+            took < Duration::from_millis(500),
+            "login {id} took {took:?}"
         );
-        std::thread::sleep(Duration::from_millis(100));
+        // the other node's consumption of the same OTP waits behind the stalled one
+        let (answer, _) = login_within(
+            &silent,
+            id,
+            &format!("pin{}", RFC4226[1]),
+            Duration::from_millis(2500),
+        );
+        assert_eq!(answer, None, "no_reply answered while commits stall");
     }
+    assert_eq!(d.metric("otpgate_store_up"), 0.0);
+    assert!(d.http_get("/healthz").contains("store unavailable"));
+    let log = d.log();
+    assert_eq!(
+        log.matches("its commits do not complete").count(),
+        1,
+        "one line for the stall:\n{log}"
+    );
+
+    superuser(
+        &db.base_url(),
+        "ALTER SYSTEM RESET synchronous_standby_names; SELECT pg_reload_conf()",
+    );
+    d.wait_for_log("the database commits again", Duration::from_secs(5));
+    assert_eq!(d.metric("otpgate_store_up"), 1.0);
+    // the commit that stalled was stored in the end, although its login was refused: that OTP
+    // is used up (the safe way round: a login refused, never a replay accepted)
+    assert_eq!(d.token("HOTP1")["count"], 2, "{}", d.token("HOTP1"));
+    // the logins refused at once wrote nothing: their OTP is still good
+    let (answer, _) = login(&d, 10, &format!("pin{}", RFC4226[2]));
+    assert_eq!(answer.unwrap().0, Code::AccessAccept, "{}", d.log());
+    silent.wait_for_log("the database commits again", Duration::from_secs(5));
+    let (answer, _) = login(&silent, 11, &format!("pin{}", RFC4226[3]));
+    assert_eq!(answer.unwrap().0, Code::AccessAccept, "{}", silent.log());
+    wait_for_audit_rows(&d, "commits wait", 4);
 }
