@@ -88,15 +88,21 @@ pub(super) async fn run(config: &Path, cmd: AuditCommand) -> anyhow::Result<Exit
                     for r in &mut rows {
                         r.trace.clear();
                     }
-                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                    outln!("{}", serde_json::to_string_pretty(&rows)?);
                     return Ok(ExitCode::SUCCESS);
                 }
-                println!(
+                outln!(
                     "{:>6}  {:<19}  {:<22} {:<20} {:<16} {:<9} {:>8}  info",
-                    "id", "time", "event", "user", "serial", "result", "ms"
+                    "id",
+                    "time",
+                    "event",
+                    "user",
+                    "serial",
+                    "result",
+                    "ms"
                 );
                 for r in &rows {
-                    println!(
+                    outln!(
                         "{:>6}  {:<19}  {:<22} {:<20} {:<16} {:<9} {:>8.2}  {}",
                         r.id.unwrap_or_default(),
                         local(r.time_us),
@@ -116,9 +122,9 @@ pub(super) async fn run(config: &Path, cmd: AuditCommand) -> anyhow::Result<Exit
                     .await?
                     .with_context(|| format!("no audit row {id}"))?;
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&row)?);
+                    outln!("{}", serde_json::to_string_pretty(&row)?);
                 } else {
-                    print!("{}", explain(&row));
+                    out!("{}", explain(&row));
                 }
                 Ok(ExitCode::SUCCESS)
             }

@@ -101,26 +101,33 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(path, csv).with_context(|| path.display().to_string())?;
     }
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?);
     } else {
-        println!(
+        outln!(
             "{} against {server}, {nusers} users, {:.0} s",
-            report.mode, report.seconds
+            report.mode,
+            report.seconds
         );
-        println!(
+        outln!(
             "  sent {}  accepted {}  rejected {}  lost {}",
-            report.sent, report.accepted, report.rejected, report.lost
+            report.sent,
+            report.accepted,
+            report.rejected,
+            report.lost
         );
-        println!("  accepted logins/s {:.0}", report.accepted_per_second);
-        println!(
+        outln!("  accepted logins/s {:.0}", report.accepted_per_second);
+        outln!(
             "  latency ms  p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
-            report.p50_ms, report.p90_ms, report.p99_ms, report.max_ms
+            report.p50_ms,
+            report.p90_ms,
+            report.p99_ms,
+            report.max_ms
         );
         if let Some(c) = report.server_cpu_ms_per_login {
-            println!("  server CPU per accepted login {c:.4} ms");
+            outln!("  server CPU per accepted login {c:.4} ms");
         }
         if let (Some(r), Some(p)) = (report.server_rss_mib, report.server_peak_rss_mib) {
-            println!("  server RSS {r:.1} MiB (peak {p:.1} MiB)");
+            outln!("  server RSS {r:.1} MiB (peak {p:.1} MiB)");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -99,16 +99,21 @@ pub(super) async fn run(config: &Path, cmd: EventCommand) -> anyhow::Result<Exit
             let all = c.events.all();
             if json {
                 let list: Vec<_> = all.iter().map(|d| summary(d)).collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else if all.is_empty() {
-                println!("no event definitions");
+                outln!("no event definitions");
             } else {
-                println!(
+                outln!(
                     "{:<4} {:<24} {:<6} {:<5} {:<30} {:<34} conditions",
-                    "ord", "name", "active", "pos", "events", "handler:action"
+                    "ord",
+                    "name",
+                    "active",
+                    "pos",
+                    "events",
+                    "handler:action"
                 );
                 for d in all {
-                    println!(
+                    outln!(
                         "{:<4} {:<24} {:<6} {:<5} {:<30} {:<34} {}",
                         d.ordering,
                         d.name,
@@ -132,23 +137,23 @@ pub(super) async fn run(config: &Path, cmd: EventCommand) -> anyhow::Result<Exit
                 anyhow::bail!("no event definition named {name:?}");
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&summary(d))?);
+                outln!("{}", serde_json::to_string_pretty(&summary(d))?);
             } else {
-                println!("name:           {}", d.name);
-                println!("active:         {}", d.active);
-                println!("events:         {}", d.events.join(", "));
-                println!("position:       {}", d.position.as_str());
-                println!("ordering:       {}", d.ordering);
-                println!("handler:        {}", d.label());
-                println!("abort_on_error: {}", d.abort_on_error);
-                println!("skip_unknown:   {}", d.skip_unknown);
-                println!("conditions:");
+                outln!("name:           {}", d.name);
+                outln!("active:         {}", d.active);
+                outln!("events:         {}", d.events.join(", "));
+                outln!("position:       {}", d.position.as_str());
+                outln!("ordering:       {}", d.ordering);
+                outln!("handler:        {}", d.label());
+                outln!("abort_on_error: {}", d.abort_on_error);
+                outln!("skip_unknown:   {}", d.skip_unknown);
+                outln!("conditions:");
                 for c in &d.conditions {
-                    println!("  {c:?}");
+                    outln!("  {c:?}");
                 }
-                println!("options:");
+                outln!("options:");
                 for (k, v) in &d.options {
-                    println!("  {k} = {v:?}");
+                    outln!("  {k} = {v:?}");
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -178,10 +183,10 @@ pub(super) async fn run(config: &Path, cmd: EventCommand) -> anyhow::Result<Exit
             opened.close().await;
             let reports = reports?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&reports)?);
+                outln!("{}", serde_json::to_string_pretty(&reports)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            println!(
+            outln!(
                 "matching policies: {}",
                 if policies.is_empty() {
                     "none".to_owned()
@@ -189,9 +194,11 @@ pub(super) async fn run(config: &Path, cmd: EventCommand) -> anyhow::Result<Exit
                     policies.join(", ")
                 }
             );
-            println!(
+            outln!(
                 "event {}, answer {} {:?}:",
-                args.event, args.result, args.message
+                args.event,
+                args.result,
+                args.message
             );
             for r in &reports {
                 let state = match (r.listens, r.active, r.holds) {
@@ -207,13 +214,16 @@ pub(super) async fn run(config: &Path, cmd: EventCommand) -> anyhow::Result<Exit
                         format!("not run: {name} {why}")
                     }
                 };
-                println!(
+                outln!(
                     "  {:<4} {:<24} {:<34} {}",
-                    r.position, r.name, r.handler, state
+                    r.position,
+                    r.name,
+                    r.handler,
+                    state
                 );
                 if r.holds {
                     for (name, outcome) in &r.checks {
-                        println!("         {name}: {outcome}");
+                        outln!("         {name}: {outcome}");
                     }
                 }
             }

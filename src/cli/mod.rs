@@ -1,6 +1,24 @@
 //! The command line: `serve`, `check-config`, `init`, `token …`, `validate`, `audit …`,
 //! `hash-password`. anyhow lives here and in `main` only.
 
+/// `println!` for what a command prints: a reader that went away (`otpgate audit list | head`)
+/// ends the command quietly instead of a panic about a broken pipe.
+macro_rules! outln {
+    () => {
+        $crate::cli::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!`, the same way as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!($($arg)*))
+    };
+}
+
 mod audit;
 mod bench;
 mod event;
@@ -94,7 +112,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     match config::load(path) {
         Ok(c) => {
-            println!(
+            outln!(
                 "{}: OK (node {}, store {}, {} realm(s), {} RADIUS client(s))",
                 path.display(),
                 c.node,
@@ -116,11 +134,11 @@ async fn init(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let key_existed = config.key_file.exists();
     let opened = daemon::open(&config, KeyMode::CreateIfFresh).await?;
     if opened.created_key {
-        println!("created key file {} (mode 0600)", config.key_file.display());
+        outln!("created key file {} (mode 0600)", config.key_file.display());
     } else if key_existed {
-        println!("key file {} exists; kept", config.key_file.display());
+        outln!("key file {} exists; kept", config.key_file.display());
     }
-    println!(
+    outln!(
         "token store ready: {} (schema up to date)",
         config.store.database.redacted()
     );
@@ -138,7 +156,7 @@ fn hash_password(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         anyhow::bail!("empty password");
     }
     let hasher = crate::crypto::PinHasher::new(settings);
-    println!("{}", hasher.hash_blocking(password.expose())?);
+    outln!("{}", hasher.hash_blocking(password.expose())?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -146,4 +164,19 @@ fn hash_password(path: &std::path::Path) -> anyhow::Result<ExitCode> {
 pub(crate) async fn open_admin(path: &std::path::Path) -> anyhow::Result<daemon::Opened> {
     let config = config::load(path)?;
     Ok(daemon::open(&config, KeyMode::MustExist).await?)
+}
+
+/// Write a command's output. A closed pipe ends the process with success, as `head` expects of
+/// the command before it; any other failure to write (a full disk behind a redirect) ends it
+/// with an error, instead of a panic either way.
+pub(crate) fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("otpgate: cannot write the output: {e}");
+        std::process::exit(i32::from(exit::ERROR));
+    }
 }

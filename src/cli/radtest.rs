@@ -101,12 +101,12 @@ pub(super) async fn run(config: &Path, args: RadtestArgs) -> anyhow::Result<Exit
         }
     };
     let dict = dictionary(config, args.dictionaries.as_deref());
-    print!("{}", describe(&reply, server, dict.as_ref()));
+    out!("{}", describe(&reply, server, dict.as_ref()));
     let code = match reply.code {
         Code::AccessAccept => exit::OK,
         Code::AccessChallenge => {
             if let Some(state) = reply.state() {
-                println!(
+                outln!(
                     "answer the challenge with: otpgate radtest --server {} --user {} --state {} --password <OTP>",
                     args.server,
                     args.user.as_deref().unwrap_or(""),

@@ -232,7 +232,7 @@ pub(super) async fn run(config: &Path, cmd: TokenCommand) -> anyhow::Result<Exit
             TokenCommand::Show { serial, json } => {
                 let view = auth.token_view(&serial).await?;
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&view)?);
+                    outln!("{}", serde_json::to_string_pretty(&view)?);
                 } else {
                     print_view(&view);
                 }
@@ -240,22 +240,22 @@ pub(super) async fn run(config: &Path, cmd: TokenCommand) -> anyhow::Result<Exit
             }
             TokenCommand::Enable { serial } => {
                 auth.token_enable(&serial, true, o).await?;
-                println!("{serial}: enabled");
+                outln!("{serial}: enabled");
                 Ok(())
             }
             TokenCommand::Disable { serial } => {
                 auth.token_enable(&serial, false, o).await?;
-                println!("{serial}: disabled");
+                outln!("{serial}: disabled");
                 Ok(())
             }
             TokenCommand::Revoke { serial } => {
                 auth.token_revoke(&serial, o).await?;
-                println!("{serial}: revoked");
+                outln!("{serial}: revoked");
                 Ok(())
             }
             TokenCommand::Delete { serial } => {
                 auth.token_delete(&serial, o).await?;
-                println!("{serial}: deleted");
+                outln!("{serial}: deleted");
                 Ok(())
             }
             TokenCommand::Assign {
@@ -266,22 +266,22 @@ pub(super) async fn run(config: &Path, cmd: TokenCommand) -> anyhow::Result<Exit
                 let owner = auth
                     .token_assign(&serial, &user, realm.as_deref(), o)
                     .await?;
-                println!("{serial}: assigned to {owner}");
+                outln!("{serial}: assigned to {owner}");
                 Ok(())
             }
             TokenCommand::Unassign { serial } => {
                 auth.token_unassign(&serial, o).await?;
-                println!("{serial}: unassigned");
+                outln!("{serial}: unassigned");
                 Ok(())
             }
             TokenCommand::SetPin { serial, pin } => {
                 auth.token_set_pin(&serial, &Secret::new(pin), o).await?;
-                println!("{serial}: PIN set");
+                outln!("{serial}: PIN set");
                 Ok(())
             }
             TokenCommand::Reset { serial } => {
                 let was_locked = auth.token_reset(&serial, o).await?;
-                println!(
+                outln!(
                     "{serial}: failcounter reset{}",
                     if was_locked {
                         " (token was locked)"
@@ -294,7 +294,7 @@ pub(super) async fn run(config: &Path, cmd: TokenCommand) -> anyhow::Result<Exit
             TokenCommand::Set(args) => set(&auth, args).await,
             TokenCommand::Resync { serial, otp1, otp2 } => {
                 auth.token_resync(&serial, &otp1, &otp2, o).await?;
-                println!("{serial}: resynced");
+                outln!("{serial}: resynced");
                 Ok(())
             }
             TokenCommand::Import(args) => import(&auth, args).await,
@@ -338,7 +338,7 @@ async fn enroll(auth: &crate::auth::Authenticator, a: EnrollArgs) -> anyhow::Res
     };
     let enrolled = auth.enroll(spec, Origin::Cli).await?;
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "serial": enrolled.serial,
@@ -351,24 +351,24 @@ async fn enroll(auth: &crate::auth::Authenticator, a: EnrollArgs) -> anyhow::Res
         );
         return Ok(());
     }
-    println!("enrolled {} token {}", enrolled.kind, enrolled.serial);
+    outln!("enrolled {} token {}", enrolled.kind, enrolled.serial);
     if let Some(owner) = &enrolled.owner {
-        println!("assigned to {owner}");
+        outln!("assigned to {owner}");
     }
     if let Some(key) = &enrolled.key {
-        println!(
+        outln!(
             "key (hex):    {}",
             data_encoding::HEXLOWER.encode(key.expose())
         );
-        println!(
+        outln!(
             "key (base32): {}",
             data_encoding::BASE32_NOPAD.encode(key.expose())
         );
     }
     if let Some(uri) = &enrolled.uri {
-        println!("{}", uri.expose());
+        outln!("{}", uri.expose());
         if !a.no_qr {
-            println!("{}", qr_terminal(uri.expose())?);
+            outln!("{}", qr_terminal(uri.expose())?);
         }
     }
     Ok(())
@@ -401,15 +401,21 @@ async fn list(auth: &crate::auth::Authenticator, a: ListArgs) -> anyhow::Result<
             .iter()
             .map(|t| TokenView::new(t, Vec::new()))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&views)?);
+        outln!("{}", serde_json::to_string_pretty(&views)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<16} {:<6} {:<24} {:<7} {:>5} {:>7} {:>8}  description",
-        "serial", "type", "user", "active", "fail", "maxfail", "counter"
+        "serial",
+        "type",
+        "user",
+        "active",
+        "fail",
+        "maxfail",
+        "counter"
     );
     for t in &tokens {
-        println!(
+        outln!(
             "{:<16} {:<6} {:<24} {:<7} {:>5} {:>7} {:>8}  {}",
             t.serial,
             t.kind.as_str(),
@@ -427,22 +433,22 @@ async fn list(auth: &crate::auth::Authenticator, a: ListArgs) -> anyhow::Result<
             t.description
         );
     }
-    println!("{} token(s)", tokens.len());
+    outln!("{} token(s)", tokens.len());
     Ok(())
 }
 
 fn print_view(v: &TokenView) {
-    println!("serial:        {}", v.serial);
-    println!("type:          {}", v.kind);
-    println!("description:   {}", v.description);
+    outln!("serial:        {}", v.serial);
+    outln!("type:          {}", v.kind);
+    outln!("description:   {}", v.description);
     match (&v.user, &v.realm) {
-        (Some(u), Some(r)) => println!(
+        (Some(u), Some(r)) => outln!(
             "user:          {u}@{r} (resolver {})",
             v.resolver.as_deref().unwrap_or("")
         ),
-        _ => println!("user:          (unassigned)"),
+        _ => outln!("user:          (unassigned)"),
     }
-    println!(
+    outln!(
         "state:         {}{}{}",
         if v.active { "active" } else { "disabled" },
         if v.revoked { ", revoked" } else { "" },
@@ -452,17 +458,18 @@ fn print_view(v: &TokenView) {
             ""
         }
     );
-    println!("failcount:     {} / maxfail {}", v.failcount, v.maxfail);
-    println!(
+    outln!("failcount:     {} / maxfail {}", v.failcount, v.maxfail);
+    outln!(
         "counter:       {} (count window {})",
-        v.count, v.count_window
+        v.count,
+        v.count_window
     );
-    println!("otplen:        {}", v.otplen);
-    println!("pin:           {}", if v.has_pin { "set" } else { "none" });
-    println!("realms:        {}", v.realms.join(", "));
-    println!("tokeninfo:");
+    outln!("otplen:        {}", v.otplen);
+    outln!("pin:           {}", if v.has_pin { "set" } else { "none" });
+    outln!("realms:        {}", v.realms.join(", "));
+    outln!("tokeninfo:");
     for (k, val) in &v.info {
-        println!("  {k} = {val}");
+        outln!("  {k} = {val}");
     }
 }
 
@@ -511,7 +518,7 @@ async fn set(auth: &crate::auth::Authenticator, a: SetArgs) -> anyhow::Result<()
         bail!("nothing to set; see `otpgate token set --help`");
     }
     auth.token_set(&a.serial, &s, Origin::Cli).await?;
-    println!("{}: {} setting(s) changed", a.serial, s.len());
+    outln!("{}: {} setting(s) changed", a.serial, s.len());
     Ok(())
 }
 
@@ -573,7 +580,7 @@ async fn import(auth: &crate::auth::Authenticator, a: ImportArgs) -> anyhow::Res
             r?;
         }
     }
-    println!(
+    outln!(
         "imported {} of {parsed} token(s) ({} assigned{}) in {:.1} s",
         report.imported,
         report.assigned,

@@ -53,7 +53,7 @@ pub(super) async fn run(config: &Path, args: ValidateArgs) -> anyhow::Result<Exi
         admin: None,
     };
     let outcome = opened.auth.validate_check(request).await;
-    println!("{}", serde_json::to_string_pretty(&outcome.response.body)?);
+    outln!("{}", serde_json::to_string_pretty(&outcome.response.body)?);
     if !outcome.policies.is_empty() {
         eprintln!("matching policies: {}", outcome.policies.join(", "));
     }

@@ -9,6 +9,7 @@
 
 mod audit_listing;
 mod challenge;
+mod cli;
 mod cluster;
 mod daemon;
 mod durability;
