@@ -22,6 +22,7 @@ use super::{KeyMode, StartError, open};
 use crate::auth::{AuthConfig, Authenticator};
 use crate::config::{self, Config, ConfigError};
 use crate::radius::server::RadiusServer;
+use crate::store::Backend;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -49,7 +50,16 @@ pub async fn serve(path: &Path) -> Result<(), ServeError> {
         return Err(ServeError::NothingToServe);
     }
     let key_existed = config.key_file.exists();
-    let opened = open(&config, KeyMode::CreateIfFresh).await?;
+    let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
+    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
+    let opened = tokio::select! {
+        opened = open_when_reachable(&config) => opened?,
+        _ = async { tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} } } => {
+            tracing::info!("stopped before the database answered");
+            return Ok(());
+        }
+    };
     if opened.created_key {
         tracing::info!(
             key_file = %config.key_file.display(),
@@ -122,9 +132,6 @@ pub async fn serve(path: &Path) -> Result<(), ServeError> {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(config = %path.display(), node = %config.node, "otpgate ready");
 
-    let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
-    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
     let mut running = config;
     loop {
         tokio::select! {
@@ -154,6 +161,52 @@ pub async fn serve(path: &Path) -> Result<(), ServeError> {
     opened.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How long a node that starts before its PostgreSQL answers waits between two tries.
+const START_RETRY: Duration = Duration::from_secs(1);
+/// How often it says again that it is still waiting.
+const START_WAIT_REMINDER: Duration = Duration::from_secs(60);
+
+/// Open the installation; while PostgreSQL does not answer (a node that boots before its
+/// database, a failover under way), wait for it instead of exiting, and listen on nothing
+/// meanwhile, so that NASes use the other nodes. Anything else the database says (a wrong
+/// password, a missing database) ends the start at once.
+async fn open_when_reachable(config: &Config) -> Result<super::Opened, StartError> {
+    let started = std::time::Instant::now();
+    let mut reminded: Option<std::time::Instant> = None;
+    loop {
+        let error = match open(config, KeyMode::CreateIfFresh).await {
+            Err(StartError::Store { url, source })
+                if config.store.database.backend() == Backend::Postgres
+                    && source.is_unavailable() =>
+            {
+                (url, source)
+            }
+            other => {
+                if reminded.is_some() {
+                    tracing::warn!(
+                        waited_s = started.elapsed().as_secs(),
+                        "the database answers; starting"
+                    );
+                }
+                return other;
+            }
+        };
+        if reminded.is_none_or(|at| at.elapsed() >= START_WAIT_REMINDER) {
+            let (url, source) = &error;
+            tracing::error!(
+                database = %url,
+                error = %source,
+                waited_s = started.elapsed().as_secs(),
+                "the database does not answer; waiting for it before serving"
+            );
+            let _ =
+                sd_notify::notify(&[sd_notify::NotifyState::Status("waiting for the database")]);
+            reminded = Some(std::time::Instant::now());
+        }
+        tokio::time::sleep(START_RETRY).await;
+    }
 }
 
 fn with_addr(e: std::io::Error, addr: SocketAddr) -> std::io::Error {

@@ -360,3 +360,34 @@ fn commits_that_wait_for_a_missing_synchronous_standby() {
     assert_eq!(answer.unwrap().0, Code::AccessAccept, "{}", silent.log());
     wait_for_audit_rows(&d, "commits wait", 4);
 }
+
+/// A node that starts while its PostgreSQL does not answer (it boots first, a failover is
+/// under way) waits for it without listening, says so once, and serves when it answers.
+#[test]
+fn a_node_that_starts_before_its_database_waits_for_it() {
+    let db = Cluster::create("-late").unwrap_or_else(|e| panic!("PostgreSQL: {e}"));
+    db.stop().unwrap();
+    let resumed = std::thread::scope(|s| {
+        let resume = s.spawn(|| {
+            std::thread::sleep(Duration::from_secs(3));
+            db.resume()
+        });
+        let d = Daemon::start(&Setup {
+            database: Some(format!("{}/postgres", db.base_url())),
+            database_keys: "connect_timeout = 1".into(),
+            ..Default::default()
+        });
+        resume.join().unwrap().unwrap();
+        d
+    });
+    let log = resumed.log();
+    assert_eq!(
+        log.matches("waiting for it before serving").count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("the database answers; starting"), "{log}");
+    resumed.enroll_hotp("HOTP1", "alice", "pin");
+    let (answer, _) = login(&resumed, 1, &format!("pin{}", RFC4226[0]));
+    assert_eq!(answer.unwrap().0, Code::AccessAccept);
+}
