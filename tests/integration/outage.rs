@@ -62,6 +62,44 @@ fn login_within(
     (answer, took)
 }
 
+/// Two nodes on `db`'s database `postgres`: the first answers REJECT when its store is
+/// unavailable, the second nothing (its NAS should fail over rather than hear a reject). alice
+/// has HOTP1 and has logged in once with the first OTP.
+fn two_nodes(
+    db: &Cluster,
+    keys: &std::path::Path,
+    database_keys: &str,
+    extra: &str,
+) -> (Daemon, Daemon) {
+    let node = |radius: &str| Setup {
+        database: Some(format!("{}/postgres", db.base_url())),
+        database_keys: database_keys.into(),
+        key_file: Some(keys.join("secret.key")),
+        radius: radius.into(),
+        extra: extra.into(),
+        ..Default::default()
+    };
+    let d = Daemon::start(&node(""));
+    let silent = Daemon::start(&node("when_store_unavailable = \"no_reply\""));
+    d.enroll_hotp("HOTP1", "alice", "pin");
+    let (answer, _) = login(&d, 1, &format!("pin{}", RFC4226[0]));
+    assert_eq!(answer.unwrap().0, Code::AccessAccept);
+    (d, silent)
+}
+
+/// A login refused at once, as while the breaker is open: Access-Reject within 500 ms; its
+/// Reply-Message.
+fn refused_at_once(d: &Daemon, id: u8, password: &str) -> String {
+    let (answer, took) = login(d, id, password);
+    let (code, message) = answer.unwrap_or_else(|| panic!("login {id}: no answer"));
+    assert_eq!(code, Code::AccessReject, "login {id}: {message}");
+    assert!(
+        took < Duration::from_millis(500),
+        "login {id} took {took:?}"
+    );
+    message
+}
+
 /// Run `sql` as the superuser on the database `postgres`; the first column of its first row.
 fn superuser(base_url: &str, sql: &'static str) -> String {
     let url = format!("{base_url}/postgres");
@@ -121,21 +159,13 @@ fn wait_for_audit_rows(d: &Daemon, needle: &str, at_least: usize) {
 fn postgresql_away_and_back() {
     let db = Cluster::create("-outage").unwrap_or_else(|e| panic!("PostgreSQL: {e}"));
     let keys = tempfile::tempdir().unwrap();
-    let node = |radius: &str| Setup {
-        database: Some(format!("{}/postgres", db.base_url())),
-        database_keys: format!("connect_timeout = {CONNECT_TIMEOUT_S}"),
-        key_file: Some(keys.path().join("secret.key")),
-        radius: radius.into(),
-        // a small audit queue, which the outage fills
-        extra: "[audit]\nqueue_size = 16\n".into(),
-        ..Default::default()
-    };
-    let d = Daemon::start(&node(""));
-    // a second node whose NAS should fail over rather than hear a reject
-    let silent = Daemon::start(&node("when_store_unavailable = \"no_reply\""));
-    d.enroll_hotp("HOTP1", "alice", "pin");
-    let (answer, _) = login(&d, 1, &format!("pin{}", RFC4226[0]));
-    assert_eq!(answer.unwrap().0, Code::AccessAccept);
+    // a small audit queue, which the outage fills
+    let (d, silent) = two_nodes(
+        &db,
+        keys.path(),
+        &format!("connect_timeout = {CONNECT_TIMEOUT_S}"),
+        "[audit]\nqueue_size = 16\n",
+    );
 
     // connections that break while the database is up (a backend terminated, a firewall's
     // reset) are no outage: sqlx replaces a dead idle connection before handing it out, and a
@@ -172,16 +202,10 @@ fn postgresql_away_and_back() {
     // database (they come over more than connect_timeout)
     for id in 3..8 {
         std::thread::sleep(Duration::from_millis(500));
-        let (answer, took) = login(&d, id, &format!("pin{}", RFC4226[1]));
-        let (code, message) = answer.expect("no answer while the database is down");
-        assert_eq!(code, Code::AccessReject);
+        let message = refused_at_once(&d, id, &format!("pin{}", RFC4226[1]));
         assert!(
             message.contains("token store unavailable"),
             "Reply-Message {message:?}"
-        );
-        assert!(
-            took < Duration::from_millis(500),
-            "login {id} during the outage took {took:?}"
         );
     }
     assert!(
@@ -191,12 +215,7 @@ fn postgresql_away_and_back() {
     // more refused logins than the audit queue holds: none waits for room in it, the rows
     // that do not fit go to the log
     for id in 20..60 {
-        let (answer, took) = login(&d, id, &format!("pin{}", RFC4226[1]));
-        assert_eq!(answer.map(|a| a.0), Some(Code::AccessReject));
-        assert!(
-            took < Duration::from_millis(500),
-            "login {id} during the outage took {took:?}"
-        );
+        refused_at_once(&d, id, &format!("pin{}", RFC4226[1]));
     }
     d.wait_for_log(
         "audit row written to the log instead",
@@ -288,18 +307,7 @@ fn postgresql_away_and_back() {
 fn commits_that_wait_for_a_missing_synchronous_standby() {
     let db = Cluster::create("-stall").unwrap_or_else(|e| panic!("PostgreSQL: {e}"));
     let keys = tempfile::tempdir().unwrap();
-    let node = |radius: &str| Setup {
-        database: Some(format!("{}/postgres", db.base_url())),
-        database_keys: "commit_timeout = 1".into(),
-        key_file: Some(keys.path().join("secret.key")),
-        radius: radius.into(),
-        ..Default::default()
-    };
-    let d = Daemon::start(&node(""));
-    let silent = Daemon::start(&node("when_store_unavailable = \"no_reply\""));
-    d.enroll_hotp("HOTP1", "alice", "pin");
-    let (answer, _) = login(&d, 1, &format!("pin{}", RFC4226[0]));
-    assert_eq!(answer.unwrap().0, Code::AccessAccept);
+    let (d, silent) = two_nodes(&db, keys.path(), "commit_timeout = 1", "");
 
     superuser(
         &db.base_url(),
@@ -319,12 +327,7 @@ fn commits_that_wait_for_a_missing_synchronous_standby() {
         "the first login took {took:?}"
     );
     for id in 3..6 {
-        let (answer, took) = login(&d, id, &format!("pin{}", RFC4226[2]));
-        assert_eq!(answer.map(|a| a.0), Some(Code::AccessReject));
-        assert!(
-            took < Duration::from_millis(500),
-            "login {id} took {took:?}"
-        );
+        refused_at_once(&d, id, &format!("pin{}", RFC4226[2]));
         // the other node's consumption of the same OTP waits behind the stalled one
         let (answer, _) = login_within(
             &silent,
