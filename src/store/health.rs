@@ -292,7 +292,7 @@ pub(crate) async fn probe(pool: AnyPool, health: Arc<Health>) {
             return;
         }
         if health.is_stalled() {
-            match probe_commit(&pool, &key).await {
+            match commit_completes(&pool, &key).await {
                 Ok(()) => {
                     health.close_at(Instant::now(), Trouble::Stalled);
                     continue;
@@ -312,17 +312,7 @@ pub(crate) async fn probe(pool: AnyPool, health: Arc<Health>) {
             if pool.is_closed() {
                 return;
             }
-            let answer =
-                tokio::time::timeout(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(&pool))
-                    .await
-                    .map_err(|_| {
-                        StoreError::Unavailable(format!(
-                            "no answer within {} s",
-                            PROBE_TIMEOUT.as_secs()
-                        ))
-                    })
-                    .and_then(|r| r.map_err(StoreError::from));
-            match answer {
+            match ask(&pool).await {
                 Err(e) if e.is_unavailable() => {
                     health.open_at(e.unavailable_reason(), Instant::now());
                     tokio::time::sleep(PROBE_INTERVAL).await;
@@ -332,6 +322,38 @@ pub(crate) async fn probe(pool: AnyPool, health: Arc<Health>) {
                     break;
                 }
             }
+        }
+    }
+}
+
+/// A `SELECT 1` that may take [`PROBE_TIMEOUT`].
+async fn ask(pool: &AnyPool) -> Result<(), StoreError> {
+    tokio::time::timeout(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(pool))
+        .await
+        .map_err(|_| {
+            StoreError::Unavailable(format!("no answer within {} s", PROBE_TIMEOUT.as_secs()))
+        })?
+        .map(|_| ())
+        .map_err(StoreError::from)
+}
+
+/// How often a probe write that waits checks that the database still answers at all.
+const STALL_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Wait for [`probe_commit`] for as long as commits stall, but not on a database that stopped
+/// answering altogether (a link that drops packets would hold the write for ever): that is
+/// `Err`, and the write is given up. A write is never given up otherwise, since each one would
+/// leave a server process waiting for the standby.
+async fn commit_completes(pool: &AnyPool, key: &str) -> Result<(), StoreError> {
+    let write = probe_commit(pool, key);
+    tokio::pin!(write);
+    loop {
+        tokio::select! {
+            done = &mut write => return done,
+            () = tokio::time::sleep(STALL_CHECK_INTERVAL) => match ask(pool).await {
+                Err(e) if e.is_unavailable() => return Err(e),
+                _ => {}
+            },
         }
     }
 }
