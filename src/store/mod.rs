@@ -216,6 +216,9 @@ pub struct Store {
     health: Arc<health::Health>,
 }
 
+/// The schema's history per backend. A migration only adds (a table, an index, a column with a
+/// default) or drops what no version still in use reads: during a rolling upgrade the older
+/// nodes run against the schema a newer one migrated ([`migrate`]).
 pub(super) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
@@ -463,7 +466,27 @@ async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
             )
         })
         .collect();
-    Migrator::with_migrations(migrations).run(pool).await?;
+    let mut migrator = Migrator::with_migrations(migrations);
+    // A rolling upgrade: a node of the older version keeps (re)starting against the database
+    // a newer node already migrated. Migrations only add (docs/cluster.md, "Upgrades").
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await?;
+    let known = list.last().map_or(0, |(version, _, _)| *version);
+    let newer: Vec<i64> = sqlx::query_scalar(
+        "SELECT version FROM _sqlx_migrations WHERE version > $1 ORDER BY version",
+    )
+    .bind(known)
+    .fetch_all(pool)
+    .await?;
+    if !newer.is_empty() {
+        tracing::warn!(
+            target: "otpgate::store",
+            versions = ?newer,
+            known,
+            "the database has migrations this version does not know: a newer otpgate applied \
+             them; upgrade this node"
+        );
+    }
     Ok(())
 }
 
@@ -501,6 +524,30 @@ pub(crate) async fn begin_write(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An older node opens a database that a newer node migrated (a rolling upgrade).
+    #[tokio::test]
+    async fn a_database_with_newer_migrations_still_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = StoreSettings {
+            database: Database::Sqlite(dir.path().join("otpgate.db")),
+            max_connections: 2,
+            connect_timeout: Duration::from_secs(5),
+            commit_timeout: Duration::from_secs(5),
+        };
+        let store = Store::open(&settings).await.unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+             execution_time) VALUES (999, 'from a newer version', 1, x'00', 0)",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        store.close().await;
+        let again = Store::open(&settings).await;
+        assert!(again.is_ok(), "{:?}", again.err());
+        again.unwrap().close().await;
+    }
 
     #[test]
     fn database_urls() {
