@@ -23,9 +23,11 @@
 //! group commit that has not come back after `[database] commit_timeout` opens the breaker as
 //! *stalled* ([`Health::watch_commit`]): the logins waiting for a commit give up with
 //! [`StoreError::Unavailable`] and later ones are refused at once, as above. The commit itself
-//! is not given up (its transaction may already be stored); a read's answer does not close a
-//! stalled breaker, only a commit that completes does: the stalled one, or [`probe`]'s own small
-//! write, which waits for as long as commits wait.
+//! is not given up while commits stall (its transaction may already be stored); a read's answer
+//! does not close a stalled breaker, only a commit that completes does: the stalled one, or
+//! [`probe`]'s own small write, which waits for as long as commits wait. A stalled commit that
+//! is still pending once the database commits again never will be (its connection died): it is
+//! given up then.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,6 +45,10 @@ pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long a probe's `SELECT 1` may take before the database counts as unreachable.
 pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a stalled commit may still take once the database commits again (its own
+/// standby's answer would have released it first): past that it is given up.
+pub(crate) const ABANDON_GRACE: Duration = Duration::from_secs(1);
 
 /// How long a failed group commit keeps `/healthz` at 503 without a commit after it.
 pub(crate) const REFUSAL_SHOWN: Duration = Duration::from_secs(60);
@@ -64,6 +70,8 @@ pub(crate) struct Health {
     opened: Notify,
     /// Wakes [`probe`]: a commit has waited longer than `commit_timeout`.
     stalled: Notify,
+    /// Wakes a commit watch in [`Health::watch_commit`] when the breaker closes.
+    closed: Notify,
 }
 
 #[derive(Debug)]
@@ -117,8 +125,15 @@ impl Health {
     }
 
     /// `commit`, and if it has not completed after `commit_timeout` the breaker opens as
-    /// stalled while it goes on waiting for it: a commit is never given up half-way, its
-    /// answer says what was stored.
+    /// stalled while it goes on waiting for it: its answer says what was stored.
+    ///
+    /// Until the database commits again. A commit that waits for a standby is released no
+    /// later than the probe's write that closes the breaker; one still pending
+    /// [`ABANDON_GRACE`] after that sits on a connection that died without a word (a primary
+    /// powered off under a floating address: nothing ever answers) or waits for a lock that
+    /// another transaction holds. It is given up with [`StoreError::Unavailable`], so that the
+    /// writer goes on. That is safe whatever became of it: no login waits for it any more (the
+    /// breaker sent them away), and an OTP is only accepted on a commit's answer.
     pub(crate) async fn watch_commit<T>(
         &self,
         commit: impl Future<Output = Result<T, StoreError>>,
@@ -131,7 +146,31 @@ impl Health {
             result = &mut commit => return result,
             () = tokio::time::sleep(limit) => self.stall_at(limit, Instant::now()),
         }
-        commit.await
+        loop {
+            let closed = self.closed.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            if !self.is_down() {
+                break;
+            }
+            tokio::select! {
+                result = &mut commit => return result,
+                () = closed => {}
+            }
+        }
+        match tokio::time::timeout(ABANDON_GRACE, &mut commit).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!(
+                    target: "otpgate::store",
+                    "a commit that waited since before the database committed again was given \
+                     up (its connection died, or a lock holds it); the logins in it were refused"
+                );
+                Err(StoreError::Unavailable(
+                    "the commit was given up after the database committed again without it".into(),
+                ))
+            }
+        }
     }
 
     /// `work`, unless the breaker opens first: then it is dropped and the batch fails at once
@@ -256,6 +295,7 @@ impl Health {
             && let Some(d) = down.take()
         {
             self.is_down.store(false, Ordering::Release);
+            self.closed.notify_waiters();
             let down_for_s = format!(
                 "{:.1}",
                 now.saturating_duration_since(d.since).as_secs_f64()
@@ -542,5 +582,30 @@ mod tests {
         assert!(h.is_down());
         h.outcome(&Ok::<(), StoreError>(()));
         assert!(!h.is_down());
+    }
+
+    /// A commit that never answers (its connection died) is given up once another commit
+    /// completed, so the writer can go on.
+    #[tokio::test]
+    async fn a_commit_that_never_answers_is_given_up_once_commits_complete() {
+        let h = Arc::new(Health::with_commit_timeout(Duration::from_millis(50)));
+        let dead = {
+            let h = Arc::clone(&h);
+            tokio::spawn(async move {
+                h.watch_commit(std::future::pending::<Result<(), StoreError>>())
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(h.is_stalled());
+        // the probe's write completes
+        h.commit_outcome(&Ok::<(), StoreError>(()));
+        assert!(!h.is_down());
+        let given_up = tokio::time::timeout(ABANDON_GRACE * 3, dead)
+            .await
+            .expect("the dead commit still holds the writer")
+            .unwrap()
+            .unwrap_err();
+        assert!(given_up.is_unavailable(), "{given_up}");
     }
 }

@@ -32,9 +32,19 @@ fn login_within(
     password: &str,
     wait: Duration,
 ) -> (Option<(Code, String)>, Duration) {
+    login_as(d, "alice", id, password, wait)
+}
+
+fn login_as(
+    d: &Daemon,
+    user: &str,
+    id: u8,
+    password: &str,
+    wait: Duration,
+) -> (Option<(Code, String)>, Duration) {
     let (request, _) = encode_access_request(
         &AccessRequest {
-            user: "alice".into(),
+            user: user.into(),
             password: Secret::new(password.into()),
             message_authenticator: true,
             ..Default::default()
@@ -120,6 +130,33 @@ fn superuser(base_url: &str, sql: &'static str) -> String {
         }
         answer
     })
+}
+
+/// Lock `serial`'s token row in a transaction of its own, as an admin's long transaction would,
+/// until the returned sender is used or dropped.
+fn hold_token_lock(base_url: &str, serial: &'static str) -> std::sync::mpsc::Sender<()> {
+    let url = format!("{base_url}/postgres");
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (locked, is_locked) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            sqlx::any::install_default_drivers();
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+                .await
+                .unwrap();
+            sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+            sqlx::query("SELECT id FROM token WHERE serial = $1 FOR UPDATE")
+                .bind(serial)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            locked.send(()).unwrap();
+            let _ = released.recv();
+            sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
+        });
+    });
+    is_locked.recv().unwrap();
+    release
 }
 
 /// `pg_terminate_backend` for every other connection to the database `postgres`.
@@ -393,4 +430,43 @@ fn a_node_that_starts_before_its_database_waits_for_it() {
     resumed.enroll_hotp("HOTP1", "alice", "pin");
     let (answer, _) = login(&resumed, 1, &format!("pin{}", RFC4226[0]));
     assert_eq!(answer.unwrap().0, Code::AccessAccept);
+}
+
+/// A commit that waits for something that never comes for it (here a row lock an admin's
+/// transaction holds; in production a connection to a primary that was powered off) is given
+/// up once the database commits again, so that one stuck batch does not hold every later login
+/// of the node. Its login was refused and nothing of it was stored.
+#[test]
+fn a_commit_stuck_while_others_commit_is_given_up() {
+    let db = Cluster::create("-stuck").unwrap_or_else(|e| panic!("PostgreSQL: {e}"));
+    let d = Daemon::start(&Setup {
+        database: Some(format!("{}/postgres", db.base_url())),
+        database_keys: "commit_timeout = 1".into(),
+        ..Default::default()
+    });
+    d.enroll_hotp("HOTP1", "alice", "pin");
+    d.enroll_hotp("HOTP2", "bob", "pin");
+    let wait = Duration::from_secs(6);
+    let (answer, _) = login_as(&d, "alice", 1, &format!("pin{}", RFC4226[0]), wait);
+    assert_eq!(answer.unwrap().0, Code::AccessAccept);
+
+    let release = hold_token_lock(&db.base_url(), "HOTP1");
+    let (answer, took) = login_as(&d, "alice", 2, &format!("pin{}", RFC4226[1]), wait);
+    let (code, message) = answer.expect("no answer while alice's token is locked");
+    assert_eq!(code, Code::AccessReject);
+    assert!(
+        message.contains("token store unavailable"),
+        "Reply-Message {message:?}"
+    );
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    d.wait_for_log("was given up", Duration::from_secs(5));
+    // the writer went on: bob's token is not locked
+    let (answer, took) = login_as(&d, "bob", 3, &format!("pin{}", RFC4226[0]), wait);
+    assert_eq!(answer.unwrap().0, Code::AccessAccept, "{}", d.log());
+    assert!(took < Duration::from_millis(500), "took {took:?}");
+
+    release.send(()).unwrap();
+    // the batch given up was not committed: alice's OTP is still good
+    let (answer, _) = login_as(&d, "alice", 4, &format!("pin{}", RFC4226[1]), wait);
+    assert_eq!(answer.unwrap().0, Code::AccessAccept, "{}", d.log());
 }
