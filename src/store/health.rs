@@ -377,25 +377,55 @@ async fn ask(pool: &AnyPool) -> Result<(), StoreError> {
         .map_err(StoreError::from)
 }
 
-/// How often a probe write that waits checks that the database still answers at all.
+/// How often a probe write that waits checks that it is still waiting on the database.
 const STALL_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Wait for [`probe_commit`] for as long as commits stall, but not on a database that stopped
-/// answering altogether (a link that drops packets would hold the write for ever): that is
-/// `Err`, and the write is given up. A write is never given up otherwise, since each one would
-/// leave a server process waiting for the standby.
+/// Wait for [`probe_commit`] for as long as commits stall. Every [`STALL_CHECK_INTERVAL`] the
+/// database is asked, on another connection, whether the write's server process is still at
+/// work: a process that waits for a standby is. One that is gone or idle means the write's
+/// connection died without a word (a primary powered off under a floating address; a link
+/// that drops packets), and the write is given up (`Err`) so that the caller starts another.
+/// A write is never given up while it waits, since each one given up would leave a server
+/// process waiting for the standby.
 async fn commit_completes(pool: &AnyPool, key: &str) -> Result<(), StoreError> {
-    let write = probe_commit(pool, key);
+    let mut conn = pool.acquire().await?;
+    // a connection given up may hang; it is not handed out again
+    conn.close_on_drop();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *conn)
+        .await?;
+    let write = probe_commit(&mut conn, key);
     tokio::pin!(write);
     loop {
         tokio::select! {
             done = &mut write => return done,
-            () = tokio::time::sleep(STALL_CHECK_INTERVAL) => match ask(pool).await {
+            () = tokio::time::sleep(STALL_CHECK_INTERVAL) => match at_work(pool, pid).await {
+                Ok(false) => {
+                    return Err(StoreError::Unavailable(
+                        "the commit probe's connection stopped answering".into(),
+                    ));
+                }
                 Err(e) if e.is_unavailable() => return Err(e),
+                // at work, or the database cannot say: go on waiting
                 _ => {}
             },
         }
     }
+}
+
+/// Whether the server process `pid` is running a statement, asked within [`PROBE_TIMEOUT`].
+async fn at_work(pool: &AnyPool, pid: i32) -> Result<bool, StoreError> {
+    let query = sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active'",
+    )
+    .bind(pid)
+    .fetch_one(pool);
+    let count = tokio::time::timeout(PROBE_TIMEOUT, query)
+        .await
+        .map_err(|_| {
+            StoreError::Unavailable(format!("no answer within {} s", PROBE_TIMEOUT.as_secs()))
+        })??;
+    Ok(count > 0)
 }
 
 /// This process's row in `commit_probe`.
@@ -413,11 +443,11 @@ const PROBE_ROWS_KEPT_S: i64 = 86_400;
 
 /// A write that must wait for whatever commits wait for (a synchronous standby): the smallest
 /// that PostgreSQL writes to its WAL. No time limit: it completes when commits do.
-async fn probe_commit(pool: &AnyPool, key: &str) -> Result<(), StoreError> {
+async fn probe_commit(conn: &mut sqlx::AnyConnection, key: &str) -> Result<(), StoreError> {
     let now = SystemClock.now().timestamp();
     sqlx::query("DELETE FROM commit_probe WHERE at < $1")
         .bind(now - PROBE_ROWS_KEPT_S)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     sqlx::query(
         "INSERT INTO commit_probe (probe, at) VALUES ($1, $2) \
@@ -425,7 +455,7 @@ async fn probe_commit(pool: &AnyPool, key: &str) -> Result<(), StoreError> {
     )
     .bind(key)
     .bind(now)
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod audit_listing;
+mod blackhole;
 mod challenge;
 mod cli;
 mod cluster;

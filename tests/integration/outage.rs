@@ -470,3 +470,78 @@ fn a_commit_stuck_while_others_commit_is_given_up() {
     let (answer, _) = login_as(&d, "alice", 4, &format!("pin{}", RFC4226[1]), wait);
     assert_eq!(answer.unwrap().0, Code::AccessAccept, "{}", d.log());
 }
+
+/// Commits stall, then the connections waiting for the standby go silent (the primary they
+/// reached was powered off under a floating address: no error, no reset), while the node's
+/// other connections, and new ones, reach a database that commits again. Neither the silent
+/// commit nor the probe's silent write holds the node: the probe finds its server process idle
+/// and writes again, the commit is given up, and the node serves.
+#[test]
+fn silent_connections_during_a_stall_do_not_hold_the_node() {
+    let db = Cluster::create("-silent").unwrap_or_else(|e| panic!("PostgreSQL: {e}"));
+    let port = db
+        .base_url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse::<u16>()
+        .unwrap();
+    let proxy = crate::blackhole::Blackhole::start(([127, 0, 0, 1], port).into());
+    let d = Daemon::start(&Setup {
+        database: Some(format!("postgres://postgres@{}/postgres", proxy.addr)),
+        database_keys: "commit_timeout = 1".into(),
+        ..Default::default()
+    });
+    d.enroll_hotp("HOTP1", "alice", "pin");
+    d.enroll_hotp("HOTP2", "bob", "pin");
+    let wait = Duration::from_secs(6);
+    let (answer, _) = login_as(&d, "alice", 1, &format!("pin{}", RFC4226[0]), wait);
+    assert_eq!(answer.unwrap().0, Code::AccessAccept);
+
+    superuser(
+        &db.base_url(),
+        "ALTER SYSTEM SET synchronous_standby_names = 'ghost'; SELECT pg_reload_conf()",
+    );
+    let (answer, _) = login_as(&d, "alice", 2, &format!("pin{}", RFC4226[1]), wait);
+    assert_eq!(answer.map(|a| a.0), Some(Code::AccessReject));
+    // the stalled commit and the probe's write, each waiting on a connection of its own
+    let until = Instant::now() + Duration::from_secs(5);
+    let waiting: Vec<u16> = loop {
+        let ports = superuser(
+            &db.base_url(),
+            "SELECT COALESCE(string_agg(client_port::text, ','), '') FROM pg_stat_activity \
+             WHERE wait_event = 'SyncRep'",
+        );
+        let ports: Vec<u16> = ports.split(',').filter_map(|p| p.parse().ok()).collect();
+        if ports.len() >= 2 {
+            break ports;
+        }
+        assert!(Instant::now() < until, "waiting for the standby: {ports:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(proxy.silence(&waiting), waiting.len());
+    superuser(
+        &db.base_url(),
+        "ALTER SYSTEM RESET synchronous_standby_names; SELECT pg_reload_conf()",
+    );
+
+    let until = Instant::now() + Duration::from_secs(30);
+    let mut id = 10;
+    loop {
+        let (answer, _) = login_as(&d, "bob", id, &format!("pin{}", RFC4226[0]), wait);
+        if answer
+            .as_ref()
+            .is_some_and(|(c, _)| *c == Code::AccessAccept)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the node still refuses 30 s after the database commits again: {answer:?}\n{}",
+            d.log()
+        );
+        id += 1;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    d.wait_for_log("was given up", Duration::from_secs(1));
+}
