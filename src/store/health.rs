@@ -174,8 +174,9 @@ impl Health {
     }
 
     /// `work`, unless the breaker opens first: then it is dropped and the batch fails at once
-    /// instead of waiting out `connect_timeout`. Only for reads and claims, which may be
-    /// dropped half-way (a commit may not: its answer says what was stored).
+    /// instead of waiting out `connect_timeout`. For reads and claims, which may be dropped
+    /// half-way, and for a login's wait for its commit's answer; never around a commit itself
+    /// (its answer says what was stored: [`Health::watch_commit`]).
     pub(crate) async fn unless_down<T>(
         &self,
         work: impl Future<Output = Result<T, StoreError>>,
