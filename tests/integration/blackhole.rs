@@ -60,6 +60,17 @@ impl Blackhole {
     }
 }
 
+impl Blackhole {
+    /// Every connection open now goes silent; how many.
+    pub fn silence_all(&self) -> usize {
+        let carried = self.carried.lock().unwrap();
+        for (_, silent) in carried.iter() {
+            silent.store(true, Ordering::SeqCst);
+        }
+        carried.len()
+    }
+}
+
 fn pump(mut from: TcpStream, mut to: TcpStream, silent: &AtomicBool) {
     let mut buf = [0u8; 16 * 1024];
     loop {

@@ -545,3 +545,50 @@ fn silent_connections_during_a_stall_do_not_hold_the_node() {
     }
     d.wait_for_log("was given up", Duration::from_secs(1));
 }
+
+/// The primary is powered off under a floating address: every connection the node holds goes
+/// silent, new connections reach the new primary. The node serves again without a restart,
+/// within seconds (2 s here, with `connect_timeout = 2`), not after the kernel gives the
+/// silent connections up.
+#[test]
+fn every_connection_silent_after_a_failover() {
+    let db = Cluster::create("-poweroff").unwrap_or_else(|e| panic!("PostgreSQL: {e}"));
+    let port = db
+        .base_url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse::<u16>()
+        .unwrap();
+    let proxy = crate::blackhole::Blackhole::start(([127, 0, 0, 1], port).into());
+    let d = Daemon::start(&Setup {
+        database: Some(format!("postgres://postgres@{}/postgres", proxy.addr)),
+        database_keys: "commit_timeout = 1\nconnect_timeout = 2".into(),
+        ..Default::default()
+    });
+    d.enroll_hotp("HOTP1", "alice", "pin");
+    let wait = Duration::from_secs(6);
+    for (id, otp) in RFC4226[..3].iter().enumerate() {
+        let (answer, _) = login_as(&d, "alice", id as u8, &format!("pin{otp}"), wait);
+        assert_eq!(answer.unwrap().0, Code::AccessAccept);
+    }
+    let silenced = proxy.silence_all();
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut id = 10;
+    let mut otp = 3;
+    loop {
+        let (answer, _) = login_as(&d, "alice", id, &format!("pin{}", RFC4226[otp]), wait);
+        match &answer {
+            Some((Code::AccessAccept, _)) => break,
+            Some((_, m)) if !m.starts_with("ERR") => otp += 1,
+            _ => {}
+        }
+        assert!(
+            Instant::now() < until,
+            "{silenced} connections silenced; still no Access-Accept after 20 s: {answer:?}\n{}",
+            d.log()
+        );
+        id = id.wrapping_add(1);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
