@@ -14,6 +14,7 @@ use otpgate::radius::client::{AccessRequest, encode_access_request};
 use otpgate::radius::packet::{Code, Packet};
 use otpgate::secret::Secret;
 
+use crate::blackhole::Blackhole;
 use crate::daemon::{Daemon, SECRET, Setup, udp_exchange};
 use crate::harness::RFC4226;
 use crate::pg::Cluster;
@@ -95,6 +96,42 @@ fn two_nodes(
     let (answer, _) = login(&d, 1, &format!("pin{}", RFC4226[0]));
     assert_eq!(answer.unwrap().0, Code::AccessAccept);
     (d, silent)
+}
+
+/// A node whose connections to `db` pass through a proxy that can silence them; alice has
+/// HOTP1.
+fn node_behind_blackhole(db: &Cluster, database_keys: &str) -> (Blackhole, Daemon) {
+    let proxy = Blackhole::start(([127, 0, 0, 1], db.port()).into());
+    let d = Daemon::start(&Setup {
+        database: Some(format!("postgres://postgres@{}/postgres", proxy.addr)),
+        database_keys: database_keys.into(),
+        ..Default::default()
+    });
+    d.enroll_hotp("HOTP1", "alice", "pin");
+    (proxy, d)
+}
+
+/// Send `user`'s `password` until it is accepted, within `limit`, with ids from `first_id`
+/// on; the id of the accepted request.
+fn accepted_within(d: &Daemon, user: &str, password: &str, first_id: u8, limit: Duration) -> u8 {
+    let until = Instant::now() + limit;
+    let mut id = first_id;
+    loop {
+        let (answer, _) = login_as(d, user, id, password, Duration::from_secs(6));
+        if answer
+            .as_ref()
+            .is_some_and(|(c, _)| *c == Code::AccessAccept)
+        {
+            return id;
+        }
+        assert!(
+            Instant::now() < until,
+            "{user}: no Access-Accept within {limit:?}: {answer:?}\n{}",
+            d.log()
+        );
+        id = id.wrapping_add(1);
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// A login refused at once, as while the breaker is open: Access-Reject within 500 ms; its
@@ -289,24 +326,13 @@ fn postgresql_away_and_back() {
 
     db.resume().unwrap();
     // nothing was consumed while it was away: the same OTP logs in once the database answers
-    let until = Instant::now() + Duration::from_secs(15);
-    let mut id = 10;
-    loop {
-        let (answer, _) = login(&d, id, &format!("pin{}", RFC4226[1]));
-        if answer
-            .as_ref()
-            .is_some_and(|(c, _)| *c == Code::AccessAccept)
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "no Access-Accept 15 s after the database came back: {answer:?}\n{}",
-            d.log()
-        );
-        id += 1;
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut id = accepted_within(
+        &d,
+        "alice",
+        &format!("pin{}", RFC4226[1]),
+        10,
+        Duration::from_secs(15),
+    );
     d.wait_for_log("the database answers again", Duration::from_secs(2));
     assert_eq!(d.metric("otpgate_store_up"), 1.0);
     assert!(d.http_get("/healthz").contains("ok"));
@@ -479,20 +505,7 @@ fn a_commit_stuck_while_others_commit_is_given_up() {
 #[test]
 fn silent_connections_during_a_stall_do_not_hold_the_node() {
     let db = Cluster::create("-silent").unwrap_or_else(|e| panic!("PostgreSQL: {e}"));
-    let port = db
-        .base_url()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse::<u16>()
-        .unwrap();
-    let proxy = crate::blackhole::Blackhole::start(([127, 0, 0, 1], port).into());
-    let d = Daemon::start(&Setup {
-        database: Some(format!("postgres://postgres@{}/postgres", proxy.addr)),
-        database_keys: "commit_timeout = 1".into(),
-        ..Default::default()
-    });
-    d.enroll_hotp("HOTP1", "alice", "pin");
+    let (proxy, d) = node_behind_blackhole(&db, "commit_timeout = 1");
     d.enroll_hotp("HOTP2", "bob", "pin");
     let wait = Duration::from_secs(6);
     let (answer, _) = login_as(&d, "alice", 1, &format!("pin{}", RFC4226[0]), wait);
@@ -525,24 +538,14 @@ fn silent_connections_during_a_stall_do_not_hold_the_node() {
         "ALTER SYSTEM RESET synchronous_standby_names; SELECT pg_reload_conf()",
     );
 
-    let until = Instant::now() + Duration::from_secs(30);
-    let mut id = 10;
-    loop {
-        let (answer, _) = login_as(&d, "bob", id, &format!("pin{}", RFC4226[0]), wait);
-        if answer
-            .as_ref()
-            .is_some_and(|(c, _)| *c == Code::AccessAccept)
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "the node still refuses 30 s after the database commits again: {answer:?}\n{}",
-            d.log()
-        );
-        id += 1;
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    // within 30 s of the database committing again
+    accepted_within(
+        &d,
+        "bob",
+        &format!("pin{}", RFC4226[0]),
+        10,
+        Duration::from_secs(30),
+    );
     d.wait_for_log("was given up", Duration::from_secs(1));
 }
 
@@ -553,20 +556,7 @@ fn silent_connections_during_a_stall_do_not_hold_the_node() {
 #[test]
 fn every_connection_silent_after_a_failover() {
     let db = Cluster::create("-poweroff").unwrap_or_else(|e| panic!("PostgreSQL: {e}"));
-    let port = db
-        .base_url()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse::<u16>()
-        .unwrap();
-    let proxy = crate::blackhole::Blackhole::start(([127, 0, 0, 1], port).into());
-    let d = Daemon::start(&Setup {
-        database: Some(format!("postgres://postgres@{}/postgres", proxy.addr)),
-        database_keys: "commit_timeout = 1\nconnect_timeout = 2".into(),
-        ..Default::default()
-    });
-    d.enroll_hotp("HOTP1", "alice", "pin");
+    let (proxy, d) = node_behind_blackhole(&db, "commit_timeout = 1\nconnect_timeout = 2");
     let wait = Duration::from_secs(6);
     for (id, otp) in RFC4226[..3].iter().enumerate() {
         let (answer, _) = login_as(&d, "alice", id as u8, &format!("pin{otp}"), wait);

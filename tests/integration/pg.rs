@@ -124,6 +124,11 @@ impl Cluster {
         format!("postgres://postgres@127.0.0.1:{}", self.port)
     }
 
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Start the server (again).
     pub fn resume(&self) -> Result<(), String> {
         as_postgres(&format!(
