@@ -161,6 +161,7 @@ impl Health {
         match tokio::time::timeout(ABANDON_GRACE, &mut commit).await {
             Ok(result) => result,
             Err(_) => {
+                metrics::counter!("otpgate_store_commits_given_up_total").increment(1);
                 tracing::warn!(
                     target: "otpgate::store",
                     "a commit that waited since before the database committed again was given \

@@ -486,6 +486,7 @@ fn a_commit_stuck_while_others_commit_is_given_up() {
     );
     assert!(took < Duration::from_millis(2500), "took {took:?}");
     d.wait_for_log("was given up", Duration::from_secs(5));
+    assert_eq!(d.metric("otpgate_store_commits_given_up_total"), 1.0);
     // the writer went on: bob's token is not locked
     let (answer, took) = login_as(&d, "bob", 3, &format!("pin{}", RFC4226[0]), wait);
     assert_eq!(answer.unwrap().0, Code::AccessAccept, "{}", d.log());
