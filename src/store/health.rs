@@ -194,6 +194,17 @@ impl Health {
         }
     }
 
+    /// A read or a claim through the breaker: [`Health::unless_down`], and what it came to
+    /// counts ([`Health::outcome`]).
+    pub(crate) async fn guard<T>(
+        &self,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let result = self.unless_down(work).await;
+        self.outcome(&result);
+        result
+    }
+
     /// Whether the breaker is open.
     pub(crate) fn is_down(&self) -> bool {
         self.is_down.load(Ordering::Acquire)

@@ -60,9 +60,7 @@ async fn claim_loop(pool: AnyPool, mut rx: mpsc::Receiver<ClaimJob>, health: Arc
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         super::take_queued(&mut rx, &mut batch, BATCH);
-        let claims = health.unless_down(claim_batch(&pool, &batch)).await;
-        health.outcome(&claims);
-        match claims {
+        match health.guard(claim_batch(&pool, &batch)).await {
             Ok(claims) => {
                 for (job, claim) in batch.into_iter().zip(claims) {
                     let _ = job.reply.send(Ok(claim));

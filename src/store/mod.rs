@@ -425,14 +425,15 @@ impl Store {
     /// A cheap round trip (health checks, start-up). Fails at once while the database is known
     /// to be unreachable.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.health.admit()?;
-        let result = sqlx::query("SELECT 1")
-            .execute(&self.pool)
+        self.health
+            .guard(async {
+                sqlx::query("SELECT 1")
+                    .execute(&self.pool)
+                    .await
+                    .map(|_| ())
+                    .map_err(StoreError::from)
+            })
             .await
-            .map(|_| ())
-            .map_err(StoreError::from);
-        self.health.outcome(&result);
-        result
     }
 
     pub async fn close(&self) {

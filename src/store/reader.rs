@@ -139,9 +139,7 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Lookup>, parallel: usize, hea
         super::take_queued(&mut rx, &mut batch, MAX_BATCH);
         let (pool, health) = (pool.clone(), Arc::clone(&health));
         tokio::spawn(async move {
-            let result = health.unless_down(query(&pool, &batch)).await;
-            health.outcome(&result);
-            match result {
+            match health.guard(query(&pool, &batch)).await {
                 Ok(by_user) => {
                     // the same user may be asked for several times in one batch
                     for l in batch {
