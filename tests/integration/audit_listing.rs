@@ -2,7 +2,7 @@
 //! (large, ever-growing) audit table, not the whole of it — an index range scan on PostgreSQL,
 //! a scan by id bounded near the window's start on SQLite.
 
-use std::time::Duration;
+use crate::harness::store_settings;
 
 use otpgate::store::audit::AuditFilter;
 use otpgate::store::{Database, Store, StoreSettings};
@@ -14,14 +14,9 @@ const SINCE_LISTING: &str =
 #[tokio::test]
 async fn a_since_listing_uses_the_time_index_on_postgresql() {
     let url = crate::pg::fresh_database().await;
-    let store = Store::open(&StoreSettings {
-        database: Database::Postgres(url.clone()),
-        max_connections: 2,
-        connect_timeout: Duration::from_secs(10),
-        commit_timeout: Duration::from_secs(5),
-    })
-    .await
-    .expect("open and migrate");
+    let store = Store::open(&store_settings(Database::Postgres(url.clone())))
+        .await
+        .expect("open and migrate");
     store.close().await;
 
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
@@ -47,12 +42,7 @@ async fn a_since_listing_uses_the_time_index_on_postgresql() {
 const HOUR_US: i64 = 3_600_000_000;
 
 fn sqlite_at(path: &std::path::Path) -> StoreSettings {
-    StoreSettings {
-        database: Database::Sqlite(path.to_owned()),
-        max_connections: 2,
-        connect_timeout: Duration::from_secs(10),
-        commit_timeout: Duration::from_secs(5),
-    }
+    store_settings(Database::Sqlite(path.to_owned()))
 }
 
 /// SQLite lists newest first by id and stops about an hour's worth of rows before the window:

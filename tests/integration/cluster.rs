@@ -114,10 +114,8 @@ async fn two_nodes_on_one_postgresql() {
     assert!(a.stop().success());
     assert!(b.stop().success());
     let store = otpgate::store::Store::open(&otpgate::store::StoreSettings {
-        database: otpgate::store::Database::Postgres(url.clone()),
         max_connections: 1,
-        connect_timeout: Duration::from_secs(5),
-        commit_timeout: Duration::from_secs(5),
+        ..crate::harness::store_settings(otpgate::store::Database::Postgres(url.clone()))
     })
     .await
     .unwrap();

@@ -158,14 +158,9 @@ async fn a_shared_condition_is_evaluated_again_after_an_action() {
 /// process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_counter_increments_are_written_at_close() {
-    use otpgate::store::{Database, Store, StoreSettings};
+    use otpgate::store::{Database, Store};
     let dir = tempfile::tempdir().unwrap();
-    let settings = StoreSettings {
-        database: Database::Sqlite(dir.path().join("otpgate.db")),
-        max_connections: 2,
-        connect_timeout: Duration::from_secs(5),
-        commit_timeout: Duration::from_secs(5),
-    };
+    let settings = crate::harness::store_settings(Database::Sqlite(dir.path().join("otpgate.db")));
     let store = Store::open(&settings).await.unwrap();
     for _ in 0..3 {
         store.counter_add_queued("hits", "n1", 1);

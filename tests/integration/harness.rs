@@ -51,6 +51,16 @@ pub fn cheap_argon2() -> otpgate::crypto::Argon2Settings {
     }
 }
 
+/// A store of the tests' own: a small pool and a patient connect.
+pub fn store_settings(database: otpgate::store::Database) -> otpgate::store::StoreSettings {
+    otpgate::store::StoreSettings {
+        database,
+        max_connections: 2,
+        connect_timeout: std::time::Duration::from_secs(10),
+        commit_timeout: std::time::Duration::from_secs(5),
+    }
+}
+
 pub fn users_file() -> String {
     format!(
         "[[user]]\nusername = \"alice\"\npassword = \"{}\"\ngivenname = \"Alice\"\nsurname = \"Smith\"\n\

@@ -98,10 +98,8 @@ const BUILT: IndexChange = IndexChange::Built(Duration::ZERO);
 
 fn settings(database: Database) -> StoreSettings {
     StoreSettings {
-        database,
         max_connections: 3,
-        connect_timeout: Duration::from_secs(10),
-        commit_timeout: Duration::from_secs(5),
+        ..crate::harness::store_settings(database)
     }
 }
 
