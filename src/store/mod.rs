@@ -349,11 +349,15 @@ impl Store {
             .await?;
         migrate(&pool, backend).await?;
         let wal_restart = Arc::new(checkpoints::WalRestart::default());
+        // A SQLite file is never unreachable and has no standby to wait for: its breaker stays
+        // closed, so it needs no probe.
         let health = Arc::new(match backend {
             Backend::Postgres => health::Health::with_commit_timeout(settings.commit_timeout),
             Backend::Sqlite => health::Health::default(),
         });
-        tokio::spawn(health::probe(pool.clone(), Arc::clone(&health)));
+        if backend == Backend::Postgres {
+            tokio::spawn(health::probe(pool.clone(), Arc::clone(&health)));
+        }
         let (writer, reader) = match &sqlite_file {
             Some(file) => (
                 sqlite_direct::start_writer(file, Arc::clone(&wal_restart), Arc::clone(&health))?,

@@ -405,29 +405,37 @@ async fn run(
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = Batch::gather(first, &mut rx, &counters);
-        let mut results = match health.admit() {
-            Ok(()) => {
-                health
-                    .watch_commit(commit(&pool, batch.jobs(), batch.queued()))
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        health.outcome(&results);
+        let mut results = try_commit(&pool, &batch, &health).await;
         // a statement the database refused may be an audit row's: try the logins without them
         if let Err(e) = &results
             && !e.is_unavailable()
             && batch.drop_side_jobs(e)
         {
-            results = health
-                .watch_commit(commit(&pool, batch.jobs(), batch.queued()))
-                .await;
-            health.outcome(&results);
+            results = try_commit(&pool, &batch, &health).await;
         }
         if !batch.settle(results, &counters, &health) {
             tokio::time::sleep(FAILED_BATCH_PAUSE).await;
         }
     }
+}
+
+/// One attempt at a batch: refused at once while the breaker is open, watched for a stall
+/// while it runs, and its outcome told to `health`.
+async fn try_commit(
+    pool: &AnyPool,
+    batch: &Batch,
+    health: &Health,
+) -> Result<Vec<Done>, StoreError> {
+    let results = match health.admit() {
+        Ok(()) => {
+            health
+                .watch_commit(commit(pool, batch.jobs(), batch.queued()))
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    health.outcome(&results);
+    results
 }
 
 async fn commit(pool: &AnyPool, jobs: &[Job], queued: &Taken) -> Result<Vec<Done>, StoreError> {
