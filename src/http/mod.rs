@@ -72,6 +72,9 @@ async fn render_metrics(State(state): State<AppState>) -> String {
         0.0
     };
     metrics::gauge!("otpgate_store_up").set(up);
+    let (connections, idle) = state.auth.store().pool_connections();
+    metrics::gauge!("otpgate_store_pool_connections").set(f64::from(connections));
+    metrics::gauge!("otpgate_store_pool_idle").set(idle as f64);
     state
         .metrics
         .as_ref()

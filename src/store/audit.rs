@@ -252,18 +252,21 @@ impl Store {
         since_us: i64,
         success: bool,
     ) -> Result<i64, StoreError> {
-        let sql = if success {
-            COUNT_ACCEPTED_SQL
-        } else {
-            COUNT_REJECTED_SQL
-        };
-        let row = sqlx::query(sql)
-            .bind(user)
-            .bind(realm)
-            .bind(since_us)
-            .fetch_one(self.pool())
-            .await?;
-        Ok(row.try_get("n")?)
+        self.guarded(async {
+            let sql = if success {
+                COUNT_ACCEPTED_SQL
+            } else {
+                COUNT_REJECTED_SQL
+            };
+            let row = sqlx::query(sql)
+                .bind(user)
+                .bind(realm)
+                .bind(since_us)
+                .fetch_one(self.pool())
+                .await?;
+            Ok(row.try_get("n")?)
+        })
+        .await
     }
 }
 

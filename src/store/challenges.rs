@@ -61,22 +61,25 @@ const COLUMNS: &str = "SELECT id, transaction_id, serial, data, challenge, sessi
 
 impl Store {
     pub async fn insert_challenge(&self, c: &NewChallenge<'_>) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO challenge (transaction_id, serial, owner_login, owner_realm, data, \
+        self.guarded(async {
+            sqlx::query(
+                "INSERT INTO challenge (transaction_id, serial, owner_login, owner_realm, data, \
              challenge, session, created, expiration) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(c.transaction_id)
-        .bind(c.serial)
-        .bind(c.owner.map(|o| o.0))
-        .bind(c.owner.map(|o| o.1))
-        .bind(c.data)
-        .bind(c.challenge)
-        .bind(c.session)
-        .bind(c.created)
-        .bind(c.expiration)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+            )
+            .bind(c.transaction_id)
+            .bind(c.serial)
+            .bind(c.owner.map(|o| o.0))
+            .bind(c.owner.map(|o| o.1))
+            .bind(c.data)
+            .bind(c.challenge)
+            .bind(c.session)
+            .bind(c.created)
+            .bind(c.expiration)
+            .execute(self.pool())
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// The challenge of one token in one transaction.
@@ -85,13 +88,17 @@ impl Store {
         transaction_id: &str,
         serial: &str,
     ) -> Result<Option<ChallengeRow>, StoreError> {
-        let sql = format!("{COLUMNS}WHERE transaction_id = $1 AND serial = $2 ORDER BY id DESC");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(transaction_id)
-            .bind(serial)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(from_row).transpose()
+        self.guarded(async {
+            let sql =
+                format!("{COLUMNS}WHERE transaction_id = $1 AND serial = $2 ORDER BY id DESC");
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(transaction_id)
+                .bind(serial)
+                .fetch_optional(self.pool())
+                .await?;
+            row.as_ref().map(from_row).transpose()
+        })
+        .await
     }
 
     /// Challenges of a token, optionally of one transaction (challenge conditions).
@@ -100,60 +107,76 @@ impl Store {
         serial: &str,
         transaction_id: Option<&str>,
     ) -> Result<Vec<ChallengeRow>, StoreError> {
-        let rows = match transaction_id {
-            Some(tx) => {
-                let sql = format!("{COLUMNS}WHERE serial = $1 AND transaction_id = $2 ORDER BY id");
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(serial)
-                    .bind(tx)
-                    .fetch_all(self.pool())
-                    .await?
-            }
-            None => {
-                let sql = format!("{COLUMNS}WHERE serial = $1 ORDER BY id");
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(serial)
-                    .fetch_all(self.pool())
-                    .await?
-            }
-        };
-        rows.iter().map(from_row).collect()
+        self.guarded(async {
+            let rows = match transaction_id {
+                Some(tx) => {
+                    let sql =
+                        format!("{COLUMNS}WHERE serial = $1 AND transaction_id = $2 ORDER BY id");
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(serial)
+                        .bind(tx)
+                        .fetch_all(self.pool())
+                        .await?
+                }
+                None => {
+                    let sql = format!("{COLUMNS}WHERE serial = $1 ORDER BY id");
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(serial)
+                        .fetch_all(self.pool())
+                        .await?
+                }
+            };
+            rows.iter().map(from_row).collect()
+        })
+        .await
     }
 
     /// Remove every challenge of a transaction (after a successful answer).
     pub async fn delete_transaction(&self, transaction_id: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM challenge WHERE transaction_id = $1")
-            .bind(transaction_id)
-            .execute(self.pool())
-            .await?;
-        Ok(done.rows_affected())
+        self.guarded(async {
+            let done = sqlx::query("DELETE FROM challenge WHERE transaction_id = $1")
+                .bind(transaction_id)
+                .execute(self.pool())
+                .await?;
+            Ok(done.rows_affected())
+        })
+        .await
     }
 
     /// Delete one token's challenge of a transaction. True for the one request that deleted
     /// it: the guard that lets an email/SMS answer be accepted once.
     pub async fn take_challenge(&self, id: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM challenge WHERE id = $1")
-            .bind(id)
-            .execute(self.pool())
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.guarded(async {
+            let done = sqlx::query("DELETE FROM challenge WHERE id = $1")
+                .bind(id)
+                .execute(self.pool())
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
     }
 
     /// Count a wrong answer on a challenge.
     pub async fn bump_challenge(&self, id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE challenge SET received_count = received_count + 1 WHERE id = $1")
-            .bind(id)
-            .execute(self.pool())
-            .await?;
-        Ok(())
+        self.guarded(async {
+            sqlx::query("UPDATE challenge SET received_count = received_count + 1 WHERE id = $1")
+                .bind(id)
+                .execute(self.pool())
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Delete challenges that expired before `cutoff` (unix seconds).
     pub async fn cleanup_challenges(&self, cutoff: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM challenge WHERE expiration < $1")
-            .bind(cutoff)
-            .execute(self.pool())
-            .await?;
-        Ok(done.rows_affected())
+        self.guarded(async {
+            let done = sqlx::query("DELETE FROM challenge WHERE expiration < $1")
+                .bind(cutoff)
+                .execute(self.pool())
+                .await?;
+            Ok(done.rows_affected())
+        })
+        .await
     }
 }

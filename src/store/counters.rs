@@ -9,17 +9,22 @@ use sqlx::Row;
 
 use super::{Store, StoreError};
 
+/// A counter summed over all nodes' rows.
+const COUNTER_SUM_SQL: &str =
+    "SELECT CAST(COALESCE(SUM(value), 0) AS BIGINT) AS v FROM event_counter WHERE name = $1";
+
 impl Store {
     /// The counter summed over all nodes (missing = 0).
     pub async fn counter_value(&self, name: &str) -> Result<i64, StoreError> {
-        self.writer().flush().await?;
-        let row = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(value), 0) AS BIGINT) AS v FROM event_counter WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_one(self.pool())
-        .await?;
-        Ok(row.try_get("v")?)
+        self.guarded(async {
+            self.writer().flush().await?;
+            let row = sqlx::query(COUNTER_SUM_SQL)
+                .bind(name)
+                .fetch_one(self.pool())
+                .await?;
+            Ok(row.try_get("v")?)
+        })
+        .await
     }
 
     /// Add `delta` to this node's row (created when missing), through the group-commit
@@ -43,58 +48,62 @@ impl Store {
         node: &str,
         allow_negative: bool,
     ) -> Result<(), StoreError> {
-        self.writer().flush().await?;
-        let mut tx = self.begin_write().await?;
-        if self.backend() == super::Backend::Postgres {
-            // Serialise decreases of one counter across nodes, so the sum never goes below 0.
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        self.guarded(async {
+            self.writer().flush().await?;
+            let mut tx = self.begin_write().await?;
+            if self.backend() == super::Backend::Postgres {
+                // Serialise decreases of one counter across nodes, so the sum never goes below 0.
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let row = sqlx::query(COUNTER_SUM_SQL)
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await?;
+            let sum: i64 = row.try_get("v")?;
+            if sum > 0 || allow_negative {
+                sqlx::query(
+                    "INSERT INTO event_counter (name, node, value) VALUES ($1, $2, -1) \
+                     ON CONFLICT (name, node) DO UPDATE SET value = event_counter.value - 1",
+                )
+                .bind(name)
+                .bind(node)
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                sqlx::query("UPDATE event_counter SET value = 0 WHERE name = $1")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every row of the counter to 0 (this node's row created with 0).
+    pub async fn counter_reset(&self, name: &str, node: &str) -> Result<(), StoreError> {
+        self.guarded(async {
+            self.writer().flush().await?;
+            let mut tx = self.begin_write().await?;
+            sqlx::query("UPDATE event_counter SET value = 0 WHERE name = $1")
                 .bind(name)
                 .execute(&mut *tx)
                 .await?;
-        }
-        let row = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(value), 0) AS BIGINT) AS v FROM event_counter WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_one(&mut *tx)
-        .await?;
-        let sum: i64 = row.try_get("v")?;
-        if sum > 0 || allow_negative {
             sqlx::query(
-                "INSERT INTO event_counter (name, node, value) VALUES ($1, $2, -1) \
-                 ON CONFLICT (name, node) DO UPDATE SET value = event_counter.value - 1",
+                "INSERT INTO event_counter (name, node, value) VALUES ($1, $2, 0) \
+             ON CONFLICT (name, node) DO NOTHING",
             )
             .bind(name)
             .bind(node)
             .execute(&mut *tx)
             .await?;
-        } else {
-            sqlx::query("UPDATE event_counter SET value = 0 WHERE name = $1")
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Every row of the counter to 0 (this node's row created with 0).
-    pub async fn counter_reset(&self, name: &str, node: &str) -> Result<(), StoreError> {
-        self.writer().flush().await?;
-        let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE event_counter SET value = 0 WHERE name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO event_counter (name, node, value) VALUES ($1, $2, 0) \
-             ON CONFLICT (name, node) DO NOTHING",
-        )
-        .bind(name)
-        .bind(node)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 }

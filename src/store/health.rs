@@ -58,6 +58,10 @@ pub(crate) struct Health {
     /// How long a group commit may take before the breaker opens as stalled; `None`: for ever
     /// (SQLite, whose commits wait for the local disk only).
     commit_timeout: Option<Duration>,
+    /// How long a read or a claim may wait for its answer before it is given up; `None`: for
+    /// ever (SQLite). A connection whose peer went silent never answers, and the breaker stays
+    /// closed while new connections get answers.
+    answer_limit: Option<Duration>,
     down: Mutex<Option<Down>>,
     /// `down.is_some()`, read without the lock: the audit queue asks on every login.
     is_down: AtomicBool,
@@ -96,6 +100,14 @@ impl Health {
         Self {
             commit_timeout: Some(commit_timeout),
             ..Self::default()
+        }
+    }
+
+    /// Reads and claims ([`Health::guard`]) that have no answer after `limit` are given up.
+    pub(crate) fn with_answer_limit(self, limit: Duration) -> Self {
+        Self {
+            answer_limit: Some(limit),
+            ..self
         }
     }
 
@@ -194,13 +206,23 @@ impl Health {
         }
     }
 
-    /// A read or a claim through the breaker: [`Health::unless_down`], and what it came to
-    /// counts ([`Health::outcome`]).
+    /// A read or a claim through the breaker: [`Health::unless_down`], given up after the
+    /// answer limit, and what it came to counts ([`Health::outcome`]).
     pub(crate) async fn guard<T>(
         &self,
         work: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        let result = self.unless_down(work).await;
+        let result = match self.answer_limit {
+            None => self.unless_down(work).await,
+            Some(limit) => tokio::time::timeout(limit, self.unless_down(work))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StoreError::Unavailable(format!(
+                        "no answer within {} s",
+                        limit.as_secs_f64()
+                    )))
+                }),
+        };
         self.outcome(&result);
         result
     }
@@ -532,6 +554,27 @@ mod tests {
         assert_eq!(h.refusing_writes(), None);
         h.commit_outcome(&Err::<(), _>(unreachable()));
         assert_eq!(h.refusing_writes(), None);
+    }
+
+    /// A read that never hears back (a silent connection) is given up after the answer limit,
+    /// without opening the breaker: the probe decides that. Without a limit it waits.
+    #[tokio::test]
+    async fn a_read_without_an_answer_is_given_up_after_the_limit() {
+        let h = Health::default().with_answer_limit(Duration::from_millis(50));
+        let started = Instant::now();
+        let result = h
+            .guard(std::future::pending::<Result<(), StoreError>>())
+            .await;
+        assert!(matches!(result, Err(StoreError::Unavailable(ref m)) if m.contains("no answer")));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(!h.is_down());
+        let unlimited = Health::default();
+        let waited = tokio::time::timeout(
+            Duration::from_millis(200),
+            unlimited.guard(std::future::pending::<Result<(), StoreError>>()),
+        )
+        .await;
+        assert!(waited.is_err());
     }
 
     /// A lookup waiting for a connection gives up when the breaker opens.

@@ -156,7 +156,12 @@ async fn answer_loop(
             ") UPDATE request_ledger SET answer = v.answer FROM v \
              WHERE request_ledger.fingerprint = v.fingerprint",
         );
-        if let Err(e) = q.query().execute(&pool).await {
+        // through the breaker: on a silent connection this loop would otherwise wait until the
+        // kernel gives the connection up, and record no answer meanwhile
+        if let Err(e) = health
+            .guard(async { Ok(q.query().execute(&pool).await?) })
+            .await
+        {
             tracing::warn!(target: "otpgate::store", error = %e, answers = batch.len(), "request ledger answers not recorded");
         }
     }

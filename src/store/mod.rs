@@ -294,6 +294,32 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// Whether a PostgreSQL connection given back to the pool answers a ping within `limit`.
+///
+/// sqlx pings every connection that comes back, without a time limit. One whose peer went
+/// silent (a primary powered off under a floating address, a firewall dropping the flow) never
+/// answers, and its pool slot stayed taken until the kernel gave the TCP connection up, about
+/// 15 minutes later. An error here makes sqlx drop the connection at once.
+async fn returning_connection_answers(
+    conn: &mut sqlx::AnyConnection,
+    limit: Duration,
+) -> Result<bool, sqlx::Error> {
+    match tokio::time::timeout(limit, sqlx::Connection::ping(conn)).await {
+        Ok(answer) => answer.map(|()| true),
+        Err(_) => {
+            tracing::warn!(
+                target: "otpgate::store",
+                seconds = limit.as_secs_f64(),
+                "a database connection did not answer on its way back to the pool: dropped"
+            );
+            Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no answer to a ping on the way back to the pool",
+            )))
+        }
+    }
+}
+
 impl Store {
     /// Connect (creating a SQLite file if needed) and apply the migrations.
     pub async fn open(settings: &StoreSettings) -> Result<Self, StoreError> {
@@ -323,6 +349,7 @@ impl Store {
         };
         let options: AnyConnectOptions = url.parse()?;
         let backend = settings.database.backend();
+        let release_check = settings.connect_timeout;
         let pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .min_connections(1)
@@ -345,6 +372,14 @@ impl Store {
                     Ok(())
                 })
             })
+            .after_release(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        return Ok(true);
+                    }
+                    returning_connection_answers(conn, release_check).await
+                })
+            })
             .connect_with(options)
             .await?;
         migrate(&pool, backend).await?;
@@ -352,7 +387,8 @@ impl Store {
         // A SQLite file is never unreachable and has no standby to wait for: its breaker stays
         // closed, so it needs no probe.
         let health = Arc::new(match backend {
-            Backend::Postgres => health::Health::with_commit_timeout(settings.commit_timeout),
+            Backend::Postgres => health::Health::with_commit_timeout(settings.commit_timeout)
+                .with_answer_limit(settings.connect_timeout),
             Backend::Sqlite => health::Health::default(),
         });
         if backend == Backend::Postgres {
@@ -411,6 +447,12 @@ impl Store {
         !self.health.is_down()
     }
 
+    /// The connections sqlx's pool holds, and how many of them are idle. A connection that
+    /// is neither idle nor in a query is still being checked on its way back to the pool.
+    pub fn pool_connections(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
     /// Why the last group commit failed, when the database answers but refuses to store (a
     /// full disk): no login can be accepted then.
     pub fn refusing_writes(&self) -> Option<String> {
@@ -426,18 +468,23 @@ impl Store {
         begin_write(&self.pool, self.backend).await
     }
 
-    /// A cheap round trip (health checks, start-up). Fails at once while the database is known
-    /// to be unreachable.
+    /// `work` through the breaker: it fails at once while the database is known to be
+    /// unreachable, and is given up when it has no answer within the limit (PostgreSQL's
+    /// `connect_timeout`). For the queries a login makes beside the hot path's batches.
+    pub(crate) async fn guarded<T>(
+        &self,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.health.guard(work).await
+    }
+
+    /// A cheap round trip (health checks, start-up).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.health
-            .guard(async {
-                sqlx::query("SELECT 1")
-                    .execute(&self.pool)
-                    .await
-                    .map(|_| ())
-                    .map_err(StoreError::from)
-            })
-            .await
+        self.guarded(async {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        })
+        .await
     }
 
     pub async fn close(&self) {

@@ -97,7 +97,11 @@ impl Daemon {
         let mut child = Command::new(BIN)
             .args(["serve", "-c"])
             .arg(&self.config)
-            .env("OTPGATE_LOG", "info")
+            // TEST_OTPGATE_LOG (e.g. "info,sqlx=debug") when a test needs more of the log
+            .env(
+                "OTPGATE_LOG",
+                std::env::var("TEST_OTPGATE_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
