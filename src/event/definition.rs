@@ -51,9 +51,8 @@ pub struct Definition {
     /// audit row.
     label: String,
     options_text: String,
-    /// The name as `{:?}` writes it, for the decision trace of every request it does not
-    /// hold for.
-    quoted_name: String,
+    /// The name as the decision trace writes it, on every request it does not hold for.
+    trace_name: String,
     pub abort_on_error: bool,
     pub skip_unknown: bool,
 }
@@ -69,9 +68,12 @@ impl Definition {
         &self.options_text
     }
 
-    /// `"name"`, quoted as `{:?}` quotes it.
-    pub fn quoted_name(&self) -> &str {
-        &self.quoted_name
+    /// The name as the decision trace writes it: as it is when it is one word of letters,
+    /// digits and `_.-:@/+`, else quoted as `{:?}` quotes it (a name may hold `, ` or `; `,
+    /// which separate names in the trace). Quotes would cost two escapes each in the trace's
+    /// JSON, for every definition, on every request.
+    pub fn trace_name(&self) -> &str {
+        &self.trace_name
     }
 }
 
@@ -234,7 +236,7 @@ pub fn build(raw: &[RawEvent], env: &BuildEnv, issues: &mut Issues) -> Definitio
                 .collect::<Vec<_>>()
                 .join(", "),
             index: i,
-            quoted_name: format!("{:?}", r.name),
+            trace_name: trace_name(&r.name),
             name: r.name.clone(),
             active: r.active,
             ordering: r.ordering,
@@ -251,4 +253,35 @@ pub fn build(raw: &[RawEvent], env: &BuildEnv, issues: &mut Issues) -> Definitio
         });
     }
     Definitions::from_list(list)
+}
+
+/// See [`Definition::trace_name`].
+fn trace_name(name: &str) -> String {
+    let plain = |c: char| c.is_alphanumeric() || "_.-:@/+".contains(c);
+    if !name.is_empty() && name.chars().all(plain) {
+        name.to_owned()
+    } else {
+        format!("{name:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trace_name;
+
+    /// Bare where no reader could take it for two names, quoted otherwise.
+    #[test]
+    fn trace_names_are_quoted_only_when_needed() {
+        assert_eq!(trace_name("nm-result-1"), "nm-result-1");
+        assert_eq!(
+            trace_name("lock.on_fail:v2@realm/x+y"),
+            "lock.on_fail:v2@realm/x+y"
+        );
+        assert_eq!(trace_name("Zähler"), "Zähler");
+        assert_eq!(trace_name("b, c"), "\"b, c\"");
+        assert_eq!(trace_name("two words"), "\"two words\"");
+        assert_eq!(trace_name("a;b"), "\"a;b\"");
+        assert_eq!(trace_name("say \"hi\""), "\"say \\\"hi\\\"\"");
+        assert_eq!(trace_name(""), "\"\"");
+    }
 }

@@ -223,7 +223,7 @@ impl Phase<'_, '_> {
                 }
             };
             if let Some(condition) = verdict {
-                skipped.push((condition, def.quoted_name()));
+                skipped.push((condition, def.trace_name()));
                 continue;
             }
             let fields = match kept_fields.take() {
@@ -257,7 +257,7 @@ impl Phase<'_, '_> {
                     let mut line = String::with_capacity(row.event.len() + 64);
                     line.push_str(&row.event);
                     line.push(' ');
-                    line.push_str(def.quoted_name());
+                    line.push_str(def.trace_name());
                     line.push_str(if done.success {
                         ": ran in "
                     } else {
@@ -331,7 +331,7 @@ impl Phase<'_, '_> {
             format!(
                 "{} {}: FAILED {}: {}{}",
                 row.event,
-                def.quoted_name(),
+                def.trace_name(),
                 match watch {
                     Some(w) => {
                         let mut after = "after ".to_owned();
@@ -420,14 +420,14 @@ mod tests {
         not_met(
             &mut text,
             &[
-                ("result_value", "\"a\""),
+                ("result_value", "a"),
                 ("realm", "\"b, c\""),
-                ("result_value", "\"d\""),
+                ("result_value", "d-1"),
             ],
         );
         assert_eq!(
             text,
-            "POST-EVENT validate_check: conditions not met: result_value: \"a\", \"d\"; realm: \"b, c\""
+            "POST-EVENT validate_check: conditions not met: result_value: a, d-1; realm: \"b, c\""
         );
     }
 
