@@ -60,8 +60,8 @@ impl Trace {
 
     /// The entries as a JSON array, byte for byte what `serde_json::to_string` writes. Written
     /// by hand because every login stores one: serde_json looks at each byte of the text on
-    /// its own (~8 instructions a byte, 6 % of a login's instructions with 20 event definitions that
-    /// did not match), [`push_json_str`] at eight bytes a time.
+    /// its own (~8 instructions a byte, 6 % of a login's instructions with 20 event
+    /// definitions that did not match), [`push_json_str`] at eight bytes a time.
     pub fn to_json(&self) -> String {
         let size: usize = self
             .entries
