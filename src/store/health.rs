@@ -214,14 +214,7 @@ impl Health {
     ) -> Result<T, StoreError> {
         let result = match self.answer_limit {
             None => self.unless_down(work).await,
-            Some(limit) => tokio::time::timeout(limit, self.unless_down(work))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(StoreError::Unavailable(format!(
-                        "no answer within {} s",
-                        limit.as_secs_f64()
-                    )))
-                }),
+            Some(limit) => within(limit, self.unless_down(work)).await,
         };
         self.outcome(&result);
         result
@@ -401,15 +394,24 @@ pub(crate) async fn probe(pool: AnyPool, health: Arc<Health>) {
     }
 }
 
+/// `work`, or [`StoreError::Unavailable`] when it has no answer within `limit`.
+async fn within<T, E: Into<StoreError>>(
+    limit: Duration,
+    work: impl Future<Output = Result<T, E>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(result) => result.map_err(Into::into),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no answer within {} s",
+            limit.as_secs_f64()
+        ))),
+    }
+}
+
 /// A `SELECT 1` that may take [`PROBE_TIMEOUT`].
 async fn ask(pool: &AnyPool) -> Result<(), StoreError> {
-    tokio::time::timeout(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(pool))
-        .await
-        .map_err(|_| {
-            StoreError::Unavailable(format!("no answer within {} s", PROBE_TIMEOUT.as_secs()))
-        })?
-        .map(|_| ())
-        .map_err(StoreError::from)
+    within(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(pool)).await?;
+    Ok(())
 }
 
 /// How often a probe write that waits checks that it is still waiting on the database.
@@ -455,12 +457,7 @@ async fn at_work(pool: &AnyPool, pid: i32) -> Result<bool, StoreError> {
     )
     .bind(pid)
     .fetch_one(pool);
-    let count = tokio::time::timeout(PROBE_TIMEOUT, query)
-        .await
-        .map_err(|_| {
-            StoreError::Unavailable(format!("no answer within {} s", PROBE_TIMEOUT.as_secs()))
-        })??;
-    Ok(count > 0)
+    Ok(within(PROBE_TIMEOUT, query).await? > 0)
 }
 
 /// This process's row in `commit_probe`.

@@ -349,8 +349,7 @@ impl Store {
         };
         let options: AnyConnectOptions = url.parse()?;
         let backend = settings.database.backend();
-        let release_check = settings.connect_timeout;
-        let pool = AnyPoolOptions::new()
+        let mut pool_options = AnyPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .min_connections(1)
             .acquire_timeout(settings.connect_timeout)
@@ -371,17 +370,15 @@ impl Store {
                     }
                     Ok(())
                 })
-            })
-            .after_release(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        return Ok(true);
-                    }
-                    returning_connection_answers(conn, release_check).await
-                })
-            })
-            .connect_with(options)
-            .await?;
+            });
+        // a SQLite connection is a file: it cannot go silent
+        if backend == Backend::Postgres {
+            let limit = settings.connect_timeout;
+            pool_options = pool_options.after_release(move |conn, _meta| {
+                Box::pin(returning_connection_answers(conn, limit))
+            });
+        }
+        let pool = pool_options.connect_with(options).await?;
         migrate(&pool, backend).await?;
         let wal_restart = Arc::new(checkpoints::WalRestart::default());
         // A SQLite file is never unreachable and has no standby to wait for: its breaker stays
