@@ -285,12 +285,8 @@ impl Phase<'_, '_> {
             }
         }
         if !skipped.is_empty() {
-            let mut text = format!(
-                "{} {}: conditions not met:",
-                self.scope.position.audit_prefix(),
-                self.scope.event,
-            );
-            not_met(&mut text, &skipped);
+            let prefix = self.scope.position.audit_prefix();
+            let text = not_met(prefix, self.scope.event, &skipped);
             self.trace.add("event", text);
         }
         Ok(())
@@ -359,28 +355,39 @@ fn push_ms(text: &mut String, took: std::time::Duration) {
     let _ = write!(text, "{}.{:02} ms", centi_ms / 100, centi_ms % 100);
 }
 
-/// ` result_value: "a", "b"; realm: "c"`: the definitions (their names already quoted)
-/// grouped by the condition that did not hold, in order of first appearance (the trace is
-/// stored in every audit row, so it is kept short).
-fn not_met(text: &mut String, skipped: &[(&'static str, &str)]) {
-    let mut done: Vec<&str> = Vec::new();
-    for (condition, _) in skipped {
-        if done.contains(condition) {
-            continue;
+/// `POST-EVENT validate_check: conditions not met: result_value: a, b; realm: "c, d"`: the
+/// definitions (their names as the trace writes them) grouped by the condition that did not
+/// hold, in order of first appearance. Every request with definitions that do not hold writes
+/// this line into its audit row, so it is short, and written into one allocation of its size.
+fn not_met(prefix: &str, event: &str, skipped: &[(&'static str, &str)]) -> String {
+    const HEAD: &str = ": conditions not met:";
+    let mut conditions: Vec<&str> = Vec::with_capacity(4);
+    let mut size = prefix.len() + 1 + event.len() + HEAD.len();
+    for (condition, name) in skipped {
+        if !conditions.contains(condition) {
+            conditions.push(condition);
+            size += condition.len() + 3;
         }
-        done.push(condition);
-        if done.len() > 1 {
-            text.push(';');
-        }
-        text.push(' ');
+        size += name.len() + 2;
+    }
+    // the first condition follows a space, not "; ", and each condition's first name too
+    size -= 1 + conditions.len();
+    let mut text = String::with_capacity(size);
+    text.push_str(prefix);
+    text.push(' ');
+    text.push_str(event);
+    text.push_str(HEAD);
+    for (i, condition) in conditions.iter().enumerate() {
+        text.push_str(if i == 0 { " " } else { "; " });
         text.push_str(condition);
         text.push(':');
         let names = skipped.iter().filter(|(c, _)| c == condition);
-        for (i, (_, quoted)) in names.enumerate() {
-            text.push_str(if i == 0 { " " } else { ", " });
-            text.push_str(quoted);
+        for (j, (_, name)) in names.enumerate() {
+            text.push_str(if j == 0 { " " } else { ", " });
+            text.push_str(name);
         }
     }
+    text
 }
 
 #[derive(Debug, Clone, Default)]
@@ -416,15 +423,13 @@ mod tests {
 
     #[test]
     fn not_met_groups_by_condition() {
-        let mut text = String::from("POST-EVENT validate_check: conditions not met:");
-        not_met(
-            &mut text,
-            &[
-                ("result_value", "a"),
-                ("realm", "\"b, c\""),
-                ("result_value", "d-1"),
-            ],
-        );
+        let skipped = [
+            ("result_value", "a"),
+            ("realm", "\"b, c\""),
+            ("result_value", "d-1"),
+        ];
+        let text = not_met("POST-EVENT", "validate_check", &skipped);
+        assert_eq!(text.capacity(), text.len(), "sized in advance");
         assert_eq!(
             text,
             "POST-EVENT validate_check: conditions not met: result_value: a, d-1; realm: \"b, c\""
