@@ -23,6 +23,8 @@ impl Authenticator {
         let cfg = self.config();
         let now = self.clock.now();
         let mut at = Attempt::new(self, &cfg, now);
+        // formatted once: the trace and the audit row both name it
+        let client = req.client.map(|c| c.to_string()).unwrap_or_default();
         at.trace.add(
             "request",
             format!(
@@ -32,7 +34,7 @@ impl Authenticator {
                 req.realm.as_deref().unwrap_or(""),
                 req.serial.as_deref().unwrap_or(""),
                 req.transaction_id.as_deref().unwrap_or(""),
-                req.client.map(|c| c.to_string()).unwrap_or_default()
+                client,
             ),
         );
         resolve_user(&mut at, &req);
@@ -41,7 +43,7 @@ impl Authenticator {
         let response = policy_steps::authorize(&mut at, response);
         let response = policy_steps::hide_details(&at, response);
         self.lock_events(&mut at, &req, &response).await;
-        self.audit_validate(&at, &req, &response).await;
+        self.audit_validate(&at, &req, &response, client).await;
         Outcome {
             response,
             user: at.user.clone(),
@@ -307,7 +309,13 @@ impl Authenticator {
         Ok(Response::decided(false, Authentication::Reject, detail))
     }
 
-    async fn audit_validate(&self, at: &Attempt<'_>, req: &Request, response: &Response) {
+    async fn audit_validate(
+        &self,
+        at: &Attempt<'_>,
+        req: &Request,
+        response: &Response,
+        client: String,
+    ) {
         let row = AuditRow {
             id: None,
             time_us: at.now.timestamp_micros(),
@@ -325,7 +333,7 @@ impl Authenticator {
                 .unwrap_or_default(),
             serial: at.serials.join(","),
             token_type: at.token_types.join(","),
-            client: req.client.map(|c| c.to_string()).unwrap_or_default(),
+            client,
             info: response.message().unwrap_or("").into(),
             action_detail: String::new(),
             policies: at.policies.join(","),
