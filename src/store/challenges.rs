@@ -1,7 +1,9 @@
 //! Open challenges, shared by every node on the same database.
 
+use sqlx::Any;
 use sqlx::Row;
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
 
 use super::{Store, StoreError, flag};
 
@@ -133,50 +135,43 @@ impl Store {
 
     /// Remove every challenge of a transaction (after a successful answer).
     pub async fn delete_transaction(&self, transaction_id: &str) -> Result<u64, StoreError> {
-        self.guarded(async {
-            let done = sqlx::query("DELETE FROM challenge WHERE transaction_id = $1")
-                .bind(transaction_id)
-                .execute(self.pool())
-                .await?;
-            Ok(done.rows_affected())
-        })
+        self.rows_changed(
+            sqlx::query("DELETE FROM challenge WHERE transaction_id = $1").bind(transaction_id),
+        )
         .await
     }
 
     /// Delete one token's challenge of a transaction. True for the one request that deleted
     /// it: the guard that lets an email/SMS answer be accepted once.
     pub async fn take_challenge(&self, id: i64) -> Result<bool, StoreError> {
-        self.guarded(async {
-            let done = sqlx::query("DELETE FROM challenge WHERE id = $1")
-                .bind(id)
-                .execute(self.pool())
-                .await?;
-            Ok(done.rows_affected() > 0)
-        })
-        .await
+        let deleted = self
+            .rows_changed(sqlx::query("DELETE FROM challenge WHERE id = $1").bind(id))
+            .await?;
+        Ok(deleted > 0)
     }
 
     /// Count a wrong answer on a challenge.
     pub async fn bump_challenge(&self, id: i64) -> Result<(), StoreError> {
-        self.guarded(async {
+        self.rows_changed(
             sqlx::query("UPDATE challenge SET received_count = received_count + 1 WHERE id = $1")
-                .bind(id)
-                .execute(self.pool())
-                .await?;
-            Ok(())
-        })
-        .await
+                .bind(id),
+        )
+        .await?;
+        Ok(())
     }
 
     /// Delete challenges that expired before `cutoff` (unix seconds).
     pub async fn cleanup_challenges(&self, cutoff: i64) -> Result<u64, StoreError> {
-        self.guarded(async {
-            let done = sqlx::query("DELETE FROM challenge WHERE expiration < $1")
-                .bind(cutoff)
-                .execute(self.pool())
-                .await?;
-            Ok(done.rows_affected())
-        })
-        .await
+        self.rows_changed(sqlx::query("DELETE FROM challenge WHERE expiration < $1").bind(cutoff))
+            .await
+    }
+
+    /// Run one statement through the breaker ([`Store::guarded`]): the rows it changed.
+    async fn rows_changed(
+        &self,
+        statement: Query<'_, Any, AnyArguments>,
+    ) -> Result<u64, StoreError> {
+        self.guarded(async { Ok(statement.execute(self.pool()).await?.rows_affected()) })
+            .await
     }
 }

@@ -13,6 +13,9 @@ use super::{Store, StoreError};
 const COUNTER_SUM_SQL: &str =
     "SELECT CAST(COALESCE(SUM(value), 0) AS BIGINT) AS v FROM event_counter WHERE name = $1";
 
+/// Every node's row of a counter to 0.
+const COUNTER_ZERO_SQL: &str = "UPDATE event_counter SET value = 0 WHERE name = $1";
+
 impl Store {
     /// The counter summed over all nodes (missing = 0).
     pub async fn counter_value(&self, name: &str) -> Result<i64, StoreError> {
@@ -73,7 +76,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             } else {
-                sqlx::query("UPDATE event_counter SET value = 0 WHERE name = $1")
+                sqlx::query(COUNTER_ZERO_SQL)
                     .bind(name)
                     .execute(&mut *tx)
                     .await?;
@@ -89,13 +92,13 @@ impl Store {
         self.guarded(async {
             self.writer().flush().await?;
             let mut tx = self.begin_write().await?;
-            sqlx::query("UPDATE event_counter SET value = 0 WHERE name = $1")
+            sqlx::query(COUNTER_ZERO_SQL)
                 .bind(name)
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(
                 "INSERT INTO event_counter (name, node, value) VALUES ($1, $2, 0) \
-             ON CONFLICT (name, node) DO NOTHING",
+                 ON CONFLICT (name, node) DO NOTHING",
             )
             .bind(name)
             .bind(node)
