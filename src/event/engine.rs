@@ -286,6 +286,15 @@ impl Phase<'_, '_> {
         }
         if !skipped.is_empty() {
             let prefix = self.scope.position.audit_prefix();
+            if skipped.len() > NAMED_NOT_MET && tracing::enabled!(tracing::Level::DEBUG) {
+                tracing::debug!(
+                    target: "otpgate::event",
+                    user = self.request.user.as_deref().unwrap_or(""),
+                    serial = self.request.serial.as_deref().unwrap_or(""),
+                    "{}",
+                    not_met_named(prefix, self.scope.event, &skipped)
+                );
+            }
             let text = not_met(prefix, self.scope.event, &skipped);
             self.trace.add("event", text);
         }
@@ -355,29 +364,48 @@ fn push_ms(text: &mut String, took: std::time::Duration) {
     let _ = write!(text, "{}.{:02} ms", centi_ms / 100, centi_ms % 100);
 }
 
-/// `POST-EVENT validate_check: conditions not met: result_value: a, b; realm: "c, d"`: the
-/// definitions (their names as the trace writes them) grouped by the condition that did not
-/// hold, in order of first appearance. Every request with definitions that do not hold writes
-/// this line into its audit row, so it is short, and written into one allocation of its size.
+/// How many definitions the trace's not-met line names one by one; beyond that it counts them
+/// per condition and the debug log names them. Every request writes this line into its audit
+/// row: with 20 definitions that did not hold, their names were a third of the row and cost
+/// 5–9 % of the throughput (docs/performance.md), and an audit table should not grow with
+/// the size of the event configuration.
+pub(super) const NAMED_NOT_MET: usize = 4;
+
+/// The not-met line of a phase: the definitions that did not hold, grouped by the condition
+/// that did not, in order of first appearance.
+///
+/// - up to [`NAMED_NOT_MET`]: `POST-EVENT validate_check: conditions not met: result_value:
+///   a, b; realm: "c, d"` (the names as the trace writes them);
+/// - more: `POST-EVENT validate_check: conditions not met by 20 definitions: result_value 10,
+///   realm 5, tokentype 5`.
 fn not_met(prefix: &str, event: &str, skipped: &[(&'static str, &str)]) -> String {
-    const HEAD: &str = ": conditions not met:";
-    let mut conditions: Vec<&str> = Vec::with_capacity(4);
-    let mut size = prefix.len() + 1 + event.len() + HEAD.len();
-    for (condition, name) in skipped {
-        if !conditions.contains(condition) {
-            conditions.push(condition);
-            size += condition.len() + 3;
-        }
-        size += name.len() + 2;
+    if skipped.len() > NAMED_NOT_MET {
+        return not_met_counted(prefix, event, skipped);
     }
-    // the first condition follows a space, not "; ", and each condition's first name too
-    size -= 1 + conditions.len();
-    let mut text = String::with_capacity(size);
+    not_met_named(prefix, event, skipped)
+}
+
+/// The conditions of `skipped` in order of first appearance, each with how many definitions
+/// it stopped.
+fn by_condition(skipped: &[(&'static str, &str)]) -> Vec<(&'static str, usize)> {
+    let mut groups: Vec<(&'static str, usize)> = Vec::with_capacity(4);
+    for (condition, _) in skipped {
+        match groups.iter_mut().find(|(c, _)| c == condition) {
+            Some((_, n)) => *n += 1,
+            None => groups.push((condition, 1)),
+        }
+    }
+    groups
+}
+
+fn not_met_named(prefix: &str, event: &str, skipped: &[(&'static str, &str)]) -> String {
+    let groups = by_condition(skipped);
+    let mut text = String::with_capacity(prefix.len() + event.len() + 96);
     text.push_str(prefix);
     text.push(' ');
     text.push_str(event);
-    text.push_str(HEAD);
-    for (i, condition) in conditions.iter().enumerate() {
+    text.push_str(": conditions not met:");
+    for (i, (condition, _)) in groups.iter().enumerate() {
         text.push_str(if i == 0 { " " } else { "; " });
         text.push_str(condition);
         text.push(':');
@@ -386,6 +414,23 @@ fn not_met(prefix: &str, event: &str, skipped: &[(&'static str, &str)]) -> Strin
             text.push_str(if j == 0 { " " } else { ", " });
             text.push_str(name);
         }
+    }
+    text
+}
+
+fn not_met_counted(prefix: &str, event: &str, skipped: &[(&'static str, &str)]) -> String {
+    let mut text = String::with_capacity(prefix.len() + event.len() + 96);
+    text.push_str(prefix);
+    text.push(' ');
+    text.push_str(event);
+    text.push_str(": conditions not met by ");
+    text.push_str(itoa::Buffer::new().format(skipped.len()));
+    text.push_str(" definitions:");
+    for (i, (condition, n)) in by_condition(skipped).into_iter().enumerate() {
+        text.push_str(if i == 0 { " " } else { ", " });
+        text.push_str(condition);
+        text.push(' ');
+        text.push_str(itoa::Buffer::new().format(n));
     }
     text
 }
@@ -422,18 +467,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn not_met_groups_by_condition() {
+    fn not_met_names_a_few_definitions_grouped_by_condition() {
         let skipped = [
             ("result_value", "a"),
             ("realm", "\"b, c\""),
             ("result_value", "d-1"),
         ];
         let text = not_met("POST-EVENT", "validate_check", &skipped);
-        assert_eq!(text.capacity(), text.len(), "sized in advance");
         assert_eq!(
             text,
             "POST-EVENT validate_check: conditions not met: result_value: a, d-1; realm: \"b, c\""
         );
+    }
+
+    /// Past [`NAMED_NOT_MET`] the line counts, so its length does not grow with the names.
+    #[test]
+    fn not_met_counts_many_definitions_per_condition() {
+        let names: Vec<String> = (0..12).map(|i| format!("definition-{i}")).collect();
+        let conditions = ["result_value", "realm", "result_value", "tokentype"];
+        let skipped: Vec<(&'static str, &str)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (conditions[i % 4], n.as_str()))
+            .collect();
+        let text = not_met("PRE-EVENT", "validate_check", &skipped);
+        assert_eq!(
+            text,
+            "PRE-EVENT validate_check: conditions not met by 12 definitions: result_value 6, \
+             realm 3, tokentype 3"
+        );
+        let few = &skipped[..NAMED_NOT_MET];
+        assert!(not_met("PRE-EVENT", "validate_check", few).contains("definition-3"));
+        let named = not_met_named("PRE-EVENT", "validate_check", &skipped);
+        assert!(named.contains("result_value: definition-0, definition-2, definition-4"));
     }
 
     /// The milliseconds as `{:.2} ms` writes them, halves rounded up.
