@@ -24,7 +24,7 @@ impl Authenticator {
         let now = self.clock.now();
         let mut at = Attempt::new(self, &cfg, now);
         // formatted once: the trace and the audit row both name it
-        let client = req.client.map(|c| c.to_string()).unwrap_or_default();
+        let client = req.client_text();
         at.trace.add(
             "request",
             format!(

@@ -172,11 +172,7 @@ impl Phase<'_, '_> {
             user: determined.user.clone(),
             realm: determined.realm.clone(),
             serial: determined.serial.clone(),
-            client: self
-                .request
-                .client
-                .map(|c| c.to_string())
-                .unwrap_or_default(),
+            client: self.request.client_text(),
             info,
             action_detail: def.options_text().to_owned(),
             ..Default::default()
