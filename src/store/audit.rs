@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
 use super::health::Health;
@@ -349,13 +350,17 @@ impl AuditSink {
     pub async fn record(&self, row: AuditRow) {
         let depth = self.tx.max_capacity() - self.tx.capacity();
         metrics::gauge!("otpgate_audit_queue_depth").set(depth as f64);
-        let permit = if self.health.is_down() || self.retrying.load(Ordering::Relaxed) {
-            self.tx.try_reserve().ok()
-        } else {
-            tokio::time::timeout(ENQUEUE_PATIENCE, self.tx.reserve())
-                .await
-                .ok()
-                .and_then(Result::ok)
+        // a free slot is taken at once; only a full queue starts the timer
+        let permit = match self.tx.try_reserve() {
+            Ok(permit) => Some(permit),
+            Err(_) if self.health.is_down() || self.retrying.load(Ordering::Relaxed) => None,
+            Err(TrySendError::Closed(())) => None,
+            Err(TrySendError::Full(())) => {
+                tokio::time::timeout(ENQUEUE_PATIENCE, self.tx.reserve())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
         };
         match permit {
             Some(permit) => permit.send(Msg::Row(Box::new(row))),
