@@ -185,23 +185,30 @@ impl Context<'_, '_> {
 
     async fn determine(&mut self) -> Result<Determined, StoreError> {
         let store = self.scope.auth.store().tokens();
-        let request_serial = self.request.serial.clone().filter(|s| !s.trim().is_empty());
         // 1. the user
         let user = self.user_only().await?;
         // 2. the serial: request, response detail, audit
-        let response_serial = self
-            .response
-            .and_then(|r| crate::auth::response::json_at(&r.body, "/detail/serial"))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned);
-        let audit_serial =
-            (!self.scope.audit_serials.is_empty()).then(|| self.scope.audit_serials.join(","));
-        let mut serial = request_serial.or(response_serial).or(audit_serial);
+        let named = self
+            .request
+            .serial
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .or_else(|| {
+                self.response
+                    .and_then(|r| crate::auth::response::json_at(&r.body, "/detail/serial"))
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+            });
+        let mut serial = match named {
+            Some(s) => Some(s.to_owned()),
+            None => {
+                (!self.scope.audit_serials.is_empty()).then(|| self.scope.audit_serials.join(","))
+            }
+        };
         // 3. the token: the serial's (exactly one), else the user's only token
         let mut token = None;
         if let Some(s) = &serial {
-            let mut found = Vec::new();
+            let mut found = 0;
             for one in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
                 let known = self
                     .scope
@@ -213,12 +220,13 @@ impl Context<'_, '_> {
                     Some(t) => Some(t),
                     None => store.by_serial(one).await?.map(Arc::new),
                 };
-                if let Some(t) = t {
-                    found.push(t);
+                if t.is_some() {
+                    found += 1;
+                    token = t;
                 }
             }
-            if found.len() == 1 {
-                token = found.pop();
+            if found != 1 {
+                token = None;
             }
         } else if let Some(u) = &user {
             let mut tokens = store.of_user(&u.realm, &u.login).await?;
@@ -226,7 +234,9 @@ impl Context<'_, '_> {
                 token = tokens.pop().map(Arc::new);
             }
         }
-        if let Some(t) = &token {
+        if let Some(t) = &token
+            && serial.as_deref() != Some(t.serial.as_str())
+        {
             serial = Some(t.serial.clone());
         }
         let serials = serial
