@@ -355,9 +355,14 @@ impl Phase<'_, '_> {
 
 /// `0.42 ms`: a run's time in hundredths of a millisecond, without float formatting.
 fn push_ms(text: &mut String, took: std::time::Duration) {
-    use std::fmt::Write as _;
     let centi_ms = (took.as_micros() + 5) / 10;
-    let _ = write!(text, "{}.{:02} ms", centi_ms / 100, centi_ms % 100);
+    let mut digits = itoa::Buffer::new();
+    text.push_str(digits.format(centi_ms / 100));
+    text.push('.');
+    let hundredths = (centi_ms % 100) as u8;
+    text.push(char::from(b'0' + hundredths / 10));
+    text.push(char::from(b'0' + hundredths % 10));
+    text.push_str(" ms");
 }
 
 /// How many definitions the trace's not-met line names one by one; beyond that it counts them
