@@ -367,10 +367,10 @@ fn push_ms(text: &mut String, took: std::time::Duration) {
 
 /// How many definitions the trace's not-met line names one by one; beyond that it counts them
 /// per condition and the debug log names them. Every request writes this line into its audit
-/// row: with 20 definitions that did not hold, their names were a third of the row and cost
+/// row: with 20 definitions that did not hold, their names were a third of the trace and cost
 /// 5–9 % of the throughput (docs/performance.md), and an audit table should not grow with
 /// the size of the event configuration.
-pub(super) const NAMED_NOT_MET: usize = 4;
+const NAMED_NOT_MET: usize = 4;
 
 /// The not-met line of a phase: the definitions that did not hold, grouped by the condition
 /// that did not, in order of first appearance.
