@@ -154,6 +154,40 @@ async fn a_shared_condition_is_evaluated_again_after_an_action() {
     h.close().await;
 }
 
+/// The request's decision trace says which definitions did not hold: by name up to four, past
+/// four counted per condition, so the audit row does not grow with the event configuration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trace_names_a_few_definitions_that_did_not_hold_and_counts_many() {
+    let mut events = String::new();
+    for name in ["pre-a", "pre-b"] {
+        events.push_str(&probe(name, "pre", "realm", "elsewhere"));
+    }
+    for i in 1..=5 {
+        events.push_str(&probe(&format!("post-{i}"), "post", "realm", "elsewhere"));
+    }
+    events.push_str(&probe("post-failed", "post", "result_value", "False"));
+    let h = Harness::with_config(SQLITE, "", &events).await;
+    assert_answer(
+        &h.user("alice", "pin755224").await,
+        "ACCEPT",
+        "matching 1 tokens",
+    );
+    let rows = h.audit("validate_check").await;
+    let trace = &rows[0].trace;
+    assert!(
+        trace.contains("PRE-EVENT validate_check: conditions not met: realm: pre-a, pre-b"),
+        "{trace}"
+    );
+    assert!(
+        trace.contains(
+            "POST-EVENT validate_check: conditions not met by 6 definitions: realm 5, result_value 1"
+        ),
+        "{trace}"
+    );
+    assert!(!trace.contains("post-1"), "{trace}");
+    h.close().await;
+}
+
 /// Increments nobody waited for are committed when the store closes, not lost with the
 /// process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
