@@ -282,7 +282,9 @@ impl Phase<'_, '_> {
         }
         if !skipped.is_empty() {
             let prefix = self.scope.position.audit_prefix();
-            if skipped.len() > NAMED_NOT_MET && tracing::enabled!(tracing::Level::DEBUG) {
+            if skipped.len() > NAMED_NOT_MET
+                && tracing::enabled!(target: "otpgate::event", tracing::Level::DEBUG)
+            {
                 tracing::debug!(
                     target: "otpgate::event",
                     user = self.request.user.as_deref().unwrap_or(""),
@@ -399,13 +401,19 @@ fn by_condition(skipped: &[(&'static str, &str)]) -> Vec<(&'static str, usize)> 
     groups
 }
 
-fn not_met_named(prefix: &str, event: &str, skipped: &[(&'static str, &str)]) -> String {
-    let groups = by_condition(skipped);
-    let mut text = String::with_capacity(prefix.len() + event.len() + 96);
+/// `POST-EVENT validate_check` and `rest`, with room for the names or counts that follow.
+fn line_start(prefix: &str, event: &str, rest: &str) -> String {
+    let mut text = String::with_capacity(prefix.len() + event.len() + rest.len() + 96);
     text.push_str(prefix);
     text.push(' ');
     text.push_str(event);
-    text.push_str(": conditions not met:");
+    text.push_str(rest);
+    text
+}
+
+fn not_met_named(prefix: &str, event: &str, skipped: &[(&'static str, &str)]) -> String {
+    let groups = by_condition(skipped);
+    let mut text = line_start(prefix, event, ": conditions not met:");
     for (i, (condition, _)) in groups.iter().enumerate() {
         text.push_str(if i == 0 { " " } else { "; " });
         text.push_str(condition);
@@ -420,11 +428,7 @@ fn not_met_named(prefix: &str, event: &str, skipped: &[(&'static str, &str)]) ->
 }
 
 fn not_met_counted(prefix: &str, event: &str, skipped: &[(&'static str, &str)]) -> String {
-    let mut text = String::with_capacity(prefix.len() + event.len() + 96);
-    text.push_str(prefix);
-    text.push(' ');
-    text.push_str(event);
-    text.push_str(": conditions not met by ");
+    let mut text = line_start(prefix, event, ": conditions not met by ");
     text.push_str(itoa::Buffer::new().format(skipped.len()));
     text.push_str(" definitions:");
     for (i, (condition, n)) in by_condition(skipped).into_iter().enumerate() {

@@ -56,10 +56,8 @@ impl ForwardAction {
         if let Some(r) = &self.resolver {
             set("resolver", r.clone());
         }
-        if self.forward_client_ip
-            && let Some(c) = run.request.client
-        {
-            set("client", c.to_string());
+        if self.forward_client_ip && run.request.client.is_some() {
+            set("client", run.request.client_text());
         }
         let upstreams = run.scope.auth.upstreams();
         let (mut answer, origin) = upstreams
