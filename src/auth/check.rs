@@ -126,7 +126,9 @@ pub(crate) async fn check_token_list(
     }
 
     if let Some(txid) = at.transaction_id.clone() {
-        return super::challenge::answer(at, entries, pass, &txid).await;
+        // boxed, as `create` below: the challenge branches' futures (their own queries) would
+        // otherwise size every login's
+        return Box::pin(super::challenge::answer(at, entries, pass, &txid)).await;
     }
 
     let prepend = at.cfg.system.prepend_pin;
@@ -341,7 +343,7 @@ pub(crate) async fn check_token_list(
             .filter(|(i, _)| challenge.contains(i))
             .map(|(_, c)| c.token)
             .collect();
-        return super::challenge::create(at, tokens).await;
+        return Box::pin(super::challenge::create(at, tokens)).await;
     }
     let pin_matching = pick(|c| matches!(c, Class::PinMatching { .. }));
     if !pin_matching.is_empty() {

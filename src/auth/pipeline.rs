@@ -161,7 +161,8 @@ impl Authenticator {
                     trace: &mut at.trace,
                     reset_user: false,
                 };
-                if let Err(abort) = phase.run().await {
+                // boxed: a lock event is rare; a login's future would otherwise hold a phase
+                if let Err(abort) = Box::pin(phase.run()).await {
                     at.trace.add(
                         "event",
                         format!("{event}: {abort}; the answer of the request stands"),

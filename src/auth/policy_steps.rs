@@ -242,11 +242,14 @@ pub(crate) async fn after_success(
         ));
     }
     if at.flags.reset_all_user_tokens && !participants.is_empty() {
-        at.auth
-            .store
-            .tokens()
-            .change(participants, &[TokenChange::Failcount(0)])
-            .await?;
+        // boxed: a policy's rare write would otherwise size every login's future
+        Box::pin(
+            at.auth
+                .store
+                .tokens()
+                .change(participants, &[TokenChange::Failcount(0)]),
+        )
+        .await?;
         at.trace.add(
             "policy",
             format!(

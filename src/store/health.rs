@@ -212,6 +212,10 @@ impl Health {
         &self,
         work: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
+        // boxed once here, or the timeout and the select below would each hold a copy of the
+        // query's future, and every future that may await a guarded query (an event phase,
+        // and through it each login's) would carry all of them (docs/performance.md)
+        let work = Box::pin(work);
         let result = match self.answer_limit {
             None => self.unless_down(work).await,
             Some(limit) => within(limit, self.unless_down(work)).await,

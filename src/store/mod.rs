@@ -468,11 +468,12 @@ impl Store {
     /// `work` through the breaker: it fails at once while the database is known to be
     /// unreachable, and is given up when it has no answer within the limit (PostgreSQL's
     /// `connect_timeout`). For the queries a login makes beside the hot path's batches.
-    pub(crate) async fn guarded<T>(
+    pub(crate) fn guarded<T>(
         &self,
         work: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        self.health.guard(work).await
+    ) -> impl Future<Output = Result<T, StoreError>> {
+        // not an `async fn`: that would be one more layer holding `work`
+        self.health.guard(work)
     }
 
     /// A cheap round trip (health checks, start-up).

@@ -15,6 +15,7 @@ mod cluster;
 mod daemon;
 mod durability;
 mod events;
+mod footprint;
 mod harness;
 mod import;
 mod login_index;

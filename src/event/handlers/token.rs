@@ -326,7 +326,8 @@ impl TokenAction {
 
     pub async fn run(&self, run: &mut Run<'_, '_>) -> Result<Done, HandlerError> {
         if let Op::Enroll(e) = &self.op {
-            return enroll(e, run).await;
+            // boxed: enrolling is rare, and its future would otherwise size every phase's
+            return Box::pin(enroll(e, run)).await;
         }
         let targets = self.targets(run).await?;
         if targets.is_empty() {
