@@ -2,8 +2,9 @@
 //! per backend, and typed queries.
 //!
 //! One SQL dialect with `$N` placeholders runs on both backends through sqlx's `Any` driver.
-//! Every OTP consumption, counter and failcount change is a single atomic `UPDATE … WHERE …
-//! RETURNING`, so two requests (or two nodes on one PostgreSQL) can never accept the same OTP.
+//! Every OTP consumption, counter and failcount change is a single atomic `UPDATE … WHERE …`
+//! whose changed rows (or `RETURNING`) say whether it applied, so two requests (or two nodes on
+//! one PostgreSQL) can never accept the same OTP.
 //!
 //! - [`tokens`]: tokens, tokeninfo, token realms, and the hot-path updates;
 //! - [`audit`]: audit rows and the batching writer;

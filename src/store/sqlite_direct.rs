@@ -196,20 +196,19 @@ fn commit(conn: &mut Connection, jobs: &[Job], queued: &Taken) -> Result<Vec<Don
 
 fn consume(conn: &Connection, c: &ConsumeJob) -> Result<bool, StoreError> {
     let inc = i64::from(c.count_auth);
-    let row = match c.new_count {
-        Some(new_count) => conn
-            .prepare_cached(writer::CONSUME_SQL)?
-            .query_row(
-                params![new_count, c.time_shift, inc, c.last_auth, c.id],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()?,
+    let changed = match c.new_count {
+        Some(new_count) => conn.prepare_cached(writer::CONSUME_SQL)?.execute(params![
+            new_count,
+            c.time_shift,
+            inc,
+            c.last_auth,
+            c.id
+        ])?,
         None => conn
             .prepare_cached(writer::CONSUME_UNCOUNTED_SQL)?
-            .query_row(params![inc, c.last_auth, c.id], |r| r.get::<_, i64>(0))
-            .optional()?,
+            .execute(params![inc, c.last_auth, c.id])?,
     };
-    Ok(row.is_some())
+    Ok(changed == 1)
 }
 
 fn failure(

@@ -6,8 +6,8 @@
 //! would cap throughput at the disk's fsync rate, so one writer takes every job that queued up
 //! while the previous commit was in flight and runs them in one transaction: one fsync per
 //! batch. Each request gets its own statement's result, and only after the commit. Each
-//! statement is still the atomic `UPDATE … WHERE … RETURNING`, so two requests (or two nodes)
-//! can never consume the same OTP, inside a batch or across batches.
+//! statement is still the atomic conditional `UPDATE … WHERE otp_counter < …`, so two requests
+//! (or two nodes) can never consume the same OTP, inside a batch or across batches.
 //!
 //! This file holds the jobs, the handle and the PostgreSQL writer (an async task on sqlx's
 //! pool); the SQLite writer is a thread of its own (`store::sqlite_direct`). Both take the
@@ -81,16 +81,17 @@ const MAX_BATCH: usize = 1024;
 
 /// A successful authentication with a new counter: only if the stored counter is still below
 /// it (`$1` new counter, `$2` time shift or NULL, `$3` 1 to count the attempt, `$4` last_auth,
-/// `$5` token id).
+/// `$5` token id). Consumed when it changed a row: no `RETURNING`, for which SQLite builds a
+/// temporary table per statement.
 pub(super) const CONSUME_SQL: &str = "UPDATE token SET otp_counter = $1, \
      time_shift = COALESCE($2, time_shift), failcount = 0, failcounter_exceeded = NULL, \
      count_auth = count_auth + $3, count_auth_success = count_auth_success + $3, last_auth = $4 \
-     WHERE id = $5 AND otp_counter < $1 RETURNING id";
+     WHERE id = $5 AND otp_counter < $1";
 
 /// A successful authentication without a counter (`$1` count, `$2` last_auth, `$3` id).
 pub(super) const CONSUME_UNCOUNTED_SQL: &str = "UPDATE token SET failcount = 0, \
      failcounter_exceeded = NULL, count_auth = count_auth + $1, \
-     count_auth_success = count_auth_success + $1, last_auth = $2 WHERE id = $3 RETURNING id";
+     count_auth_success = count_auth_success + $1, last_auth = $2 WHERE id = $3";
 
 /// A failed attempt below maxfail (`$1` count, `$2` now, `$3` id).
 pub(super) const FAILURE_SQL: &str = "UPDATE token SET failcount = failcount + 1, \
@@ -551,7 +552,7 @@ async fn consume_many<'j>(
 
 async fn consume(conn: &mut AnyConnection, c: &ConsumeJob) -> Result<bool, StoreError> {
     let inc = i64::from(c.count_auth);
-    let row = match c.new_count {
+    let done = match c.new_count {
         Some(new_count) => {
             sqlx::query(CONSUME_SQL)
                 .bind(new_count)
@@ -559,7 +560,7 @@ async fn consume(conn: &mut AnyConnection, c: &ConsumeJob) -> Result<bool, Store
                 .bind(inc)
                 .bind(c.last_auth.as_str())
                 .bind(c.id)
-                .fetch_optional(&mut *conn)
+                .execute(&mut *conn)
                 .await?
         }
         None => {
@@ -567,11 +568,11 @@ async fn consume(conn: &mut AnyConnection, c: &ConsumeJob) -> Result<bool, Store
                 .bind(inc)
                 .bind(c.last_auth.as_str())
                 .bind(c.id)
-                .fetch_optional(&mut *conn)
+                .execute(&mut *conn)
                 .await?
         }
     };
-    Ok(row.is_some())
+    Ok(done.rows_affected() == 1)
 }
 
 async fn failure(
