@@ -244,27 +244,24 @@ fn failure(
     now_short: &str,
 ) -> Result<FailureOutcome, StoreError> {
     let inc = i64::from(count_auth);
-    let counts = |r: &rusqlite::Row<'_>| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?));
-    if let Some((failcount, maxfail)) = conn
-        .prepare_cached(writer::FAILURE_SQL)?
-        .query_row(params![inc, now_short, id], counts)
-        .optional()?
-    {
-        return Ok(FailureOutcome {
-            failcount,
-            maxfail,
-            reached_max: failcount == maxfail,
-        });
+    let below_max = conn
+        .prepare_cached(writer::FAILURE_UPDATE_SQL)?
+        .execute(params![inc, now_short, id])?
+        == 1;
+    if !below_max {
+        conn.prepare_cached(writer::FAILURE_AT_MAX_UPDATE_SQL)?
+            .execute(params![inc, id])?;
     }
+    // the row this transaction just wrote: no other connection can change it before the commit
     match conn
-        .prepare_cached(writer::FAILURE_AT_MAX_SQL)?
-        .query_row(params![inc, id], counts)
+        .prepare_cached("SELECT failcount, maxfail FROM token WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
         .optional()?
     {
         Some((failcount, maxfail)) => Ok(FailureOutcome {
             failcount,
             maxfail,
-            reached_max: false,
+            reached_max: below_max && failcount == maxfail,
         }),
         None => Err(StoreError::Corrupt(format!("token id {id} vanished"))),
     }
@@ -514,5 +511,42 @@ mod tests {
         // the same counter again is no consumption
         let done = commit(&writer, &[consume()], &none).unwrap();
         assert!(matches!(done[..], [Done::Consumed(false)]));
+    }
+
+    /// Failed attempts count up to maxfail, the one that reaches it says so, and past it the
+    /// failcount stays while the attempts are still counted.
+    #[test]
+    fn failures_count_up_to_maxfail_and_no_further() {
+        let conn = Connection::open_in_memory().unwrap();
+        for (_, _, sql) in super::super::SQLITE_MIGRATIONS {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute(
+            "INSERT INTO token (serial, tokentype, created, maxfail) VALUES ('T1', 'hotp', 0, 2)",
+            [],
+        )
+        .unwrap();
+        let id = conn.last_insert_rowid();
+        let outcomes: Vec<(i64, bool)> = (0..3)
+            .map(|_| {
+                let o = failure(&conn, id, true, "2026-12-04T10:00+0000").unwrap();
+                assert_eq!(o.maxfail, 2);
+                (o.failcount, o.reached_max)
+            })
+            .collect();
+        assert_eq!(outcomes, [(1, false), (2, true), (2, false)]);
+        let (count_auth, exceeded): (i64, Option<String>) = conn
+            .query_row(
+                "SELECT count_auth, failcounter_exceeded FROM token WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(count_auth, 3);
+        assert_eq!(exceeded.as_deref(), Some("2026-12-04T10:00+0000"));
+        assert!(matches!(
+            failure(&conn, id + 1, true, "x"),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 }

@@ -94,15 +94,31 @@ pub(super) const CONSUME_UNCOUNTED_SQL: &str = "UPDATE token SET failcount = 0, 
      count_auth_success = count_auth_success + $1, last_auth = $2 WHERE id = $3";
 
 /// A failed attempt below maxfail (`$1` count, `$2` now, `$3` id).
-pub(super) const FAILURE_SQL: &str = "UPDATE token SET failcount = failcount + 1, \
-     count_auth = count_auth + $1, failcounter_exceeded = CASE WHEN failcount + 1 >= maxfail \
-     THEN $2 ELSE failcounter_exceeded END \
-     WHERE id = $3 AND failcount < maxfail RETURNING failcount, maxfail";
+macro_rules! failure_update {
+    () => {
+        "UPDATE token SET failcount = failcount + 1, count_auth = count_auth + $1, \
+         failcounter_exceeded = CASE WHEN failcount + 1 >= maxfail THEN $2 \
+         ELSE failcounter_exceeded END WHERE id = $3 AND failcount < maxfail"
+    };
+}
 
 /// A failed attempt at maxfail: the failcount stays, the attempt is still counted (`$1` count,
 /// `$2` id).
+macro_rules! failure_at_max_update {
+    () => {
+        "UPDATE token SET count_auth = count_auth + $1 WHERE id = $2"
+    };
+}
+
+/// `failure_update!` returning the counts (PostgreSQL: one round trip).
+pub(super) const FAILURE_SQL: &str = concat!(failure_update!(), " RETURNING failcount, maxfail");
+/// `failure_at_max_update!` returning the counts.
 pub(super) const FAILURE_AT_MAX_SQL: &str =
-    "UPDATE token SET count_auth = count_auth + $1 WHERE id = $2 RETURNING failcount, maxfail";
+    concat!(failure_at_max_update!(), " RETURNING failcount, maxfail");
+/// The same updates without `RETURNING`, for which SQLite builds a temporary table per
+/// statement: in-process, reading the counts back is cheaper.
+pub(super) const FAILURE_UPDATE_SQL: &str = failure_update!();
+pub(super) const FAILURE_AT_MAX_UPDATE_SQL: &str = failure_at_max_update!();
 
 /// Add to this node's row of an event counter (`$1` name, `$2` node, `$3` delta).
 pub(super) const COUNTER_ADD_SQL: &str = "INSERT INTO event_counter (name, node, value) \
