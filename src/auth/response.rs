@@ -35,6 +35,9 @@ pub enum Decision {
     Error,
 }
 
+/// The document's `version`.
+const VERSION: &str = concat!("otpgate ", env!("CARGO_PKG_VERSION"));
+
 /// The answer: an HTTP-like status and the JSON document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Response {
@@ -61,19 +64,24 @@ impl Response {
         authentication: Authentication,
         detail: Map<String, Value>,
     ) -> Self {
+        // built member by member: `json!` would serialize `detail` into a copy of itself
+        // (every login answers with one of these)
+        let mut result = Map::with_capacity(3);
+        result.insert("status".into(), Value::Bool(true));
+        result.insert("value".into(), Value::Bool(value));
+        result.insert(
+            "authentication".into(),
+            Value::String(authentication.as_str().into()),
+        );
+        let mut body = Map::with_capacity(5);
+        body.insert("jsonrpc".into(), Value::String("2.0".into()));
+        body.insert("id".into(), Value::from(1));
+        body.insert("version".into(), Value::String(VERSION.into()));
+        body.insert("result".into(), Value::Object(result));
+        body.insert("detail".into(), Value::Object(detail));
         Self {
             status_code: 200,
-            body: json!({
-                "jsonrpc": "2.0",
-                "id": 1,
-                "version": concat!("otpgate ", env!("CARGO_PKG_VERSION")),
-                "result": {
-                    "status": true,
-                    "value": value,
-                    "authentication": authentication.as_str(),
-                },
-                "detail": Value::Object(detail),
-            }),
+            body: Value::Object(body),
         }
     }
 
@@ -89,7 +97,7 @@ impl Response {
             body: json!({
                 "jsonrpc": "2.0",
                 "id": 1,
-                "version": concat!("otpgate ", env!("CARGO_PKG_VERSION")),
+                "version": VERSION,
                 "result": {
                     "status": false,
                     "error": { "code": code, "message": text },
@@ -220,6 +228,15 @@ mod tests {
         assert_eq!(r.decision(), Decision::Accept);
         assert_eq!(r.message(), Some("matching 1 tokens"));
         assert_eq!(r.body["result"]["status"], json!(true));
+        // the members and their order, as a client sees them
+        let expected = json!({
+            "jsonrpc": "2.0",
+            "id": 1,
+            "version": VERSION,
+            "result": {"status": true, "value": true, "authentication": "ACCEPT"},
+            "detail": {"message": "matching 1 tokens"},
+        });
+        assert_eq!(r.body.to_string(), expected.to_string());
     }
 
     #[test]
