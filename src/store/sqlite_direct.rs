@@ -186,6 +186,7 @@ fn commit(conn: &Connection, jobs: &[Job], queued: &Taken) -> Result<Vec<Done>, 
     result
 }
 
+/// The batch's statements, inside [`commit`]'s transaction.
 fn batch_statements(
     tx: &Connection,
     jobs: &[Job],
@@ -408,10 +409,9 @@ mod tests {
         assert_eq!(stmt.column_names(), TOKEN_COLUMNS.to_vec());
     }
 
-    /// A batch of lookups shares one read transaction and ends it: the next batch sees what
-    /// another connection committed in between, and so does a lone lookup.
-    #[test]
-    fn a_lookup_batch_leaves_no_snapshot_behind() {
+    /// A WAL-mode database file with every migration (gone with the directory), and an admin
+    /// connection to it.
+    fn migrated_file() -> (tempfile::TempDir, std::path::PathBuf, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("otpgate.db");
         let admin = Connection::open(&path).unwrap();
@@ -419,6 +419,14 @@ mod tests {
         for (_, _, sql) in super::super::SQLITE_MIGRATIONS {
             admin.execute_batch(sql).unwrap();
         }
+        (dir, path, admin)
+    }
+
+    /// A batch of lookups shares one read transaction and ends it: the next batch sees what
+    /// another connection committed in between, and so does a lone lookup.
+    #[test]
+    fn a_lookup_batch_leaves_no_snapshot_behind() {
+        let (_dir, path, admin) = migrated_file();
         let reader = open(&path, true).unwrap();
         let sql =
             format!("{TOKEN_SELECT}WHERE t.owner_realm = ?1 AND t.owner_login = ?2 ORDER BY t.id");
@@ -460,13 +468,7 @@ mod tests {
     /// failing job, and the writer's next batch commits.
     #[test]
     fn a_failed_batch_is_rolled_back_and_the_next_one_commits() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("otpgate.db");
-        let admin = Connection::open(&path).unwrap();
-        admin.pragma_update(None, "journal_mode", "WAL").unwrap();
-        for (_, _, sql) in super::super::SQLITE_MIGRATIONS {
-            admin.execute_batch(sql).unwrap();
-        }
+        let (_dir, path, admin) = migrated_file();
         admin
             .execute(
                 "INSERT INTO token (serial, tokentype, created) VALUES ('T1', 'hotp', 0)",
