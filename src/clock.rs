@@ -80,17 +80,9 @@ fn long_text(t: &NaiveDateTime, offset_secs: i32) -> Option<String> {
         return None;
     }
     let mut text = String::with_capacity(LONG_FORMAT.len() + 12);
-    for (value, width, then) in [
-        (year, 4, '-'),
-        (t.month(), 2, '-'),
-        (t.day(), 2, ' '),
-        (t.hour(), 2, ':'),
-        (t.minute(), 2, ':'),
-        (t.second(), 2, '.'),
-    ] {
-        push_digits(&mut text, value, width);
-        text.push(then);
-    }
+    push_to_minute(&mut text, year, t, ' ');
+    push_digits(&mut text, t.second(), 2);
+    text.push('.');
     push_digits(&mut text, nanos / 1000, 6);
     text.push(if offset_secs < 0 { '-' } else { '+' });
     let minutes = offset_secs.unsigned_abs() / 60;
@@ -108,16 +100,7 @@ pub fn push_log_time(text: &mut String, at: DateTime<Utc>) {
         text.push_str(&at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
         return;
     };
-    for (value, width, then) in [
-        (year, 4, '-'),
-        (t.month(), 2, '-'),
-        (t.day(), 2, 'T'),
-        (t.hour(), 2, ':'),
-        (t.minute(), 2, ':'),
-    ] {
-        push_digits(text, value, width);
-        text.push(then);
-    }
+    push_to_minute(text, year, &t, 'T');
     // a leap second's nanoseconds run past 10⁹: chrono writes it as second 60
     let (second, nanos) = match t.nanosecond() {
         n if n >= 1_000_000_000 => (t.second() + 1, n - 1_000_000_000),
@@ -127,6 +110,20 @@ pub fn push_log_time(text: &mut String, at: DateTime<Utc>) {
     text.push('.');
     push_digits(text, nanos / 1000, 6);
     text.push('Z');
+}
+
+/// `YYYY-MM-DD` `between` `HH:MM:`
+fn push_to_minute(text: &mut String, year: u32, t: &NaiveDateTime, between: char) {
+    for (value, width, then) in [
+        (year, 4, '-'),
+        (t.month(), 2, '-'),
+        (t.day(), 2, between),
+        (t.hour(), 2, ':'),
+        (t.minute(), 2, ':'),
+    ] {
+        push_digits(text, value, width);
+        text.push(then);
+    }
 }
 
 /// The last `width` decimal digits of `n`, zero-padded.

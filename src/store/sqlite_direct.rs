@@ -424,6 +424,15 @@ mod tests {
         assert_eq!(stmt.column_names(), TOKEN_COLUMNS.to_vec());
     }
 
+    /// An in-memory database with every migration.
+    fn migrated_memory() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        for (_, _, sql) in super::super::SQLITE_MIGRATIONS {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn
+    }
+
     /// A WAL-mode database file with every migration (gone with the directory), and an admin
     /// connection to it.
     fn migrated_file() -> (tempfile::TempDir, std::path::PathBuf, Connection) {
@@ -534,10 +543,7 @@ mod tests {
     /// failcount stays while the attempts are still counted.
     #[test]
     fn failures_count_up_to_maxfail_and_no_further() {
-        let conn = Connection::open_in_memory().unwrap();
-        for (_, _, sql) in super::super::SQLITE_MIGRATIONS {
-            conn.execute_batch(sql).unwrap();
-        }
+        let conn = migrated_memory();
         conn.execute(
             "INSERT INTO token (serial, tokentype, created, maxfail) VALUES ('T1', 'hotp', 0, 2)",
             [],
@@ -571,10 +577,7 @@ mod tests {
     /// error, wherever the search starts.
     #[test]
     fn lookup_row_finds_columns_in_any_order() {
-        let conn = Connection::open_in_memory().unwrap();
-        for (_, _, sql) in super::super::SQLITE_MIGRATIONS {
-            conn.execute_batch(sql).unwrap();
-        }
+        let conn = migrated_memory();
         conn.execute(
             "INSERT INTO token (serial, tokentype, created, owner_realm, owner_login, otp_counter) \
              VALUES ('T1', 'hotp', 7, 'r', 'alice', 42)",
