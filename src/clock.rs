@@ -74,16 +74,11 @@ const LONG_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.6f%z";
 /// `None` where chrono should write it: a year past 9999 or before 0, a leap second, an
 /// offset with seconds.
 fn long_text(t: &NaiveDateTime, offset_secs: i32) -> Option<String> {
-    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
-    let nanos = t.nanosecond();
-    if nanos >= 1_000_000_000 || offset_secs % 60 != 0 {
+    if t.nanosecond() >= 1_000_000_000 || offset_secs % 60 != 0 {
         return None;
     }
     let mut text = String::with_capacity(LONG_FORMAT.len() + 12);
-    push_to_minute(&mut text, year, t, ' ');
-    push_digits(&mut text, t.second(), 2);
-    text.push('.');
-    push_digits(&mut text, nanos / 1000, 6);
+    push_date_time(&mut text, t, ' ')?;
     text.push(if offset_secs < 0 { '-' } else { '+' });
     let minutes = offset_secs.unsigned_abs() / 60;
     push_digits(&mut text, minutes / 60, 2);
@@ -95,25 +90,16 @@ fn long_text(t: &NaiveDateTime, offset_secs: i32) -> Option<String> {
 /// default timer writes it, digit by digit: every log line carries one (at `info` one a login),
 /// and the default cost ~2,000 instructions a line (callgrind).
 pub fn push_log_time(text: &mut String, at: DateTime<Utc>) {
-    let t = at.naive_utc();
-    let Some(year) = u32::try_from(t.year()).ok().filter(|y| *y <= 9999) else {
-        text.push_str(&at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
-        return;
-    };
-    push_to_minute(text, year, &t, 'T');
-    // a leap second's nanoseconds run past 10⁹: chrono writes it as second 60
-    let (second, nanos) = match t.nanosecond() {
-        n if n >= 1_000_000_000 => (t.second() + 1, n - 1_000_000_000),
-        n => (t.second(), n),
-    };
-    push_digits(text, second, 2);
-    text.push('.');
-    push_digits(text, nanos / 1000, 6);
-    text.push('Z');
+    match push_date_time(text, &at.naive_utc(), 'T') {
+        Some(()) => text.push('Z'),
+        None => text.push_str(&at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+    }
 }
 
-/// `YYYY-MM-DD` `between` `HH:MM:`
-fn push_to_minute(text: &mut String, year: u32, t: &NaiveDateTime, between: char) {
+/// `YYYY-MM-DD` `between` `HH:MM:SS.ffffff`, a leap second as second 60 (as chrono writes it).
+/// `None`, with nothing written, for a year outside 0–9999.
+fn push_date_time(text: &mut String, t: &NaiveDateTime, between: char) -> Option<()> {
+    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
     for (value, width, then) in [
         (year, 4, '-'),
         (t.month(), 2, '-'),
@@ -124,6 +110,15 @@ fn push_to_minute(text: &mut String, year: u32, t: &NaiveDateTime, between: char
         push_digits(text, value, width);
         text.push(then);
     }
+    // a leap second's nanoseconds run past 10⁹
+    let (second, nanos) = match t.nanosecond() {
+        n if n >= 1_000_000_000 => (t.second() + 1, n - 1_000_000_000),
+        n => (t.second(), n),
+    };
+    push_digits(text, second, 2);
+    text.push('.');
+    push_digits(text, nanos / 1000, 6);
+    Some(())
 }
 
 /// The last `width` decimal digits of `n`, zero-padded.
