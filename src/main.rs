@@ -4,12 +4,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use otpgate::cli::{self, Cli, Command};
-use otpgate::clock::{Clock, SystemClock};
+use otpgate::daemon::log_format::{LineFields, LineFormat, LogTime};
 use otpgate::daemon::log_output::LogOutput;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::time::FormatTime;
 
 /// glibc's malloc was a fifth of the server's CPU under load (arena locks, fastbin
 /// consolidation on every larger request; docs/performance.md).
@@ -77,19 +75,9 @@ where
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_timer(LogTime)
-        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
+        .fmt_fields(LineFields)
+        .event_format(LineFormat::new(LogTime))
+        .with_writer(writer)
         .init();
-}
-
-/// The default timer's format, written by [`otpgate::clock::push_log_time`].
-struct LogTime;
-
-impl FormatTime for LogTime {
-    fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
-        let mut text = String::with_capacity(32);
-        otpgate::clock::push_log_time(&mut text, SystemClock.now());
-        w.write_str(&text)
-    }
 }
