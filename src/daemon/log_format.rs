@@ -318,6 +318,16 @@ mod tests {
         let _inner = inner.enter();
         tracing::info!("in two spans \u{c}");
         tracing::info!("");
+        // what `LogTracer` makes of a dependency's `log` record
+        let record = log::Record::builder()
+            .target("rustls::client")
+            .level(log::Level::Warn)
+            .module_path_static(Some("rustls::client::hs"))
+            .file_static(Some("src/client/hs.rs"))
+            .line(Some(42))
+            .args(format_args!("a record \u{1b} from the log crate"))
+            .build();
+        tracing_log::format_trace(&record).unwrap();
     }
 
     fn lines_with<N, E>(fields: N, format: E, ansi: bool) -> String
@@ -346,7 +356,11 @@ mod tests {
             false,
         );
         assert_eq!(ours, default);
-        assert_eq!(ours.lines().count(), 7, "{ours}");
+        assert_eq!(ours.lines().count(), 8, "{ours}");
+        assert!(
+            ours.contains(" WARN request{client=\"nas1\" id=7}:lookup: rustls::client: a record \\x1b from the log crate\n"),
+            "{ours}"
+        );
         assert!(ours.contains(r"odd \x1b[31m \u{85} é \x07 x"), "{ours}");
         assert!(
             ours.contains("request{client=\"nas1\" id=7}:lookup: "),
