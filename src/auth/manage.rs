@@ -2,6 +2,7 @@
 //! delete, set PIN, reset, set, resync. Each one writes an audit row named after its
 //! privacyIDEA event (`token_init`, `token_assign`, …).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -176,8 +177,8 @@ impl Authenticator {
             .record(AuditRow {
                 time_us: now.timestamp_micros(),
                 node: self.node.clone(),
-                event: event.into(),
-                origin: origin.as_str().into(),
+                event: event.to_owned().into(),
+                origin: Cow::Borrowed(origin.as_str()),
                 success,
                 user: owner.map(|o| o.login.clone()).unwrap_or_default(),
                 realm: owner.map(|o| o.realm.clone()).unwrap_or_default(),

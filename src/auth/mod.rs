@@ -122,7 +122,8 @@ pub struct Authenticator {
     pub(crate) pins: PinHasher,
     pub(crate) audit: AuditSink,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) node: String,
+    /// Shared with every audit row this node writes.
+    pub(crate) node: Arc<str>,
     config: RwLock<Arc<AuthConfig>>,
     upstreams: RwLock<Arc<dyn upstream::Upstreams>>,
 }
@@ -155,7 +156,7 @@ impl Authenticator {
             pins: parts.pins,
             audit: parts.audit,
             clock: parts.clock,
-            node: parts.node,
+            node: parts.node.into(),
             config: RwLock::new(Arc::new(parts.config)),
             upstreams: RwLock::new(parts.upstreams),
         }
@@ -212,6 +213,11 @@ impl Authenticator {
 
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    /// The node name as audit rows hold it.
+    pub(crate) fn shared_node(&self) -> Arc<str> {
+        Arc::clone(&self.node)
     }
 
     pub fn master_key(&self) -> &MasterKey {

@@ -1,5 +1,6 @@
 //! `validate_check` from request to audit row (spec §1.4, §4.2).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use serde_json::{Map, json};
@@ -321,8 +322,8 @@ impl Authenticator {
             id: None,
             time_us: at.now.timestamp_micros(),
             node: self.node.clone(),
-            event: "validate_check".into(),
-            origin: req.origin.as_str().into(),
+            event: Cow::Borrowed("validate_check"),
+            origin: Cow::Borrowed(req.origin.as_str()),
             success: response.value(),
             authentication: response.authentication().unwrap_or("").into(),
             user: at.login.clone(),

@@ -6,6 +6,8 @@
 //! evaluation or action is logged and audited with success false; the request goes on unless
 //! the definition says `abort_on_error` or the action demands an abort (Script `raise_error`).
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use super::conditions::Check;
@@ -165,9 +167,9 @@ impl Phase<'_, '_> {
         let auth = self.scope.auth;
         AuditRow {
             time_us: self.scope.now.timestamp_micros(),
-            node: auth.node().to_owned(),
-            event: self.run_name(def),
-            origin: "event".into(),
+            node: auth.shared_node(),
+            event: Cow::Owned(self.run_name(def)),
+            origin: Cow::Borrowed("event"),
             success,
             user: determined.user.clone(),
             realm: determined.realm.clone(),

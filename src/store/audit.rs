@@ -6,6 +6,7 @@
 //! time; if the database stays away longer, the row is written to the log instead (and
 //! counted), never silently dropped.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -24,11 +25,12 @@ use super::{Backend, Store, StoreError, flag};
 pub struct AuditRow {
     pub id: Option<i64>,
     pub time_us: i64,
-    pub node: String,
+    /// Shared with the authenticator: a row does not copy it.
+    pub node: Arc<str>,
     /// `validate_check`, `token_init`, `POST-EVENT validate_check>>Token:disable`, …
-    pub event: String,
+    pub event: Cow<'static, str>,
     /// Which front-end or tool: `radius`, `cli`, `http`, `event`.
-    pub origin: String,
+    pub origin: Cow<'static, str>,
     pub success: bool,
     pub authentication: String,
     pub user: String,
@@ -61,9 +63,9 @@ fn row_to_audit(r: &AnyRow) -> Result<AuditRow, StoreError> {
     Ok(AuditRow {
         id: Some(r.try_get("id")?),
         time_us: r.try_get("time_us")?,
-        node: r.try_get("node")?,
-        event: r.try_get("event")?,
-        origin: r.try_get("origin")?,
+        node: r.try_get::<String, _>("node")?.into(),
+        event: Cow::Owned(r.try_get("event")?),
+        origin: Cow::Owned(r.try_get("origin")?),
         success: flag(r.try_get("success")?),
         authentication: r.try_get("authentication")?,
         user: r.try_get("user_login")?,
@@ -112,11 +114,11 @@ fn audit_insert(rows: &[AuditRow]) -> Sql {
         q.push(if i == 0 { "(" } else { ", (" });
         q.bind(r.time_us)
             .push(", ")
-            .bind(r.node.as_str())
+            .bind(&*r.node)
             .push(", ")
-            .bind(r.event.as_str())
+            .bind(&*r.event)
             .push(", ")
-            .bind(r.origin.as_str())
+            .bind(&*r.origin)
             .push(", ")
             .bind(i64::from(r.success))
             .push(", ")
