@@ -165,7 +165,7 @@ pub fn parse_validity(
 impl Authenticator {
     async fn admin_audit(
         &self,
-        event: &str,
+        event: &'static str,
         origin: Origin,
         serial: &str,
         owner: Option<&Owner>,
@@ -177,7 +177,7 @@ impl Authenticator {
             .record(AuditRow {
                 time_us: now.timestamp_micros(),
                 node: self.node.clone(),
-                event: event.to_owned().into(),
+                event: Cow::Borrowed(event),
                 origin: Cow::Borrowed(origin.as_str()),
                 success,
                 user: owner.map(|o| o.login.clone()).unwrap_or_default(),

@@ -215,11 +215,6 @@ impl Authenticator {
         &self.node
     }
 
-    /// The node name as audit rows hold it.
-    pub(crate) fn shared_node(&self) -> Arc<str> {
-        Arc::clone(&self.node)
-    }
-
     pub fn master_key(&self) -> &MasterKey {
         &self.key
     }

@@ -121,6 +121,7 @@ impl<'a> MakeVisitor<Writer<'a>> for LineFields {
     }
 }
 
+/// [`LineFields`]' visitor: writes the fields of one event or span.
 pub struct FieldWriter<'a> {
     writer: Writer<'a>,
     first: bool,

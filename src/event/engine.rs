@@ -167,7 +167,7 @@ impl Phase<'_, '_> {
         let auth = self.scope.auth;
         AuditRow {
             time_us: self.scope.now.timestamp_micros(),
-            node: auth.shared_node(),
+            node: auth.node.clone(),
             event: Cow::Owned(self.run_name(def)),
             origin: Cow::Borrowed("event"),
             success,
