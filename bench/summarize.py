@@ -194,7 +194,7 @@ def targets(cells, pi):
         t.add(
             f"{backend}, token PIN: ≥ 40 accepted logins/s per core ({cores} cores)",
             [v / cores for v in values(label, "accepted_per_second")],
-            "%.0f/s",
+            "%.1f/s",
             lambda v: v >= 40,
         )
     for backend in ("sqlite", "postgres"):
