@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use sqlx::AnyPool;
 use tokio::sync::Notify;
 
-use super::StoreError;
+use super::{StoreError, writer};
 use crate::clock::{Clock, SystemClock};
 
 /// How often [`probe`] asks a database that is down.
@@ -76,6 +76,8 @@ pub(crate) struct Health {
     stalled: Notify,
     /// Wakes a commit watch in [`Health::watch_commit`] when the breaker closes.
     closed: Notify,
+    /// What usually makes this backend's commits stall, for the log line and the answers.
+    stall_cause: &'static str,
 }
 
 #[derive(Debug)]
@@ -100,6 +102,14 @@ impl Health {
         Self {
             commit_timeout: Some(commit_timeout),
             ..Self::default()
+        }
+    }
+
+    /// What to suggest when commits stall (`"a synchronous standby missing?"`).
+    pub(crate) fn with_stall_cause(self, cause: &'static str) -> Self {
+        Self {
+            stall_cause: cause,
+            ..self
         }
     }
 
@@ -230,7 +240,7 @@ impl Health {
     }
 
     /// Whether it is open because commits do not complete.
-    fn is_stalled(&self) -> bool {
+    pub(super) fn is_stalled(&self) -> bool {
         self.is_down() && self.lock().as_ref().map(|d| d.trouble) == Some(Trouble::Stalled)
     }
 
@@ -285,15 +295,15 @@ impl Health {
     }
 
     /// A commit has waited `waited` and goes on waiting.
-    fn stall_at(&self, waited: Duration, now: Instant) {
+    pub(super) fn stall_at(&self, waited: Duration, now: Instant) {
         let mut down = self.lock();
         if down.is_some() {
             return;
         }
-        let reason = format!(
-            "commits wait longer than {} s (a synchronous standby missing?)",
-            waited.as_secs_f64()
-        );
+        let mut reason = format!("commits wait longer than {} s", waited.as_secs_f64());
+        if !self.stall_cause.is_empty() {
+            reason = format!("{reason} ({})", self.stall_cause);
+        }
         tracing::error!(
             target: "otpgate::store",
             error = %reason,
@@ -465,7 +475,7 @@ async fn at_work(pool: &AnyPool, pid: i32) -> Result<bool, StoreError> {
 }
 
 /// This process's row in `commit_probe`.
-fn probe_key() -> String {
+pub(super) fn probe_key() -> String {
     let started = SystemClock.now();
     format!(
         "{}.{}",
@@ -474,26 +484,10 @@ fn probe_key() -> String {
     )
 }
 
-/// How long a process's row stays in `commit_probe` after its last probe.
-const PROBE_ROWS_KEPT_S: i64 = 86_400;
-
 /// A write that must wait for whatever commits wait for (a synchronous standby): the smallest
 /// that PostgreSQL writes to its WAL. No time limit: it completes when commits do.
 async fn probe_commit(conn: &mut sqlx::AnyConnection, key: &str) -> Result<(), StoreError> {
-    let now = SystemClock.now().timestamp();
-    sqlx::query("DELETE FROM commit_probe WHERE at < $1")
-        .bind(now - PROBE_ROWS_KEPT_S)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query(
-        "INSERT INTO commit_probe (probe, at) VALUES ($1, $2) \
-         ON CONFLICT (probe) DO UPDATE SET at = excluded.at",
-    )
-    .bind(key)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    writer::write_probe_row(conn, key, SystemClock.now().timestamp()).await
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //! - `writer` and `reader`: the hot path's group commit and batched token lookups on sqlx
 //!   (PostgreSQL); `sqlite_direct`: the same on threads that own SQLite connections.
 //! - `health`: the breaker that makes the hot path fail at once, not after `connect_timeout`,
-//!   while PostgreSQL cannot be reached.
+//!   while PostgreSQL cannot be reached or commits stall; `commit_watch`: SQLite's stalls.
 
 /// The token table's columns as every token lookup selects them (`t` is the token table),
 /// in the order of `reader::TOKEN_COLUMNS` (a test ties the two together).
@@ -29,6 +29,7 @@ macro_rules! token_columns {
 pub mod audit;
 pub mod challenges;
 mod checkpoints;
+mod commit_watch;
 mod counters;
 mod health;
 pub mod ledger;
@@ -197,8 +198,8 @@ pub struct StoreSettings {
     pub database: Database,
     pub max_connections: u32,
     pub connect_timeout: Duration,
-    /// PostgreSQL: how long a group commit may take before the node counts its database as
-    /// stalled (`store::health`).
+    /// How long a group commit may take before the node counts its database as stalled
+    /// (`store::health`, `store::commit_watch`).
     pub commit_timeout: Duration,
 }
 
@@ -250,6 +251,11 @@ pub(super) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "audit_user only for auth_max policies",
         include_str!("../../migrations/sqlite/0006_audit_user_on_demand.sql"),
+    ),
+    (
+        7,
+        "commit probe",
+        include_str!("../../migrations/sqlite/0007_commit_probe.sql"),
     ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -382,19 +388,27 @@ impl Store {
         let pool = pool_options.connect_with(options).await?;
         migrate(&pool, backend).await?;
         let wal_restart = Arc::new(checkpoints::WalRestart::default());
-        // A SQLite file is never unreachable and has no standby to wait for: its breaker stays
-        // closed, so it needs no probe.
+        // A SQLite file is never unreachable, but its commits can stall: the writer thread's
+        // commit watch opens the breaker then (`store::commit_watch`).
         let health = Arc::new(match backend {
             Backend::Postgres => health::Health::with_commit_timeout(settings.commit_timeout)
-                .with_answer_limit(settings.connect_timeout),
-            Backend::Sqlite => health::Health::default(),
+                .with_answer_limit(settings.connect_timeout)
+                .with_stall_cause("a synchronous standby missing?"),
+            Backend::Sqlite => health::Health::default().with_stall_cause(
+                "another process holding the write lock, or a disk that does not finish its writes?",
+            ),
         });
         if backend == Backend::Postgres {
             tokio::spawn(health::probe(pool.clone(), Arc::clone(&health)));
         }
         let (writer, reader) = match &sqlite_file {
             Some(file) => (
-                sqlite_direct::start_writer(file, Arc::clone(&wal_restart), Arc::clone(&health))?,
+                sqlite_direct::start_writer(
+                    file,
+                    Arc::clone(&wal_restart),
+                    Arc::clone(&health),
+                    settings.commit_timeout,
+                )?,
                 sqlite_direct::start_readers(file, SQLITE_READERS)?,
             ),
             None => {

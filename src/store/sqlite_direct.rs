@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use super::StoreError;
 use super::audit::{AUDIT_COLUMNS, AuditRow};
 use super::checkpoints::{self, Pass, WalRestart};
+use super::commit_watch::{self, CommitClock};
 use super::health::Health;
 use super::queued_counters::{QueuedCounters, Taken};
 use super::reader::{Lookup, TOKEN_COLUMNS, TOKEN_SELECT, TokenReader, add_token_row};
@@ -39,7 +40,11 @@ const STATEMENT_CACHE: usize = 32;
 /// Open a hot-path connection with the pool's settings (see `Store::open`).
 fn open(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
-    conn.busy_handler(Some(wait_for_lock))?;
+    conn.busy_handler(Some(if read_only {
+        wait_for_lock
+    } else {
+        wait_for_lock_as_writer
+    }))?;
     let mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -75,21 +80,46 @@ fn wait_for_lock(attempt: i32) -> bool {
     true
 }
 
-/// Start the group-commit writer thread on the SQLite file at `path`.
+/// The writer waits longer, about a minute: a lock that another process holds for seconds
+/// (an admin's `sqlite3` shell in a transaction) is a stall, which the commit watch turns into
+/// refusals after `commit_timeout` (`store::commit_watch`), not a batch of failed logins every
+/// five seconds. Past it the batch fails and the watch's probe tries again.
+fn wait_for_lock_as_writer(attempt: i32) -> bool {
+    match attempt {
+        0..5000 => return wait_for_lock(attempt),
+        5000..10_600 => std::thread::sleep(Duration::from_millis(10)),
+        _ => return false,
+    }
+    true
+}
+
+/// Start the group-commit writer thread on the SQLite file at `path`, and the task that
+/// watches its commits (`store::commit_watch`, with `commit_timeout`).
 pub(super) fn start_writer(
     path: &Path,
     restart: Arc<WalRestart>,
     health: Arc<Health>,
+    commit_timeout: Duration,
 ) -> Result<GroupWriter, StoreError> {
     let conn = open(path, false)?;
     let (handle, rx, counters) = GroupWriter::channel();
+    let handle = handle.giving_up_with(Arc::clone(&health));
+    let clock = Arc::new(CommitClock::default());
+    let watched = Arc::clone(&clock);
+    let watching = Arc::clone(&health);
     std::thread::Builder::new()
         .name("otpgate-db-write".into())
-        .spawn(move || write_loop(conn, rx, &counters, &restart, &health))
+        .spawn(move || write_loop(conn, rx, &counters, &restart, &health, &clock))
         .map_err(|source| StoreError::Thread {
             what: "writer",
             source,
         })?;
+    tokio::spawn(commit_watch::watch(
+        watched,
+        watching,
+        handle.weak_queue(),
+        commit_timeout,
+    ));
     Ok(handle)
 }
 
@@ -120,14 +150,21 @@ fn write_loop(
     counters: &QueuedCounters,
     restart: &WalRestart,
     health: &Health,
+    clock: &CommitClock,
 ) {
+    let timed_commit = |batch: &Batch| {
+        clock.started();
+        let results = commit(&conn, batch.jobs(), batch.queued());
+        clock.ended();
+        results
+    };
     while let Some(first) = rx.blocking_recv() {
         let mut batch = Batch::gather(first, &mut rx, counters);
-        let mut results = commit(&conn, batch.jobs(), batch.queued());
+        let mut results = timed_commit(&batch);
         if let Err(e) = &results
             && batch.drop_side_jobs(e)
         {
-            results = commit(&conn, batch.jobs(), batch.queued());
+            results = timed_commit(&batch);
         }
         if !batch.settle(results, counters, health) {
             std::thread::sleep(writer::FAILED_BATCH_PAUSE);
@@ -215,6 +252,13 @@ fn batch_statements(
             Op::Schema(sql) => {
                 tx.execute_batch(sql)?;
                 Done::SchemaChanged
+            }
+            Op::Probe { key, at } => {
+                tx.prepare_cached(writer::PROBE_CLEANUP_SQL)?
+                    .execute([at - writer::PROBE_ROWS_KEPT_S])?;
+                tx.prepare_cached(writer::PROBE_SQL)?
+                    .execute(params![key, at])?;
+                Done::Probed
             }
         });
     }
@@ -598,5 +642,98 @@ mod tests {
         assert_eq!(row.opt_text("serial").unwrap().as_deref(), Some("T1"));
         assert!(matches!(row.index("nonsense"), Err(StoreError::Corrupt(_))));
         assert_eq!(row.int("id").unwrap(), 1, "found after a failed search");
+    }
+
+    /// Wait up to 5 s for `done`.
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        for _ in 0..100 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("not within 5 s: {what}");
+    }
+
+    /// Another connection holds the write lock: the login waiting for the commit is refused
+    /// once the commit has waited `commit_timeout`, later ones at once, and the commit goes on
+    /// and completes when the lock is released, which closes the breaker.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_waiting_for_a_lock_opens_the_breaker_until_it_completes() {
+        let (_dir, path, admin) = migrated_file();
+        admin
+            .execute(
+                "INSERT INTO token (serial, tokentype, created) VALUES ('T1', 'hotp', 0)",
+                [],
+            )
+            .unwrap();
+        let id = admin.last_insert_rowid();
+        let health = Arc::new(Health::default().with_stall_cause("a lock?"));
+        let restart = Arc::new(WalRestart::default());
+        let writer = start_writer(
+            &path,
+            restart,
+            Arc::clone(&health),
+            Duration::from_millis(200),
+        )
+        .unwrap();
+        let job = |new_count| ConsumeJob {
+            id,
+            new_count: Some(new_count),
+            time_shift: None,
+            count_auth: true,
+            last_auth: "2026-12-04 10:00:00".into(),
+        };
+        admin.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let started = std::time::Instant::now();
+        let refused = writer.consume(job(5)).await.unwrap_err();
+        assert!(refused.is_unavailable(), "{refused}");
+        assert!(refused.to_string().contains("a lock?"), "{refused}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(health.is_stalled());
+        let refused = writer.consume(job(6)).await.unwrap_err();
+        assert!(refused.is_unavailable(), "{refused}");
+        admin.execute_batch("ROLLBACK").unwrap();
+        until("a commit completes", || !health.is_down()).await;
+        let counter: i64 = admin
+            .query_row("SELECT otp_counter FROM token WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(
+            counter, 5,
+            "the stalled commit was stored, the refused one not"
+        );
+        assert!(writer.consume(job(7)).await.unwrap());
+    }
+
+    /// A stall whose commit ended without completing (it waited out the lock) leaves no
+    /// commit to close the breaker: the watch commits a probe row of its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stall_without_a_commit_in_flight_is_closed_by_a_probe() {
+        let (_dir, path, admin) = migrated_file();
+        let health = Arc::new(Health::default());
+        let restart = Arc::new(WalRestart::default());
+        let _writer = start_writer(
+            &path,
+            restart,
+            Arc::clone(&health),
+            Duration::from_millis(200),
+        )
+        .unwrap();
+        health.stall_at(Duration::from_millis(200), std::time::Instant::now());
+        assert!(health.is_stalled());
+        until("the probe's commit closes the breaker", || {
+            !health.is_down()
+        })
+        .await;
+        let probes: i64 = admin
+            .query_row("SELECT COUNT(*) FROM commit_probe", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(probes, 1);
     }
 }

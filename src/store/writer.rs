@@ -58,6 +58,12 @@ pub(super) enum Op {
     /// A schema change (an index built or dropped at a reload) that must not fail on the
     /// write lock: in the writer's own transaction, the logins behind it wait instead.
     Schema(&'static str),
+    /// The smallest write, to find out whether commits complete again after one stalled
+    /// (`store::commit_watch`): this process's row in `commit_probe`.
+    Probe {
+        key: String,
+        at: i64,
+    },
 }
 
 #[derive(Debug)]
@@ -68,6 +74,7 @@ pub(super) enum Done {
     Audited,
     Flushed,
     SchemaChanged,
+    Probed,
 }
 
 pub(super) struct Job {
@@ -125,13 +132,40 @@ pub(super) const COUNTER_ADD_SQL: &str = "INSERT INTO event_counter (name, node,
      VALUES ($1, $2, $3) ON CONFLICT (name, node) \
      DO UPDATE SET value = event_counter.value + excluded.value";
 
+/// Forget the `commit_probe` rows of processes that have not probed for a day (`$1` the
+/// oldest time kept, Unix seconds).
+pub(super) const PROBE_CLEANUP_SQL: &str = "DELETE FROM commit_probe WHERE at < $1";
+/// Write this process's row (`$1` its key, `$2` now, Unix seconds).
+pub(super) const PROBE_SQL: &str = "INSERT INTO commit_probe (probe, at) VALUES ($1, $2) \
+     ON CONFLICT (probe) DO UPDATE SET at = excluded.at";
+/// How long a process's row stays in `commit_probe` after its last probe.
+pub(super) const PROBE_ROWS_KEPT_S: i64 = 86_400;
+
+/// Write this process's `commit_probe` row on `conn` (PostgreSQL), forgetting stale ones.
+pub(super) async fn write_probe_row(
+    conn: &mut AnyConnection,
+    key: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(PROBE_CLEANUP_SQL)
+        .bind(at - PROBE_ROWS_KEPT_S)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(PROBE_SQL)
+        .bind(key)
+        .bind(at)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// The handle requests use. Cheap to clone.
 #[derive(Clone, Debug)]
 pub(crate) struct GroupWriter {
     tx: mpsc::Sender<Job>,
     counters: Arc<QueuedCounters>,
-    /// PostgreSQL: a login stops waiting for its commit when the breaker opens (the database
-    /// went away or its commits stall), and is refused at once while it is open.
+    /// A login stops waiting for its commit when the breaker opens (PostgreSQL went away;
+    /// commits stall on either backend), and is refused at once while it is open.
     gives_up: Option<Arc<Health>>,
 }
 
@@ -165,16 +199,31 @@ impl GroupWriter {
 
     /// Start the writer task on sqlx's pool (PostgreSQL).
     pub(crate) fn start(pool: AnyPool, health: Arc<Health>) -> Self {
-        let (mut writer, rx, counters) = Self::channel();
-        writer.gives_up = Some(Arc::clone(&health));
+        let (writer, rx, counters) = Self::channel();
+        let writer = writer.giving_up_with(Arc::clone(&health));
         tokio::spawn(run(pool, rx, counters, health));
         writer
     }
 
+    /// Logins stop waiting for their commit when `health`'s breaker opens.
+    pub(super) fn giving_up_with(self, health: Arc<Health>) -> Self {
+        Self {
+            gives_up: Some(health),
+            ..self
+        }
+    }
+
+    /// The writer's queue, without keeping the writer alive (it ends when every handle is
+    /// gone).
+    pub(super) fn weak_queue(&self) -> mpsc::WeakSender<Job> {
+        self.tx.downgrade()
+    }
+
     async fn submit(&self, op: Op) -> Result<Done, StoreError> {
-        // Audit rows and schema changes have no NAS waiting: they wait for their commit's
-        // answer, so that a stalled commit that completes in the end is not retried twice.
-        let waits_for_a_login = !matches!(op, Op::Audit(_) | Op::Schema(_));
+        // Audit rows, schema changes and probes have no NAS waiting: they wait for their
+        // commit's answer, so that a stalled commit that completes in the end is not retried
+        // twice.
+        let waits_for_a_login = !op.is_side_job();
         let job = async {
             let (reply, wait) = oneshot::channel();
             self.tx
@@ -309,7 +358,7 @@ impl Batch {
     pub(super) fn drop_side_jobs(&mut self, error: &StoreError) -> bool {
         let (side, rest): (Vec<Job>, Vec<Job>) = std::mem::take(&mut self.jobs)
             .into_iter()
-            .partition(|j| matches!(j.op, Op::Audit(_) | Op::Schema(_)));
+            .partition(|j| j.op.is_side_job());
         self.jobs = rest;
         let dropped = !side.is_empty();
         for job in side {
@@ -357,6 +406,30 @@ impl Batch {
             }
         }
     }
+}
+
+impl Op {
+    /// A job that no login waits for: it must never cost one.
+    fn is_side_job(&self) -> bool {
+        matches!(self, Op::Audit(_) | Op::Schema(_) | Op::Probe { .. })
+    }
+}
+
+/// Commit [`Op::Probe`] for `key` through the writer behind `queue`, and wait for its answer.
+pub(super) async fn probe(queue: &mpsc::Sender<Job>, key: &str, at: i64) -> Result<(), StoreError> {
+    let (reply, answer) = oneshot::channel();
+    let op = Op::Probe {
+        key: key.to_owned(),
+        at,
+    };
+    queue
+        .send(Job {
+            op,
+            reply: Some(reply),
+        })
+        .await
+        .map_err(|_| stopped())?;
+    answer.await.map_err(|_| stopped())?.map(|_| ())
 }
 
 impl Job {
@@ -466,7 +539,9 @@ async fn commit(pool: &AnyPool, jobs: &[Job], queued: &Taken) -> Result<Vec<Done
         let id = match &job.op {
             Op::Consume(c) => c.id,
             Op::Failure { id, .. } => *id,
-            Op::CounterAdd { .. } | Op::Audit(_) | Op::Flush | Op::Schema(_) => continue,
+            Op::CounterAdd { .. } | Op::Audit(_) | Op::Flush | Op::Schema(_) | Op::Probe { .. } => {
+                continue;
+            }
         };
         if let Op::Consume(c) = &job.op
             && c.new_count.is_some()
@@ -517,6 +592,10 @@ async fn commit(pool: &AnyPool, jobs: &[Job], queued: &Taken) -> Result<Vec<Done
             Op::Schema(sql) => {
                 sqlx::raw_sql(*sql).execute(&mut *tx).await?;
                 Done::SchemaChanged
+            }
+            Op::Probe { key, at } => {
+                write_probe_row(&mut tx, key, *at).await?;
+                Done::Probed
             }
         });
     }

@@ -26,3 +26,4 @@ mod radius;
 mod recipes;
 mod scenarios;
 mod sinks;
+mod sqlite_stall;

@@ -23,11 +23,11 @@ use crate::pg::Cluster;
 const CONNECT_TIMEOUT_S: u64 = 2;
 
 /// Send one Access-Request for alice; the reply's code and Reply-Message, and how long it took.
-fn login(d: &Daemon, id: u8, password: &str) -> (Option<(Code, String)>, Duration) {
+pub fn login(d: &Daemon, id: u8, password: &str) -> (Option<(Code, String)>, Duration) {
     login_within(d, id, password, Duration::from_secs(CONNECT_TIMEOUT_S * 3))
 }
 
-fn login_within(
+pub fn login_within(
     d: &Daemon,
     id: u8,
     password: &str,
@@ -136,7 +136,7 @@ fn accepted_within(d: &Daemon, user: &str, password: &str, first_id: u8, limit: 
 
 /// A login refused at once, as while the breaker is open: Access-Reject within 500 ms; its
 /// Reply-Message.
-fn refused_at_once(d: &Daemon, id: u8, password: &str) -> String {
+pub fn refused_at_once(d: &Daemon, id: u8, password: &str) -> String {
     let (answer, took) = login(d, id, password);
     let (code, message) = answer.unwrap_or_else(|| panic!("login {id}: no answer"));
     assert_eq!(code, Code::AccessReject, "login {id}: {message}");
@@ -209,7 +209,7 @@ fn terminate_connections(base_url: &str) {
 /// Wait until at least `at_least` validate_check audit rows whose info contains `needle` are
 /// in the database. The audit writer retries the batch it holds first and the queued rows
 /// follow in later batches, so this waits for the count and not for the first row.
-fn wait_for_audit_rows(d: &Daemon, needle: &str, at_least: usize) {
+pub fn wait_for_audit_rows(d: &Daemon, needle: &str, at_least: usize) {
     let until = Instant::now() + Duration::from_secs(20);
     loop {
         let rows = d.cli_ok(&["audit", "list", "--event", "validate_check", "--json"]);

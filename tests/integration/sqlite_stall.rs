@@ -1,0 +1,90 @@
+//! SQLite commits that stall: another process holds the database's write lock (an admin's
+//! `sqlite3` shell left in a transaction) while logins come. After `commit_timeout` the login
+//! waiting for the commit is refused, later ones at once, and a node with
+//! `when_store_unavailable = "no_reply"` stays silent; the stall is one log line; `/healthz`
+//! and `otpgate_store_up` say so. When the lock is released the stalled commit completes, the
+//! node serves again, and the refused logins' audit rows are written.
+
+use std::time::Duration;
+
+use otpgate::radius::packet::Code;
+
+use crate::daemon::{Daemon, Setup};
+use crate::harness::RFC4226;
+use crate::outage::{login, login_within, refused_at_once, wait_for_audit_rows};
+
+/// Another process's write transaction on the SQLite file at `path`, until dropped.
+fn hold_write_lock(path: &std::path::Path) -> rusqlite::Connection {
+    let holder = rusqlite::Connection::open(path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    holder
+}
+
+#[test]
+fn a_write_lock_held_by_another_process() {
+    let keys = tempfile::tempdir().unwrap();
+    let node = |radius: &str, database: Option<String>| Setup {
+        database,
+        database_keys: "commit_timeout = 1".into(),
+        key_file: Some(keys.path().join("secret.key")),
+        radius: radius.into(),
+        ..Default::default()
+    };
+    let d = Daemon::start(&node("", None));
+    let file = d.config.parent().unwrap().join("otpgate.db");
+    let silent = Daemon::start(&node(
+        "when_store_unavailable = \"no_reply\"",
+        Some(format!("sqlite:{}", file.display())),
+    ));
+    d.enroll_hotp("HOTP1", "alice", "pin");
+    let (answer, _) = login(&d, 1, &format!("pin{}", RFC4226[0]));
+    assert_eq!(answer.unwrap().0, Code::AccessAccept, "{}", d.log());
+
+    let holder = hold_write_lock(&file);
+    let (answer, took) = login(&d, 2, &format!("pin{}", RFC4226[1]));
+    let (code, message) = answer.expect("no answer while the lock is held");
+    assert_eq!(code, Code::AccessReject);
+    assert!(
+        message.contains("token store unavailable") && message.contains("write lock"),
+        "Reply-Message {message:?}"
+    );
+    assert!(
+        took < Duration::from_millis(2500),
+        "the first login took {took:?}"
+    );
+    for id in 3..6 {
+        refused_at_once(&d, id, &format!("pin{}", RFC4226[2]));
+    }
+    // the other node's commit stalls too, and its NAS hears nothing; it carries the OTP the
+    // first node's stalled commit carries, so that whichever commits first, the other
+    // consumes nothing
+    let (answer, _) = login_within(
+        &silent,
+        6,
+        &format!("pin{}", RFC4226[1]),
+        Duration::from_millis(2500),
+    );
+    assert_eq!(answer, None, "no_reply answered while commits stall");
+    assert_eq!(d.metric("otpgate_store_up"), 0.0);
+    assert!(d.http_get("/healthz").contains("store unavailable"));
+    let log = d.log();
+    assert_eq!(
+        log.matches("its commits do not complete").count(),
+        1,
+        "one line for the stall:\n{log}"
+    );
+
+    drop(holder);
+    d.wait_for_log("the database commits again", Duration::from_secs(5));
+    assert_eq!(d.metric("otpgate_store_up"), 1.0);
+    // the commit that stalled was stored in the end, although its login was refused: that OTP
+    // is used up (a login refused, never a replay accepted)
+    assert_eq!(d.token("HOTP1")["count"], 2, "{}", d.token("HOTP1"));
+    // the logins refused at once wrote nothing: their OTP is still good
+    let (answer, _) = login(&d, 10, &format!("pin{}", RFC4226[2]));
+    assert_eq!(answer.unwrap().0, Code::AccessAccept, "{}", d.log());
+    silent.wait_for_log("the database commits again", Duration::from_secs(5));
+    let (answer, _) = login(&silent, 11, &format!("pin{}", RFC4226[3]));
+    assert_eq!(answer.unwrap().0, Code::AccessAccept, "{}", silent.log());
+    wait_for_audit_rows(&d, "commits wait", 4);
+}
