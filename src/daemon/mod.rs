@@ -112,10 +112,25 @@ async fn load_or_create_key(
     }
 }
 
+/// How long stopping waits for the audit rows still queued to be stored.
+const AUDIT_FLUSH_AT_STOP: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Opened {
-    /// Flush the audit queue and close the pool.
+    /// Flush the audit queue and close the pool. While commits stall the queue cannot drain:
+    /// after [`AUDIT_FLUSH_AT_STOP`] its rows go to the log, so that the process stops before
+    /// its service manager kills it (systemd's default: 90 s) and loses them.
     pub async fn close(self) {
-        self.auth.audit().flush().await;
+        let audit = self.auth.audit();
+        if tokio::time::timeout(AUDIT_FLUSH_AT_STOP, audit.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                waited_s = AUDIT_FLUSH_AT_STOP.as_secs(),
+                "stopping: the database still holds back audit rows; they are written to the log"
+            );
+            audit.give_up_waiting();
+        }
         drop(self.auth);
         // The writer ends when the last sink clone is gone; front-ends drop theirs first.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.audit_writer).await;

@@ -15,6 +15,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::health::Health;
 use super::sql::Sql;
@@ -301,6 +302,9 @@ pub struct AuditSink {
     /// queue cannot drain: no waiting for room then.
     health: Arc<Health>,
     retrying: Arc<AtomicBool>,
+    /// Cancelled when the process stops and the database still holds the rows back (a commit
+    /// that stalls): the writer writes what it holds to the log instead of waiting on.
+    give_up: CancellationToken,
 }
 
 impl std::fmt::Debug for Msg {
@@ -335,15 +339,24 @@ impl AuditSink {
         let (tx, rx) = mpsc::channel(capacity.max(16));
         let health = Arc::clone(store.health());
         let retrying = Arc::new(AtomicBool::new(false));
-        let handle = tokio::spawn(writer(store, rx, Arc::clone(&retrying)));
+        let give_up = CancellationToken::new();
+        let handle = tokio::spawn(writer(store, rx, Arc::clone(&retrying), give_up.clone()));
         (
             Self {
                 tx,
                 health,
                 retrying,
+                give_up,
             },
             handle,
         )
+    }
+
+    /// Stop waiting for the database: the rows the writer holds, and every row queued after
+    /// them, go to the log (`audit row written to the log instead`). For a process that stops
+    /// while its commits stall; a row whose commit completes after all is then in both.
+    pub fn give_up_waiting(&self) {
+        self.give_up.cancel();
     }
 
     /// Queue a row, waiting (bounded) for room; not at all while the database is unreachable or
@@ -386,7 +399,12 @@ impl AuditSink {
     }
 }
 
-async fn writer(store: Store, mut rx: mpsc::Receiver<Msg>, retrying: Arc<AtomicBool>) {
+async fn writer(
+    store: Store,
+    mut rx: mpsc::Receiver<Msg>,
+    retrying: Arc<AtomicBool>,
+    give_up: CancellationToken,
+) {
     let mut batch: Vec<AuditRow> = Vec::with_capacity(256);
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
     loop {
@@ -412,15 +430,20 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Msg>, retrying: Arc<AtomicB
                 Ok(None) | Err(_) => break,
             }
         }
-        write_with_retry(&store, &mut batch, &retrying).await;
+        write_with_retry(&store, &mut batch, &retrying, &give_up).await;
         for done in waiters.drain(..) {
             let _ = done.send(());
         }
     }
-    write_with_retry(&store, &mut batch, &retrying).await;
+    write_with_retry(&store, &mut batch, &retrying, &give_up).await;
 }
 
-async fn write_with_retry(store: &Store, batch: &mut Vec<AuditRow>, retrying: &AtomicBool) {
+async fn write_with_retry(
+    store: &Store,
+    batch: &mut Vec<AuditRow>,
+    retrying: &AtomicBool,
+    give_up: &CancellationToken,
+) {
     if batch.is_empty() {
         return;
     }
@@ -428,7 +451,11 @@ async fn write_with_retry(store: &Store, batch: &mut Vec<AuditRow>, retrying: &A
     let mut delay = Duration::from_millis(50);
     let started = tokio::time::Instant::now();
     for attempt in 1.. {
-        match store.insert_audit(rows.clone()).await {
+        let inserted = tokio::select! {
+            inserted = store.insert_audit(rows.clone()) => inserted,
+            () = give_up.cancelled() => break,
+        };
+        match inserted {
             Ok(()) => {
                 retrying.store(false, Ordering::Relaxed);
                 metrics::counter!("otpgate_audit_rows_written_total").increment(rows.len() as u64);
@@ -440,7 +467,10 @@ async fn write_with_retry(store: &Store, batch: &mut Vec<AuditRow>, retrying: &A
                 if attempt <= 3 || !e.is_unavailable() {
                     tracing::warn!(target: "otpgate::audit", attempt, error = %e, rows = rows.len(), "audit insert failed; retrying");
                 }
-                tokio::time::sleep(delay).await;
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = give_up.cancelled() => break,
+                }
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
             Err(e) => {

@@ -264,13 +264,29 @@ impl Daemon {
     }
 
     /// SIGTERM and wait for a clean exit.
-    pub fn stop(mut self) -> std::process::ExitStatus {
+    pub fn stop(self) -> std::process::ExitStatus {
+        self.stop_with_log().0
+    }
+
+    /// SIGTERM, wait for the exit, and the whole log.
+    pub fn stop_with_log(mut self) -> (std::process::ExitStatus, String) {
         self.signal("TERM");
         let mut child = self.child.take().unwrap();
         let until = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
-                return status;
+                // the log's reader thread ends with the pipe: wait for its last lines
+                let log = Arc::clone(&self.log);
+                let mut last = String::new();
+                for _ in 0..50 {
+                    std::thread::sleep(Duration::from_millis(20));
+                    let now = log.lock().unwrap().clone();
+                    if now == last {
+                        break;
+                    }
+                    last = now;
+                }
+                return (status, last);
             }
             assert!(
                 Instant::now() < until,

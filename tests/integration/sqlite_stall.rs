@@ -3,9 +3,11 @@
 //! waiting for the commit is refused, later ones at once, and a node with
 //! `when_store_unavailable = "no_reply"` stays silent; the stall is one log line; `/healthz`
 //! and `otpgate_store_up` say so. When the lock is released the stalled commit completes, the
-//! node serves again, and the refused logins' audit rows are written.
+//! node serves again, and the refused logins' audit rows are written. A node stopped while
+//! the lock is held stops within seconds and writes the audit rows it could not store to its
+//! log.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use otpgate::radius::packet::Code;
 
@@ -87,4 +89,39 @@ fn a_write_lock_held_by_another_process() {
     let (answer, _) = login(&silent, 11, &format!("pin{}", RFC4226[3]));
     assert_eq!(answer.unwrap().0, Code::AccessAccept, "{}", silent.log());
     wait_for_audit_rows(&d, "commits wait", 4);
+}
+
+#[test]
+fn a_node_stopped_while_commits_stall_logs_its_audit_rows() {
+    let d = Daemon::start(&Setup {
+        database_keys: "commit_timeout = 1".into(),
+        ..Default::default()
+    });
+    d.enroll_hotp("HOTP1", "alice", "pin");
+    let file = d.config.parent().unwrap().join("otpgate.db");
+    let _holder = hold_write_lock(&file);
+    let (answer, _) = login(&d, 1, &format!("pin{}", RFC4226[0]));
+    let (code, message) = answer.expect("no answer while the lock is held");
+    assert_eq!(code, Code::AccessReject);
+    assert!(message.contains("commits wait"), "{message}");
+    let started = Instant::now();
+    let (status, log) = d.stop_with_log();
+    assert!(status.success(), "{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopping took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        log.contains("the database still holds back audit rows"),
+        "{log}"
+    );
+    let logged: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("audit row written to the log instead"))
+        .collect();
+    assert!(
+        logged.iter().any(|l| l.contains("commits wait")),
+        "the refused login's row is in the log:\n{log}"
+    );
 }
