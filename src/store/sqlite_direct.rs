@@ -532,11 +532,9 @@ mod tests {
         assert_eq!(serve(1), vec![2]);
     }
 
-    /// A batch that fails half-way leaves nothing behind, not even the consumption before the
-    /// failing job, and the writer's next batch commits.
-    #[test]
-    fn a_failed_batch_is_rolled_back_and_the_next_one_commits() {
-        let (_dir, path, admin) = migrated_file();
+    /// [`migrated_file`] with one token, `T1`, and its id.
+    fn file_with_a_token() -> (tempfile::TempDir, std::path::PathBuf, Connection, i64) {
+        let (dir, path, admin) = migrated_file();
         admin
             .execute(
                 "INSERT INTO token (serial, tokentype, created) VALUES ('T1', 'hotp', 0)",
@@ -544,13 +542,23 @@ mod tests {
             )
             .unwrap();
         let id = admin.last_insert_rowid();
-        let counter = || -> i64 {
-            admin
-                .query_row("SELECT otp_counter FROM token WHERE id = ?1", [id], |r| {
-                    r.get(0)
-                })
-                .unwrap()
-        };
+        (dir, path, admin, id)
+    }
+
+    fn otp_counter(admin: &Connection, id: i64) -> i64 {
+        admin
+            .query_row("SELECT otp_counter FROM token WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    }
+
+    /// A batch that fails half-way leaves nothing behind, not even the consumption before the
+    /// failing job, and the writer's next batch commits.
+    #[test]
+    fn a_failed_batch_is_rolled_back_and_the_next_one_commits() {
+        let (_dir, path, admin, id) = file_with_a_token();
+        let counter = || otp_counter(&admin, id);
         let consume = || {
             Job::detached(Op::Consume(ConsumeJob {
                 id,
@@ -660,14 +668,7 @@ mod tests {
     /// and completes when the lock is released, which closes the breaker.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_commit_waiting_for_a_lock_opens_the_breaker_until_it_completes() {
-        let (_dir, path, admin) = migrated_file();
-        admin
-            .execute(
-                "INSERT INTO token (serial, tokentype, created) VALUES ('T1', 'hotp', 0)",
-                [],
-            )
-            .unwrap();
-        let id = admin.last_insert_rowid();
+        let (_dir, path, admin, id) = file_with_a_token();
         let health = Arc::new(Health::default().with_stall_cause("a lock?"));
         let restart = Arc::new(WalRestart::default());
         let writer = start_writer(
@@ -699,13 +700,9 @@ mod tests {
         assert!(refused.is_unavailable(), "{refused}");
         admin.execute_batch("ROLLBACK").unwrap();
         until("a commit completes", || !health.is_down()).await;
-        let counter: i64 = admin
-            .query_row("SELECT otp_counter FROM token WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .unwrap();
         assert_eq!(
-            counter, 5,
+            otp_counter(&admin, id),
+            5,
             "the stalled commit was stored, the refused one not"
         );
         assert!(writer.consume(job(7)).await.unwrap());

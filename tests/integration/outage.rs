@@ -147,6 +147,54 @@ pub fn refused_at_once(d: &Daemon, id: u8, password: &str) -> String {
     message
 }
 
+/// A login whose commit stalls (`commit_timeout = 1`): refused once the commit has waited,
+/// within 2.5 s, with a Reply-Message that says so and names the likely `cause`.
+pub fn refused_once_commits_stall(d: &Daemon, id: u8, password: &str, cause: &str) {
+    let (answer, took) = login(d, id, password);
+    let (code, message) = answer.expect("no answer while commits stall");
+    assert_eq!(code, Code::AccessReject);
+    assert!(
+        message.contains("token store unavailable")
+            && message.contains("commits wait")
+            && message.contains(cause),
+        "Reply-Message {message:?}"
+    );
+    assert!(
+        took < Duration::from_millis(2500),
+        "the first login took {took:?}"
+    );
+}
+
+/// While commits stall: `otpgate_store_up` 0, `/healthz` 503, one log line for the stall.
+pub fn shows_the_stall(d: &Daemon) {
+    assert_eq!(d.metric("otpgate_store_up"), 0.0);
+    assert!(d.http_get("/healthz").contains("store unavailable"));
+    let log = d.log();
+    assert_eq!(
+        log.matches("its commits do not complete").count(),
+        1,
+        "one line for the stall:\n{log}"
+    );
+}
+
+/// Once commits complete again, after alice's login with OTP 2 stalled on `d` and OTP 3 was
+/// refused at once: both nodes serve by themselves, and the refused logins' audit rows are
+/// written.
+pub fn serves_again_after_the_stall(d: &Daemon, silent: &Daemon) {
+    d.wait_for_log("the database commits again", Duration::from_secs(5));
+    assert_eq!(d.metric("otpgate_store_up"), 1.0);
+    // the commit that stalled was stored in the end, although its login was refused: that OTP
+    // is used up (the safe way round: a login refused, never a replay accepted)
+    assert_eq!(d.token("HOTP1")["count"], 2, "{}", d.token("HOTP1"));
+    // the logins refused at once wrote nothing: their OTP is still good
+    let (answer, _) = login(d, 10, &format!("pin{}", RFC4226[2]));
+    assert_eq!(answer.unwrap().0, Code::AccessAccept, "{}", d.log());
+    silent.wait_for_log("the database commits again", Duration::from_secs(5));
+    let (answer, _) = login(silent, 11, &format!("pin{}", RFC4226[3]));
+    assert_eq!(answer.unwrap().0, Code::AccessAccept, "{}", silent.log());
+    wait_for_audit_rows(d, "commits wait", 4);
+}
+
 /// Run `sql` as the superuser on the database `postgres`; the first column of its first row.
 fn superuser(base_url: &str, sql: &'static str) -> String {
     let url = format!("{base_url}/postgres");
@@ -378,17 +426,7 @@ fn commits_that_wait_for_a_missing_synchronous_standby() {
     );
     // reads still answer, as they do in production
     assert_eq!(superuser(&db.base_url(), "SELECT 1"), "1");
-    let (answer, took) = login(&d, 2, &format!("pin{}", RFC4226[1]));
-    let (code, message) = answer.expect("no answer while commits stall");
-    assert_eq!(code, Code::AccessReject);
-    assert!(
-        message.contains("token store unavailable") && message.contains("commits wait"),
-        "Reply-Message {message:?}"
-    );
-    assert!(
-        took < Duration::from_millis(2500),
-        "the first login took {took:?}"
-    );
+    refused_once_commits_stall(&d, 2, &format!("pin{}", RFC4226[1]), "standby");
     for id in 3..6 {
         refused_at_once(&d, id, &format!("pin{}", RFC4226[2]));
         // the other node's consumption of the same OTP waits behind the stalled one
@@ -400,31 +438,13 @@ fn commits_that_wait_for_a_missing_synchronous_standby() {
         );
         assert_eq!(answer, None, "no_reply answered while commits stall");
     }
-    assert_eq!(d.metric("otpgate_store_up"), 0.0);
-    assert!(d.http_get("/healthz").contains("store unavailable"));
-    let log = d.log();
-    assert_eq!(
-        log.matches("its commits do not complete").count(),
-        1,
-        "one line for the stall:\n{log}"
-    );
+    shows_the_stall(&d);
 
     superuser(
         &db.base_url(),
         "ALTER SYSTEM RESET synchronous_standby_names; SELECT pg_reload_conf()",
     );
-    d.wait_for_log("the database commits again", Duration::from_secs(5));
-    assert_eq!(d.metric("otpgate_store_up"), 1.0);
-    // the commit that stalled was stored in the end, although its login was refused: that OTP
-    // is used up (the safe way round: a login refused, never a replay accepted)
-    assert_eq!(d.token("HOTP1")["count"], 2, "{}", d.token("HOTP1"));
-    // the logins refused at once wrote nothing: their OTP is still good
-    let (answer, _) = login(&d, 10, &format!("pin{}", RFC4226[2]));
-    assert_eq!(answer.unwrap().0, Code::AccessAccept, "{}", d.log());
-    silent.wait_for_log("the database commits again", Duration::from_secs(5));
-    let (answer, _) = login(&silent, 11, &format!("pin{}", RFC4226[3]));
-    assert_eq!(answer.unwrap().0, Code::AccessAccept, "{}", silent.log());
-    wait_for_audit_rows(&d, "commits wait", 4);
+    serves_again_after_the_stall(&d, &silent);
 }
 
 /// A node that starts while its PostgreSQL does not answer (it boots first, a failover is

@@ -13,7 +13,10 @@ use otpgate::radius::packet::Code;
 
 use crate::daemon::{Daemon, Setup};
 use crate::harness::RFC4226;
-use crate::outage::{login, login_within, refused_at_once, wait_for_audit_rows};
+use crate::outage::{
+    login, login_within, refused_at_once, refused_once_commits_stall, serves_again_after_the_stall,
+    shows_the_stall,
+};
 
 /// Another process's write transaction on the SQLite file at `path`, until dropped.
 fn hold_write_lock(path: &std::path::Path) -> rusqlite::Connection {
@@ -43,17 +46,7 @@ fn a_write_lock_held_by_another_process() {
     assert_eq!(answer.unwrap().0, Code::AccessAccept, "{}", d.log());
 
     let holder = hold_write_lock(&file);
-    let (answer, took) = login(&d, 2, &format!("pin{}", RFC4226[1]));
-    let (code, message) = answer.expect("no answer while the lock is held");
-    assert_eq!(code, Code::AccessReject);
-    assert!(
-        message.contains("token store unavailable") && message.contains("write lock"),
-        "Reply-Message {message:?}"
-    );
-    assert!(
-        took < Duration::from_millis(2500),
-        "the first login took {took:?}"
-    );
+    refused_once_commits_stall(&d, 2, &format!("pin{}", RFC4226[1]), "write lock");
     for id in 3..6 {
         refused_at_once(&d, id, &format!("pin{}", RFC4226[2]));
     }
@@ -67,28 +60,10 @@ fn a_write_lock_held_by_another_process() {
         Duration::from_millis(2500),
     );
     assert_eq!(answer, None, "no_reply answered while commits stall");
-    assert_eq!(d.metric("otpgate_store_up"), 0.0);
-    assert!(d.http_get("/healthz").contains("store unavailable"));
-    let log = d.log();
-    assert_eq!(
-        log.matches("its commits do not complete").count(),
-        1,
-        "one line for the stall:\n{log}"
-    );
+    shows_the_stall(&d);
 
     drop(holder);
-    d.wait_for_log("the database commits again", Duration::from_secs(5));
-    assert_eq!(d.metric("otpgate_store_up"), 1.0);
-    // the commit that stalled was stored in the end, although its login was refused: that OTP
-    // is used up (a login refused, never a replay accepted)
-    assert_eq!(d.token("HOTP1")["count"], 2, "{}", d.token("HOTP1"));
-    // the logins refused at once wrote nothing: their OTP is still good
-    let (answer, _) = login(&d, 10, &format!("pin{}", RFC4226[2]));
-    assert_eq!(answer.unwrap().0, Code::AccessAccept, "{}", d.log());
-    silent.wait_for_log("the database commits again", Duration::from_secs(5));
-    let (answer, _) = login(&silent, 11, &format!("pin{}", RFC4226[3]));
-    assert_eq!(answer.unwrap().0, Code::AccessAccept, "{}", silent.log());
-    wait_for_audit_rows(&d, "commits wait", 4);
+    serves_again_after_the_stall(&d, &silent);
 }
 
 #[test]
@@ -100,10 +75,7 @@ fn a_node_stopped_while_commits_stall_logs_its_audit_rows() {
     d.enroll_hotp("HOTP1", "alice", "pin");
     let file = d.config.parent().unwrap().join("otpgate.db");
     let _holder = hold_write_lock(&file);
-    let (answer, _) = login(&d, 1, &format!("pin{}", RFC4226[0]));
-    let (code, message) = answer.expect("no answer while the lock is held");
-    assert_eq!(code, Code::AccessReject);
-    assert!(message.contains("commits wait"), "{message}");
+    refused_once_commits_stall(&d, 1, &format!("pin{}", RFC4226[0]), "write lock");
     let started = Instant::now();
     let (status, log) = d.stop_with_log();
     assert!(status.success(), "{log}");
