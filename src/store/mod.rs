@@ -614,6 +614,42 @@ mod tests {
         again.unwrap().close().await;
     }
 
+    /// While commits stall a login's token lookup is refused at once; the watch's probe
+    /// commits, and lookups answer again.
+    #[tokio::test]
+    async fn lookups_are_refused_while_commits_stall() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreSettings {
+            database: Database::Sqlite(dir.path().join("otpgate.db")),
+            max_connections: 2,
+            connect_timeout: Duration::from_secs(5),
+            commit_timeout: Duration::from_secs(1),
+        })
+        .await
+        .unwrap();
+        // no await before the lookup: the watch cannot run in between on this runtime
+        store
+            .health()
+            .stall_at(Duration::from_secs(1), std::time::Instant::now());
+        let refused = store.tokens().of_user("r", "alice").await.unwrap_err();
+        assert!(refused.is_unavailable(), "{refused}");
+        for _ in 0..100 {
+            if !store.health().is_down() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            store
+                .tokens()
+                .of_user("r", "alice")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        store.close().await;
+    }
+
     #[test]
     fn database_urls() {
         let base = Path::new("/etc/otpgate");

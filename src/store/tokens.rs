@@ -438,10 +438,13 @@ impl TokenStore<'_> {
         Ok(Some(token))
     }
 
-    /// The user's tokens in database order, with their tokeninfo (two statements).
     /// The user's tokens with their tokeninfo, in database order. Concurrent calls are
     /// answered together by one query (see `store::reader`).
+    ///
+    /// Refused at once while commits stall: no login can be settled then, and on a disk that
+    /// hangs a lookup could hang too (PostgreSQL's reader asks the breaker itself).
     pub async fn of_user(&self, realm: &str, login: &str) -> Result<Vec<Token>, StoreError> {
+        self.store.health().admit()?;
         self.store.reader().user_tokens(realm, login).await
     }
 
