@@ -117,7 +117,7 @@ const AUDIT_FLUSH_AT_STOP: std::time::Duration = std::time::Duration::from_secs(
 
 impl Opened {
     /// Flush the audit queue and close the pool. While commits stall the queue cannot drain:
-    /// after [`AUDIT_FLUSH_AT_STOP`] its rows go to the log, so that the process stops before
+    /// after `AUDIT_FLUSH_AT_STOP` (5 s) its rows go to the log, so that the process stops before
     /// its service manager kills it (systemd's default: 90 s) and loses them.
     pub async fn close(self) {
         let audit = self.auth.audit();

@@ -28,6 +28,10 @@
 //! [`probe`]'s own small write, which waits for as long as commits wait. A stalled commit that
 //! is still pending once the database commits again never will be (its connection died): it is
 //! given up then.
+//!
+//! A SQLite file is never unreachable, but its commits can stall too (another process's write
+//! lock, a disk that hangs): there the writer is a thread, and `store::commit_watch` opens and
+//! probes this breaker for it.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
