@@ -276,11 +276,10 @@ impl Daemon {
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 // the log's reader thread ends with the pipe: wait for its last lines
-                let log = Arc::clone(&self.log);
                 let mut last = String::new();
                 for _ in 0..50 {
                     std::thread::sleep(Duration::from_millis(20));
-                    let now = log.lock().unwrap().clone();
+                    let now = self.log();
                     if now == last {
                         break;
                     }
