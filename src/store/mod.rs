@@ -590,6 +590,17 @@ pub(crate) async fn begin_write(
 mod tests {
     use super::*;
 
+    /// Wait up to 5 s for `done`.
+    pub(super) async fn until(what: &str, done: impl Fn() -> bool) {
+        for _ in 0..100 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("not within 5 s: {what}");
+    }
+
     /// An older node opens a database that a newer node migrated (a rolling upgrade).
     #[tokio::test]
     async fn a_database_with_newer_migrations_still_opens() {
@@ -633,12 +644,10 @@ mod tests {
             .stall_at(Duration::from_secs(1), std::time::Instant::now());
         let refused = store.tokens().of_user("r", "alice").await.unwrap_err();
         assert!(refused.is_unavailable(), "{refused}");
-        for _ in 0..100 {
-            if !store.health().is_down() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        until("the probe's commit closes the breaker", || {
+            !store.health().is_down()
+        })
+        .await;
         assert!(
             store
                 .tokens()

@@ -456,6 +456,7 @@ impl Columns for LookupRow<'_, '_> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::until;
     use super::*;
 
     /// The names [`LookupRow`] looks up are the names SQLite gives the lookup's columns.
@@ -652,15 +653,16 @@ mod tests {
         assert_eq!(row.int("id").unwrap(), 1, "found after a failed search");
     }
 
-    /// Wait up to 5 s for `done`.
-    async fn until(what: &str, done: impl Fn() -> bool) {
-        for _ in 0..100 {
-            if done() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("not within 5 s: {what}");
+    /// A writer on `path` whose commit watch opens `health` after 200 ms.
+    fn watched_writer(path: &Path, health: &Arc<Health>) -> GroupWriter {
+        let restart = Arc::new(WalRestart::default());
+        start_writer(
+            path,
+            restart,
+            Arc::clone(health),
+            Duration::from_millis(200),
+        )
+        .unwrap()
     }
 
     /// Another connection holds the write lock: the login waiting for the commit is refused
@@ -670,14 +672,7 @@ mod tests {
     async fn a_commit_waiting_for_a_lock_opens_the_breaker_until_it_completes() {
         let (_dir, path, admin, id) = file_with_a_token();
         let health = Arc::new(Health::default().with_stall_cause("a lock?"));
-        let restart = Arc::new(WalRestart::default());
-        let writer = start_writer(
-            &path,
-            restart,
-            Arc::clone(&health),
-            Duration::from_millis(200),
-        )
-        .unwrap();
+        let writer = watched_writer(&path, &health);
         let job = |new_count| ConsumeJob {
             id,
             new_count: Some(new_count),
@@ -714,14 +709,7 @@ mod tests {
     async fn a_stall_without_a_commit_in_flight_is_closed_by_a_probe() {
         let (_dir, path, admin) = migrated_file();
         let health = Arc::new(Health::default());
-        let restart = Arc::new(WalRestart::default());
-        let _writer = start_writer(
-            &path,
-            restart,
-            Arc::clone(&health),
-            Duration::from_millis(200),
-        )
-        .unwrap();
+        let _writer = watched_writer(&path, &health);
         health.stall_at(Duration::from_millis(200), std::time::Instant::now());
         assert!(health.is_stalled());
         until("the probe's commit closes the breaker", || {

@@ -224,17 +224,7 @@ impl GroupWriter {
         // commit's answer, so that a stalled commit that completes in the end is not retried
         // twice.
         let waits_for_a_login = !op.is_side_job();
-        let job = async {
-            let (reply, wait) = oneshot::channel();
-            self.tx
-                .send(Job {
-                    op,
-                    reply: Some(reply),
-                })
-                .await
-                .map_err(|_| stopped())?;
-            wait.await.map_err(|_| stopped())?
-        };
+        let job = send_and_wait(&self.tx, op);
         match &self.gives_up {
             // a job given up stays queued with nobody to answer: the writer leaves it out
             Some(health) if waits_for_a_login => health.unless_down(job).await,
@@ -415,13 +405,9 @@ impl Op {
     }
 }
 
-/// Commit [`Op::Probe`] for `key` through the writer behind `queue`, and wait for its answer.
-pub(super) async fn probe(queue: &mpsc::Sender<Job>, key: &str, at: i64) -> Result<(), StoreError> {
+/// Queue `op` for the writer behind `queue` and wait for its commit's answer.
+async fn send_and_wait(queue: &mpsc::Sender<Job>, op: Op) -> Result<Done, StoreError> {
     let (reply, answer) = oneshot::channel();
-    let op = Op::Probe {
-        key: key.to_owned(),
-        at,
-    };
     queue
         .send(Job {
             op,
@@ -429,7 +415,16 @@ pub(super) async fn probe(queue: &mpsc::Sender<Job>, key: &str, at: i64) -> Resu
         })
         .await
         .map_err(|_| stopped())?;
-    answer.await.map_err(|_| stopped())?.map(|_| ())
+    answer.await.map_err(|_| stopped())?
+}
+
+/// Commit [`Op::Probe`] for `key` through the writer behind `queue`, and wait for its answer.
+pub(super) async fn probe(queue: &mpsc::Sender<Job>, key: &str, at: i64) -> Result<(), StoreError> {
+    let op = Op::Probe {
+        key: key.to_owned(),
+        at,
+    };
+    send_and_wait(queue, op).await.map(|_| ())
 }
 
 impl Job {
