@@ -15,14 +15,21 @@
 //! waited out the lock patience), nothing else may commit soon: logins are refused before
 //! they reach the writer. So while the breaker says stalled and no commit runs, the watch
 //! commits a row of its own in `commit_probe` every [`PROBE_INTERVAL`], through the writer.
+//!
+//! The answers and the log line say which of the two it is: the writer's busy handler marks
+//! the clock while it waits for the lock, and then the process holding it is named from
+//! `/proc/locks` (`store::lock_holder`); otherwise the commit is in the disk's hands, or
+//! builds an index (`store::login_index`), which takes as long as the audit table is big.
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use super::health::{Health, PROBE_INTERVAL, probe_key};
+use super::lock_holder;
 use super::writer::{self, Job};
 use crate::clock::{Clock, SystemClock};
 
@@ -32,6 +39,11 @@ pub(super) struct CommitClock {
     base: Instant,
     /// Nanoseconds from `base` to the start of the commit in flight; 0: none.
     since_ns: AtomicU64,
+    /// Nanoseconds from `base` to the last time the writer's busy handler waited for the
+    /// write lock; 0: never.
+    lock_wait_ns: AtomicU64,
+    /// The commit in flight changes the schema (builds or drops `audit_user`).
+    schema_change: AtomicBool,
 }
 
 impl Default for CommitClock {
@@ -39,14 +51,45 @@ impl Default for CommitClock {
         Self {
             base: Instant::now(),
             since_ns: AtomicU64::new(0),
+            lock_wait_ns: AtomicU64::new(0),
+            schema_change: AtomicBool::new(false),
         }
     }
 }
 
+/// A busy handler waits at most 10 ms between its calls: one seen within this time is still
+/// waiting.
+const LOCK_WAIT_SEEN_WITHIN: Duration = Duration::from_millis(100);
+
 impl CommitClock {
-    pub(super) fn started(&self) {
-        let ns = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.since_ns.store(ns.max(1), Ordering::Release);
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// A commit starts; `schema_change`: it builds or drops an index, which takes as long as
+    /// the table is big.
+    pub(super) fn started(&self, schema_change: bool) {
+        self.schema_change.store(schema_change, Ordering::Release);
+        self.since_ns.store(self.now_ns(), Ordering::Release);
+    }
+
+    /// The writer waits for the write lock (called from its busy handler).
+    pub(super) fn waiting_for_lock(&self) {
+        self.lock_wait_ns.store(self.now_ns(), Ordering::Release);
+    }
+
+    /// Whether the commit in flight at `now` is waiting for the write lock.
+    fn waits_for_lock(&self, now: Instant) -> bool {
+        let (since, wait) = (
+            self.since_ns.load(Ordering::Acquire),
+            self.lock_wait_ns.load(Ordering::Acquire),
+        );
+        since != 0
+            && wait >= since
+            && now.saturating_duration_since(self.base + Duration::from_nanos(wait))
+                <= LOCK_WAIT_SEEN_WITHIN
     }
 
     pub(super) fn ended(&self) {
@@ -68,9 +111,25 @@ fn look_every(limit: Duration) -> Duration {
     (limit / 4).clamp(Duration::from_millis(50), Duration::from_millis(250))
 }
 
-/// Watch the commits `clock` reports, for as long as the writer behind `queue` runs.
+/// What holds the commit in flight at `now`, for the breaker's reason.
+fn stall_cause(clock: &CommitClock, db: &std::path::Path, now: Instant) -> String {
+    if !clock.waits_for_lock(now) {
+        if clock.schema_change.load(Ordering::Acquire) {
+            return "an index is being built or dropped".into();
+        }
+        return "the disk does not finish a write".into();
+    }
+    match lock_holder::holder(db) {
+        Some(holder) => format!("the database's write lock is held by {holder}"),
+        None => "another connection holds the database's write lock".into(),
+    }
+}
+
+/// Watch the commits `clock` reports on the database at `db`, for as long as the writer
+/// behind `queue` runs.
 pub(super) async fn watch(
     clock: Arc<CommitClock>,
+    db: PathBuf,
     health: Arc<Health>,
     queue: mpsc::WeakSender<Job>,
     limit: Duration,
@@ -83,7 +142,9 @@ pub(super) async fn watch(
         looks.tick().await;
         let now = Instant::now();
         match clock.running_for(now) {
-            Some(running) if running >= limit => health.stall_at(limit, now),
+            Some(running) if running >= limit && !health.is_down() => {
+                health.stall_because(limit, now, &stall_cause(&clock, &db, now));
+            }
             Some(_) => {}
             None if health.is_stalled()
                 && last_probe.is_none_or(|at| now.duration_since(at) >= PROBE_INTERVAL) =>
@@ -112,12 +173,53 @@ mod tests {
     fn the_clock_reports_only_a_commit_in_flight() {
         let clock = CommitClock::default();
         assert_eq!(clock.running_for(Instant::now()), None);
-        clock.started();
+        clock.started(false);
         std::thread::sleep(Duration::from_millis(20));
         let running = clock.running_for(Instant::now()).unwrap();
         assert!(running >= Duration::from_millis(20), "{running:?}");
         clock.ended();
         assert_eq!(clock.running_for(Instant::now()), None);
+    }
+
+    #[test]
+    fn a_lock_wait_counts_only_while_recent_and_within_the_commit() {
+        let clock = CommitClock::default();
+        clock.waiting_for_lock();
+        clock.started(false);
+        assert!(
+            !clock.waits_for_lock(Instant::now()),
+            "a wait before the commit"
+        );
+        clock.waiting_for_lock();
+        assert!(clock.waits_for_lock(Instant::now()));
+        assert!(
+            !clock.waits_for_lock(Instant::now() + LOCK_WAIT_SEEN_WITHIN * 2),
+            "the lock came, and the commit went on"
+        );
+        clock.ended();
+        assert!(!clock.waits_for_lock(Instant::now()));
+    }
+
+    #[test]
+    fn the_cause_is_the_disk_unless_the_writer_waits_for_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("otpgate.db");
+        let clock = CommitClock::default();
+        clock.started(false);
+        assert_eq!(
+            stall_cause(&clock, &db, Instant::now()),
+            "the disk does not finish a write"
+        );
+        clock.waiting_for_lock();
+        assert_eq!(
+            stall_cause(&clock, &db, Instant::now()),
+            "another connection holds the database's write lock"
+        );
+        clock.started(true);
+        assert_eq!(
+            stall_cause(&clock, &db, Instant::now()),
+            "an index is being built or dropped"
+        );
     }
 
     #[test]

@@ -298,15 +298,21 @@ impl Health {
         }
     }
 
-    /// A commit has waited `waited` and goes on waiting.
+    /// A commit has waited `waited` and goes on waiting, for a reason this backend's usual
+    /// cause suggests.
     pub(super) fn stall_at(&self, waited: Duration, now: Instant) {
+        self.stall_because(waited, now, self.stall_cause);
+    }
+
+    /// The same, with the `cause` seen (`""`: none known).
+    pub(super) fn stall_because(&self, waited: Duration, now: Instant, cause: &str) {
         let mut down = self.lock();
         if down.is_some() {
             return;
         }
         let mut reason = format!("commits wait longer than {} s", waited.as_secs_f64());
-        if !self.stall_cause.is_empty() {
-            reason = format!("{reason} ({})", self.stall_cause);
+        if !cause.is_empty() {
+            reason = format!("{reason} ({cause})");
         }
         tracing::error!(
             target: "otpgate::store",

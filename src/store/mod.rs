@@ -33,6 +33,7 @@ mod commit_watch;
 mod counters;
 mod health;
 pub mod ledger;
+mod lock_holder;
 pub mod login_index;
 mod queued_counters;
 mod reader;
@@ -394,9 +395,8 @@ impl Store {
             Backend::Postgres => health::Health::with_commit_timeout(settings.commit_timeout)
                 .with_answer_limit(settings.connect_timeout)
                 .with_stall_cause("a synchronous standby missing?"),
-            Backend::Sqlite => health::Health::default().with_stall_cause(
-                "another process holding the write lock, or a disk that does not finish its writes?",
-            ),
+            // the commit watch names the cause it sees
+            Backend::Sqlite => health::Health::default(),
         });
         if backend == Backend::Postgres {
             tokio::spawn(health::probe(pool.clone(), Arc::clone(&health)));

@@ -80,11 +80,22 @@ fn wait_for_lock(attempt: i32) -> bool {
     true
 }
 
+thread_local! {
+    /// The writer thread's commit clock, for its busy handler (a plain `fn`).
+    static WRITER_CLOCK: std::cell::OnceCell<Arc<CommitClock>> = const { std::cell::OnceCell::new() };
+}
+
 /// The writer waits longer, about a minute: a lock that another process holds for seconds
 /// (an admin's `sqlite3` shell in a transaction) is a stall, which the commit watch turns into
 /// refusals after `commit_timeout` (`store::commit_watch`), not a batch of failed logins every
-/// five seconds. Past it the batch fails and the watch's probe tries again.
+/// five seconds. Past it the batch fails and the watch's probe tries again. Each wait is
+/// marked on the commit clock, so that the watch can tell a lock from the disk.
 fn wait_for_lock_as_writer(attempt: i32) -> bool {
+    WRITER_CLOCK.with(|clock| {
+        if let Some(clock) = clock.get() {
+            clock.waiting_for_lock();
+        }
+    });
     match attempt {
         0..5000 => return wait_for_lock(attempt),
         5000..10_600 => std::thread::sleep(Duration::from_millis(10)),
@@ -109,13 +120,17 @@ pub(super) fn start_writer(
     let watching = Arc::clone(&health);
     std::thread::Builder::new()
         .name("otpgate-db-write".into())
-        .spawn(move || write_loop(conn, rx, &counters, &restart, &health, &clock))
+        .spawn(move || {
+            WRITER_CLOCK.with(|c| c.set(Arc::clone(&clock)).ok());
+            write_loop(conn, rx, &counters, &restart, &health, &clock);
+        })
         .map_err(|source| StoreError::Thread {
             what: "writer",
             source,
         })?;
     tokio::spawn(commit_watch::watch(
         watched,
+        path.to_owned(),
         watching,
         handle.weak_queue(),
         commit_timeout,
@@ -153,7 +168,12 @@ fn write_loop(
     clock: &CommitClock,
 ) {
     let timed_commit = |batch: &Batch| {
-        clock.started();
+        clock.started(
+            batch
+                .jobs()
+                .iter()
+                .any(|job| matches!(job.op, Op::Schema(_))),
+        );
         let results = commit(&conn, batch.jobs(), batch.queued());
         clock.ended();
         results
@@ -671,7 +691,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_commit_waiting_for_a_lock_opens_the_breaker_until_it_completes() {
         let (_dir, path, admin, id) = file_with_a_token();
-        let health = Arc::new(Health::default().with_stall_cause("a lock?"));
+        let health = Arc::new(Health::default());
         let writer = watched_writer(&path, &health);
         let job = |new_count| ConsumeJob {
             id,
@@ -684,7 +704,13 @@ mod tests {
         let started = std::time::Instant::now();
         let refused = writer.consume(job(5)).await.unwrap_err();
         assert!(refused.is_unavailable(), "{refused}");
-        assert!(refused.to_string().contains("a lock?"), "{refused}");
+        // this process holds it, through another connection: no other process to name
+        assert!(
+            refused
+                .to_string()
+                .contains("(another connection holds the database's write lock)"),
+            "{refused}"
+        );
         assert!(
             started.elapsed() < Duration::from_secs(2),
             "{:?}",
@@ -701,6 +727,44 @@ mod tests {
             "the stalled commit was stored, the refused one not"
         );
         assert!(writer.consume(job(7)).await.unwrap());
+    }
+
+    /// A schema change that outlasts `commit_timeout` is a stall too (the logins behind it
+    /// wait), and its reason says what holds the commit; its own answer is the build's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_schema_change_is_a_stall_that_names_it() {
+        // about a second of work in one statement, as an index build over a big audit table
+        const SLOW: &str = "CREATE TABLE slow AS WITH RECURSIVE c(x) AS \
+             (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 8000000) SELECT COUNT(*) FROM c";
+        let (_dir, path, _admin, id) = file_with_a_token();
+        let health = Arc::new(Health::default());
+        let writer = watched_writer(&path, &health);
+        let build = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.schema(SLOW).await }
+        });
+        until("the build opens the breaker", || health.is_stalled()).await;
+        let refused = writer
+            .consume(ConsumeJob {
+                id,
+                new_count: Some(1),
+                time_shift: None,
+                count_auth: true,
+                last_auth: "2026-12-04 10:00:00".into(),
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("(an index is being built or dropped)"),
+            "{refused}"
+        );
+        build.await.unwrap().unwrap();
+        until("the build's commit closes the breaker", || {
+            !health.is_down()
+        })
+        .await;
     }
 
     /// A stall whose commit ended without completing (it waited out the lock) leaves no

@@ -46,7 +46,12 @@ fn a_write_lock_held_by_another_process() {
     assert_eq!(answer.unwrap().0, Code::AccessAccept, "{}", d.log());
 
     let holder = hold_write_lock(&file);
-    refused_once_commits_stall(&d, 2, &format!("pin{}", RFC4226[1]), "write lock");
+    // the answer names the process holding the lock: this test
+    let held_by_us = format!(
+        "(the database's write lock is held by process {} (",
+        std::process::id()
+    );
+    refused_once_commits_stall(&d, 2, &format!("pin{}", RFC4226[1]), &held_by_us);
     for id in 3..6 {
         refused_at_once(&d, id, &format!("pin{}", RFC4226[2]));
     }
