@@ -54,6 +54,9 @@ pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// standby's answer would have released it first): past that it is given up.
 pub(crate) const ABANDON_GRACE: Duration = Duration::from_secs(1);
 
+/// How long the logins of a stalled commit wait on for the answer to what it waits for.
+pub(crate) const EXPLAIN_LIMIT: Duration = Duration::from_millis(500);
+
 /// How long a failed group commit keeps `/healthz` at 503 without a commit after it.
 pub(crate) const REFUSAL_SHOWN: Duration = Duration::from_secs(60);
 
@@ -160,18 +163,36 @@ impl Health {
     /// another transaction holds. It is given up with [`StoreError::Unavailable`], so that the
     /// writer goes on. That is safe whatever became of it: no login waits for it any more (the
     /// breaker sent them away), and an OTP is only accepted on a commit's answer.
-    pub(crate) async fn watch_commit<T>(
+    ///
+    /// When the commit stalls, `explain` says what it waits for (`store::pg_waits`), within
+    /// [`EXPLAIN_LIMIT`]; without an answer the reason is this backend's usual cause.
+    pub(crate) async fn watch_commit<T, E>(
         &self,
         commit: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
+        explain: impl FnOnce() -> E,
+    ) -> Result<T, StoreError>
+    where
+        E: Future<Output = Option<String>>,
+    {
         let Some(limit) = self.commit_timeout else {
             return commit.await;
         };
         tokio::pin!(commit);
         tokio::select! {
             result = &mut commit => return result,
-            () = tokio::time::sleep(limit) => self.stall_at(limit, Instant::now()),
+            () = tokio::time::sleep(limit) => {}
         }
+        let explained = tokio::time::timeout(EXPLAIN_LIMIT, explain());
+        tokio::pin!(explained);
+        let cause = tokio::select! {
+            result = &mut commit => return result,
+            cause = &mut explained => cause.ok().flatten(),
+        };
+        self.stall_because(
+            limit,
+            Instant::now(),
+            cause.as_deref().unwrap_or(self.stall_cause),
+        );
         loop {
             let closed = self.closed.notified();
             tokio::pin!(closed);
@@ -298,13 +319,7 @@ impl Health {
         }
     }
 
-    /// A commit has waited `waited` and goes on waiting, for a reason this backend's usual
-    /// cause suggests.
-    pub(super) fn stall_at(&self, waited: Duration, now: Instant) {
-        self.stall_because(waited, now, self.stall_cause);
-    }
-
-    /// The same, with the `cause` seen (`""`: none known).
+    /// A commit has waited `waited` and goes on waiting, for `cause` (`""`: none known).
     pub(super) fn stall_because(&self, waited: Duration, now: Instant, cause: &str) {
         let mut down = self.lock();
         if down.is_some() {
@@ -613,10 +628,13 @@ mod tests {
         let commit = {
             let h = Arc::clone(&h);
             tokio::spawn(async move {
-                h.watch_commit(async {
-                    released.await.ok();
-                    Ok::<_, StoreError>(7)
-                })
+                h.watch_commit(
+                    async {
+                        released.await.ok();
+                        Ok::<_, StoreError>(7)
+                    },
+                    || async { Some("it waits for a ghost".to_owned()) },
+                )
                 .await
             })
         };
@@ -632,7 +650,12 @@ mod tests {
             .expect("the login still waits for the stalled commit")
             .unwrap()
             .unwrap_err();
-        assert!(given_up.to_string().contains("commits wait"), "{given_up}");
+        assert!(
+            given_up
+                .to_string()
+                .contains("commits wait longer than 0.05 s (it waits for a ghost)"),
+            "{given_up}"
+        );
         assert!(h.is_stalled());
         // a read that answers says nothing about commits
         h.outcome(&Ok::<(), StoreError>(()));
@@ -649,16 +672,56 @@ mod tests {
     #[tokio::test]
     async fn quick_commits_leave_it_closed() {
         let h = Health::with_commit_timeout(Duration::from_millis(50));
-        assert_eq!(h.watch_commit(async { Ok(1) }).await.unwrap(), 1);
+        let unexplained = || async { None };
+        assert_eq!(
+            h.watch_commit(async { Ok(1) }, unexplained).await.unwrap(),
+            1
+        );
         tokio::time::sleep(Duration::from_millis(80)).await;
         assert!(!h.is_down());
         let sqlite = Health::default();
-        let slow = sqlite.watch_commit(async {
-            tokio::time::sleep(Duration::from_millis(80)).await;
-            Ok(2)
-        });
+        let slow = sqlite.watch_commit(
+            async {
+                tokio::time::sleep(Duration::from_millis(80)).await;
+                Ok(2)
+            },
+            unexplained,
+        );
         assert_eq!(slow.await.unwrap(), 2);
         assert!(!sqlite.is_down());
+    }
+
+    /// An explanation that does not come within [`EXPLAIN_LIMIT`] leaves the usual cause, and
+    /// a commit that completes while it is asked for opens nothing.
+    #[tokio::test]
+    async fn an_explanation_is_waited_for_only_so_long() {
+        let limit = Duration::from_millis(100);
+        let h = Arc::new(Health::with_commit_timeout(limit).with_stall_cause("a guess"));
+        let silent = || std::future::pending::<Option<String>>();
+        let stalled = {
+            let h = Arc::clone(&h);
+            tokio::spawn(async move {
+                h.watch_commit(std::future::pending::<Result<(), StoreError>>(), silent)
+                    .await
+            })
+        };
+        tokio::time::sleep(limit + EXPLAIN_LIMIT / 2).await;
+        assert!(!h.is_down(), "opened before the explanation's time was up");
+        tokio::time::sleep(EXPLAIN_LIMIT).await;
+        let refused = h.admit().unwrap_err();
+        assert!(refused.to_string().contains("(a guess)"), "{refused}");
+        stalled.abort();
+
+        let h = Health::with_commit_timeout(limit);
+        let done = h.watch_commit(
+            async {
+                tokio::time::sleep(limit * 2).await;
+                Ok(3)
+            },
+            silent,
+        );
+        assert_eq!(done.await.unwrap(), 3);
+        assert!(!h.is_down());
     }
 
     /// A stalled database that then goes away is unreachable: the next answer closes it.
@@ -666,7 +729,7 @@ mod tests {
     fn stalled_then_unreachable_is_closed_by_an_answer() {
         let h = Health::default();
         let t = Instant::now();
-        h.stall_at(Duration::from_secs(5), t);
+        h.stall_because(Duration::from_secs(5), t, "");
         assert!(h.is_stalled());
         h.open_at("gone".into(), t);
         assert!(!h.is_stalled());
@@ -683,8 +746,10 @@ mod tests {
         let dead = {
             let h = Arc::clone(&h);
             tokio::spawn(async move {
-                h.watch_commit(std::future::pending::<Result<(), StoreError>>())
-                    .await
+                h.watch_commit(std::future::pending::<Result<(), StoreError>>(), || async {
+                    None
+                })
+                .await
             })
         };
         tokio::time::sleep(Duration::from_millis(100)).await;

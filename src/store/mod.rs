@@ -35,6 +35,7 @@ mod health;
 pub mod ledger;
 mod lock_holder;
 pub mod login_index;
+mod pg_waits;
 mod queued_counters;
 mod reader;
 mod sql;
@@ -357,6 +358,8 @@ impl Store {
         };
         let options: AnyConnectOptions = url.parse()?;
         let backend = settings.database.backend();
+        // our backends are found by it when a commit stalls (`store::pg_waits`)
+        let name_connections = backend == Backend::Postgres && !url.contains("application_name=");
         let mut pool_options = AnyPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .min_connections(1)
@@ -375,6 +378,9 @@ impl Store {
                         // commit that happens to cross the WAL size limit: that commit (and
                         // every login waiting for it) stalled for tens of milliseconds.
                         conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+                    }
+                    if name_connections {
+                        conn.execute(pg_waits::SET_APPLICATION_NAME).await?;
                     }
                     Ok(())
                 })
@@ -641,7 +647,7 @@ mod tests {
         // no await before the lookup: the watch cannot run in between on this runtime
         store
             .health()
-            .stall_at(Duration::from_secs(1), std::time::Instant::now());
+            .stall_because(Duration::from_secs(1), std::time::Instant::now(), "");
         let refused = store.tokens().of_user("r", "alice").await.unwrap_err();
         assert!(refused.is_unavailable(), "{refused}");
         until("the probe's commit closes the breaker", || {

@@ -774,7 +774,7 @@ mod tests {
         let (_dir, path, admin) = migrated_file();
         let health = Arc::new(Health::default());
         let _writer = watched_writer(&path, &health);
-        health.stall_at(Duration::from_millis(200), std::time::Instant::now());
+        health.stall_because(Duration::from_millis(200), std::time::Instant::now(), "");
         assert!(health.is_stalled());
         until("the probe's commit closes the breaker", || {
             !health.is_down()

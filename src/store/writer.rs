@@ -514,7 +514,9 @@ async fn try_commit(
     let results = match health.admit() {
         Ok(()) => {
             health
-                .watch_commit(commit(pool, batch.jobs(), batch.queued()))
+                .watch_commit(commit(pool, batch.jobs(), batch.queued()), || {
+                    super::pg_waits::explain(pool.clone())
+                })
                 .await
         }
         Err(e) => Err(e),

@@ -426,7 +426,13 @@ fn commits_that_wait_for_a_missing_synchronous_standby() {
     );
     // reads still answer, as they do in production
     assert_eq!(superuser(&db.base_url(), "SELECT 1"), "1");
-    refused_once_commits_stall(&d, 2, &format!("pin{}", RFC4226[1]), "standby");
+    // the answer says what the commit waits for, as the database tells it
+    refused_once_commits_stall(
+        &d,
+        2,
+        &format!("pin{}", RFC4226[1]),
+        "(the commit waits for a synchronous standby; synchronous_standby_names = 'ghost')",
+    );
     for id in 3..6 {
         refused_at_once(&d, id, &format!("pin{}", RFC4226[2]));
         // the other node's consumption of the same OTP waits behind the stalled one
@@ -445,6 +451,85 @@ fn commits_that_wait_for_a_missing_synchronous_standby() {
         "ALTER SYSTEM RESET synchronous_standby_names; SELECT pg_reload_conf()",
     );
     serves_again_after_the_stall(&d, &silent);
+}
+
+/// A session of the database's own that holds every token row locked (an admin's `psql` left
+/// inside `SELECT … FOR UPDATE`), until dropped.
+struct RowLocks {
+    runtime: tokio::runtime::Runtime,
+    conn: Option<sqlx::AnyConnection>,
+    /// The session's server process.
+    pid: i32,
+}
+
+impl RowLocks {
+    fn take(base_url: &str) -> Self {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let conn = runtime.block_on(async {
+            sqlx::any::install_default_drivers();
+            let url = format!("{base_url}/postgres");
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+                .await
+                .unwrap();
+            for sql in [
+                "SET application_name = 'admin-shell'",
+                "BEGIN",
+                "SELECT id FROM token FOR UPDATE",
+            ] {
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+            }
+            let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            (conn, pid)
+        });
+        let (conn, pid) = conn;
+        Self {
+            runtime,
+            conn: Some(conn),
+            pid,
+        }
+    }
+}
+
+impl Drop for RowLocks {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.runtime
+                .block_on(async move { sqlx::Connection::close(conn).await })
+                .ok();
+        }
+    }
+}
+
+/// A commit that waits for a row lock another session holds is a stall too, and the answer
+/// names the session. The probe's own commit touches no token row and completes, so the
+/// breaker closes again within seconds, and once the lock is gone the token's logins go on.
+#[test]
+fn a_commit_that_waits_for_a_lock_names_who_holds_it() {
+    let db = Cluster::create("-lock").unwrap_or_else(|e| panic!("PostgreSQL: {e}"));
+    let keys = tempfile::tempdir().unwrap();
+    let (d, _silent) = two_nodes(&db, keys.path(), "commit_timeout = 1", "");
+
+    let locks = RowLocks::take(&db.base_url());
+    refused_once_commits_stall(
+        &d,
+        2,
+        &format!("pin{}", RFC4226[1]),
+        &format!(
+            "(the commit waits for a lock held by process {} (admin-shell))",
+            locks.pid
+        ),
+    );
+    drop(locks);
+    accepted_within(
+        &d,
+        "alice",
+        &format!("pin{}", RFC4226[2]),
+        4,
+        Duration::from_secs(10),
+    );
 }
 
 /// A node that starts while its PostgreSQL does not answer (it boots first, a failover is
