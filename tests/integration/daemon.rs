@@ -33,6 +33,8 @@ pub struct Setup {
     pub key_file: Option<PathBuf>,
     /// The node name (default "bb").
     pub node: Option<String>,
+    /// Further environment of the daemon's process.
+    pub env: Vec<(String, String)>,
 }
 
 pub struct Daemon {
@@ -42,6 +44,7 @@ pub struct Daemon {
     pub radius: SocketAddr,
     pub http: SocketAddr,
     log: Arc<Mutex<String>>,
+    env: Vec<(String, String)>,
 }
 
 fn repo() -> PathBuf {
@@ -88,6 +91,7 @@ impl Daemon {
             radius: "127.0.0.1:0".parse().unwrap(),
             http: "127.0.0.1:0".parse().unwrap(),
             log: Arc::new(Mutex::new(String::new())),
+            env: setup.env.clone(),
         };
         d.spawn();
         d
@@ -102,6 +106,7 @@ impl Daemon {
                 "OTPGATE_LOG",
                 std::env::var("TEST_OTPGATE_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -5,7 +5,9 @@
 //! and `otpgate_store_up` say so. When the lock is released the stalled commit completes, the
 //! node serves again, and the refused logins' audit rows are written. A node stopped while
 //! the lock is held stops within seconds and writes the audit rows it could not store to its
-//! log.
+//! log. A disk that does not finish its writes (every fsync of the daemon's held while a flag
+//! file exists, by a shim the test compiles and preloads) stalls the same way, and the
+//! answer says it is the disk.
 
 use std::time::{Duration, Instant};
 
@@ -101,4 +103,108 @@ fn a_node_stopped_while_commits_stall_logs_its_audit_rows() {
         logged.iter().any(|l| l.contains("commits wait")),
         "the refused login's row is in the log:\n{log}"
     );
+}
+
+/// Every `fsync` and `fdatasync` of a process that preloads it waits while a flag file
+/// exists: a disk that does not finish a write (a network volume that hangs), at the system
+/// call SQLite makes.
+struct HangingSync {
+    dir: tempfile::TempDir,
+}
+
+impl HangingSync {
+    const SOURCE: &str = r#"
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <unistd.h>
+static void hold(void) {
+    const char *flag = getenv("OTPGATE_TEST_SYNC_HANGS_WHILE");
+    while (flag && access(flag, F_OK) == 0) usleep(10000);
+}
+int fsync(int fd) {
+    static int (*real)(int);
+    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    hold();
+    return real(fd);
+}
+int fdatasync(int fd) {
+    static int (*real)(int);
+    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+    hold();
+    return real(fd);
+}
+"#;
+
+    fn build() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("hang.c");
+        std::fs::write(&source, Self::SOURCE).unwrap();
+        let built = std::process::Command::new("cc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(dir.path().join("hang.so"))
+            .arg(&source)
+            .arg("-ldl")
+            .status()
+            .expect("cc is needed for this test (the crate's build needs it too)");
+        assert!(built.success());
+        Self { dir }
+    }
+
+    fn flag(&self) -> std::path::PathBuf {
+        self.dir.path().join("hang")
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "LD_PRELOAD".into(),
+                self.dir.path().join("hang.so").display().to_string(),
+            ),
+            (
+                "OTPGATE_TEST_SYNC_HANGS_WHILE".into(),
+                self.flag().display().to_string(),
+            ),
+        ]
+    }
+
+    fn hang(&self) {
+        std::fs::write(self.flag(), b"").unwrap();
+    }
+
+    fn release(&self) {
+        std::fs::remove_file(self.flag()).unwrap();
+    }
+}
+
+#[test]
+fn a_disk_that_does_not_finish_a_write() {
+    let disk = HangingSync::build();
+    let d = Daemon::start(&Setup {
+        database_keys: "commit_timeout = 1".into(),
+        env: disk.env(),
+        ..Default::default()
+    });
+    d.enroll_hotp("HOTP1", "alice", "pin");
+    let (answer, _) = login(&d, 1, &format!("pin{}", RFC4226[0]));
+    assert_eq!(answer.unwrap().0, Code::AccessAccept, "{}", d.log());
+
+    disk.hang();
+    refused_once_commits_stall(
+        &d,
+        2,
+        &format!("pin{}", RFC4226[1]),
+        "(the disk does not finish a write)",
+    );
+    refused_at_once(&d, 3, &format!("pin{}", RFC4226[2]));
+    shows_the_stall(&d);
+
+    disk.release();
+    d.wait_for_log("the database commits again", Duration::from_secs(5));
+    assert_eq!(d.metric("otpgate_store_up"), 1.0);
+    // the stalled commit was stored: its OTP is used up, the one refused at once is not
+    let (answer, _) = login(&d, 4, &format!("pin{}", RFC4226[1]));
+    assert_eq!(answer.unwrap().0, Code::AccessReject);
+    let (answer, _) = login(&d, 5, &format!("pin{}", RFC4226[2]));
+    assert_eq!(answer.unwrap().0, Code::AccessAccept, "{}", d.log());
 }
