@@ -455,8 +455,8 @@ fn commits_that_wait_for_a_missing_synchronous_standby() {
     serves_again_after_the_stall(&d, &silent);
 }
 
-/// A session of the database's own that holds every token row locked (an admin's `psql` left
-/// inside `SELECT … FOR UPDATE`), until dropped.
+/// Another session on the database that holds every token row locked (an admin's `psql`
+/// left inside `SELECT … FOR UPDATE`), until dropped.
 struct RowLocks {
     runtime: tokio::runtime::Runtime,
     conn: Option<sqlx::AnyConnection>,
@@ -467,7 +467,7 @@ struct RowLocks {
 impl RowLocks {
     fn take(base_url: &str) -> Self {
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let conn = runtime.block_on(async {
+        let (conn, pid) = runtime.block_on(async {
             sqlx::any::install_default_drivers();
             let url = format!("{base_url}/postgres");
             let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
@@ -486,7 +486,6 @@ impl RowLocks {
                 .unwrap();
             (conn, pid)
         });
-        let (conn, pid) = conn;
         Self {
             runtime,
             conn: Some(conn),
