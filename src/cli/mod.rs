@@ -92,7 +92,8 @@ pub mod exit {
 
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
+    let config = cli.config.clone();
+    let result = match cli.command {
         Command::Serve => {
             daemon::serve::serve(&cli.config).await?;
             Ok(ExitCode::SUCCESS)
@@ -106,6 +107,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::HashPassword => hash_password(&cli.config),
         Command::Radtest(args) => radtest::run(&cli.config, args).await,
         Command::Bench(args) => bench::run(args).await,
+    };
+    result.map_err(|e| name_the_lock_holder(&config, e))
+}
+
+/// A command that failed because SQLite's write lock was held too long (an admin's `sqlite3`
+/// shell inside a transaction, a daemon in a stall) says who holds it.
+fn name_the_lock_holder(config: &std::path::Path, e: anyhow::Error) -> anyhow::Error {
+    let locked = e.chain().any(crate::store::StoreError::is_locked);
+    let holder = locked
+        .then(|| config::load(config).ok())
+        .flatten()
+        .and_then(|c| c.store.database.write_lock_holder());
+    match holder {
+        Some(holder) => anyhow::anyhow!("{e} (the database's write lock is held by {holder})"),
+        None => e,
     }
 }
 

@@ -92,6 +92,37 @@ impl StoreError {
         }
     }
 
+    /// Whether `cause`, one link of an error's chain, is SQLite's "database is locked":
+    /// another connection held the write lock for longer than the statement waited
+    /// (`busy_timeout`). A link of any of the store's error types: wrappers that pass a
+    /// `StoreError` on transparently show its source instead.
+    pub fn is_locked(cause: &(dyn std::error::Error + 'static)) -> bool {
+        let sqlx_locked = |e: &sqlx::Error| match e {
+            sqlx::Error::Database(d) => d
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(|c| c & 0xff == 5),
+            _ => false,
+        };
+        let rusqlite_locked = |e: &rusqlite::Error| {
+            matches!(e, rusqlite::Error::SqliteFailure(f, _)
+                if f.code == rusqlite::ErrorCode::DatabaseBusy)
+        };
+        if let Some(e) = cause.downcast_ref::<Self>() {
+            match e {
+                Self::Db(e) => sqlx_locked(e),
+                Self::Sqlite(e) => rusqlite_locked(e),
+                _ => false,
+            }
+        } else if let Some(e) = cause.downcast_ref::<sqlx::Error>() {
+            sqlx_locked(e)
+        } else {
+            cause
+                .downcast_ref::<rusqlite::Error>()
+                .is_some_and(rusqlite_locked)
+        }
+    }
+
     /// The reason of an unreachable database, without the "database error" prefix.
     fn unavailable_reason(&self) -> String {
         match self {
@@ -134,6 +165,23 @@ pub enum Database {
     Sqlite(PathBuf),
     /// A PostgreSQL URL (`postgres://user:pass@host:port/db`).
     Postgres(String),
+}
+
+impl Database {
+    /// Who holds this SQLite database's write lock (`process 4711 (sqlite3)`), for an error
+    /// that says it is locked: `None` on PostgreSQL, and when no other process holds it
+    /// (`store::lock_holder`).
+    pub fn write_lock_holder(&self) -> Option<String> {
+        match self {
+            Self::Sqlite(path) => {
+                let path = std::env::current_dir()
+                    .map(|d| d.join(path))
+                    .unwrap_or_else(|_| path.clone());
+                lock_holder::holder(&path).map(|h| h.to_string())
+            }
+            Self::Postgres(_) => None,
+        }
+    }
 }
 
 impl Database {
@@ -595,6 +643,22 @@ pub(crate) async fn begin_write(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// "database is locked" is found in a chain whichever of the store's error types carries
+    /// it, and nothing else is taken for it.
+    #[test]
+    fn a_locked_database_is_told_from_other_errors() {
+        let busy = || rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(5), None);
+        let readonly = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(8), None);
+        assert!(StoreError::is_locked(&busy()));
+        assert!(StoreError::is_locked(&StoreError::Sqlite(busy())));
+        assert!(!StoreError::is_locked(&readonly));
+        assert!(!StoreError::is_locked(&StoreError::Unavailable(
+            "database is locked".into()
+        )));
+        let wrapped = anyhow::Error::new(StoreError::Sqlite(busy())).context("enrolling");
+        assert!(wrapped.chain().any(StoreError::is_locked));
+    }
 
     /// Wait up to 5 s for `done`.
     pub(super) async fn until(what: &str, done: impl Fn() -> bool) {

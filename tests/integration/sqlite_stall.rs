@@ -105,6 +105,28 @@ fn a_node_stopped_while_commits_stall_logs_its_audit_rows() {
     );
 }
 
+/// An admin command that gives up on the write lock says who holds it.
+#[test]
+fn an_admin_command_names_who_holds_the_write_lock() {
+    let d = Daemon::start(&Setup::default());
+    let file = d.config.parent().unwrap().join("otpgate.db");
+    let holder = hold_write_lock(&file);
+    let out = d.cli(&[
+        "token", "enroll", "--type", "hotp", "--user", "alice", "--pin", "pin",
+    ]);
+    drop(holder);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("database is locked")
+            && stderr.contains(&format!(
+                "(the database's write lock is held by process {} (",
+                std::process::id()
+            )),
+        "{stderr}"
+    );
+}
+
 /// Every `fsync` and `fdatasync` of a process that preloads it waits while a flag file
 /// exists: a disk that does not finish a write (a network volume that hangs), at the system
 /// call SQLite makes.
