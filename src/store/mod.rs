@@ -168,23 +168,6 @@ pub enum Database {
 }
 
 impl Database {
-    /// Who holds this SQLite database's write lock (`process 4711 (sqlite3)`), for an error
-    /// that says it is locked: `None` on PostgreSQL, and when no other process holds it
-    /// (`store::lock_holder`).
-    pub fn write_lock_holder(&self) -> Option<String> {
-        match self {
-            Self::Sqlite(path) => {
-                let path = std::env::current_dir()
-                    .map(|d| d.join(path))
-                    .unwrap_or_else(|_| path.clone());
-                lock_holder::holder(&path).map(|h| h.to_string())
-            }
-            Self::Postgres(_) => None,
-        }
-    }
-}
-
-impl Database {
     /// Parse `sqlite:PATH`, `sqlite://PATH` or `postgres://…`. A relative SQLite path is taken
     /// relative to `base` (the configuration file's directory).
     pub fn parse(url: &str, base: &Path) -> Option<Self> {
@@ -232,6 +215,21 @@ impl Database {
                 }
                 _ => url.clone(),
             },
+        }
+    }
+
+    /// Who holds this SQLite database's write lock (`process 4711 (sqlite3)`), for an error
+    /// that says it is locked: `None` on PostgreSQL, and when no other process holds it
+    /// (`store::lock_holder`).
+    pub fn write_lock_holder(&self) -> Option<String> {
+        match self {
+            Self::Sqlite(path) => {
+                let path = std::env::current_dir()
+                    .map(|d| d.join(path))
+                    .unwrap_or_else(|_| path.clone());
+                lock_holder::holder(&path).map(|h| h.to_string())
+            }
+            Self::Postgres(_) => None,
         }
     }
 }
