@@ -2,9 +2,10 @@
 //!
 //! In WAL mode SQLite's write lock is a POSIX record lock on one byte of the `-shm` file:
 //! byte 120, the first of the lock bytes that follow the WAL-index's two header copies and
-//! its checkpoint counters (the black-box stall test finds a real holder there). Linux lists every such lock in `/proc/locks` with the process that
-//! holds it, so when the writer waits for the lock the commit watch (`store::commit_watch`)
-//! can name the holder: `held by process 4711 (sqlite3)`. The parsing is sans-IO
+//! its checkpoint counters (the black-box stall test finds a real holder there). Linux lists
+//! every such lock in `/proc/locks` with the process that holds it, so when the writer waits
+//! for the lock the commit watch (`store::commit_watch`) can name the holder: `held by
+//! process 4711 (sqlite3)`, and so can an admin command that gave up on it (`cli`). The parsing is sans-IO
 //! ([`writers_of`]); [`holder`] reads the files. Elsewhere, or when the lock is this
 //! process's own (another connection of ours), the answer is less precise but still says
 //! that it is a lock, not the disk.
