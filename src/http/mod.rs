@@ -82,17 +82,25 @@ async fn render_metrics(State(state): State<AppState>) -> String {
         .unwrap_or_default()
 }
 
-async fn health(State(state): State<AppState>) -> (StatusCode, &'static str) {
+/// The answer's first words are what a load balancer matches; the reason after them is for
+/// the admin who asks (`the database's write lock is held by process 4711 (sqlite3)`).
+async fn health(State(state): State<AppState>) -> (StatusCode, String) {
     let store = state.auth.store();
     if let Some(why) = store.refusing_writes() {
         tracing::warn!(error = %why, "health check: the store refuses writes");
-        return (StatusCode::SERVICE_UNAVAILABLE, "store refuses writes\n");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store refuses writes: {why}\n"),
+        );
     }
     match store.ping().await {
-        Ok(()) => (StatusCode::OK, "ok\n"),
+        Ok(()) => (StatusCode::OK, "ok\n".into()),
         Err(e) => {
             tracing::warn!(error = %e, "health check: the store does not answer");
-            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("store unavailable: {}\n", e.unavailable_reason()),
+            )
         }
     }
 }

@@ -124,7 +124,7 @@ impl StoreError {
     }
 
     /// The reason of an unreachable database, without the "database error" prefix.
-    fn unavailable_reason(&self) -> String {
+    pub fn unavailable_reason(&self) -> String {
         match self {
             Self::Unavailable(reason) => reason.clone(),
             Self::Db(e) => e.to_string(),

@@ -220,6 +220,11 @@ fn a_disk_that_does_not_finish_a_write() {
     );
     refused_at_once(&d, 3, &format!("pin{}", RFC4226[2]));
     shows_the_stall(&d);
+    // the health check says why, for the admin who asks
+    assert_eq!(
+        d.http_get("/healthz"),
+        "store unavailable: commits wait longer than 1 s (the disk does not finish a write)\n"
+    );
 
     disk.release();
     d.wait_for_log("the database commits again", Duration::from_secs(5));
