@@ -5,6 +5,7 @@
 mod validate;
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -13,6 +14,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::auth::Authenticator;
+use crate::log_limit::Repeated;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -85,9 +87,14 @@ async fn render_metrics(State(state): State<AppState>) -> String {
 /// The answer's first words are what a load balancer matches; the reason after them is for
 /// the admin who asks (`the database's write lock is held by process 4711 (sqlite3)`).
 async fn health(State(state): State<AppState>) -> (StatusCode, String) {
+    // a load balancer asks every few seconds; the store's own lines say when it goes and comes
+    static REFUSING: Repeated = Repeated::new(Duration::from_secs(60));
+    static UNAVAILABLE: Repeated = Repeated::new(Duration::from_secs(60));
     let store = state.auth.store();
     if let Some(why) = store.refusing_writes() {
-        tracing::warn!(error = %why, "health check: the store refuses writes");
+        if let Some(held_back) = REFUSING.tick() {
+            tracing::warn!(error = %why, held_back, "health check: the store refuses writes");
+        }
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("store refuses writes: {why}\n"),
@@ -96,7 +103,9 @@ async fn health(State(state): State<AppState>) -> (StatusCode, String) {
     match store.ping().await {
         Ok(()) => (StatusCode::OK, "ok\n".into()),
         Err(e) => {
-            tracing::warn!(error = %e, "health check: the store does not answer");
+            if let Some(held_back) = UNAVAILABLE.tick() {
+                tracing::warn!(error = %e, held_back, "health check: the store does not answer");
+            }
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("store unavailable: {}\n", e.unavailable_reason()),

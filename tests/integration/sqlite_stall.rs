@@ -225,6 +225,21 @@ fn a_disk_that_does_not_finish_a_write() {
         d.http_get("/healthz"),
         "store unavailable: commits wait longer than 1 s (the disk does not finish a write)\n"
     );
+    // two health checks, one line: a load balancer's polling does not fill the log
+    d.wait_for_log(
+        "health check: the store does not answer",
+        Duration::from_secs(2),
+    );
+    // a second line would be on its way for a few milliseconds at most
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        d.log()
+            .matches("health check: the store does not answer")
+            .count(),
+        1,
+        "{}",
+        d.log()
+    );
 
     disk.release();
     d.wait_for_log("the database commits again", Duration::from_secs(5));
