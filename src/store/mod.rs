@@ -223,15 +223,17 @@ impl Database {
     /// (`store::lock_holder`).
     pub fn write_lock_holder(&self) -> Option<String> {
         match self {
-            Self::Sqlite(path) => {
-                let path = std::env::current_dir()
-                    .map(|d| d.join(path))
-                    .unwrap_or_else(|_| path.clone());
-                lock_holder::holder(&path).map(|h| h.to_string())
-            }
+            Self::Sqlite(path) => lock_holder::holder(&absolute(path)).map(|h| h.to_string()),
             Self::Postgres(_) => None,
         }
     }
+}
+
+/// `path` from the working directory, if it is relative (and it cannot be asked: as it is).
+fn absolute(path: &Path) -> PathBuf {
+    std::env::current_dir()
+        .map(|d| d.join(path))
+        .unwrap_or_else(|_| path.to_owned())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -389,13 +391,7 @@ impl Store {
                         ))
                     })?;
                 }
-                let absolute = if path.is_absolute() {
-                    path.clone()
-                } else {
-                    std::env::current_dir()
-                        .map(|d| d.join(path))
-                        .unwrap_or_else(|_| path.clone())
-                };
+                let absolute = absolute(path);
                 let url = format!("sqlite://{}?mode=rwc", absolute.display());
                 sqlite_file = Some(absolute);
                 url

@@ -197,14 +197,18 @@ pub fn serves_again_after_the_stall(d: &Daemon, silent: &Daemon) {
     wait_for_audit_rows(d, "commits wait", 4);
 }
 
+/// A connection as the superuser to the database `postgres`.
+async fn superuser_connection(base_url: &str) -> sqlx::AnyConnection {
+    sqlx::any::install_default_drivers();
+    <sqlx::AnyConnection as sqlx::Connection>::connect(&format!("{base_url}/postgres"))
+        .await
+        .unwrap()
+}
+
 /// Run `sql` as the superuser on the database `postgres`; the first column of its first row.
 fn superuser(base_url: &str, sql: &'static str) -> String {
-    let url = format!("{base_url}/postgres");
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        sqlx::any::install_default_drivers();
-        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
-            .await
-            .unwrap();
+        let mut conn = superuser_connection(base_url).await;
         let mut answer = String::new();
         for statement in sql.split(';').filter(|s| !s.trim().is_empty()) {
             let row = sqlx::query(statement).fetch_optional(&mut conn).await;
@@ -468,11 +472,7 @@ impl RowLocks {
     fn take(base_url: &str) -> Self {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let (conn, pid) = runtime.block_on(async {
-            sqlx::any::install_default_drivers();
-            let url = format!("{base_url}/postgres");
-            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
-                .await
-                .unwrap();
+            let mut conn = superuser_connection(base_url).await;
             for sql in [
                 "SET application_name = 'admin-shell'",
                 "BEGIN",
