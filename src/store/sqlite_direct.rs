@@ -733,15 +733,28 @@ mod tests {
     /// wait), and its reason says what holds the commit; its own answer is the build's.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_long_schema_change_is_a_stall_that_names_it() {
-        // about a second of work in one statement, as an index build over a big audit table
-        const SLOW: &str = "CREATE TABLE slow AS WITH RECURSIVE c(x) AS \
-             (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 8000000) SELECT COUNT(*) FROM c";
+        // one statement of about 1.5 s, as an index build over a big audit table; sized on
+        // this machine, so that a faster one does not finish before the 200 ms limit
+        let count = |rows: u64| {
+            format!(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
+                 WHERE x < {rows}) SELECT COUNT(*) FROM c"
+            )
+        };
+        let started = std::time::Instant::now();
+        Connection::open_in_memory()
+            .unwrap()
+            .query_row(&count(1_000_000), [], |r| r.get::<_, i64>(0))
+            .unwrap();
+        let per_million = started.elapsed().as_secs_f64().max(1e-3);
+        let rows = (1.5 / per_million * 1e6) as u64;
+        let slow: &'static str = format!("CREATE TABLE slow AS {}", count(rows)).leak();
         let (_dir, path, _admin, id) = file_with_a_token();
         let health = Arc::new(Health::default());
         let writer = watched_writer(&path, &health);
         let build = tokio::spawn({
             let writer = writer.clone();
-            async move { writer.schema(SLOW).await }
+            async move { writer.schema(slow).await }
         });
         until("the build opens the breaker", || health.is_stalled()).await;
         let refused = writer

@@ -199,8 +199,12 @@ pub fn serves_again_after_the_stall(d: &Daemon, silent: &Daemon) {
 
 /// A connection as the superuser to the database `postgres`.
 async fn superuser_connection(base_url: &str) -> sqlx::AnyConnection {
+    connection(&format!("{base_url}/postgres")).await
+}
+
+async fn connection(url: &str) -> sqlx::AnyConnection {
     sqlx::any::install_default_drivers();
-    <sqlx::AnyConnection as sqlx::Connection>::connect(&format!("{base_url}/postgres"))
+    <sqlx::AnyConnection as sqlx::Connection>::connect(url)
         .await
         .unwrap()
 }
@@ -469,10 +473,11 @@ struct RowLocks {
 }
 
 impl RowLocks {
-    fn take(base_url: &str) -> Self {
+    /// As the session of `url` (a role and a database).
+    fn take(url: &str) -> Self {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let (conn, pid) = runtime.block_on(async {
-            let mut conn = superuser_connection(base_url).await;
+            let mut conn = connection(url).await;
             for sql in [
                 "SET application_name = 'admin-shell'",
                 "BEGIN",
@@ -513,7 +518,58 @@ fn a_commit_that_waits_for_a_lock_names_who_holds_it() {
     let keys = tempfile::tempdir().unwrap();
     let (d, _silent) = two_nodes(&db, keys.path(), "commit_timeout = 1", "");
 
-    let locks = RowLocks::take(&db.base_url());
+    let locks = RowLocks::take(&format!("{}/postgres", db.base_url()));
+    refused_once_commits_stall(
+        &d,
+        2,
+        &format!("pin{}", RFC4226[1]),
+        &format!(
+            "(the commit waits for a lock held by process {} (admin-shell))",
+            locks.pid
+        ),
+    );
+    drop(locks);
+    accepted_within(
+        &d,
+        "alice",
+        &format!("pin{}", RFC4226[2]),
+        4,
+        Duration::from_secs(10),
+    );
+}
+
+/// As in production, the node's role is no superuser (it owns its database) and the session
+/// that holds the lock is another role's, which may read and lock the token rows and nothing
+/// more. The node still finds its own waiting commit and names the holder.
+#[test]
+fn an_unprivileged_node_names_another_roles_lock_holder() {
+    let db = Cluster::create("-roles").unwrap_or_else(|e| panic!("PostgreSQL: {e}"));
+    superuser(
+        &db.base_url(),
+        "CREATE ROLE otpgate LOGIN; CREATE ROLE helpdesk LOGIN; \
+         CREATE DATABASE otpgate OWNER otpgate",
+    );
+    let node_url = format!("postgres://otpgate@127.0.0.1:{}/otpgate", db.port());
+    let d = Daemon::start(&Setup {
+        database: Some(node_url.clone()),
+        database_keys: "commit_timeout = 1".into(),
+        ..Default::default()
+    });
+    d.enroll_hotp("HOTP1", "alice", "pin");
+    let (answer, _) = login(&d, 1, &format!("pin{}", RFC4226[0]));
+    assert_eq!(answer.unwrap().0, Code::AccessAccept, "{}", d.log());
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut owner = connection(&node_url).await;
+        sqlx::query("GRANT SELECT, UPDATE ON token TO helpdesk")
+            .execute(&mut owner)
+            .await
+            .unwrap();
+    });
+
+    let locks = RowLocks::take(&format!(
+        "postgres://helpdesk@127.0.0.1:{}/otpgate",
+        db.port()
+    ));
     refused_once_commits_stall(
         &d,
         2,
