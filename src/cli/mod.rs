@@ -120,7 +120,7 @@ fn name_the_lock_holder(config: &std::path::Path, e: anyhow::Error) -> anyhow::E
         .flatten()
         .and_then(|c| c.store.database.write_lock_holder());
     match holder {
-        Some(holder) => anyhow::anyhow!("{e} (the database's write lock is held by {holder})"),
+        Some(holder) => anyhow::anyhow!("{e} ({holder})"),
         None => e,
     }
 }

@@ -120,7 +120,7 @@ fn stall_cause(clock: &CommitClock, db: &std::path::Path, now: Instant) -> Strin
         return "the disk does not finish a write".into();
     }
     match lock_holder::holder(db) {
-        Some(holder) => format!("the database's write lock is held by {holder}"),
+        Some(holder) => holder.holds_the_write_lock(),
         None => "another connection holds the database's write lock".into(),
     }
 }

@@ -5,10 +5,10 @@
 //! its checkpoint counters (the black-box stall test finds a real holder there). Linux lists
 //! every such lock in `/proc/locks` with the process that holds it, so when the writer waits
 //! for the lock the commit watch (`store::commit_watch`) can name the holder: `held by
-//! process 4711 (sqlite3)`, and so can an admin command that gave up on it (`cli`). The parsing is sans-IO
-//! ([`writers_of`]); [`holder`] reads the files. Elsewhere, or when the lock is this
-//! process's own (another connection of ours), the answer is less precise but still says
-//! that it is a lock, not the disk.
+//! process 4711 (sqlite3)`, and so can an admin command that gave up on it (`cli`). The
+//! parsing is sans-IO ([`writers_of`]); [`holder`] reads the files. Elsewhere, or when the
+//! lock is this process's own (another connection of ours), the answer is less precise but
+//! still says that it is a lock, not the disk.
 
 use std::path::Path;
 
@@ -21,6 +21,14 @@ pub(super) struct Holder {
     pub(super) pid: u32,
     /// Its command name (`/proc/PID/comm`), when it could be read.
     pub(super) name: Option<String>,
+}
+
+impl Holder {
+    /// The reason a stall or a failed command gives: `the database's write lock is held by
+    /// process 4711 (sqlite3)`.
+    pub(super) fn holds_the_write_lock(&self) -> String {
+        format!("the database's write lock is held by {self}")
+    }
 }
 
 impl std::fmt::Display for Holder {
@@ -165,6 +173,10 @@ mod tests {
             name: Some("sqlite3".into()),
         };
         assert_eq!(named.to_string(), "process 4711 (sqlite3)");
+        assert_eq!(
+            named.holds_the_write_lock(),
+            "the database's write lock is held by process 4711 (sqlite3)"
+        );
         let unnamed = Holder {
             pid: 4711,
             name: None,

@@ -218,12 +218,14 @@ impl Database {
         }
     }
 
-    /// Who holds this SQLite database's write lock (`process 4711 (sqlite3)`), for an error
-    /// that says it is locked: `None` on PostgreSQL, and when no other process holds it
-    /// (`store::lock_holder`).
+    /// Who holds this SQLite database's write lock (`the database's write lock is held by
+    /// process 4711 (sqlite3)`), for an error that says it is locked: `None` on PostgreSQL,
+    /// and when no other process holds it (`store::lock_holder`).
     pub fn write_lock_holder(&self) -> Option<String> {
         match self {
-            Self::Sqlite(path) => lock_holder::holder(&absolute(path)).map(|h| h.to_string()),
+            Self::Sqlite(path) => {
+                lock_holder::holder(&absolute(path)).map(|h| h.holds_the_write_lock())
+            }
             Self::Postgres(_) => None,
         }
     }

@@ -197,11 +197,7 @@ pub fn serves_again_after_the_stall(d: &Daemon, silent: &Daemon) {
     wait_for_audit_rows(d, "commits wait", 4);
 }
 
-/// A connection as the superuser to the database `postgres`.
-async fn superuser_connection(base_url: &str) -> sqlx::AnyConnection {
-    connection(&format!("{base_url}/postgres")).await
-}
-
+/// A connection to `url` (a role and a database).
 async fn connection(url: &str) -> sqlx::AnyConnection {
     sqlx::any::install_default_drivers();
     <sqlx::AnyConnection as sqlx::Connection>::connect(url)
@@ -212,7 +208,7 @@ async fn connection(url: &str) -> sqlx::AnyConnection {
 /// Run `sql` as the superuser on the database `postgres`; the first column of its first row.
 fn superuser(base_url: &str, sql: &'static str) -> String {
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let mut conn = superuser_connection(base_url).await;
+        let mut conn = connection(&format!("{base_url}/postgres")).await;
         let mut answer = String::new();
         for statement in sql.split(';').filter(|s| !s.trim().is_empty()) {
             let row = sqlx::query(statement).fetch_optional(&mut conn).await;
