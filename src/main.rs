@@ -4,13 +4,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use otpgate::cli::{self, Cli, Command};
-use otpgate::daemon::log_format::{LineFields, LineFormat, LogTime};
-use otpgate::daemon::log_output::LogOutput;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-/// glibc's malloc was a fifth of the server's CPU under load (arena locks, fastbin
-/// consolidation on every larger request; docs/performance.md).
+/// glibc's malloc cost much of the server's CPU under load (arena locks, consolidation).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -27,21 +24,23 @@ fn main() -> ExitCode {
     };
     let filter =
         EnvFilter::try_from_env("OTPGATE_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
-    // The daemon batches its log lines (a write per line was most of a line's cost); a CLI
-    // command writes each at once, so it shows before the command's own output.
-    let log_output = match cli.command {
-        Command::Serve => LogOutput::start(std::io::stderr())
-            .map_err(|e| eprintln!("otpgate: log lines are written one by one: {e}"))
-            .ok(),
-        _ => None,
-    };
-    match &log_output {
-        Some(output) => {
-            output.flush_on_panic();
-            init_logging(filter, output.writer());
+    // The daemon writes its log lines from a thread of their own, a burst in one write, so a
+    // request never waits for stderr; none is dropped. A CLI command writes each at once, so
+    // it shows before the command's own output.
+    let log_guard = match cli.command {
+        Command::Serve => {
+            let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+                .lossy(false)
+                .thread_name("otpgate-log")
+                .finish(std::io::BufWriter::new(std::io::stderr()));
+            init_logging(filter, writer);
+            Some(guard)
         }
-        None => init_logging(filter, std::io::stderr),
-    }
+        _ => {
+            init_logging(filter, std::io::stderr);
+            None
+        }
+    };
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -56,9 +55,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(cli::run(cli));
     // the log lines first: they tell what led to the error
-    if let Some(output) = log_output {
-        output.finish();
-    }
+    drop(log_guard);
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -76,8 +73,6 @@ where
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .fmt_fields(LineFields)
-        .event_format(LineFormat::new(LogTime))
         .with_writer(writer)
         .init();
 }

@@ -1,8 +1,6 @@
 //! Start-up and shutdown: open the store, load the key file, build the authenticator, and (for
 //! `serve`) run the front-ends until SIGTERM, reloading the configuration on SIGHUP.
 
-pub mod log_format;
-pub mod log_output;
 pub mod serve;
 
 use std::path::Path;

@@ -4,24 +4,15 @@
 //! in flight, retransmits are dropped; once it is answered, retransmits get the byte-identical
 //! cached reply for the TTL. A NAS retransmit therefore never consumes a second OTP.
 //!
-//! At 10,000 logins/s a 30 s TTL means 300,000 live entries, so an entry is kept small (40
-//! bytes with its key): the key is a 128-bit keyed fingerprint of the request's identity, the
-//! time is 32 bits, and a reply is kept as its code and its own attributes only. The rest of a
-//! reply is the request's: its header and Message-Authenticator are a function of the request,
-//! the attributes and the client's secret, and the Proxy-States are the request's copied
-//! (`translate::start_reply`). So the server builds the reply again for a retransmit
-//! (`translate::rebuild_reply`), byte for byte the first one; a bare Accept keeps no bytes at
-//! all. A reply of another shape is kept as it was.
+//! At 10,000 logins/s a 30 s TTL means 300,000 live entries, so an entry is kept small: the
+//! key is a 128-bit keyed fingerprint of the request's identity, the time is 32 bits, and a
+//! reply is kept as its code and its own attributes only. The rest of a reply is the
+//! request's (header, Message-Authenticator, Proxy-States; `translate::start_reply`), so the
+//! server builds it again for a retransmit (`translate::rebuild_reply`), byte for byte.
 //!
-//! The entries live in two generations of a fixed size, each a hash table made once: new
-//! requests go into the current one; when it is full, the older generation is emptied (its
-//! table kept) and the two swap. Nothing is ever deleted from a table, so it never fills with
-//! tombstones and never grows: a single table that dropped its oldest entry for every new one
-//! doubled itself after a few hundred thousand requests (hashbrown grows rather than rehash in
-//! place when more than half of it is live), 17 MiB more for good. A full cache therefore
-//! remembers between one and two generations of requests, the oldest leaving first, and under
-//! overload the window shrinks instead of new requests going uncached; a retransmit, which
-//! comes within seconds, still finds its answer.
+//! One map, made once with room for `max_entries`. When it is full the oldest entries go
+//! until half of it is free, so it never grows: the cache remembers the newest half to all of
+//! its entries, and under overload the window shrinks instead of new requests going uncached.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, RandomState};
@@ -60,16 +51,13 @@ type Fingerprint = [u64; 2];
 /// Centiseconds since the cache was made, wrapping (an entry never lives near 497 days).
 type Stamp = u32;
 
-/// A request and what became of it, with its arrival (the TTL counts from there). 24 bytes:
-/// a table of 100,000 and their keys is 5 MiB (whole replies behind a pointer took 64-byte
-/// entries and a reply's every byte).
+/// A request and what became of it, with its arrival (the TTL counts from there).
 #[derive(Debug)]
 enum Slot {
     InFlight {
         at: Stamp,
     },
     /// Given up without a reply (dropped under load, failed): a retransmit is processed.
-    /// Marked rather than removed, so the table never holds a tombstone.
     Abandoned {
         at: Stamp,
     },
@@ -148,46 +136,15 @@ fn own_attributes(reply: &[u8]) -> Option<(u8, &[u8])> {
     Some((reply.first().copied()?, reply.get(own..)?))
 }
 
-/// One generation: its table and the arrival of its newest entry.
-#[derive(Debug)]
-struct Generation {
-    map: HashMap<Fingerprint, Slot>,
-    newest: Stamp,
-}
-
-impl Generation {
-    fn with_capacity(n: usize) -> Self {
-        Self {
-            map: HashMap::with_capacity(n),
-            newest: 0,
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Entries {
-    current: Generation,
-    previous: Generation,
-}
-
-impl Entries {
-    /// The live slot of a request, newest generation first.
-    fn slot_mut(&mut self, fp: &Fingerprint) -> Option<&mut Slot> {
-        if self.current.map.contains_key(fp) {
-            self.current.map.get_mut(fp)
-        } else {
-            self.previous.map.get_mut(fp)
-        }
-    }
-}
-
 /// The cache, bounded by `max_entries`.
 #[derive(Debug)]
 pub struct DedupCache {
-    entries: Mutex<Entries>,
+    entries: Mutex<HashMap<Fingerprint, Slot>>,
     ttl: Stamp,
-    /// Entries per generation.
-    generation: usize,
+    /// Most entries held (the map was made with room for them).
+    room: usize,
+    /// What the map holds without a new table: at least `room`.
+    table: usize,
     epoch: Instant,
     keys: [RandomState; 2],
 }
@@ -196,16 +153,13 @@ impl DedupCache {
     /// Keeps at most `max_entries` requests (at least half as many once it is full).
     pub fn new(ttl: Duration, max_entries: usize) -> Self {
         let ttl = Stamp::try_from(ttl.as_millis() / 10).unwrap_or(Stamp::MAX / 2);
-        let generation = (max_entries / 2).max(8);
-        // Both tables are sized once; untouched pages of a reserved table cost no RSS.
-        let entries = Entries {
-            current: Generation::with_capacity(generation),
-            previous: Generation::with_capacity(generation),
-        };
+        let room = max_entries.max(16);
+        let map = HashMap::with_capacity(room);
         Self {
-            entries: Mutex::new(entries),
+            room,
+            table: map.capacity(),
+            entries: Mutex::new(map),
             ttl: ttl.min(Stamp::MAX / 2),
-            generation,
             epoch: Instant::now(),
             keys: [RandomState::new(), RandomState::new()],
         }
@@ -225,12 +179,12 @@ impl DedupCache {
     }
 
     pub fn begin(&self, key: Key, now: Instant) -> Seen {
-        let Ok(mut e) = self.entries.lock() else {
+        let Ok(mut map) = self.entries.lock() else {
             return Seen::New;
         };
         let now = self.stamp(now);
         let fp = self.fingerprint(&key);
-        if let Some(slot) = e.slot_mut(&fp)
+        if let Some(slot) = map.get(&fp)
             && !self.expired(slot.at(), now)
         {
             match slot {
@@ -247,34 +201,43 @@ impl DedupCache {
                 Slot::Abandoned { .. } => {}
             }
         }
-        if !e.current.map.contains_key(&fp) && e.current.map.len() >= self.generation {
-            self.rotate(&mut e, now);
+        // `capacity()` shrinks by the slots that removed entries leave behind: at it, the
+        // next insert rebuilds the table, in place if at most half of it is live, else twice
+        // as large
+        let full =
+            map.len() >= self.room || (map.len() >= map.capacity() && map.len() >= self.table / 2);
+        if full && !map.contains_key(&fp) {
+            self.make_room(&mut map, now);
         }
-        // a stale copy in the older generation is shadowed by this one
-        e.current.map.insert(fp, Slot::InFlight { at: now });
-        e.current.newest = now;
+        map.insert(fp, Slot::InFlight { at: now });
         Seen::New
     }
 
-    /// The current generation is full: forget the older one and start a new one in its table.
-    fn rotate(&self, e: &mut Entries, now: Stamp) {
-        if !self.expired(e.previous.newest, now) && !e.previous.map.is_empty() {
-            // replies forgotten before their time: the cache is too small for the load
-            metrics::counter!("otpgate_radius_duplicate_cache_evicted_total")
-                .increment(e.previous.map.len() as u64);
+    /// Forget the expired entries, then the oldest, until at most half of the room is taken.
+    fn make_room(&self, map: &mut HashMap<Fingerprint, Slot>, now: Stamp) {
+        let age = |slot: &Slot| now.wrapping_sub(slot.at());
+        map.retain(|_, slot| age(slot) < self.ttl);
+        let keep = self.room / 2;
+        if map.len() <= keep {
+            return;
         }
-        e.previous.map.clear();
-        std::mem::swap(&mut e.current, &mut e.previous);
+        let mut ages: Vec<Stamp> = map.values().map(age).collect();
+        // the (keep + 1)th youngest age: entries that old and older go
+        let (_, &mut cutoff, _) = ages.select_nth_unstable(keep);
+        let live = map.len();
+        map.retain(|_, slot| age(slot) < cutoff);
+        // replies forgotten before their time: the cache is too small for the load
+        metrics::counter!("otpgate_radius_duplicate_cache_evicted_total")
+            .increment((live - map.len()) as u64);
     }
 
     /// Store the reply for retransmits (if the request is still in the cache).
     pub fn finish(&self, key: Key, reply: &[u8]) {
         let fp = self.fingerprint(&key);
         let kept = Kept::of(reply);
-        let Ok(mut e) = self.entries.lock() else {
-            return;
-        };
-        if let Some(slot) = e.slot_mut(&fp) {
+        if let Ok(mut map) = self.entries.lock()
+            && let Some(slot) = map.get_mut(&fp)
+        {
             *slot = kept.arrived(slot.at());
         }
     }
@@ -282,33 +245,24 @@ impl DedupCache {
     /// Forget a request that will not be answered (dropped under load, failed).
     pub fn abandon(&self, key: &Key) {
         let fp = self.fingerprint(key);
-        if let Ok(mut e) = self.entries.lock()
-            && let Some(slot) = e.slot_mut(&fp)
+        if let Ok(mut map) = self.entries.lock()
+            && let Some(slot) = map.get_mut(&fp)
         {
             *slot = Slot::Abandoned { at: slot.at() };
         }
     }
 
-    /// Empty the generations whose every entry has expired (call it when traffic stops; the
-    /// tables are kept).
+    /// Forget the expired entries (the map keeps its table).
     pub fn sweep(&self, now: Instant) {
-        if let Ok(mut e) = self.entries.lock() {
-            let now = self.stamp(now);
-            let Entries { current, previous } = &mut *e;
-            for g in [current, previous] {
-                if self.expired(g.newest, now) {
-                    g.map.clear();
-                }
-            }
+        let now = self.stamp(now);
+        if let Ok(mut map) = self.entries.lock() {
+            map.retain(|_, slot| !self.expired(slot.at(), now));
         }
     }
 
     /// Entries held, expired ones not yet swept included.
     pub fn len(&self) -> usize {
-        self.entries
-            .lock()
-            .map(|e| e.current.map.len() + e.previous.map.len())
-            .unwrap_or(0)
+        self.entries.lock().map(|map| map.len()).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -364,20 +318,13 @@ mod tests {
         assert_eq!(c.len(), 0);
     }
 
-    /// A full cache under steady churn keeps the table it was made with: a hash table that
-    /// grows doubles its memory for good (hashbrown grows instead of rehashing in place when
-    /// more than half of it is live), which is what put 16 MiB on top of RSS at 28,000
-    /// logins/s.
+    /// A full cache under steady churn keeps the table it was made with: a table that grew
+    /// would double its memory for good.
     #[test]
     fn a_churning_full_cache_keeps_its_table() {
         let c = DedupCache::new(Duration::from_secs(30), 20_000);
-        let capacity = |c: &DedupCache| {
-            c.entries
-                .lock()
-                .map(|e| e.current.map.capacity() + e.previous.map.capacity())
-                .unwrap()
-        };
-        let before = capacity(&c);
+        let table = |c: &DedupCache| c.entries.lock().unwrap().capacity();
+        let before = table(&c);
         let t = Instant::now();
         for i in 0..200_000u32 {
             let k = Key {
@@ -392,14 +339,13 @@ mod tests {
             assert_eq!(c.begin(k, t), Seen::New);
             c.finish(k, b"ok");
         }
-        assert_eq!(capacity(&c), before);
+        assert!(table(&c) <= before, "{} > {before}", table(&c));
     }
 
     /// A reply is kept as its code and its own attributes, for the server to build again; a
     /// reply of another shape as it was.
     #[test]
     fn replies_are_kept_as_their_code_and_own_attributes() {
-        assert_eq!(size_of::<(Fingerprint, Slot)>(), 40);
         let c = DedupCache::new(Duration::from_secs(30), 100);
         let t = Instant::now();
         let reply = |attrs: &[&[u8]]| {
@@ -459,9 +405,8 @@ mod tests {
             c.finish(key(i), &[i]);
         }
         let later = t + Duration::from_secs(1);
-        // the newest generation and the one before it are still answered; the oldest went to
-        // make room
-        for i in 24..40u8 {
+        // the newest are still answered; the oldest went to make room
+        for i in 32..40u8 {
             assert_eq!(c.begin(key(i), later), verbatim(&[i]));
         }
         assert_eq!(c.begin(key(0), later), Seen::New);

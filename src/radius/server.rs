@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
@@ -27,6 +27,7 @@ use super::translate;
 use crate::auth::Authenticator;
 use crate::auth::ledger::Claim;
 use crate::clock::Stopwatch;
+use crate::log_limit::Repeated;
 
 /// Ask for `bytes` of receive buffer: `SO_RCVBUFFORCE` where the process may exceed
 /// `net.core.rmem_max` (CAP_NET_ADMIN), else `SO_RCVBUF`, which the kernel caps there.
@@ -64,28 +65,27 @@ struct ClientState {
     missing_ma: AtomicU64,
 }
 
-/// Logs at most once a minute per (client, reason).
+/// Drop lines, at most one a minute per (client, reason), each with how many it stands for.
+/// Keyed by the configured client's name, so the map stays as small as the configuration;
+/// datagrams from unknown sources share one line.
 #[derive(Debug, Default)]
 struct LogLimiter {
-    last: Mutex<HashMap<(String, &'static str), Instant>>,
+    lines: Mutex<HashMap<(String, &'static str), Arc<Repeated>>>,
 }
 
 impl LogLimiter {
-    fn allow(&self, client: &str, reason: &'static str, now: Instant) -> bool {
-        let Ok(mut map) = self.last.lock() else {
-            return false;
+    /// `Some(held_back)`: write the line now.
+    fn allow(&self, client: &str, reason: &'static str) -> Option<u64> {
+        let line = {
+            let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
+            let key = (client.to_owned(), reason);
+            Arc::clone(
+                lines
+                    .entry(key)
+                    .or_insert_with(|| Arc::new(Repeated::new(Duration::from_secs(60)))),
+            )
         };
-        let key = (client.to_owned(), reason);
-        match map.get(&key) {
-            Some(t) if now.duration_since(*t) < Duration::from_secs(60) => false,
-            _ => {
-                if map.len() > 10_000 {
-                    map.clear();
-                }
-                map.insert(key, now);
-                true
-            }
-        }
+        line.tick()
     }
 }
 
@@ -206,11 +206,8 @@ impl RadiusServer {
         let settings = self.settings();
         let Some(client) = settings.client_for(source.ip()) else {
             drop_counter("unknown", "unknown_client");
-            if self
-                .limiter
-                .allow(&source.ip().to_string(), "unknown_client", now)
-            {
-                tracing::warn!(target: "otpgate::radius", source = %source, "datagram from an unknown client dropped (no [[radius.client]] matches)");
+            if let Some(held_back) = self.limiter.allow("", "unknown_client") {
+                tracing::warn!(target: "otpgate::radius", source = %source, held_back, "datagram from an unknown client dropped (no [[radius.client]] matches)");
             }
             return;
         };
@@ -218,8 +215,8 @@ impl RadiusServer {
             Ok(p) => p,
             Err(e) => {
                 drop_counter(&client.name, "malformed");
-                if self.limiter.allow(&client.name, "malformed", now) {
-                    tracing::warn!(target: "otpgate::radius", client = %client.name, source = %source, error = %e, "malformed packet dropped");
+                if let Some(held_back) = self.limiter.allow(&client.name, "malformed") {
+                    tracing::warn!(target: "otpgate::radius", client = %client.name, source = %source, error = %e, held_back, "malformed packet dropped");
                 }
                 return;
             }
@@ -232,8 +229,8 @@ impl RadiusServer {
             Code::AccessRequest | Code::StatusServer | Code::AccountingRequest
         ) {
             drop_counter(&client.name, "unsupported_code");
-            if self.limiter.allow(&client.name, "unsupported_code", now) {
-                tracing::warn!(target: "otpgate::radius", client = %client.name, code = code.as_u8(), "packet with an unsupported code dropped");
+            if let Some(held_back) = self.limiter.allow(&client.name, "unsupported_code") {
+                tracing::warn!(target: "otpgate::radius", client = %client.name, code = code.as_u8(), held_back, "packet with an unsupported code dropped");
             }
             return;
         }
@@ -261,8 +258,8 @@ impl RadiusServer {
                     _ => "bad_authenticator",
                 };
                 drop_counter(&client.name, reason);
-                if self.limiter.allow(&client.name, reason, now) {
-                    tracing::warn!(target: "otpgate::radius", client = %client.name, source = %source, error = %e, "{} dropped", code.name());
+                if let Some(held_back) = self.limiter.allow(&client.name, reason) {
+                    tracing::warn!(target: "otpgate::radius", client = %client.name, source = %source, error = %e, held_back, "{} dropped", code.name());
                 }
                 return;
             }
@@ -348,8 +345,8 @@ impl RadiusServer {
                 let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                     self.dedup.abandon(&key);
                     drop_counter(&client.name, "overload");
-                    if self.limiter.allow(&client.name, "overload", now) {
-                        tracing::warn!(target: "otpgate::radius", client = %client.name, "too many requests in flight; Access-Request dropped (the NAS will retransmit)");
+                    if let Some(held_back) = self.limiter.allow(&client.name, "overload") {
+                        tracing::warn!(target: "otpgate::radius", client = %client.name, held_back, "too many requests in flight; Access-Request dropped (the NAS will retransmit)");
                     }
                     return;
                 };
@@ -357,8 +354,7 @@ impl RadiusServer {
                 let datagram = datagram.to_vec();
                 let client = client.clone();
                 let socket = socket.clone();
-                // The whole login's state machine is ~9 KB; boxed, the task that tokio copies
-                // around when it spawns and finishes holds a pointer to it instead.
+                // boxed: tokio copies a task's future when it spawns it, and a login's is large
                 tracker.spawn(async move {
                     let guard = Abandon {
                         dedup: &this.dedup,

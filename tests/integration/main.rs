@@ -15,7 +15,6 @@ mod cluster;
 mod daemon;
 mod durability;
 mod events;
-mod footprint;
 mod harness;
 mod import;
 mod login_index;

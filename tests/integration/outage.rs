@@ -169,7 +169,7 @@ pub fn refused_once_commits_stall(d: &Daemon, id: u8, password: &str, cause: &st
 pub fn shows_the_stall(d: &Daemon) {
     assert_eq!(d.metric("otpgate_store_up"), 0.0);
     assert!(d.http_get("/healthz").contains("store unavailable"));
-    // lines reach the log a few milliseconds after they are written (`daemon::log_output`)
+    // the daemon's log thread writes a line shortly after it is logged
     d.wait_for_log("its commits do not complete", Duration::from_secs(2));
     let log = d.log();
     assert_eq!(
