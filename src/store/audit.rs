@@ -17,7 +17,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::health::Health;
+use super::diagnostics::health::Health;
 use super::sql::Sql;
 use super::{Backend, Store, StoreError, flag};
 
@@ -89,7 +89,7 @@ pub(super) const AUDIT_COLUMNS: &str = "time_us, node, event, origin, success, a
 const AUDIT_ROWS_PER_INSERT: usize = 16;
 
 /// Insert rows inside a transaction on sqlx's connection (PostgreSQL's group commit; SQLite's
-/// binds each row to a prepared statement, `store::sqlite_direct`). Statements of a fixed
+/// binds each row to a prepared statement, `store::sqlite::writer`). Statements of a fixed
 /// shape, so each is prepared once and cached: 16-row inserts, then single-row ones.
 pub(crate) async fn insert_rows(
     conn: &mut sqlx::AnyConnection,
@@ -498,7 +498,7 @@ mod tests {
     #[test]
     fn audit_rebuild_keeps_rows_and_ids() {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
-        let (before, after): (Vec<_>, Vec<_>) = super::super::SQLITE_MIGRATIONS
+        let (before, after): (Vec<_>, Vec<_>) = super::super::sqlite::MIGRATIONS
             .iter()
             .partition(|(version, _, _)| *version < 5);
         for (_, _, sql) in &before {
@@ -537,7 +537,7 @@ mod tests {
     #[test]
     fn login_counts_use_the_user_index() {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
-        for (_, _, sql) in super::super::SQLITE_MIGRATIONS {
+        for (_, _, sql) in super::super::sqlite::MIGRATIONS {
             conn.execute_batch(sql).unwrap();
         }
         let indexes = |conn: &rusqlite::Connection| -> i64 {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::health::Health;
+use super::diagnostics::health::Health;
 use super::sql::Sql;
 use super::{Store, StoreError};
 

@@ -10,7 +10,7 @@
 //!
 //! SQLite builds and drops it as a commit of the group writer, so that logins wait behind the
 //! build (about 0.7 s per million audit rows) instead of failing on the write lock; a build
-//! longer than `commit_timeout` is a stall to the commit watch (`store::commit_watch`), and
+//! longer than `commit_timeout` is a stall to the commit watch (`store::diagnostics::commit_watch`), and
 //! the logins behind it are refused until it ends. PostgreSQL
 //! builds it `CONCURRENTLY`, beside the logins, and never drops it on its own: another node on
 //! the same database may have such a policy.

@@ -28,20 +28,18 @@ macro_rules! token_columns {
 
 pub mod audit;
 pub mod challenges;
-mod checkpoints;
-mod commit_watch;
 mod counters;
-mod health;
+mod diagnostics;
+mod jobs;
 pub mod ledger;
-mod lock_holder;
 pub mod login_index;
-mod pg_waits;
+mod lookup;
+mod postgres;
 mod queued_counters;
-mod reader;
 mod sql;
-mod sqlite_direct;
+mod sqlite;
+mod statements;
 pub mod tokens;
-mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -220,11 +218,11 @@ impl Database {
 
     /// Who holds this SQLite database's write lock (`the database's write lock is held by
     /// process 4711 (sqlite3)`), for an error that says it is locked: `None` on PostgreSQL,
-    /// and when no other process holds it (`store::lock_holder`).
+    /// and when no other process holds it (`store::diagnostics::lock_holder`).
     pub fn write_lock_holder(&self) -> Option<String> {
         match self {
             Self::Sqlite(path) => {
-                lock_holder::holder(&absolute(path)).map(|h| h.holds_the_write_lock())
+                diagnostics::lock_holder::holder(&absolute(path)).map(|h| h.holds_the_write_lock())
             }
             Self::Postgres(_) => None,
         }
@@ -251,7 +249,7 @@ pub struct StoreSettings {
     pub max_connections: u32,
     pub connect_timeout: Duration,
     /// How long a group commit may take before the node counts its database as stalled
-    /// (`store::health`, `store::commit_watch`).
+    /// (`store::diagnostics::health`, `store::diagnostics::commit_watch`).
     pub commit_timeout: Duration,
 }
 
@@ -261,122 +259,13 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     /// The group-commit writer.
-    writer: writer::GroupWriter,
+    writer: jobs::GroupWriter,
     /// Batched token lookups.
-    reader: reader::TokenReader,
+    reader: lookup::TokenReader,
     /// Batched request-ledger claims and answers.
     ledger: ledger::Ledger,
     /// Whether PostgreSQL answers (the hot path fails at once while it does not).
-    health: Arc<health::Health>,
-}
-
-/// The schema's history per backend. A migration only adds (a table, an index, a column with a
-/// default) or drops what no version still in use reads: during a rolling upgrade the older
-/// nodes run against the schema a newer one migrated ([`migrate`]).
-pub(super) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "initial",
-        include_str!("../../migrations/sqlite/0001_initial.sql"),
-    ),
-    (
-        2,
-        "tokengroup",
-        include_str!("../../migrations/sqlite/0002_tokengroup.sql"),
-    ),
-    (
-        3,
-        "request ledger",
-        include_str!("../../migrations/sqlite/0003_request_ledger.sql"),
-    ),
-    (
-        4,
-        "audit_user for logins only",
-        include_str!("../../migrations/sqlite/0004_audit_user_logins_only.sql"),
-    ),
-    (
-        5,
-        "audit append-only",
-        include_str!("../../migrations/sqlite/0005_audit_append_only.sql"),
-    ),
-    (
-        6,
-        "audit_user only for auth_max policies",
-        include_str!("../../migrations/sqlite/0006_audit_user_on_demand.sql"),
-    ),
-    (
-        7,
-        "commit probe",
-        include_str!("../../migrations/sqlite/0007_commit_probe.sql"),
-    ),
-];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "initial",
-        include_str!("../../migrations/postgres/0001_initial.sql"),
-    ),
-    (
-        2,
-        "tokengroup",
-        include_str!("../../migrations/postgres/0002_tokengroup.sql"),
-    ),
-    (
-        3,
-        "request ledger",
-        include_str!("../../migrations/postgres/0003_request_ledger.sql"),
-    ),
-    (
-        4,
-        "audit_user for logins only",
-        include_str!("../../migrations/postgres/0004_audit_user_logins_only.sql"),
-    ),
-    (
-        5,
-        "audit append-only",
-        include_str!("../../migrations/postgres/0005_audit_append_only.sql"),
-    ),
-    (
-        6,
-        "audit_time back",
-        include_str!("../../migrations/postgres/0006_audit_time_back.sql"),
-    ),
-    (
-        7,
-        "audit_user only for auth_max policies",
-        include_str!("../../migrations/postgres/0007_audit_user_on_demand.sql"),
-    ),
-    (
-        8,
-        "commit probe",
-        include_str!("../../migrations/postgres/0008_commit_probe.sql"),
-    ),
-];
-
-/// Whether a PostgreSQL connection given back to the pool answers a ping within `limit`.
-///
-/// sqlx pings every connection that comes back, without a time limit. One whose peer went
-/// silent (a primary powered off under a floating address, a firewall dropping the flow) never
-/// answers, and its pool slot stayed taken until the kernel gave the TCP connection up, about
-/// 15 minutes later. An error here makes sqlx drop the connection at once.
-async fn returning_connection_answers(
-    conn: &mut sqlx::AnyConnection,
-    limit: Duration,
-) -> Result<bool, sqlx::Error> {
-    match tokio::time::timeout(limit, sqlx::Connection::ping(conn)).await {
-        Ok(answer) => answer.map(|()| true),
-        Err(_) => {
-            tracing::warn!(
-                target: "otpgate::store",
-                seconds = limit.as_secs_f64(),
-                "a database connection did not answer on its way back to the pool: dropped"
-            );
-            Err(sqlx::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "no answer to a ping on the way back to the pool",
-            )))
-        }
-    }
+    health: Arc<diagnostics::health::Health>,
 }
 
 impl Store {
@@ -402,7 +291,7 @@ impl Store {
         };
         let options: AnyConnectOptions = url.parse()?;
         let backend = settings.database.backend();
-        // our backends are found by it when a commit stalls (`store::pg_waits`)
+        // our backends are found by it when a commit stalls (`store::diagnostics::pg_waits`)
         let name_connections = backend == Backend::Postgres && !url.contains("application_name=");
         let mut pool_options = AnyPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
@@ -424,7 +313,8 @@ impl Store {
                         conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
                     }
                     if name_connections {
-                        conn.execute(pg_waits::SET_APPLICATION_NAME).await?;
+                        conn.execute(diagnostics::pg_waits::SET_APPLICATION_NAME)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -433,39 +323,41 @@ impl Store {
         if backend == Backend::Postgres {
             let limit = settings.connect_timeout;
             pool_options = pool_options.after_release(move |conn, _meta| {
-                Box::pin(returning_connection_answers(conn, limit))
+                Box::pin(postgres::returning_connection_answers(conn, limit))
             });
         }
         let pool = pool_options.connect_with(options).await?;
         migrate(&pool, backend).await?;
-        let wal_restart = Arc::new(checkpoints::WalRestart::default());
+        let wal_restart = Arc::new(sqlite::checkpoints::WalRestart::default());
         // A SQLite file is never unreachable, but its commits can stall: the writer thread's
-        // commit watch opens the breaker then (`store::commit_watch`).
+        // commit watch opens the breaker then (`store::diagnostics::commit_watch`).
         let health = Arc::new(match backend {
-            Backend::Postgres => health::Health::with_commit_timeout(settings.commit_timeout)
-                .with_answer_limit(settings.connect_timeout)
-                .with_stall_cause("a synchronous standby missing?"),
+            Backend::Postgres => {
+                diagnostics::health::Health::with_commit_timeout(settings.commit_timeout)
+                    .with_answer_limit(settings.connect_timeout)
+                    .with_stall_cause("a synchronous standby missing?")
+            }
             // the commit watch names the cause it sees
-            Backend::Sqlite => health::Health::default(),
+            Backend::Sqlite => diagnostics::health::Health::default(),
         });
         if backend == Backend::Postgres {
-            tokio::spawn(health::probe(pool.clone(), Arc::clone(&health)));
+            tokio::spawn(postgres::probe::run(pool.clone(), Arc::clone(&health)));
         }
         let (writer, reader) = match &sqlite_file {
             Some(file) => (
-                sqlite_direct::start_writer(
+                sqlite::writer::start_writer(
                     file,
                     Arc::clone(&wal_restart),
                     Arc::clone(&health),
                     settings.commit_timeout,
                 )?,
-                sqlite_direct::start_readers(file, SQLITE_READERS)?,
+                sqlite::reader::start_readers(file, SQLITE_READERS)?,
             ),
             None => {
                 let parallel = usize::try_from(settings.max_connections.max(3) - 2).unwrap_or(1);
                 (
-                    writer::GroupWriter::start(pool.clone(), Arc::clone(&health)),
-                    reader::TokenReader::start(pool.clone(), parallel, Arc::clone(&health)),
+                    postgres::writer::start(pool.clone(), Arc::clone(&health)),
+                    postgres::reader::start(pool.clone(), parallel, Arc::clone(&health)),
                 )
             }
         };
@@ -478,7 +370,7 @@ impl Store {
             backend,
         };
         if backend == Backend::Sqlite {
-            tokio::spawn(checkpoints::run(store.pool.clone(), wal_restart));
+            tokio::spawn(sqlite::checkpoints::run(store.pool.clone(), wal_restart));
         }
         Ok(store)
     }
@@ -487,11 +379,11 @@ impl Store {
         self.backend
     }
 
-    pub(crate) fn writer(&self) -> &writer::GroupWriter {
+    pub(crate) fn writer(&self) -> &jobs::GroupWriter {
         &self.writer
     }
 
-    pub(crate) fn reader(&self) -> &reader::TokenReader {
+    pub(crate) fn reader(&self) -> &lookup::TokenReader {
         &self.reader
     }
 
@@ -499,7 +391,7 @@ impl Store {
         &self.pool
     }
 
-    pub(crate) fn health(&self) -> &Arc<health::Health> {
+    pub(crate) fn health(&self) -> &Arc<diagnostics::health::Health> {
         &self.health
     }
 
@@ -566,8 +458,8 @@ const SQLITE_READERS: usize = 2;
 
 async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
     let list = match backend {
-        Backend::Sqlite => SQLITE_MIGRATIONS,
-        Backend::Postgres => POSTGRES_MIGRATIONS,
+        Backend::Sqlite => sqlite::MIGRATIONS,
+        Backend::Postgres => postgres::MIGRATIONS,
     };
     let migrations = list
         .iter()

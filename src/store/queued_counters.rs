@@ -6,7 +6,7 @@
 //! login a second fsync, and queueing it as a writer job of its own split the group commit in
 //! two: the increments of one batch made the next, small commit. So the increments wait here,
 //! summed per (counter, node), and every commit takes what has gathered. When no other write
-//! comes along, [`commit_lazily`] makes a commit for them after [`LAZY_COMMIT`].
+//! comes along, `jobs::commit_lazily` makes a commit for them after [`LAZY_COMMIT`].
 //!
 //! Reads of counters first flush (`GroupWriter::flush`) while any increment is unsettled, so
 //! a read sees every increment added before it. An increment is lost only with its commit
@@ -17,13 +17,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use super::StoreError;
-use super::writer::{Job, Op};
 
 /// How long increments wait for another write to take them along.
-pub(super) const LAZY_COMMIT: Duration = Duration::from_millis(5);
+const LAZY_COMMIT: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Default)]
 pub(crate) struct QueuedCounters {
@@ -32,7 +31,7 @@ pub(crate) struct QueuedCounters {
     /// Increments added and not yet committed (or lost): taken ones count until their commit
     /// ends, so a read cannot slip in between the take and the commit.
     unsettled: AtomicUsize,
-    /// The first increment after a take wakes [`commit_lazily`].
+    /// The first increment after a take wakes [`QueuedCounters::left_behind`].
     nudge: Notify,
 }
 
@@ -65,6 +64,14 @@ impl QueuedCounters {
         std::mem::take(&mut *self.gathered.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// Until the first increment after a take, then [`LAZY_COMMIT`] more; whether any
+    /// increment is still gathered by then (no other write took it along).
+    pub(super) async fn left_behind(&self) -> bool {
+        self.nudge.notified().await;
+        tokio::time::sleep(LAZY_COMMIT).await;
+        self.gathered_any()
+    }
+
     fn gathered_any(&self) -> bool {
         self.gathered
             .lock()
@@ -91,24 +98,6 @@ impl QueuedCounters {
     /// Whether an increment is waiting for or riding in a commit.
     pub(super) fn unsettled(&self) -> bool {
         self.unsettled.load(Ordering::Acquire) > 0
-    }
-}
-
-/// Commit increments that no other write took along within [`LAZY_COMMIT`]. Ends with the
-/// writer (when the queue has no sender left).
-pub(super) async fn commit_lazily(
-    queue: mpsc::WeakSender<Job>,
-    counters: std::sync::Arc<QueuedCounters>,
-) {
-    loop {
-        counters.nudge.notified().await;
-        tokio::time::sleep(LAZY_COMMIT).await;
-        let Some(queue) = queue.upgrade() else {
-            return;
-        };
-        if counters.gathered_any() && queue.send(Job::detached(Op::Flush)).await.is_err() {
-            return;
-        }
     }
 }
 

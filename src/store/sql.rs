@@ -6,7 +6,7 @@
 //!
 //! sqlx-sqlite looks every `$N` parameter up by name, which grows with the square of the
 //! parameter count; SQLite's hot path therefore does not go through sqlx
-//! (`store::sqlite_direct`), and the many-row statements built here run on PostgreSQL.
+//! (`store::sqlite::writer`), and the many-row statements built here run on PostgreSQL.
 
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+pub use super::jobs::FailureOutcome;
 use super::sql::{Param, Sql};
 use super::{Store, StoreError, flag};
 use crate::secret::Secret;
@@ -60,15 +61,6 @@ pub struct TokenFilter {
     pub active: Option<bool>,
     pub assigned: Option<bool>,
     pub limit: Option<i64>,
-}
-
-/// What a recorded failure did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FailureOutcome {
-    pub failcount: i64,
-    pub maxfail: i64,
-    /// This request moved the failcount to maxfail (fires `token_locked`).
-    pub reached_max: bool,
 }
 
 /// A successful OTP (or spass PIN) to store.
@@ -439,7 +431,7 @@ impl TokenStore<'_> {
     }
 
     /// The user's tokens with their tokeninfo, in database order. Concurrent calls are
-    /// answered together by one query (see `store::reader`).
+    /// answered together by one query (see `store::lookup`).
     ///
     /// Refused at once while commits stall: no login can be settled then, and on a disk that
     /// hangs a lookup could hang too (PostgreSQL's reader asks the breaker itself).
@@ -744,7 +736,7 @@ impl TokenStore<'_> {
     pub async fn consume_otp(&self, c: Consume<'_>) -> Result<bool, StoreError> {
         self.store
             .writer()
-            .consume(super::writer::ConsumeJob {
+            .consume(super::jobs::ConsumeJob {
                 id: c.id,
                 new_count: c.new_count,
                 time_shift: c.time_shift,
@@ -1114,7 +1106,7 @@ async fn increase_info(
 
 #[cfg(test)]
 mod tests {
-    use super::super::reader::TOKEN_COLUMNS;
+    use super::super::lookup::TOKEN_COLUMNS;
 
     /// `token_from_row` reads columns by name: the single-table select names them like the
     /// hot path's lookup, without its tokeninfo pair.

@@ -298,7 +298,7 @@ fn postgresql_away_and_back() {
     // connections that break while the database is up (a backend terminated, a firewall's
     // reset) are no outage: sqlx replaces a dead idle connection before handing it out, and a
     // query that fails on one only wakes the probe, which finds the database answering (unit
-    // tests in store::health)
+    // tests in store::diagnostics::health)
     terminate_connections(&db.base_url());
     let (answer, _) = login(&d, 90, "pin000000");
     assert_eq!(answer.map(|a| a.0), Some(Code::AccessReject));

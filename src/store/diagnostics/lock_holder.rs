@@ -4,7 +4,7 @@
 //! byte 120, the first of the lock bytes that follow the WAL-index's two header copies and
 //! its checkpoint counters (the black-box stall test finds a real holder there). Linux lists
 //! every such lock in `/proc/locks` with the process that holds it, so when the writer waits
-//! for the lock the commit watch (`store::commit_watch`) can name the holder: `held by
+//! for the lock the commit watch (`store::diagnostics::commit_watch`) can name the holder: `held by
 //! process 4711 (sqlite3)`, and so can an admin command that gave up on it (`cli`). The
 //! parsing is sans-IO ([`writers_of`]); [`holder`] reads the files. Elsewhere, or when the
 //! lock is this process's own (another connection of ours), the answer is less precise but
@@ -17,16 +17,16 @@ const WAL_WRITE_LOCK_BYTE: u64 = 120;
 
 /// A process that holds the write lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Holder {
-    pub(super) pid: u32,
+pub(in crate::store) struct Holder {
+    pub(in crate::store) pid: u32,
     /// Its command name (`/proc/PID/comm`), when it could be read.
-    pub(super) name: Option<String>,
+    pub(in crate::store) name: Option<String>,
 }
 
 impl Holder {
     /// The reason a stall or a failed command gives: `the database's write lock is held by
     /// process 4711 (sqlite3)`.
-    pub(super) fn holds_the_write_lock(&self) -> String {
+    pub(in crate::store) fn holds_the_write_lock(&self) -> String {
         format!("the database's write lock is held by {self}")
     }
 }
@@ -100,7 +100,7 @@ fn writers_of(locks: &str, file: FileId) -> Vec<u32> {
 
 /// Another process holding the write lock of the database at `db` (Linux only; `None`
 /// elsewhere, when nobody else holds it, or when `/proc` cannot be read).
-pub(super) fn holder(db: &Path) -> Option<Holder> {
+pub(in crate::store) fn holder(db: &Path) -> Option<Holder> {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::fs::MetadataExt;

@@ -9,23 +9,30 @@
 //! statement is still the atomic conditional `UPDATE … WHERE otp_counter < …`, so two requests
 //! (or two nodes) can never consume the same OTP, inside a batch or across batches.
 //!
-//! This file holds the jobs, the handle and the PostgreSQL writer (an async task on sqlx's
-//! pool); the SQLite writer is a thread of its own (`store::sqlite_direct`). Both take the
-//! same jobs, run the same statements and gather, retry and settle their batches through one
-//! [`Batch`].
+//! This file holds the jobs, the handle requests use and the batch bookkeeping both writers
+//! share: SQLite's is a thread of its own (`store::sqlite::writer`), PostgreSQL's an async
+//! task on sqlx's pool (`store::postgres::writer`). Both gather, retry and settle their
+//! batches through one [`Batch`] and run the statements of `store::statements`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
+use super::StoreError;
 use super::audit::AuditRow;
-use super::health::Health;
-use super::queued_counters::{self, QueuedCounters, Taken};
-use super::tokens::FailureOutcome;
-use super::{Backend, StoreError, begin_write};
+use super::diagnostics::health::Health;
+use super::queued_counters::{QueuedCounters, Taken};
 use crate::log_limit::Repeated;
+
+/// What a recorded failure did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureOutcome {
+    pub failcount: i64,
+    pub maxfail: i64,
+    /// This request moved the failcount to maxfail (fires `token_locked`).
+    pub reached_max: bool,
+}
 
 /// A successful authentication to store.
 #[derive(Debug, Clone)]
@@ -38,7 +45,7 @@ pub(crate) struct ConsumeJob {
 }
 
 #[derive(Debug)]
-pub(super) enum Op {
+pub(in crate::store) enum Op {
     Consume(ConsumeJob),
     Failure {
         id: i64,
@@ -59,7 +66,7 @@ pub(super) enum Op {
     /// write lock: in the writer's own transaction, the logins behind it wait instead.
     Schema(&'static str),
     /// The smallest write, to find out whether commits complete again after one stalled
-    /// (`store::commit_watch`): this process's row in `commit_probe`.
+    /// (`store::diagnostics::commit_watch`): this process's row in `commit_probe`.
     Probe {
         key: String,
         at: i64,
@@ -67,7 +74,7 @@ pub(super) enum Op {
 }
 
 #[derive(Debug)]
-pub(super) enum Done {
+pub(in crate::store) enum Done {
     Consumed(bool),
     Failure(FailureOutcome),
     CounterAdded,
@@ -77,87 +84,14 @@ pub(super) enum Done {
     Probed,
 }
 
-pub(super) struct Job {
-    pub(super) op: Op,
+pub(in crate::store) struct Job {
+    pub(in crate::store) op: Op,
     /// `None`: nobody waits for this job's commit.
     reply: Option<oneshot::Sender<Result<Done, StoreError>>>,
 }
 
 /// Most jobs one commit takes.
 const MAX_BATCH: usize = 1024;
-
-/// A successful authentication with a new counter: only if the stored counter is still below
-/// it (`$1` new counter, `$2` time shift or NULL, `$3` 1 to count the attempt, `$4` last_auth,
-/// `$5` token id). Consumed when it changed a row: no `RETURNING`, for which SQLite builds a
-/// temporary table per statement.
-pub(super) const CONSUME_SQL: &str = "UPDATE token SET otp_counter = $1, \
-     time_shift = COALESCE($2, time_shift), failcount = 0, failcounter_exceeded = NULL, \
-     count_auth = count_auth + $3, count_auth_success = count_auth_success + $3, last_auth = $4 \
-     WHERE id = $5 AND otp_counter < $1";
-
-/// A successful authentication without a counter (`$1` count, `$2` last_auth, `$3` id).
-pub(super) const CONSUME_UNCOUNTED_SQL: &str = "UPDATE token SET failcount = 0, \
-     failcounter_exceeded = NULL, count_auth = count_auth + $1, \
-     count_auth_success = count_auth_success + $1, last_auth = $2 WHERE id = $3";
-
-/// A failed attempt below maxfail (`$1` count, `$2` now, `$3` id).
-macro_rules! failure_update {
-    () => {
-        "UPDATE token SET failcount = failcount + 1, count_auth = count_auth + $1, \
-         failcounter_exceeded = CASE WHEN failcount + 1 >= maxfail THEN $2 \
-         ELSE failcounter_exceeded END WHERE id = $3 AND failcount < maxfail"
-    };
-}
-
-/// A failed attempt at maxfail: the failcount stays, the attempt is still counted (`$1` count,
-/// `$2` id).
-macro_rules! failure_at_max_update {
-    () => {
-        "UPDATE token SET count_auth = count_auth + $1 WHERE id = $2"
-    };
-}
-
-/// `failure_update!` returning the counts (PostgreSQL: one round trip).
-pub(super) const FAILURE_SQL: &str = concat!(failure_update!(), " RETURNING failcount, maxfail");
-/// `failure_at_max_update!` returning the counts.
-pub(super) const FAILURE_AT_MAX_SQL: &str =
-    concat!(failure_at_max_update!(), " RETURNING failcount, maxfail");
-/// The same updates without `RETURNING`, for which SQLite builds a temporary table per
-/// statement: in-process, reading the counts back is cheaper.
-pub(super) const FAILURE_UPDATE_SQL: &str = failure_update!();
-pub(super) const FAILURE_AT_MAX_UPDATE_SQL: &str = failure_at_max_update!();
-
-/// Add to this node's row of an event counter (`$1` name, `$2` node, `$3` delta).
-pub(super) const COUNTER_ADD_SQL: &str = "INSERT INTO event_counter (name, node, value) \
-     VALUES ($1, $2, $3) ON CONFLICT (name, node) \
-     DO UPDATE SET value = event_counter.value + excluded.value";
-
-/// Forget the `commit_probe` rows of processes that have not probed for a day (`$1` the
-/// oldest time kept, Unix seconds).
-pub(super) const PROBE_CLEANUP_SQL: &str = "DELETE FROM commit_probe WHERE at < $1";
-/// Write this process's row (`$1` its key, `$2` now, Unix seconds).
-pub(super) const PROBE_SQL: &str = "INSERT INTO commit_probe (probe, at) VALUES ($1, $2) \
-     ON CONFLICT (probe) DO UPDATE SET at = excluded.at";
-/// How long a process's row stays in `commit_probe` after its last probe.
-pub(super) const PROBE_ROWS_KEPT_S: i64 = 86_400;
-
-/// Write this process's `commit_probe` row on `conn` (PostgreSQL), forgetting stale ones.
-pub(super) async fn write_probe_row(
-    conn: &mut AnyConnection,
-    key: &str,
-    at: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(PROBE_CLEANUP_SQL)
-        .bind(at - PROBE_ROWS_KEPT_S)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query(PROBE_SQL)
-        .bind(key)
-        .bind(at)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
 
 /// The handle requests use. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -179,13 +113,10 @@ impl GroupWriter {
     /// The handle, the queue a writer serves and the counter increments it takes along. The
     /// writer ends when every handle is gone. Spawns the task that commits increments no other
     /// write took along (so it needs a runtime).
-    pub(super) fn channel() -> (Self, mpsc::Receiver<Job>, Arc<QueuedCounters>) {
+    pub(in crate::store) fn channel() -> (Self, mpsc::Receiver<Job>, Arc<QueuedCounters>) {
         let (tx, rx) = mpsc::channel(8192);
         let counters = Arc::new(QueuedCounters::default());
-        tokio::spawn(queued_counters::commit_lazily(
-            tx.downgrade(),
-            Arc::clone(&counters),
-        ));
+        tokio::spawn(commit_lazily(tx.downgrade(), Arc::clone(&counters)));
         (
             Self {
                 tx,
@@ -197,16 +128,8 @@ impl GroupWriter {
         )
     }
 
-    /// Start the writer task on sqlx's pool (PostgreSQL).
-    pub(crate) fn start(pool: AnyPool, health: Arc<Health>) -> Self {
-        let (writer, rx, counters) = Self::channel();
-        let writer = writer.giving_up_with(Arc::clone(&health));
-        tokio::spawn(run(pool, rx, counters, health));
-        writer
-    }
-
     /// Logins stop waiting for their commit when `health`'s breaker opens.
-    pub(super) fn giving_up_with(self, health: Arc<Health>) -> Self {
+    pub(in crate::store) fn giving_up_with(self, health: Arc<Health>) -> Self {
         Self {
             gives_up: Some(health),
             ..self
@@ -215,7 +138,7 @@ impl GroupWriter {
 
     /// The writer's queue, without keeping the writer alive (it ends when every handle is
     /// gone).
-    pub(super) fn weak_queue(&self) -> mpsc::WeakSender<Job> {
+    pub(in crate::store) fn weak_queue(&self) -> mpsc::WeakSender<Job> {
         self.tx.downgrade()
     }
 
@@ -306,7 +229,7 @@ fn stopped() -> StoreError {
 
 /// One batch and its bookkeeping around the commit, the same for both writers: gathered from
 /// the queue, committed (once more without its audit rows if that failed), then settled.
-pub(super) struct Batch {
+pub(in crate::store) struct Batch {
     jobs: Vec<Job>,
     queued: Taken,
     started: std::time::Instant,
@@ -315,7 +238,7 @@ pub(super) struct Batch {
 impl Batch {
     /// `first` and what queued up behind it, up to [`MAX_BATCH`], with the queued counter
     /// increments the commit takes along.
-    pub(super) fn gather(
+    pub(in crate::store) fn gather(
         first: Job,
         rx: &mut mpsc::Receiver<Job>,
         counters: &QueuedCounters,
@@ -334,18 +257,18 @@ impl Batch {
         }
     }
 
-    pub(super) fn jobs(&self) -> &[Job] {
+    pub(in crate::store) fn jobs(&self) -> &[Job] {
         &self.jobs
     }
 
-    pub(super) fn queued(&self) -> &Taken {
+    pub(in crate::store) fn queued(&self) -> &Taken {
         &self.queued
     }
 
     /// After a failed commit: audit rows and schema changes must never cost a login, so they
     /// are answered with the error (the audit writer retries its rows on its own). `true`
     /// when there were any, and the rest is worth committing again without them.
-    pub(super) fn drop_side_jobs(&mut self, error: &StoreError) -> bool {
+    pub(in crate::store) fn drop_side_jobs(&mut self, error: &StoreError) -> bool {
         let (side, rest): (Vec<Job>, Vec<Job>) = std::mem::take(&mut self.jobs)
             .into_iter()
             .partition(|j| j.op.is_side_job());
@@ -360,7 +283,7 @@ impl Batch {
     /// Record the commit's time, settle the queued counters and answer every job. `false`
     /// when the batch failed: then the caller pauses for [`FAILED_BATCH_PAUSE`] before the
     /// next one, so as not to spin against a database that is down.
-    pub(super) fn settle(
+    pub(in crate::store) fn settle(
         self,
         results: Result<Vec<Done>, StoreError>,
         counters: &QueuedCounters,
@@ -419,7 +342,11 @@ async fn send_and_wait(queue: &mpsc::Sender<Job>, op: Op) -> Result<Done, StoreE
 }
 
 /// Commit [`Op::Probe`] for `key` through the writer behind `queue`, and wait for its answer.
-pub(super) async fn probe(queue: &mpsc::Sender<Job>, key: &str, at: i64) -> Result<(), StoreError> {
+pub(in crate::store) async fn probe(
+    queue: &mpsc::Sender<Job>,
+    key: &str,
+    at: i64,
+) -> Result<(), StoreError> {
     let op = Op::Probe {
         key: key.to_owned(),
         at,
@@ -428,7 +355,7 @@ pub(super) async fn probe(queue: &mpsc::Sender<Job>, key: &str, at: i64) -> Resu
 }
 
 impl Job {
-    pub(super) fn detached(op: Op) -> Self {
+    pub(in crate::store) fn detached(op: Op) -> Self {
         Self { op, reply: None }
     }
 
@@ -447,7 +374,7 @@ impl Job {
 /// The batch's counter increments and the queued ones it takes along, summed per (counter,
 /// node): one statement per counter and batch instead of one per login. Counters are only ever
 /// added to here, so the order of the increments inside a batch does not matter.
-pub(super) fn counter_totals<'a>(
+pub(in crate::store) fn counter_totals<'a>(
     jobs: &'a [Job],
     queued: &'a Taken,
 ) -> Vec<(&'a str, &'a str, i64)> {
@@ -467,6 +394,20 @@ pub(super) fn counter_totals<'a>(
     totals
 }
 
+/// Commit counter increments that no other write took along (`store::queued_counters`).
+/// Ends with the writer (when the queue has no sender left).
+async fn commit_lazily(queue: mpsc::WeakSender<Job>, counters: Arc<QueuedCounters>) {
+    loop {
+        let left_behind = counters.left_behind().await;
+        let Some(queue) = queue.upgrade() else {
+            return;
+        };
+        if left_behind && queue.send(Job::detached(Op::Flush)).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// A commit this slow holds up every login in its batch: worth a log line.
 const SLOW_COMMIT: Duration = Duration::from_millis(100);
 
@@ -480,230 +421,7 @@ fn timed(started: std::time::Instant, jobs: usize) {
 }
 
 /// Pause after a failed batch.
-pub(super) const FAILED_BATCH_PAUSE: Duration = Duration::from_millis(50);
-
-async fn run(
-    pool: AnyPool,
-    mut rx: mpsc::Receiver<Job>,
-    counters: Arc<QueuedCounters>,
-    health: Arc<Health>,
-) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = Batch::gather(first, &mut rx, &counters);
-        let mut results = try_commit(&pool, &batch, &health).await;
-        // a statement the database refused may be an audit row's: try the logins without them
-        if let Err(e) = &results
-            && !e.is_unavailable()
-            && batch.drop_side_jobs(e)
-        {
-            results = try_commit(&pool, &batch, &health).await;
-        }
-        if !batch.settle(results, &counters, &health) {
-            tokio::time::sleep(FAILED_BATCH_PAUSE).await;
-        }
-    }
-}
-
-/// One attempt at a batch: refused at once while the breaker is open, watched for a stall
-/// while it runs, and its outcome told to `health`.
-async fn try_commit(
-    pool: &AnyPool,
-    batch: &Batch,
-    health: &Health,
-) -> Result<Vec<Done>, StoreError> {
-    let results = match health.admit() {
-        Ok(()) => {
-            health
-                .watch_commit(commit(pool, batch.jobs(), batch.queued()), || {
-                    super::pg_waits::explain(pool.clone())
-                })
-                .await
-        }
-        Err(e) => Err(e),
-    };
-    health.outcome(&results);
-    results
-}
-
-async fn commit(pool: &AnyPool, jobs: &[Job], queued: &Taken) -> Result<Vec<Done>, StoreError> {
-    let mut tx: Transaction<'static, Any> = begin_write(pool, Backend::Postgres).await?;
-    // The common case, an OTP consumption of a token no earlier job of this batch touched,
-    // goes into one combined UPDATE per chunk: a single statement (one round trip to the
-    // database) for many logins. Everything else runs on its own, in order, afterwards.
-    let mut touched = std::collections::HashSet::new();
-    let mut combined: Vec<(usize, &ConsumeJob)> = Vec::new();
-    for (i, job) in jobs.iter().enumerate() {
-        let id = match &job.op {
-            Op::Consume(c) => c.id,
-            Op::Failure { id, .. } => *id,
-            Op::CounterAdd { .. } | Op::Audit(_) | Op::Flush | Op::Schema(_) | Op::Probe { .. } => {
-                continue;
-            }
-        };
-        if let Op::Consume(c) = &job.op
-            && c.new_count.is_some()
-            && !touched.contains(&id)
-        {
-            combined.push((i, c));
-        }
-        touched.insert(id);
-    }
-    let mut out: Vec<Option<Done>> = jobs
-        .iter()
-        .map(|j| matches!(j.op, Op::CounterAdd { .. }).then_some(Done::CounterAdded))
-        .collect();
-    for (name, node, delta) in counter_totals(jobs, queued) {
-        sqlx::query(COUNTER_ADD_SQL)
-            .bind(name)
-            .bind(node)
-            .bind(delta)
-            .execute(&mut *tx)
-            .await?;
-    }
-    for chunk in combined.chunks(COMBINED_ROWS) {
-        let consumed = consume_many(&mut tx, chunk.iter().map(|(_, c)| *c)).await?;
-        for (i, c) in chunk {
-            if let Some(slot) = out.get_mut(*i) {
-                *slot = Some(Done::Consumed(consumed.contains(&c.id)));
-            }
-        }
-    }
-    for (job, slot) in jobs.iter().zip(out.iter_mut()) {
-        if slot.is_some() {
-            continue;
-        }
-        *slot = Some(match &job.op {
-            Op::Consume(c) => Done::Consumed(consume(&mut tx, c).await?),
-            Op::Failure {
-                id,
-                count_auth,
-                now_short,
-            } => Done::Failure(failure(&mut tx, *id, *count_auth, now_short).await?),
-            // added above, once per counter
-            Op::CounterAdd { .. } => Done::CounterAdded,
-            Op::Audit(rows) => {
-                super::audit::insert_rows(&mut tx, rows).await?;
-                Done::Audited
-            }
-            Op::Flush => Done::Flushed,
-            Op::Schema(sql) => {
-                sqlx::raw_sql(*sql).execute(&mut *tx).await?;
-                Done::SchemaChanged
-            }
-            Op::Probe { key, at } => {
-                write_probe_row(&mut tx, key, *at).await?;
-                Done::Probed
-            }
-        });
-    }
-    tx.commit().await?;
-    Ok(out
-        .into_iter()
-        .map(|d| d.unwrap_or(Done::Consumed(false)))
-        .collect())
-}
-
-/// Rows per combined consumption statement (5 parameters each).
-const COMBINED_ROWS: usize = 64;
-
-/// One UPDATE for many consumptions of distinct tokens; the ids that were consumed.
-async fn consume_many<'j>(
-    conn: &mut AnyConnection,
-    jobs: impl Iterator<Item = &'j ConsumeJob>,
-) -> Result<std::collections::HashSet<i64>, StoreError> {
-    let jobs: Vec<&ConsumeJob> = jobs.collect();
-    let mut q = super::sql::Sql::new("WITH v(id, new_count, shift, inc, last_auth) AS (VALUES ");
-    for (i, c) in jobs.iter().enumerate() {
-        q.push(if i == 0 { "(" } else { ", (" });
-        q.bind(c.id)
-            .push(", ")
-            .bind(c.new_count.unwrap_or(0))
-            .push(", ")
-            .bind(
-                c.time_shift
-                    .map_or(super::sql::Param::NullI64, super::sql::Param::I64),
-            )
-            .push(", ")
-            .bind(i64::from(c.count_auth))
-            .push(", ")
-            .bind(c.last_auth.as_str())
-            .push(")");
-    }
-    q.push(
-        ") UPDATE token SET otp_counter = v.new_count, \
-         time_shift = COALESCE(v.shift, token.time_shift), failcount = 0, \
-         failcounter_exceeded = NULL, count_auth = token.count_auth + v.inc, \
-         count_auth_success = token.count_auth_success + v.inc, last_auth = v.last_auth \
-         FROM v WHERE token.id = v.id AND token.otp_counter < v.new_count RETURNING token.id",
-    );
-    let rows = q.query().fetch_all(&mut *conn).await?;
-    rows.iter()
-        .map(|r| r.try_get::<i64, _>(0).map_err(StoreError::from))
-        .collect()
-}
-
-async fn consume(conn: &mut AnyConnection, c: &ConsumeJob) -> Result<bool, StoreError> {
-    let inc = i64::from(c.count_auth);
-    let done = match c.new_count {
-        Some(new_count) => {
-            sqlx::query(CONSUME_SQL)
-                .bind(new_count)
-                .bind(c.time_shift)
-                .bind(inc)
-                .bind(c.last_auth.as_str())
-                .bind(c.id)
-                .execute(&mut *conn)
-                .await?
-        }
-        None => {
-            sqlx::query(CONSUME_UNCOUNTED_SQL)
-                .bind(inc)
-                .bind(c.last_auth.as_str())
-                .bind(c.id)
-                .execute(&mut *conn)
-                .await?
-        }
-    };
-    Ok(done.rows_affected() == 1)
-}
-
-async fn failure(
-    conn: &mut AnyConnection,
-    id: i64,
-    count_auth: bool,
-    now_short: &str,
-) -> Result<FailureOutcome, StoreError> {
-    let inc = i64::from(count_auth);
-    let row = sqlx::query(FAILURE_SQL)
-        .bind(inc)
-        .bind(now_short)
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    if let Some(row) = row {
-        let failcount: i64 = row.try_get("failcount")?;
-        let maxfail: i64 = row.try_get("maxfail")?;
-        return Ok(FailureOutcome {
-            failcount,
-            maxfail,
-            reached_max: failcount == maxfail,
-        });
-    }
-    // Already at maxfail: the failcount stays, the attempt is still counted.
-    let row = sqlx::query(FAILURE_AT_MAX_SQL)
-        .bind(inc)
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    match row {
-        Some(row) => Ok(FailureOutcome {
-            failcount: row.try_get("failcount")?,
-            maxfail: row.try_get("maxfail")?,
-            reached_max: false,
-        }),
-        None => Err(StoreError::Corrupt(format!("token id {id} vanished"))),
-    }
-}
+pub(in crate::store) const FAILED_BATCH_PAUSE: Duration = Duration::from_millis(50);
 
 #[cfg(test)]
 mod tests {

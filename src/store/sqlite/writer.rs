@@ -1,84 +1,25 @@
-//! The SQLite hot path, driven directly on threads that own their connections: the token
-//! lookups and the group commit.
-//!
-//! sqlx runs every SQLite connection on a thread of its own and hands each statement, and each
-//! result row, across a channel to it and back; under load those hand-offs were a quarter of
-//! the server's CPU, in the scheduler (docs/performance.md). Here the reader threads and the
-//! writer thread own their connections: a thread takes every job that queued up while it was
-//! busy and runs them one after another with cached prepared statements, so a batch costs one
-//! wake-up, not one per statement and row. The writer runs a batch in one `BEGIN IMMEDIATE …
-//! COMMIT` (one fsync, `synchronous = FULL`) and answers each job only after the commit.
-//!
-//! Everything off the hot path (admin changes, challenges, listings, migrations, checkpoints)
-//! stays on sqlx's pool; in WAL mode both kinds of connection share the file.
+//! SQLite's group commit: one thread that owns the write connection takes every job that
+//! queued up while it was busy (`store::jobs`), runs them in one `BEGIN IMMEDIATE … COMMIT`
+//! (one fsync, `synchronous = FULL`) and answers each job only after the commit. A task
+//! watches its commits for stalls (`store::diagnostics::commit_watch`).
 
 use std::path::Path;
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::mpsc;
 
-use super::StoreError;
-use super::audit::{AUDIT_COLUMNS, AuditRow};
 use super::checkpoints::{self, Pass, WalRestart};
-use super::commit_watch::{self, CommitClock};
-use super::health::Health;
-use super::queued_counters::{QueuedCounters, Taken};
-use super::reader::{Lookup, TOKEN_COLUMNS, TOKEN_SELECT, TokenReader, add_token_row};
-use super::tokens::{Columns, FailureOutcome};
-use super::writer::{self, Batch, ConsumeJob, Done, GroupWriter, Job, Op};
-use crate::token::Token;
-
-/// Lookups one reader thread takes from the queue at a time: enough to save wake-ups under
-/// load, few enough that another reader thread gets the rest.
-const READ_BATCH: usize = 32;
-
-/// Distinct statements each connection keeps prepared.
-const STATEMENT_CACHE: usize = 32;
-
-/// Open a hot-path connection with the pool's settings (see `Store::open`).
-fn open(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)?;
-    conn.busy_handler(Some(if read_only {
-        wait_for_lock
-    } else {
-        wait_for_lock_as_writer
-    }))?;
-    let mode: String =
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Corrupt(format!(
-            "SQLite refused WAL mode (journal_mode is {mode})"
-        )));
-    }
-    // FULL: a commit is fsynced before it returns, so an accepted OTP survives a power cut.
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    // checkpoints run in the background (`store::checkpoints`), never inside a commit
-    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-    conn.pragma_update(None, "journal_size_limit", checkpoints::WAL_FILE_LIMIT)?;
-    if read_only {
-        conn.pragma_update(None, "query_only", "ON")?;
-        // 1 MiB of pages (the default is 2): the token lookups' index pages stay; the rest
-        // is one pread from the OS's cache away
-        conn.pragma_update(None, "cache_size", -1024)?;
-    }
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    Ok(conn)
-}
-
-/// Wait for a lock in short steps, up to about 5 s. SQLite's own busy handler sleeps 1, 2, 5,
-/// 10 … 100 ms between tries, so a lock held for a millisecond could cost a batch of logins
-/// 50 ms and more.
-fn wait_for_lock(attempt: i32) -> bool {
-    match attempt {
-        0..1000 => std::thread::sleep(Duration::from_micros(100)),
-        1000..5000 => std::thread::sleep(Duration::from_millis(1)),
-        _ => return false,
-    }
-    true
-}
+use super::{open, run_statement, wait_for_lock};
+use crate::clock::{Clock, SystemClock};
+use crate::store::StoreError;
+use crate::store::audit::{AUDIT_COLUMNS, AuditRow};
+use crate::store::diagnostics::commit_watch::{self, CommitClock};
+use crate::store::diagnostics::health::Health;
+use crate::store::jobs::{self, Batch, ConsumeJob, Done, FailureOutcome, GroupWriter, Job, Op};
+use crate::store::queued_counters::{QueuedCounters, Taken};
+use crate::store::statements;
 
 thread_local! {
     /// The writer thread's commit clock, for its busy handler (a plain `fn`).
@@ -87,7 +28,7 @@ thread_local! {
 
 /// The writer waits longer, about a minute: a lock that another process holds for seconds
 /// (an admin's `sqlite3` shell in a transaction) is a stall, which the commit watch turns into
-/// refusals after `commit_timeout` (`store::commit_watch`), not a batch of failed logins every
+/// refusals after `commit_timeout` (`store::diagnostics::commit_watch`), not a batch of failed logins every
 /// five seconds. Past it the batch fails and the watch's probe tries again. Each wait is
 /// marked on the commit clock, so that the watch can tell a lock from the disk.
 fn wait_for_lock_as_writer(attempt: i32) -> bool {
@@ -105,14 +46,15 @@ fn wait_for_lock_as_writer(attempt: i32) -> bool {
 }
 
 /// Start the group-commit writer thread on the SQLite file at `path`, and the task that
-/// watches its commits (`store::commit_watch`, with `commit_timeout`).
-pub(super) fn start_writer(
+/// watches its commits (`store::diagnostics::commit_watch`, with `commit_timeout`).
+pub(in crate::store) fn start_writer(
     path: &Path,
     restart: Arc<WalRestart>,
     health: Arc<Health>,
     commit_timeout: Duration,
 ) -> Result<GroupWriter, StoreError> {
     let conn = open(path, false)?;
+    conn.busy_handler(Some(wait_for_lock_as_writer))?;
     let (handle, rx, counters) = GroupWriter::channel();
     let handle = handle.giving_up_with(Arc::clone(&health));
     let clock = Arc::new(CommitClock::default());
@@ -132,31 +74,25 @@ pub(super) fn start_writer(
         watched,
         path.to_owned(),
         watching,
-        handle.weak_queue(),
+        Probes(handle.weak_queue()),
         commit_timeout,
     ));
     Ok(handle)
 }
 
-/// Start `threads` reader threads, each with its own connection, serving one queue.
-pub(super) fn start_readers(path: &Path, threads: usize) -> Result<TokenReader, StoreError> {
-    let (handle, rx) = TokenReader::channel();
-    let rx = Arc::new(Mutex::new(rx));
-    for i in 0..threads.max(1) {
-        let conn = open(path, true)?;
-        let rx = Arc::clone(&rx);
-        std::thread::Builder::new()
-            .name(format!("otpgate-db-read{i}"))
-            .spawn(move || read_loop(&conn, &rx))
-            .map_err(|source| StoreError::Thread {
-                what: "reader",
-                source,
-            })?;
-    }
-    Ok(handle)
-}
+/// The commit watch's way to the writer, which it does not keep alive.
+struct Probes(mpsc::WeakSender<Job>);
 
-// ---------------------------------------------------------------- the writer
+impl commit_watch::Watched for Probes {
+    fn running(&self) -> bool {
+        self.0.strong_count() > 0
+    }
+
+    async fn probe(&self, key: &str) -> Option<Result<(), StoreError>> {
+        let queue = self.0.upgrade()?;
+        Some(jobs::probe(&queue, key, SystemClock.now().timestamp()).await)
+    }
+}
 
 /// Ends when every [`GroupWriter`] handle is gone.
 fn write_loop(
@@ -187,7 +123,7 @@ fn write_loop(
             results = timed_commit(&batch);
         }
         if !batch.settle(results, counters, health) {
-            std::thread::sleep(writer::FAILED_BATCH_PAUSE);
+            std::thread::sleep(jobs::FAILED_BATCH_PAUSE);
         }
         if restart.take_request() {
             finish_checkpoint(&conn);
@@ -196,7 +132,7 @@ fn write_loop(
 }
 
 /// Copy what the background checkpoint left, so that the next transaction starts the WAL over
-/// (`store::checkpoints`).
+/// (`store::sqlite::checkpoints`).
 fn finish_checkpoint(conn: &Connection) {
     let started = std::time::Instant::now();
     let pass = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
@@ -249,8 +185,8 @@ fn batch_statements(
     jobs: &[Job],
     queued: &Taken,
 ) -> Result<Vec<Done>, StoreError> {
-    for (name, node, delta) in writer::counter_totals(jobs, queued) {
-        tx.prepare_cached(writer::COUNTER_ADD_SQL)?
+    for (name, node, delta) in jobs::counter_totals(jobs, queued) {
+        tx.prepare_cached(statements::COUNTER_ADD_SQL)?
             .execute(params![name, node, delta])?;
     }
     let mut out = Vec::with_capacity(jobs.len());
@@ -274,9 +210,9 @@ fn batch_statements(
                 Done::SchemaChanged
             }
             Op::Probe { key, at } => {
-                tx.prepare_cached(writer::PROBE_CLEANUP_SQL)?
-                    .execute([at - writer::PROBE_ROWS_KEPT_S])?;
-                tx.prepare_cached(writer::PROBE_SQL)?
+                tx.prepare_cached(statements::PROBE_CLEANUP_SQL)?
+                    .execute([at - statements::PROBE_ROWS_KEPT_S])?;
+                tx.prepare_cached(statements::PROBE_SQL)?
                     .execute(params![key, at])?;
                 Done::Probed
             }
@@ -288,15 +224,11 @@ fn batch_statements(
 fn consume(conn: &Connection, c: &ConsumeJob) -> Result<bool, StoreError> {
     let inc = i64::from(c.count_auth);
     let changed = match c.new_count {
-        Some(new_count) => conn.prepare_cached(writer::CONSUME_SQL)?.execute(params![
-            new_count,
-            c.time_shift,
-            inc,
-            c.last_auth,
-            c.id
-        ])?,
+        Some(new_count) => conn
+            .prepare_cached(statements::CONSUME_SQL)?
+            .execute(params![new_count, c.time_shift, inc, c.last_auth, c.id])?,
         None => conn
-            .prepare_cached(writer::CONSUME_UNCOUNTED_SQL)?
+            .prepare_cached(statements::CONSUME_UNCOUNTED_SQL)?
             .execute(params![inc, c.last_auth, c.id])?,
     };
     Ok(changed == 1)
@@ -310,11 +242,11 @@ fn failure(
 ) -> Result<FailureOutcome, StoreError> {
     let inc = i64::from(count_auth);
     let below_max = conn
-        .prepare_cached(writer::FAILURE_UPDATE_SQL)?
+        .prepare_cached(statements::FAILURE_UPDATE_SQL)?
         .execute(params![inc, now_short, id])?
         == 1;
     if !below_max {
-        conn.prepare_cached(writer::FAILURE_AT_MAX_UPDATE_SQL)?
+        conn.prepare_cached(statements::FAILURE_AT_MAX_UPDATE_SQL)?
             .execute(params![inc, id])?;
     }
     // the row this transaction just wrote: no other connection can change it before the commit
@@ -367,212 +299,11 @@ fn insert_audit(conn: &Connection, rows: &[AuditRow]) -> Result<(), StoreError> 
     Ok(())
 }
 
-// ---------------------------------------------------------------- the readers
-
-/// Ends when every [`TokenReader`] handle is gone.
-fn read_loop(conn: &Connection, rx: &Mutex<mpsc::Receiver<Lookup>>) {
-    let sql =
-        format!("{TOKEN_SELECT}WHERE t.owner_realm = ?1 AND t.owner_login = ?2 ORDER BY t.id");
-    let mut batch = Vec::with_capacity(READ_BATCH);
-    loop {
-        {
-            // One thread waits on the queue at a time; the others wait for the lock.
-            let mut rx = rx.lock().unwrap_or_else(PoisonError::into_inner);
-            let Some(first) = rx.blocking_recv() else {
-                return;
-            };
-            batch.push(first);
-            super::take_queued(&mut rx, &mut batch, READ_BATCH);
-        }
-        if !serve_lookups(conn, &sql, &mut batch) {
-            return;
-        }
-    }
-}
-
-/// Answer a batch of lookups in one read transaction: SQLite drops a connection's page cache
-/// when it starts a read after another connection committed, so lookups that each ran on
-/// their own read the same index and table pages again, one `pread` each (−5 % CPU per
-/// login in five interleaved pairs, docs/performance.md). `false` when the transaction could
-/// not be ended: then this thread must stop, or its next batch would read this one's snapshot.
-fn serve_lookups(conn: &Connection, sql: &str, batch: &mut Vec<Lookup>) -> bool {
-    if batch.len() > 1 {
-        let _ = run_statement(conn, "BEGIN");
-    }
-    for lookup in batch.drain(..) {
-        let answer = user_tokens(conn, sql, &lookup.realm, &lookup.login);
-        let _ = lookup.reply.send(answer);
-    }
-    if !conn.is_autocommit()
-        && let Err(e) = run_statement(conn, "COMMIT").or_else(|_| run_statement(conn, "ROLLBACK"))
-    {
-        tracing::error!(target: "otpgate::store", error = %e, "a lookup batch's read transaction cannot be ended; this reader thread stops");
-        return false;
-    }
-    true
-}
-
-fn run_statement(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
-    conn.prepare_cached(sql)?.execute([]).map(|_| ())
-}
-
-fn user_tokens(
-    conn: &Connection,
-    sql: &str,
-    realm: &str,
-    login: &str,
-) -> Result<Vec<Token>, StoreError> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let mut rows = stmt.query(params![realm, login])?;
-    let mut tokens = Vec::new();
-    while let Some(row) = rows.next()? {
-        add_token_row(&mut tokens, &LookupRow::new(row))?;
-    }
-    Ok(tokens)
-}
-
-/// A row of the lookup, its columns found by their place in [`TOKEN_COLUMNS`] (rusqlite's own
-/// lookup by name asks SQLite for every column's name on every call).
-struct LookupRow<'r, 's> {
-    row: &'r rusqlite::Row<'s>,
-    /// Where the search for the next name starts: a row is read mostly in the columns' order,
-    /// so searching from the start each time compared ~16 names a column, 32 columns a token.
-    next: std::cell::Cell<usize>,
-}
-
-impl<'r, 's> LookupRow<'r, 's> {
-    fn new(row: &'r rusqlite::Row<'s>) -> Self {
-        Self {
-            row,
-            next: std::cell::Cell::new(0),
-        }
-    }
-
-    fn index(&self, name: &str) -> Result<usize, StoreError> {
-        let start = self.next.get();
-        let found = (start..TOKEN_COLUMNS.len())
-            .chain(0..start)
-            .find(|&i| TOKEN_COLUMNS[i] == name)
-            .ok_or_else(|| StoreError::Corrupt(format!("the token lookup has no column {name}")))?;
-        self.next.set(found + 1);
-        Ok(found)
-    }
-}
-
-impl Columns for LookupRow<'_, '_> {
-    fn int(&self, name: &str) -> Result<i64, StoreError> {
-        Ok(self.row.get(self.index(name)?)?)
-    }
-    fn opt_int(&self, name: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self.row.get(self.index(name)?)?)
-    }
-    fn opt_text(&self, name: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.row.get(self.index(name)?)?)
-    }
-    fn opt_blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.row.get(self.index(name)?)?)
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::tests::until;
+    use super::super::test_db::{file_with_a_token, migrated_file, migrated_memory, otp_counter};
     use super::*;
-
-    /// The names [`LookupRow`] looks up are the names SQLite gives the lookup's columns.
-    #[test]
-    fn lookup_columns_match_the_select() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(include_str!("../../migrations/sqlite/0001_initial.sql"))
-            .unwrap();
-        let stmt = conn.prepare(&format!("{TOKEN_SELECT}WHERE 1 = 0")).unwrap();
-        assert_eq!(stmt.column_names(), TOKEN_COLUMNS.to_vec());
-    }
-
-    /// An in-memory database with every migration.
-    fn migrated_memory() -> Connection {
-        let conn = Connection::open_in_memory().unwrap();
-        for (_, _, sql) in super::super::SQLITE_MIGRATIONS {
-            conn.execute_batch(sql).unwrap();
-        }
-        conn
-    }
-
-    /// A WAL-mode database file with every migration (gone with the directory), and an admin
-    /// connection to it.
-    fn migrated_file() -> (tempfile::TempDir, std::path::PathBuf, Connection) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("otpgate.db");
-        let admin = Connection::open(&path).unwrap();
-        admin.pragma_update(None, "journal_mode", "WAL").unwrap();
-        for (_, _, sql) in super::super::SQLITE_MIGRATIONS {
-            admin.execute_batch(sql).unwrap();
-        }
-        (dir, path, admin)
-    }
-
-    /// A batch of lookups shares one read transaction and ends it: the next batch sees what
-    /// another connection committed in between, and so does a lone lookup.
-    #[test]
-    fn a_lookup_batch_leaves_no_snapshot_behind() {
-        let (_dir, path, admin) = migrated_file();
-        let reader = open(&path, true).unwrap();
-        let sql =
-            format!("{TOKEN_SELECT}WHERE t.owner_realm = ?1 AND t.owner_login = ?2 ORDER BY t.id");
-        let serve = |n: usize| {
-            let (mut batch, mut answers) = (Vec::new(), Vec::new());
-            for _ in 0..n {
-                let (reply, answer) = tokio::sync::oneshot::channel();
-                batch.push(Lookup {
-                    realm: "r".into(),
-                    login: "alice".into(),
-                    reply,
-                });
-                answers.push(answer);
-            }
-            assert!(serve_lookups(&reader, &sql, &mut batch));
-            assert!(reader.is_autocommit(), "the read transaction was ended");
-            answers
-                .into_iter()
-                .map(|a| a.blocking_recv().unwrap().unwrap().len())
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(serve(3), vec![0, 0, 0]);
-        let add = |serial: &str| {
-            admin
-                .execute(
-                    "INSERT INTO token (serial, tokentype, created, owner_realm, owner_login) \
-                     VALUES (?1, 'hotp', 0, 'r', 'alice')",
-                    [serial],
-                )
-                .unwrap();
-        };
-        add("T1");
-        assert_eq!(serve(3), vec![1, 1, 1]);
-        add("T2");
-        assert_eq!(serve(1), vec![2]);
-    }
-
-    /// [`migrated_file`] with one token, `T1`, and its id.
-    fn file_with_a_token() -> (tempfile::TempDir, std::path::PathBuf, Connection, i64) {
-        let (dir, path, admin) = migrated_file();
-        admin
-            .execute(
-                "INSERT INTO token (serial, tokentype, created) VALUES ('T1', 'hotp', 0)",
-                [],
-            )
-            .unwrap();
-        let id = admin.last_insert_rowid();
-        (dir, path, admin, id)
-    }
-
-    fn otp_counter(admin: &Connection, id: i64) -> i64 {
-        admin
-            .query_row("SELECT otp_counter FROM token WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .unwrap()
-    }
+    use crate::store::tests::until;
 
     /// A batch that fails half-way leaves nothing behind, not even the consumption before the
     /// failing job, and the writer's next batch commits.
@@ -644,33 +375,6 @@ mod tests {
             failure(&conn, id + 1, true, "x"),
             Err(StoreError::Corrupt(_))
         ));
-    }
-
-    /// A row's columns are found by name in any order, and a name the lookup lacks is an
-    /// error, wherever the search starts.
-    #[test]
-    fn lookup_row_finds_columns_in_any_order() {
-        let conn = migrated_memory();
-        conn.execute(
-            "INSERT INTO token (serial, tokentype, created, owner_realm, owner_login, otp_counter) \
-             VALUES ('T1', 'hotp', 7, 'r', 'alice', 42)",
-            [],
-        )
-        .unwrap();
-        let sql =
-            format!("{TOKEN_SELECT}WHERE t.owner_realm = ?1 AND t.owner_login = ?2 ORDER BY t.id");
-        let mut stmt = conn.prepare(&sql).unwrap();
-        let mut rows = stmt.query(params!["r", "alice"]).unwrap();
-        let row = LookupRow::new(rows.next().unwrap().unwrap());
-        for name in TOKEN_COLUMNS.iter().rev().chain(TOKEN_COLUMNS.iter()) {
-            let at = row.index(name).unwrap();
-            assert_eq!(TOKEN_COLUMNS[at], *name);
-        }
-        assert_eq!(row.int("otp_counter").unwrap(), 42);
-        assert_eq!(row.int("created").unwrap(), 7);
-        assert_eq!(row.opt_text("serial").unwrap().as_deref(), Some("T1"));
-        assert!(matches!(row.index("nonsense"), Err(StoreError::Corrupt(_))));
-        assert_eq!(row.int("id").unwrap(), 1, "found after a failed search");
     }
 
     /// A writer on `path` whose commit watch opens `health` after 200 ms.

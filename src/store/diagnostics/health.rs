@@ -30,19 +30,18 @@
 //! given up then.
 //!
 //! A SQLite file is never unreachable, but its commits can stall too (another process's write
-//! lock, a disk that hangs): there the writer is a thread, and `store::commit_watch` opens and
+//! lock, a disk that hangs): there the writer is a thread, and `store::diagnostics::commit_watch` opens and
 //! probes this breaker for it.
 
 use std::future::Future;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sqlx::AnyPool;
 use tokio::sync::Notify;
 
-use super::{StoreError, writer};
 use crate::clock::{Clock, SystemClock};
+use crate::store::StoreError;
 
 /// How often [`probe`] asks a database that is down.
 pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -164,7 +163,7 @@ impl Health {
     /// writer goes on. That is safe whatever became of it: no login waits for it any more (the
     /// breaker sent them away), and an OTP is only accepted on a commit's answer.
     ///
-    /// When the commit stalls, `explain` says what it waits for (`store::pg_waits`), within
+    /// When the commit stalls, `explain` says what it waits for (`store::diagnostics::pg_waits`), within
     /// [`EXPLAIN_LIMIT`]; without an answer the reason is this backend's usual cause.
     pub(crate) async fn watch_commit<T, E>(
         &self,
@@ -265,7 +264,7 @@ impl Health {
     }
 
     /// Whether it is open because commits do not complete.
-    pub(super) fn is_stalled(&self) -> bool {
+    pub(in crate::store) fn is_stalled(&self) -> bool {
         self.is_down() && self.lock().as_ref().map(|d| d.trouble) == Some(Trouble::Stalled)
     }
 
@@ -294,6 +293,29 @@ impl Health {
             .map(|(_, why)| why.clone())
     }
 
+    /// Until a batch finds the database unreachable or a commit stalls (the probe's cue).
+    pub(in crate::store) async fn trouble(&self) {
+        tokio::select! {
+            () = self.suspect.notified() => {}
+            () = self.stalled.notified() => {}
+        }
+    }
+
+    /// The probe found the database unreachable.
+    pub(in crate::store) fn unreachable(&self, reason: String) {
+        self.open_at(reason, Instant::now());
+    }
+
+    /// The probe had an answer: the database is reachable.
+    pub(in crate::store) fn answered(&self) {
+        self.close_at(Instant::now(), Trouble::Unreachable);
+    }
+
+    /// The probe's write completed (or was refused, which a stall is not).
+    pub(in crate::store) fn committed(&self) {
+        self.close_at(Instant::now(), Trouble::Stalled);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Down>> {
         self.down.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -320,7 +342,7 @@ impl Health {
     }
 
     /// A commit has waited `waited` and goes on waiting, for `cause` (`""`: none known).
-    pub(super) fn stall_because(&self, waited: Duration, now: Instant, cause: &str) {
+    pub(in crate::store) fn stall_because(&self, waited: Duration, now: Instant, cause: &str) {
         let mut down = self.lock();
         if down.is_some() {
             return;
@@ -383,58 +405,18 @@ impl Health {
     }
 }
 
-/// Ask the database whenever a batch found it unreachable, and every [`PROBE_INTERVAL`] while
-/// the breaker is open; after a stalled commit, write until a commit completes. Runs as long as
-/// the store.
-pub(crate) async fn probe(pool: AnyPool, health: Arc<Health>) {
-    let key = probe_key();
-    loop {
-        if !health.is_stalled() {
-            tokio::select! {
-                () = health.suspect.notified() => {}
-                () = health.stalled.notified() => {}
-            }
-        }
-        if pool.is_closed() {
-            return;
-        }
-        if health.is_stalled() {
-            match commit_completes(&pool, &key).await {
-                Ok(()) => {
-                    health.close_at(Instant::now(), Trouble::Stalled);
-                    continue;
-                }
-                // refused, not stalled (a standby promoted under us is read-only): commits
-                // fail on their own then, and say why
-                Err(e) if !e.is_unavailable() => {
-                    tracing::warn!(target: "otpgate::store", error = %e, "commit probe refused");
-                    health.close_at(Instant::now(), Trouble::Stalled);
-                    continue;
-                }
-                // gone altogether: find out below
-                Err(_) => {}
-            }
-        }
-        loop {
-            if pool.is_closed() {
-                return;
-            }
-            match ask(&pool).await {
-                Err(e) if e.is_unavailable() => {
-                    health.open_at(e.unavailable_reason(), Instant::now());
-                    tokio::time::sleep(PROBE_INTERVAL).await;
-                }
-                _ => {
-                    health.close_at(Instant::now(), Trouble::Unreachable);
-                    break;
-                }
-            }
-        }
-    }
+/// This process's row in `commit_probe`.
+pub(in crate::store) fn probe_key() -> String {
+    let started = SystemClock.now();
+    format!(
+        "{}.{}",
+        std::process::id(),
+        started.timestamp_nanos_opt().unwrap_or_default()
+    )
 }
 
 /// `work`, or [`StoreError::Unavailable`] when it has no answer within `limit`.
-async fn within<T, E: Into<StoreError>>(
+pub(in crate::store) async fn within<T, E: Into<StoreError>>(
     limit: Duration,
     work: impl Future<Output = Result<T, E>>,
 ) -> Result<T, StoreError> {
@@ -447,76 +429,10 @@ async fn within<T, E: Into<StoreError>>(
     }
 }
 
-/// A `SELECT 1` that may take [`PROBE_TIMEOUT`].
-async fn ask(pool: &AnyPool) -> Result<(), StoreError> {
-    within(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(pool)).await?;
-    Ok(())
-}
-
-/// How often a probe write that waits checks that it is still waiting on the database.
-const STALL_CHECK_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Wait for [`probe_commit`] for as long as commits stall. Every [`STALL_CHECK_INTERVAL`] the
-/// database is asked, on another connection, whether the write's server process is still at
-/// work: a process that waits for a standby is. One that is gone or idle means the write's
-/// connection died without a word (a primary powered off under a floating address; a link
-/// that drops packets), and the write is given up (`Err`) so that the caller starts another.
-/// A write is never given up while it waits, since each one given up would leave a server
-/// process waiting for the standby.
-async fn commit_completes(pool: &AnyPool, key: &str) -> Result<(), StoreError> {
-    let mut conn = pool.acquire().await?;
-    // a connection given up may hang; it is not handed out again
-    conn.close_on_drop();
-    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut *conn)
-        .await?;
-    let write = probe_commit(&mut conn, key);
-    tokio::pin!(write);
-    loop {
-        tokio::select! {
-            done = &mut write => return done,
-            () = tokio::time::sleep(STALL_CHECK_INTERVAL) => match at_work(pool, pid).await {
-                Ok(false) => {
-                    return Err(StoreError::Unavailable(
-                        "the commit probe's connection stopped answering".into(),
-                    ));
-                }
-                Err(e) if e.is_unavailable() => return Err(e),
-                // at work, or the database cannot say: go on waiting
-                _ => {}
-            },
-        }
-    }
-}
-
-/// Whether the server process `pid` is running a statement, asked within [`PROBE_TIMEOUT`].
-async fn at_work(pool: &AnyPool, pid: i32) -> Result<bool, StoreError> {
-    let query = sqlx::query_scalar::<_, i64>(
-        "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active'",
-    )
-    .bind(pid)
-    .fetch_one(pool);
-    Ok(within(PROBE_TIMEOUT, query).await? > 0)
-}
-
-/// This process's row in `commit_probe`.
-pub(super) fn probe_key() -> String {
-    let started = SystemClock.now();
-    format!(
-        "{}.{}",
-        std::process::id(),
-        started.timestamp_nanos_opt().unwrap_or_default()
-    )
-}
-
-/// A write that must wait for whatever commits wait for (a synchronous standby): the smallest
-/// that PostgreSQL writes to its WAL. No time limit: it completes when commits do.
-async fn probe_commit(conn: &mut sqlx::AnyConnection, key: &str) -> Result<(), StoreError> {
-    writer::write_probe_row(conn, key, SystemClock.now().timestamp()).await
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     fn unreachable() -> StoreError {

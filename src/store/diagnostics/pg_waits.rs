@@ -1,5 +1,5 @@
 //! What a stalled PostgreSQL commit waits for, from `pg_stat_activity`: the answer the
-//! breaker gives instead of a guess (`store::health`).
+//! breaker gives instead of a guess (`store::diagnostics::health`).
 //!
 //! A commit that does not come back within `commit_timeout` is a backend of ours that waits:
 //! for a synchronous standby (`SyncRep`), for a lock another session holds, or for the
@@ -11,10 +11,10 @@
 
 use sqlx::{AnyPool, Row};
 
-use super::StoreError;
+use crate::store::StoreError;
 
 /// Names otpgate's connections (`otpgate`), unless the database URL names them.
-pub(super) const SET_APPLICATION_NAME: &str = "SET application_name = 'otpgate'";
+pub(in crate::store) const SET_APPLICATION_NAME: &str = "SET application_name = 'otpgate'";
 
 /// Our backends that wait, the standby first, then locks (with who holds them), then the rest.
 const WAITS_SQL: &str = "SELECT a.wait_event_type AS kind, a.wait_event AS event, \
@@ -58,7 +58,7 @@ fn describe(wait: &Wait) -> String {
 
 /// What our stalled commit waits for; `None` when no backend of ours waits (then the caller
 /// falls back to its guess).
-pub(super) async fn explain(pool: AnyPool) -> Option<String> {
+pub(in crate::store) async fn explain(pool: AnyPool) -> Option<String> {
     match waiting(&pool).await {
         Ok(wait) => wait.as_ref().map(describe),
         Err(e) => {

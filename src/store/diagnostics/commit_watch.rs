@@ -1,5 +1,5 @@
 //! The SQLite writer's commit watch: a group commit that has not come back after
-//! `[database] commit_timeout` opens the breaker as stalled (`store::health`), as on PostgreSQL.
+//! `[database] commit_timeout` opens the breaker as stalled (`store::diagnostics::health`), as on PostgreSQL.
 //!
 //! A SQLite commit waits for two things only: the write lock, which another process may hold
 //! (an admin's `sqlite3` shell left in a transaction, a backup tool), and the disk's fsync (a
@@ -18,7 +18,7 @@
 //!
 //! The answers and the log line say which of the two it is: the writer's busy handler marks
 //! the clock while it waits for the lock, and then the process holding it is named from
-//! `/proc/locks` (`store::lock_holder`); otherwise the commit is in the disk's hands, or
+//! `/proc/locks` (`store::diagnostics::lock_holder`); otherwise the commit is in the disk's hands, or
 //! builds an index (`store::login_index`), which takes as long as the audit table is big.
 
 use std::path::PathBuf;
@@ -26,16 +26,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
-
 use super::health::{Health, PROBE_INTERVAL, probe_key};
 use super::lock_holder;
-use super::writer::{self, Job};
-use crate::clock::{Clock, SystemClock};
+use crate::store::StoreError;
+
+/// The writer a watch looks after.
+pub(in crate::store) trait Watched: Send + 'static {
+    /// Whether the writer still runs (it ends with the store).
+    fn running(&self) -> bool;
+
+    /// Commit this process's `commit_probe` row (`key`) through the writer; `None` when the
+    /// writer has stopped.
+    fn probe(&self, key: &str) -> impl Future<Output = Option<Result<(), StoreError>>> + Send;
+}
 
 /// When the writer's current commit started; written by the writer thread, read by [`watch`].
 #[derive(Debug)]
-pub(super) struct CommitClock {
+pub(in crate::store) struct CommitClock {
     base: Instant,
     /// Nanoseconds from `base` to the start of the commit in flight; 0: none.
     since_ns: AtomicU64,
@@ -70,13 +77,13 @@ impl CommitClock {
 
     /// A commit starts; `schema_change`: it builds or drops an index, which takes as long as
     /// the table is big.
-    pub(super) fn started(&self, schema_change: bool) {
+    pub(in crate::store) fn started(&self, schema_change: bool) {
         self.schema_change.store(schema_change, Ordering::Release);
         self.since_ns.store(self.now_ns(), Ordering::Release);
     }
 
     /// The writer waits for the write lock (called from its busy handler).
-    pub(super) fn waiting_for_lock(&self) {
+    pub(in crate::store) fn waiting_for_lock(&self) {
         self.lock_wait_ns.store(self.now_ns(), Ordering::Release);
     }
 
@@ -92,7 +99,7 @@ impl CommitClock {
                 <= LOCK_WAIT_SEEN_WITHIN
     }
 
-    pub(super) fn ended(&self) {
+    pub(in crate::store) fn ended(&self) {
         self.since_ns.store(0, Ordering::Release);
     }
 
@@ -125,13 +132,12 @@ fn stall_cause(clock: &CommitClock, db: &std::path::Path, now: Instant) -> Strin
     }
 }
 
-/// Watch the commits `clock` reports on the database at `db`, for as long as the writer
-/// behind `queue` runs.
-pub(super) async fn watch(
+/// Watch the commits `clock` reports on the database at `db`, for as long as `writer` runs.
+pub(in crate::store) async fn watch(
     clock: Arc<CommitClock>,
     db: PathBuf,
     health: Arc<Health>,
-    queue: mpsc::WeakSender<Job>,
+    writer: impl Watched,
     limit: Duration,
 ) {
     let key = probe_key();
@@ -150,16 +156,18 @@ pub(super) async fn watch(
                 && last_probe.is_none_or(|at| now.duration_since(at) >= PROBE_INTERVAL) =>
             {
                 last_probe = Some(now);
-                // the store is gone: so is the writer
-                let Some(queue) = queue.upgrade() else { return };
                 // its outcome reaches the breaker through the writer (`Batch::settle`)
-                if let Err(e) = writer::probe(&queue, &key, SystemClock.now().timestamp()).await {
-                    tracing::debug!(target: "otpgate::store", error = %e, "commit probe failed");
+                match writer.probe(&key).await {
+                    None => return,
+                    Some(Err(e)) => {
+                        tracing::debug!(target: "otpgate::store", error = %e, "commit probe failed");
+                    }
+                    Some(Ok(())) => {}
                 }
             }
             None => {}
         }
-        if queue.strong_count() == 0 {
+        if !writer.running() {
             return;
         }
     }

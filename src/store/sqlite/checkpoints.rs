@@ -21,24 +21,24 @@ use std::time::{Duration, Instant};
 use sqlx::{AnyPool, Row};
 
 /// How often the background task copies the WAL into the database file.
-pub(super) const INTERVAL: Duration = Duration::from_millis(250);
+pub(in crate::store) const INTERVAL: Duration = Duration::from_millis(250);
 
 /// WAL frames (pages, 4 KiB each by default) above which the writer is asked to let the WAL
 /// start over: 64 MiB.
-pub(super) const RESTART_FRAMES: i64 = 16384;
+pub(in crate::store) const RESTART_FRAMES: i64 = 16384;
 
 /// A WAL file larger than this is truncated to it when the WAL starts over.
-pub(super) const WAL_FILE_LIMIT: i64 = 128 * 1024 * 1024;
+pub(in crate::store) const WAL_FILE_LIMIT: i64 = 128 * 1024 * 1024;
 
 /// Shared between the background task and the group writer.
 #[derive(Debug, Default)]
-pub(super) struct WalRestart {
+pub(in crate::store) struct WalRestart {
     wanted: AtomicBool,
 }
 
 impl WalRestart {
     /// Called by the group writer between batches: whether to checkpoint now (once per ask).
-    pub(super) fn take_request(&self) -> bool {
+    pub(in crate::store) fn take_request(&self) -> bool {
         self.wanted.load(Ordering::Relaxed) && self.wanted.swap(false, Ordering::AcqRel)
     }
 
@@ -49,15 +49,15 @@ impl WalRestart {
 
 /// What `PRAGMA wal_checkpoint` reports.
 #[derive(Debug)]
-pub(super) struct Pass {
+pub(in crate::store) struct Pass {
     /// Frames in the WAL.
-    pub(super) log: i64,
+    pub(in crate::store) log: i64,
     /// Frames copied into the database file.
-    pub(super) copied: i64,
+    pub(in crate::store) copied: i64,
 }
 
 /// Record a checkpoint pass (`who`: "background" or "writer").
-pub(super) fn record(who: &'static str, started: Instant, pass: &Pass) {
+pub(in crate::store) fn record(who: &'static str, started: Instant, pass: &Pass) {
     metrics::histogram!("otpgate_store_checkpoint_seconds", "by" => who)
         .record(started.elapsed().as_secs_f64());
     metrics::gauge!("otpgate_store_wal_frames").set(pass.log as f64);
@@ -85,7 +85,7 @@ async fn passive(pool: &AnyPool) -> Option<Pass> {
 }
 
 /// The background task (SQLite only). Ends when the pool is closed.
-pub(super) async fn run(pool: AnyPool, restart: Arc<WalRestart>) {
+pub(in crate::store) async fn run(pool: AnyPool, restart: Arc<WalRestart>) {
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -1,0 +1,154 @@
+//! SQLite, the embedded default: connections owned by threads of the store's own.
+//!
+//! sqlx runs every SQLite connection on a thread of its own and hands each statement, and each
+//! result row, across a channel to it and back; under load those hand-offs cost much of the
+//! server's CPU. Here the reader threads ([`reader`]) and the writer thread ([`writer`]) own
+//! their connections: a thread takes every job that queued up while it was busy and runs them
+//! one after another with cached prepared statements, so a batch costs one wake-up, not one
+//! per statement and row. [`checkpoints`] keeps the write-ahead log small.
+
+pub(super) mod checkpoints;
+pub(super) mod reader;
+pub(super) mod writer;
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// The schema's history per backend. A migration only adds (a table, an index, a column with a
+/// default) or drops what no version still in use reads: during a rolling upgrade the older
+/// nodes run against the schema a newer one migrated ([`migrate`]).
+pub(in crate::store) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "tokengroup",
+        include_str!("../../../migrations/sqlite/0002_tokengroup.sql"),
+    ),
+    (
+        3,
+        "request ledger",
+        include_str!("../../../migrations/sqlite/0003_request_ledger.sql"),
+    ),
+    (
+        4,
+        "audit_user for logins only",
+        include_str!("../../../migrations/sqlite/0004_audit_user_logins_only.sql"),
+    ),
+    (
+        5,
+        "audit append-only",
+        include_str!("../../../migrations/sqlite/0005_audit_append_only.sql"),
+    ),
+    (
+        6,
+        "audit_user only for auth_max policies",
+        include_str!("../../../migrations/sqlite/0006_audit_user_on_demand.sql"),
+    ),
+    (
+        7,
+        "commit probe",
+        include_str!("../../../migrations/sqlite/0007_commit_probe.sql"),
+    ),
+];
+/// Distinct statements each connection keeps prepared.
+const STATEMENT_CACHE: usize = 32;
+
+/// Open a hot-path connection with the pool's settings (see `Store::open`).
+pub(super) fn open(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_handler(Some(wait_for_lock))?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Corrupt(format!(
+            "SQLite refused WAL mode (journal_mode is {mode})"
+        )));
+    }
+    // FULL: a commit is fsynced before it returns, so an accepted OTP survives a power cut.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // checkpoints run in the background (`store::sqlite::checkpoints`), never inside a commit
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    conn.pragma_update(None, "journal_size_limit", checkpoints::WAL_FILE_LIMIT)?;
+    if read_only {
+        conn.pragma_update(None, "query_only", "ON")?;
+        // 1 MiB of pages (the default is 2): the token lookups' index pages stay; the rest
+        // is one pread from the OS's cache away
+        conn.pragma_update(None, "cache_size", -1024)?;
+    }
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// Wait for a lock in short steps, up to about 5 s. SQLite's own busy handler sleeps 1, 2, 5,
+/// 10 … 100 ms between tries, so a lock held for a millisecond could cost a batch of logins
+/// 50 ms and more.
+pub(super) fn wait_for_lock(attempt: i32) -> bool {
+    match attempt {
+        0..1000 => std::thread::sleep(Duration::from_micros(100)),
+        1000..5000 => std::thread::sleep(Duration::from_millis(1)),
+        _ => return false,
+    }
+    true
+}
+
+pub(super) fn run_statement(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+#[cfg(test)]
+pub(super) mod test_db {
+    //! Databases for the backend's unit tests.
+    use rusqlite::Connection;
+
+    /// An in-memory database with every migration.
+    pub(crate) fn migrated_memory() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        for (_, _, sql) in super::MIGRATIONS {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn
+    }
+
+    /// A WAL-mode database file with every migration (gone with the directory), and an admin
+    /// connection to it.
+    pub(crate) fn migrated_file() -> (tempfile::TempDir, std::path::PathBuf, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("otpgate.db");
+        let admin = Connection::open(&path).unwrap();
+        admin.pragma_update(None, "journal_mode", "WAL").unwrap();
+        for (_, _, sql) in super::MIGRATIONS {
+            admin.execute_batch(sql).unwrap();
+        }
+        (dir, path, admin)
+    }
+
+    /// [`migrated_file`] with one token, `T1`, and its id.
+    pub(crate) fn file_with_a_token() -> (tempfile::TempDir, std::path::PathBuf, Connection, i64) {
+        let (dir, path, admin) = migrated_file();
+        admin
+            .execute(
+                "INSERT INTO token (serial, tokentype, created) VALUES ('T1', 'hotp', 0)",
+                [],
+            )
+            .unwrap();
+        let id = admin.last_insert_rowid();
+        (dir, path, admin, id)
+    }
+
+    pub(crate) fn otp_counter(admin: &Connection, id: i64) -> i64 {
+        admin
+            .query_row("SELECT otp_counter FROM token WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    }
+}
