@@ -11,14 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use sqlx::Row;
-use sqlx::any::AnyRow;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::diagnostics::health::Health;
-use super::sql::Sql;
+use super::query::{Query, Row, Sql, query};
 use super::{Backend, Store, StoreError, flag};
 
 /// One audit row. Never holds a password, PIN or OTP value.
@@ -60,11 +58,11 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
-fn row_to_audit(r: &AnyRow) -> Result<AuditRow, StoreError> {
+fn row_to_audit(r: &Row) -> Result<AuditRow, StoreError> {
     Ok(AuditRow {
         id: Some(r.try_get("id")?),
         time_us: r.try_get("time_us")?,
-        node: r.try_get::<String, _>("node")?.into(),
+        node: r.try_get::<String>("node")?.into(),
         event: Cow::Owned(r.try_get("event")?),
         origin: Cow::Owned(r.try_get("origin")?),
         success: flag(r.try_get("success")?),
@@ -86,30 +84,8 @@ fn row_to_audit(r: &AnyRow) -> Result<AuditRow, StoreError> {
 pub(super) const AUDIT_COLUMNS: &str = "time_us, node, event, origin, success, authentication, user_login, \
      realm, resolver, serial, token_type, client, info, action_detail, policies, duration_us, trace";
 
-const AUDIT_ROWS_PER_INSERT: usize = 16;
-
-/// Insert rows inside a transaction on sqlx's connection (PostgreSQL's group commit; SQLite's
-/// binds each row to a prepared statement, `store::sqlite::writer`). Statements of a fixed
-/// shape, so each is prepared once and cached: 16-row inserts, then single-row ones.
-pub(crate) async fn insert_rows(
-    conn: &mut sqlx::AnyConnection,
-    rows: &[AuditRow],
-) -> Result<(), StoreError> {
-    let mut chunks = rows.chunks_exact(AUDIT_ROWS_PER_INSERT);
-    for chunk in chunks.by_ref() {
-        audit_insert(chunk).query().execute(&mut *conn).await?;
-    }
-    for row in chunks.remainder() {
-        audit_insert(std::slice::from_ref(row))
-            .query()
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
-}
-
 /// One multi-row INSERT for `rows`.
-fn audit_insert(rows: &[AuditRow]) -> Sql {
+pub(in crate::store) fn audit_insert(rows: &[AuditRow]) -> Sql {
     let mut q = Sql::new(&format!("INSERT INTO audit ({AUDIT_COLUMNS}) VALUES "));
     for (i, r) in rows.iter().enumerate() {
         q.push(if i == 0 { "(" } else { ", (" });
@@ -191,7 +167,7 @@ impl Store {
         }
         q.push(" ORDER BY id DESC LIMIT ")
             .bind(if f.limit > 0 { f.limit } else { 100 });
-        let rows = q.query().fetch_all(self.pool()).await?;
+        let rows = q.query().fetch_all(self.db()).await?;
         rows.iter().map(row_to_audit).collect()
     }
 
@@ -205,14 +181,13 @@ impl Store {
     async fn first_audit_id_at(&self, time_us: i64) -> Result<i64, StoreError> {
         // two subqueries: SQLite reads MIN or MAX off the B-tree's edge only when it is the
         // statement's one aggregate, and scans the whole table for both at once
-        let bounds = sqlx::query(
-            "SELECT (SELECT MIN(id) FROM audit) AS lo, (SELECT MAX(id) FROM audit) AS hi",
-        )
-        .fetch_one(self.pool())
-        .await?;
+        let bounds =
+            query("SELECT (SELECT MIN(id) FROM audit) AS lo, (SELECT MAX(id) FROM audit) AS hi")
+                .fetch_one(self.db())
+                .await?;
         let (Some(mut lo), Some(hi)) = (
-            bounds.try_get::<Option<i64>, _>("lo")?,
-            bounds.try_get::<Option<i64>, _>("hi")?,
+            bounds.try_get::<Option<i64>>("lo")?,
+            bounds.try_get::<Option<i64>>("hi")?,
         ) else {
             return Ok(0);
         };
@@ -220,14 +195,13 @@ impl Store {
         let mut hi = hi + 1;
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let next =
-                sqlx::query("SELECT id, time_us FROM audit WHERE id >= $1 ORDER BY id LIMIT 1")
-                    .bind(mid)
-                    .fetch_optional(self.pool())
-                    .await?;
+            let next = query("SELECT id, time_us FROM audit WHERE id >= $1 ORDER BY id LIMIT 1")
+                .bind(mid)
+                .fetch_optional(self.db())
+                .await?;
             match next {
-                Some(row) if row.try_get::<i64, _>("time_us")? < time_us => {
-                    lo = row.try_get::<i64, _>("id")? + 1;
+                Some(row) if row.try_get::<i64>("time_us")? < time_us => {
+                    lo = row.try_get::<i64>("id")? + 1;
                 }
                 // no row from mid on is older (or there is none): mid is a safe bound
                 _ => hi = mid,
@@ -238,10 +212,7 @@ impl Store {
 
     pub async fn audit_by_id(&self, id: i64) -> Result<Option<AuditRow>, StoreError> {
         let sql = format!("SELECT id, {AUDIT_COLUMNS} FROM audit WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
+        let row = Query::owned(sql).bind(id).fetch_optional(self.db()).await?;
         row.as_ref().map(row_to_audit).transpose()
     }
 
@@ -262,13 +233,13 @@ impl Store {
             } else {
                 COUNT_REJECTED_SQL
             };
-            let row = sqlx::query(sql)
+            let row = query(sql)
                 .bind(user)
                 .bind(realm)
                 .bind(since_us)
-                .fetch_one(self.pool())
+                .fetch_one(self.db())
                 .await?;
-            Ok(row.try_get("n")?)
+            row.try_get("n")
         })
         .await
     }

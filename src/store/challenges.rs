@@ -1,9 +1,6 @@
 //! Open challenges, shared by every node on the same database.
 
-use sqlx::Any;
-use sqlx::Row;
-use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::query::Query;
+use super::query::{Query, Row, query};
 
 use super::{Store, StoreError, flag};
 
@@ -43,7 +40,7 @@ pub struct NewChallenge<'a> {
     pub expiration: i64,
 }
 
-fn from_row(r: &AnyRow) -> Result<ChallengeRow, StoreError> {
+fn from_row(r: &Row) -> Result<ChallengeRow, StoreError> {
     Ok(ChallengeRow {
         id: r.try_get("id")?,
         transaction_id: r.try_get("transaction_id")?,
@@ -64,7 +61,7 @@ const COLUMNS: &str = "SELECT id, transaction_id, serial, data, challenge, sessi
 impl Store {
     pub async fn insert_challenge(&self, c: &NewChallenge<'_>) -> Result<(), StoreError> {
         self.guarded(async {
-            sqlx::query(
+            query(
                 "INSERT INTO challenge (transaction_id, serial, owner_login, owner_realm, data, \
              challenge, session, created, expiration) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
@@ -77,7 +74,7 @@ impl Store {
             .bind(c.session)
             .bind(c.created)
             .bind(c.expiration)
-            .execute(self.pool())
+            .execute(self.db())
             .await?;
             Ok(())
         })
@@ -93,10 +90,10 @@ impl Store {
         self.guarded(async {
             let sql =
                 format!("{COLUMNS}WHERE transaction_id = $1 AND serial = $2 ORDER BY id DESC");
-            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            let row = Query::owned(sql)
                 .bind(transaction_id)
                 .bind(serial)
-                .fetch_optional(self.pool())
+                .fetch_optional(self.db())
                 .await?;
             row.as_ref().map(from_row).transpose()
         })
@@ -114,18 +111,15 @@ impl Store {
                 Some(tx) => {
                     let sql =
                         format!("{COLUMNS}WHERE serial = $1 AND transaction_id = $2 ORDER BY id");
-                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                    Query::owned(sql)
                         .bind(serial)
                         .bind(tx)
-                        .fetch_all(self.pool())
+                        .fetch_all(self.db())
                         .await?
                 }
                 None => {
                     let sql = format!("{COLUMNS}WHERE serial = $1 ORDER BY id");
-                    sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .bind(serial)
-                        .fetch_all(self.pool())
-                        .await?
+                    Query::owned(sql).bind(serial).fetch_all(self.db()).await?
                 }
             };
             rows.iter().map(from_row).collect()
@@ -136,7 +130,7 @@ impl Store {
     /// Remove every challenge of a transaction (after a successful answer).
     pub async fn delete_transaction(&self, transaction_id: &str) -> Result<u64, StoreError> {
         self.rows_changed(
-            sqlx::query("DELETE FROM challenge WHERE transaction_id = $1").bind(transaction_id),
+            query("DELETE FROM challenge WHERE transaction_id = $1").bind(transaction_id),
         )
         .await
     }
@@ -145,7 +139,7 @@ impl Store {
     /// it: the guard that lets an email/SMS answer be accepted once.
     pub async fn take_challenge(&self, id: i64) -> Result<bool, StoreError> {
         let deleted = self
-            .rows_changed(sqlx::query("DELETE FROM challenge WHERE id = $1").bind(id))
+            .rows_changed(query("DELETE FROM challenge WHERE id = $1").bind(id))
             .await?;
         Ok(deleted > 0)
     }
@@ -153,7 +147,7 @@ impl Store {
     /// Count a wrong answer on a challenge.
     pub async fn bump_challenge(&self, id: i64) -> Result<(), StoreError> {
         self.rows_changed(
-            sqlx::query("UPDATE challenge SET received_count = received_count + 1 WHERE id = $1")
+            query("UPDATE challenge SET received_count = received_count + 1 WHERE id = $1")
                 .bind(id),
         )
         .await?;
@@ -162,16 +156,13 @@ impl Store {
 
     /// Delete challenges that expired before `cutoff` (unix seconds).
     pub async fn cleanup_challenges(&self, cutoff: i64) -> Result<u64, StoreError> {
-        self.rows_changed(sqlx::query("DELETE FROM challenge WHERE expiration < $1").bind(cutoff))
+        self.rows_changed(query("DELETE FROM challenge WHERE expiration < $1").bind(cutoff))
             .await
     }
 
     /// Run one statement through the breaker ([`Store::guarded`]): the rows it changed.
-    async fn rows_changed(
-        &self,
-        statement: Query<'_, Any, AnyArguments>,
-    ) -> Result<u64, StoreError> {
-        self.guarded(async { Ok(statement.execute(self.pool()).await?.rows_affected()) })
+    async fn rows_changed(&self, statement: Query) -> Result<u64, StoreError> {
+        self.guarded(async { statement.execute(self.db()).await })
             .await
     }
 }

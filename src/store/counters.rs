@@ -5,7 +5,7 @@
 //! until this node's queued increments are committed, so a read sees every increment queued
 //! before it, whether its caller waited for that increment's commit or not.
 
-use sqlx::Row;
+use super::query::query;
 
 use super::{Store, StoreError};
 
@@ -21,11 +21,11 @@ impl Store {
     pub async fn counter_value(&self, name: &str) -> Result<i64, StoreError> {
         self.guarded(async {
             self.writer().flush().await?;
-            let row = sqlx::query(COUNTER_SUM_SQL)
+            let row = query(COUNTER_SUM_SQL)
                 .bind(name)
-                .fetch_one(self.pool())
+                .fetch_one(self.db())
                 .await?;
-            Ok(row.try_get("v")?)
+            row.try_get("v")
         })
         .await
     }
@@ -56,30 +56,24 @@ impl Store {
             let mut tx = self.begin_write().await?;
             if self.backend() == super::Backend::Postgres {
                 // Serialise decreases of one counter across nodes, so the sum never goes below 0.
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                query("SELECT pg_advisory_xact_lock(hashtext($1))")
                     .bind(name)
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
             }
-            let row = sqlx::query(COUNTER_SUM_SQL)
-                .bind(name)
-                .fetch_one(&mut *tx)
-                .await?;
+            let row = query(COUNTER_SUM_SQL).bind(name).fetch_one(&mut tx).await?;
             let sum: i64 = row.try_get("v")?;
             if sum > 0 || allow_negative {
-                sqlx::query(
+                query(
                     "INSERT INTO event_counter (name, node, value) VALUES ($1, $2, -1) \
                      ON CONFLICT (name, node) DO UPDATE SET value = event_counter.value - 1",
                 )
                 .bind(name)
                 .bind(node)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
             } else {
-                sqlx::query(COUNTER_ZERO_SQL)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
+                query(COUNTER_ZERO_SQL).bind(name).execute(&mut tx).await?;
             }
             tx.commit().await?;
             Ok(())
@@ -92,17 +86,14 @@ impl Store {
         self.guarded(async {
             self.writer().flush().await?;
             let mut tx = self.begin_write().await?;
-            sqlx::query(COUNTER_ZERO_SQL)
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
+            query(COUNTER_ZERO_SQL).bind(name).execute(&mut tx).await?;
+            query(
                 "INSERT INTO event_counter (name, node, value) VALUES ($1, $2, 0) \
                  ON CONFLICT (name, node) DO NOTHING",
             )
             .bind(name)
             .bind(node)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
             tx.commit().await?;
             Ok(())

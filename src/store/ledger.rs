@@ -7,11 +7,11 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use super::db::Db;
 use super::diagnostics::health::Health;
-use super::sql::Sql;
+use super::query::{Sql, query};
 use super::{Store, StoreError};
 
 /// What the ledger says about a request.
@@ -47,7 +47,7 @@ impl std::fmt::Debug for ClaimJob {
 }
 
 impl Ledger {
-    pub(crate) fn start(pool: AnyPool, health: Arc<Health>) -> Self {
+    pub(crate) fn start(pool: Db, health: Arc<Health>) -> Self {
         let (claims, rx) = mpsc::channel(8192);
         tokio::spawn(claim_loop(pool.clone(), rx, Arc::clone(&health)));
         let (answers, rx) = mpsc::channel(8192);
@@ -56,7 +56,7 @@ impl Ledger {
     }
 }
 
-async fn claim_loop(pool: AnyPool, mut rx: mpsc::Receiver<ClaimJob>, health: Arc<Health>) {
+async fn claim_loop(pool: Db, mut rx: mpsc::Receiver<ClaimJob>, health: Arc<Health>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         super::take_queued(&mut rx, &mut batch, BATCH);
@@ -75,7 +75,7 @@ async fn claim_loop(pool: AnyPool, mut rx: mpsc::Receiver<ClaimJob>, health: Arc
     }
 }
 
-async fn claim_batch(pool: &AnyPool, batch: &[ClaimJob]) -> Result<Vec<Claim>, StoreError> {
+async fn claim_batch(pool: &Db, batch: &[ClaimJob]) -> Result<Vec<Claim>, StoreError> {
     // a fingerprint twice in one batch: the first copy takes it, the others are in flight
     let mut seen = HashSet::new();
     let firsts: Vec<&ClaimJob> = batch
@@ -96,7 +96,7 @@ async fn claim_batch(pool: &AnyPool, batch: &[ClaimJob]) -> Result<Vec<Claim>, S
         .fetch_all(pool)
         .await?
         .iter()
-        .map(|r| r.try_get::<String, _>(0))
+        .map(|r| r.get::<String>(0))
         .collect::<Result<_, _>>()?;
     let taken: Vec<&str> = firsts
         .iter()
@@ -109,8 +109,8 @@ async fn claim_batch(pool: &AnyPool, batch: &[ClaimJob]) -> Result<Vec<Claim>, S
             Sql::new("SELECT fingerprint, answer FROM request_ledger WHERE fingerprint IN (");
         q.bind_list(taken.iter().copied()).push(")");
         for r in q.query().fetch_all(pool).await? {
-            let f: String = r.try_get(0)?;
-            if let Some(a) = r.try_get::<Option<Vec<u8>>, _>(1)? {
+            let f: String = r.get(0)?;
+            if let Some(a) = r.get::<Option<Vec<u8>>>(1)? {
                 answered.insert(f, a);
             }
         }
@@ -131,11 +131,7 @@ async fn claim_batch(pool: &AnyPool, batch: &[ClaimJob]) -> Result<Vec<Claim>, S
         .collect())
 }
 
-async fn answer_loop(
-    pool: AnyPool,
-    mut rx: mpsc::Receiver<(String, Vec<u8>)>,
-    health: Arc<Health>,
-) {
+async fn answer_loop(pool: Db, mut rx: mpsc::Receiver<(String, Vec<u8>)>, health: Arc<Health>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         super::take_queued(&mut rx, &mut batch, BATCH);
@@ -149,7 +145,7 @@ async fn answer_loop(
             q.push(if i == 0 { "(" } else { ", (" })
                 .bind(f.as_str())
                 .push(", ")
-                .bind(super::sql::Param::Blob(a.clone()))
+                .bind(super::query::Param::Blob(a.clone()))
                 .push(")");
         }
         q.push(
@@ -158,10 +154,7 @@ async fn answer_loop(
         );
         // through the breaker: on a silent connection this loop would otherwise wait until the
         // kernel gives the connection up, and record no answer meanwhile
-        if let Err(e) = health
-            .guard(async { Ok(q.query().execute(&pool).await?) })
-            .await
-        {
+        if let Err(e) = health.guard(async { q.query().execute(&pool).await }).await {
             tracing::warn!(target: "otpgate::store", error = %e, answers = batch.len(), "request ledger answers not recorded");
         }
     }
@@ -198,10 +191,10 @@ impl Store {
     }
 
     pub async fn ledger_cleanup(&self, before: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM request_ledger WHERE created < $1")
+        let done = query("DELETE FROM request_ledger WHERE created < $1")
             .bind(before)
-            .execute(self.pool())
+            .execute(self.db())
             .await?;
-        Ok(done.rows_affected())
+        Ok(done)
     }
 }

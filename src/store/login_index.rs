@@ -17,10 +17,10 @@
 
 use std::time::{Duration, Instant};
 
-use sqlx::Row;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::query::query;
 use super::{Backend, Store, StoreError};
 
 /// The index, once for both statements that build it. The literal `event = 'validate_check'`
@@ -68,23 +68,18 @@ impl Store {
     pub async fn login_index_state(&self) -> Result<IndexState, StoreError> {
         Ok(match self.backend() {
             Backend::Sqlite => {
-                let row = sqlx::query(SQLITE_STATE_SQL).fetch_one(self.pool()).await?;
-                if row.try_get::<i64, _>("n")? > 0 {
+                let row = query(SQLITE_STATE_SQL).fetch_one(self.db()).await?;
+                if row.try_get::<i64>("n")? > 0 {
                     IndexState::Present
                 } else {
                     IndexState::Absent
                 }
             }
-            Backend::Postgres => {
-                match sqlx::query(POSTGRES_STATE_SQL)
-                    .fetch_optional(self.pool())
-                    .await?
-                {
-                    None => IndexState::Absent,
-                    Some(row) if row.try_get::<bool, _>("valid")? => IndexState::Present,
-                    Some(_) => IndexState::Invalid,
-                }
-            }
+            Backend::Postgres => match query(POSTGRES_STATE_SQL).fetch_optional(self.db()).await? {
+                None => IndexState::Absent,
+                Some(row) if row.try_get::<i64>("valid")? != 0 => IndexState::Present,
+                Some(_) => IndexState::Invalid,
+            },
         })
     }
 
@@ -110,12 +105,10 @@ impl Store {
                 // finishes, DROP … CONCURRENTLY waits for it) and built again — wasted work,
                 // never a missing index.
                 if state == IndexState::Invalid {
-                    sqlx::raw_sql(DROP_CONCURRENTLY_SQL)
-                        .execute(self.pool())
-                        .await?;
+                    self.db().execute_unprepared(DROP_CONCURRENTLY_SQL).await?;
                 }
-                sqlx::raw_sql(CREATE_CONCURRENTLY_SQL)
-                    .execute(self.pool())
+                self.db()
+                    .execute_unprepared(CREATE_CONCURRENTLY_SQL)
                     .await?;
                 Ok(IndexChange::Built(started.elapsed()))
             }

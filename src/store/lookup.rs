@@ -4,7 +4,8 @@
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
-use super::tokens::{Columns, token_from_row};
+use super::query::Columns;
+use super::tokens::token_from_row;
 use crate::token::Token;
 
 type Answer = Result<Vec<Token>, StoreError>;

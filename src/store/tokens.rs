@@ -8,11 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::Row;
-use sqlx::any::AnyRow;
-
+use super::db::Tx;
 pub use super::jobs::FailureOutcome;
-use super::sql::{Param, Sql};
+use super::query::{Columns, Param, Row, Sql, query};
 use super::{Store, StoreError, flag};
 use crate::secret::Secret;
 use crate::token::{HashLib, InfoField, Owner, Token, TokenType};
@@ -139,36 +137,6 @@ impl OptColumn {
     }
 }
 
-/// Typed access to a result row by column name, for either driver (sqlx's rows and the SQLite
-/// hot path's).
-pub(super) trait Columns {
-    fn int(&self, name: &str) -> Result<i64, StoreError>;
-    fn opt_int(&self, name: &str) -> Result<Option<i64>, StoreError>;
-    fn opt_text(&self, name: &str) -> Result<Option<String>, StoreError>;
-    fn opt_blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
-
-    /// A NOT NULL text column.
-    fn text(&self, name: &str) -> Result<String, StoreError> {
-        self.opt_text(name)?
-            .ok_or_else(|| StoreError::Corrupt(format!("column {name} is NULL")))
-    }
-}
-
-impl Columns for AnyRow {
-    fn int(&self, name: &str) -> Result<i64, StoreError> {
-        Ok(self.try_get(name)?)
-    }
-    fn opt_int(&self, name: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self.try_get(name)?)
-    }
-    fn opt_text(&self, name: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.try_get(name)?)
-    }
-    fn opt_blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.try_get(name)?)
-    }
-}
-
 pub(super) fn token_from_row(row: &impl Columns) -> Result<Token, StoreError> {
     let kind_text = row.text("tokentype")?;
     let serial = row.text("serial")?;
@@ -220,10 +188,6 @@ pub(super) fn token_from_row(row: &impl Columns) -> Result<Token, StoreError> {
     })
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
-}
-
 /// Token queries. A thin view on [`Store`].
 #[derive(Debug, Clone, Copy)]
 pub struct TokenStore<'a> {
@@ -248,7 +212,7 @@ impl TokenStore<'_> {
             ),
             None => (None, None, None),
         };
-        let inserted = sqlx::query(
+        let inserted = query(
             "INSERT INTO token (serial, tokentype, description, owner_login, owner_realm, \
              owner_resolver, active, maxfail, otp_counter, count_window, otplen, hashlib, \
              time_step, time_window, time_shift, pin_hash, key_sealed, rollout_state, \
@@ -279,28 +243,28 @@ impl TokenStore<'_> {
         .bind(t.count_auth_max)
         .bind(t.count_auth_success_max)
         .bind(t.created)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut tx)
         .await;
         let id: i64 = match inserted {
             Ok(row) => row.try_get("id")?,
-            Err(e) if is_unique_violation(&e) => {
+            Err(e) if e.is_unique_violation() => {
                 return Err(StoreError::DuplicateSerial(t.serial.clone()));
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
         for (key, value) in &t.info {
-            sqlx::query("INSERT INTO tokeninfo (token_id, key, value) VALUES ($1, $2, $3)")
+            query("INSERT INTO tokeninfo (token_id, key, value) VALUES ($1, $2, $3)")
                 .bind(id)
                 .bind(key)
                 .bind(value)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
         }
         for realm in &t.realms {
-            sqlx::query("INSERT INTO tokenrealm (token_id, realm) VALUES ($1, $2)")
+            query("INSERT INTO tokenrealm (token_id, realm) VALUES ($1, $2)")
                 .bind(id)
                 .bind(realm)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
         }
         tx.commit().await?;
@@ -351,7 +315,7 @@ impl TokenStore<'_> {
                     .push(", ")
                     .bind(t.time_shift)
                     .push(", ")
-                    .bind(t.key_sealed.clone().map_or(Param::Null, Param::Blob))
+                    .bind(t.key_sealed.clone())
                     .push(", ")
                     .bind(opt(t.validity_start.as_ref()))
                     .push(", ")
@@ -361,23 +325,18 @@ impl TokenStore<'_> {
                     .push(")");
             }
             q.push(" RETURNING id, serial");
-            let rows = match q.query().fetch_all(&mut *tx).await {
+            let rows = match q.query().fetch_all(&mut tx).await {
                 Ok(rows) => rows,
-                Err(e) if is_unique_violation(&e) => {
+                Err(e) if e.is_unique_violation() => {
                     drop(tx);
                     let existing = self.first_existing(tokens).await?;
                     return Err(StoreError::DuplicateSerial(existing.unwrap_or_default()));
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             };
             let ids: std::collections::HashMap<String, i64> = rows
                 .iter()
-                .map(|r| {
-                    Ok((
-                        r.try_get::<String, _>("serial")?,
-                        r.try_get::<i64, _>("id")?,
-                    ))
-                })
+                .map(|r| Ok((r.try_get::<String>("serial")?, r.try_get::<i64>("id")?)))
                 .collect::<Result<_, StoreError>>()?;
             let mut realms = Sql::new("INSERT INTO tokenrealm (token_id, realm) VALUES ");
             let mut any = false;
@@ -393,7 +352,7 @@ impl TokenStore<'_> {
             }
             if any {
                 realms.push(" ON CONFLICT (token_id, realm) DO NOTHING");
-                realms.query().execute(&mut *tx).await?;
+                realms.query().execute(&mut tx).await?;
             }
         }
         tx.commit().await?;
@@ -406,7 +365,7 @@ impl TokenStore<'_> {
             let mut q = Sql::new("SELECT serial FROM token WHERE serial IN (");
             q.bind_list(chunk.iter().map(|t| t.serial.as_str()))
                 .push(") LIMIT 1");
-            if let Some(row) = q.query().fetch_optional(self.store.pool()).await? {
+            if let Some(row) = q.query().fetch_optional(self.store.db()).await? {
                 return Ok(Some(row.try_get("serial")?));
             }
         }
@@ -414,15 +373,15 @@ impl TokenStore<'_> {
     }
 
     pub async fn by_serial(&self, serial: &str) -> Result<Option<Token>, StoreError> {
-        let row = sqlx::query(token_select!("WHERE serial = $1"))
+        let row = query(token_select!("WHERE serial = $1"))
             .bind(serial)
-            .fetch_optional(self.store.pool())
+            .fetch_optional(self.store.db())
             .await?;
         let Some(row) = row else { return Ok(None) };
         let mut token = token_from_row(&row)?;
-        let info = sqlx::query("SELECT key, value FROM tokeninfo WHERE token_id = $1")
+        let info = query("SELECT key, value FROM tokeninfo WHERE token_id = $1")
             .bind(token.id)
-            .fetch_all(self.store.pool())
+            .fetch_all(self.store.db())
             .await?;
         for r in info {
             token.info.insert(r.try_get("key")?, r.try_get("value")?);
@@ -442,14 +401,13 @@ impl TokenStore<'_> {
 
     /// How many tokens the user has (all states).
     pub async fn count_of_user(&self, realm: &str, login: &str) -> Result<i64, StoreError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM token WHERE owner_realm = $1 AND owner_login = $2",
-        )
-        .bind(realm)
-        .bind(login)
-        .fetch_one(self.store.pool())
-        .await?;
-        Ok(row.try_get("n")?)
+        let row =
+            query("SELECT COUNT(*) AS n FROM token WHERE owner_realm = $1 AND owner_login = $2")
+                .bind(realm)
+                .bind(login)
+                .fetch_one(self.store.db())
+                .await?;
+        row.try_get("n")
     }
 
     /// Tokens matching a filter, in serial order, with their tokeninfo.
@@ -491,7 +449,7 @@ impl TokenStore<'_> {
         if let Some(limit) = filter.limit {
             q.push(" LIMIT ").bind(limit);
         }
-        let rows = q.query().fetch_all(self.store.pool()).await?;
+        let rows = q.query().fetch_all(self.store.db()).await?;
         let mut tokens = rows
             .iter()
             .map(token_from_row)
@@ -501,20 +459,18 @@ impl TokenStore<'_> {
         for chunk in ids.chunks(500) {
             let mut q = Sql::new("SELECT token_id, key, value FROM tokeninfo WHERE token_id IN (");
             q.bind_list(chunk.iter().copied()).push(")");
-            let info = q.query().fetch_all(self.store.pool()).await?;
+            let info = q.query().fetch_all(self.store.db()).await?;
             attach_info(&mut tokens, &info)?;
         }
         Ok(tokens)
     }
 
     pub async fn realms(&self, id: i64) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT realm FROM tokenrealm WHERE token_id = $1 ORDER BY realm")
+        let rows = query("SELECT realm FROM tokenrealm WHERE token_id = $1 ORDER BY realm")
             .bind(id)
-            .fetch_all(self.store.pool())
+            .fetch_all(self.store.db())
             .await?;
-        rows.iter()
-            .map(|r| r.try_get("realm").map_err(StoreError::from))
-            .collect()
+        rows.iter().map(|r| r.try_get("realm")).collect()
     }
 
     /// Add realms to a token, or replace its realms with `realms`.
@@ -526,19 +482,19 @@ impl TokenStore<'_> {
     ) -> Result<(), StoreError> {
         let mut tx = self.store.begin_write().await?;
         if replace {
-            sqlx::query("DELETE FROM tokenrealm WHERE token_id = $1")
+            query("DELETE FROM tokenrealm WHERE token_id = $1")
                 .bind(id)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
         }
         for realm in realms {
-            sqlx::query(
+            query(
                 "INSERT INTO tokenrealm (token_id, realm) VALUES ($1, $2) \
                  ON CONFLICT (token_id, realm) DO NOTHING",
             )
             .bind(id)
             .bind(realm)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         }
         tx.commit().await?;
@@ -548,36 +504,36 @@ impl TokenStore<'_> {
     pub async fn delete(&self, id: i64) -> Result<bool, StoreError> {
         let mut tx = self.store.begin_write().await?;
         // Explicit deletes keep PostgreSQL and SQLite alike even where foreign keys are off.
-        sqlx::query("DELETE FROM tokeninfo WHERE token_id = $1")
+        query("DELETE FROM tokeninfo WHERE token_id = $1")
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
-        sqlx::query("DELETE FROM tokenrealm WHERE token_id = $1")
+        query("DELETE FROM tokenrealm WHERE token_id = $1")
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
-        let done = sqlx::query("DELETE FROM token WHERE id = $1")
+        let done = query("DELETE FROM token WHERE id = $1")
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         tx.commit().await?;
-        Ok(done.rows_affected() > 0)
+        Ok(done > 0)
     }
 
     pub async fn set_active(&self, id: i64, active: bool) -> Result<(), StoreError> {
-        sqlx::query("UPDATE token SET active = $1 WHERE id = $2")
+        query("UPDATE token SET active = $1 WHERE id = $2")
             .bind(i64::from(active))
             .bind(id)
-            .execute(self.store.pool())
+            .execute(self.store.db())
             .await?;
         Ok(())
     }
 
     /// Revoke: disabled for good (privacyIDEA also locks a revoked token).
     pub async fn revoke(&self, id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE token SET revoked = 1, active = 0 WHERE id = $1")
+        query("UPDATE token SET revoked = 1, active = 0 WHERE id = $1")
             .bind(id)
-            .execute(self.store.pool())
+            .execute(self.store.db())
             .await?;
         Ok(())
     }
@@ -585,22 +541,22 @@ impl TokenStore<'_> {
     /// Assign to a user and add the user's realm to the token realms.
     pub async fn assign(&self, id: i64, owner: &Owner) -> Result<(), StoreError> {
         let mut tx = self.store.begin_write().await?;
-        sqlx::query(
+        query(
             "UPDATE token SET owner_login = $1, owner_realm = $2, owner_resolver = $3 WHERE id = $4",
         )
         .bind(&owner.login)
         .bind(&owner.realm)
         .bind(&owner.resolver)
         .bind(id)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
-        sqlx::query(
+        query(
             "INSERT INTO tokenrealm (token_id, realm) VALUES ($1, $2) \
              ON CONFLICT (token_id, realm) DO NOTHING",
         )
         .bind(id)
         .bind(&owner.realm)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         tx.commit().await?;
         Ok(())
@@ -608,21 +564,21 @@ impl TokenStore<'_> {
 
     /// Unassign: no owner, no PIN, failcount 0 (privacyIDEA's unassign).
     pub async fn unassign(&self, id: i64) -> Result<(), StoreError> {
-        sqlx::query(
+        query(
             "UPDATE token SET owner_login = NULL, owner_realm = NULL, owner_resolver = NULL, \
              pin_hash = NULL, failcount = 0, failcounter_exceeded = NULL WHERE id = $1",
         )
         .bind(id)
-        .execute(self.store.pool())
+        .execute(self.store.db())
         .await?;
         Ok(())
     }
 
     pub async fn set_pin_hash(&self, id: i64, hash: Option<&str>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE token SET pin_hash = $1 WHERE id = $2")
+        query("UPDATE token SET pin_hash = $1 WHERE id = $2")
             .bind(hash)
             .bind(id)
-            .execute(self.store.pool())
+            .execute(self.store.db())
             .await?;
         Ok(())
     }
@@ -630,17 +586,17 @@ impl TokenStore<'_> {
     /// Failcount to `n`; at 0 the `failcounter_exceeded` stamp goes too. Returns the failcount
     /// before the change (for `token_unlocked`).
     pub async fn set_failcount(&self, id: i64, n: i64) -> Result<Option<(i64, i64)>, StoreError> {
-        let before = sqlx::query("SELECT failcount, maxfail FROM token WHERE id = $1")
+        let before = query("SELECT failcount, maxfail FROM token WHERE id = $1")
             .bind(id)
-            .fetch_optional(self.store.pool())
+            .fetch_optional(self.store.db())
             .await?;
-        sqlx::query(
+        query(
             "UPDATE token SET failcount = $1, failcounter_exceeded = \
              CASE WHEN $1 = 0 THEN NULL ELSE failcounter_exceeded END WHERE id = $2",
         )
         .bind(n)
         .bind(id)
-        .execute(self.store.pool())
+        .execute(self.store.db())
         .await?;
         Ok(match before {
             Some(r) => Some((r.try_get("failcount")?, r.try_get("maxfail")?)),
@@ -650,19 +606,19 @@ impl TokenStore<'_> {
 
     /// Add `delta` to the failcount without clamping (the `change failcounter` action).
     pub async fn change_failcount(&self, id: i64, delta: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE token SET failcount = failcount + $1 WHERE id = $2")
+        query("UPDATE token SET failcount = failcount + $1 WHERE id = $2")
             .bind(delta)
             .bind(id)
-            .execute(self.store.pool())
+            .execute(self.store.db())
             .await?;
         Ok(())
     }
 
     pub async fn set_int(&self, id: i64, column: IntColumn, value: i64) -> Result<(), StoreError> {
-        sqlx::query(column.update_sql())
+        query(column.update_sql())
             .bind(value)
             .bind(id)
-            .execute(self.store.pool())
+            .execute(self.store.db())
             .await?;
         Ok(())
     }
@@ -673,10 +629,10 @@ impl TokenStore<'_> {
         column: OptColumn,
         value: Option<&str>,
     ) -> Result<(), StoreError> {
-        sqlx::query(column.update_sql())
+        query(column.update_sql())
             .bind(value)
             .bind(id)
-            .execute(self.store.pool())
+            .execute(self.store.db())
             .await?;
         Ok(())
     }
@@ -685,7 +641,7 @@ impl TokenStore<'_> {
     pub async fn set_tokeninfo(&self, id: i64, key: &str, value: &str) -> Result<(), StoreError> {
         tokeninfo_set_sql(id, key, value)?
             .query()
-            .execute(self.store.pool())
+            .execute(self.store.db())
             .await?;
         Ok(())
     }
@@ -695,7 +651,7 @@ impl TokenStore<'_> {
     pub async fn delete_tokeninfo(&self, id: i64, key: &str) -> Result<(), StoreError> {
         tokeninfo_delete_sql(id, key)
             .query()
-            .execute(self.store.pool())
+            .execute(self.store.db())
             .await?;
         Ok(())
     }
@@ -707,7 +663,7 @@ impl TokenStore<'_> {
         for &id in ids {
             for change in changes {
                 for stmt in change.statements(id)? {
-                    stmt.query().execute(&mut *tx).await?;
+                    stmt.query().execute(&mut tx).await?;
                 }
                 if let TokenChange::InfoIncrease { key, by } = change {
                     increase_info(&mut tx, id, key, *by).await?;
@@ -720,13 +676,11 @@ impl TokenStore<'_> {
 
     /// Token groups of a token.
     pub async fn groups(&self, id: i64) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT name FROM tokengroup WHERE token_id = $1 ORDER BY name")
+        let rows = query("SELECT name FROM tokengroup WHERE token_id = $1 ORDER BY name")
             .bind(id)
-            .fetch_all(self.store.pool())
+            .fetch_all(self.store.db())
             .await?;
-        rows.iter()
-            .map(|r| r.try_get("name").map_err(StoreError::from))
-            .collect()
+        rows.iter().map(|r| r.try_get("name")).collect()
     }
 
     /// Store a successful authentication, durably, through the group-commit writer. With a
@@ -764,11 +718,11 @@ impl TokenStore<'_> {
     /// Take the next OTP counter for an email/SMS challenge: one atomic increment, so two
     /// challenges never send the same value. Returns the counter whose value is to be sent.
     pub async fn reserve_counter(&self, id: i64) -> Result<i64, StoreError> {
-        let row = sqlx::query(
+        let row = query(
             "UPDATE token SET otp_counter = otp_counter + 1 WHERE id = $1 RETURNING otp_counter",
         )
         .bind(id)
-        .fetch_optional(self.store.pool())
+        .fetch_optional(self.store.db())
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("token id {id} vanished")))?;
         let next: i64 = row.try_get("otp_counter")?;
@@ -777,14 +731,14 @@ impl TokenStore<'_> {
 
     /// Failcounter auto-clear: back to 0 if the token is still at maxfail.
     pub async fn auto_clear(&self, id: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+        let done = query(
             "UPDATE token SET failcount = 0, failcounter_exceeded = NULL \
              WHERE id = $1 AND failcount >= maxfail",
         )
         .bind(id)
-        .execute(self.store.pool())
+        .execute(self.store.db())
         .await?;
-        Ok(done.rows_affected() > 0)
+        Ok(done > 0)
     }
 
     /// Set the counter after a resync (HOTP: count; TOTP: count and drift).
@@ -794,28 +748,28 @@ impl TokenStore<'_> {
         count: i64,
         time_shift: Option<i64>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        query(
             "UPDATE token SET otp_counter = $1, time_shift = COALESCE($2, time_shift), \
              failcount = 0, failcounter_exceeded = NULL WHERE id = $3",
         )
         .bind(count)
         .bind(time_shift)
         .bind(id)
-        .execute(self.store.pool())
+        .execute(self.store.db())
         .await?;
         Ok(())
     }
 
     /// How many tokens are stored (start-up sanity check of the key file).
     pub async fn count_all(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM token")
-            .fetch_one(self.store.pool())
+        let row = query("SELECT COUNT(*) AS n FROM token")
+            .fetch_one(self.store.db())
             .await?;
-        Ok(row.try_get("n")?)
+        row.try_get("n")
     }
 }
 
-fn attach_info(tokens: &mut [Token], rows: &[AnyRow]) -> Result<(), StoreError> {
+fn attach_info(tokens: &mut [Token], rows: &[Row]) -> Result<(), StoreError> {
     for r in rows {
         let id: i64 = r.try_get("token_id")?;
         if let Some(t) = tokens.iter_mut().find(|t| t.id == id) {
@@ -1053,12 +1007,7 @@ fn tokeninfo_delete_sql(id: i64, key: &str) -> Sql {
 }
 
 /// `increase tokeninfo` inside the change transaction.
-async fn increase_info(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    id: i64,
-    key: &str,
-    by: i64,
-) -> Result<(), StoreError> {
+async fn increase_info(tx: &mut Tx, id: i64, key: &str, by: i64) -> Result<(), StoreError> {
     let column = match InfoField::parse(key) {
         Some(InfoField::CountAuth) => Some("count_auth"),
         Some(InfoField::CountAuthSuccess) => Some("count_auth_success"),
@@ -1076,13 +1025,13 @@ async fn increase_info(
     if let Some(col) = column {
         let mut q = Sql::new(&format!("UPDATE token SET {col} = {col} + "));
         q.bind(by).push(" WHERE id = ").bind(id);
-        q.query().execute(&mut **tx).await?;
+        q.query().execute(&mut *tx).await?;
         return Ok(());
     }
-    let row = sqlx::query("SELECT value FROM tokeninfo WHERE token_id = $1 AND key = $2")
+    let row = query("SELECT value FROM tokeninfo WHERE token_id = $1 AND key = $2")
         .bind(id)
         .bind(key)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?;
     let current = match row {
         None => 0,
@@ -1099,7 +1048,7 @@ async fn increase_info(
     };
     tokeninfo_set_sql(id, key, &(current.saturating_add(by)).to_string())?
         .query()
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }

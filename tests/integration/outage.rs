@@ -198,9 +198,8 @@ pub fn serves_again_after_the_stall(d: &Daemon, silent: &Daemon) {
 }
 
 /// A connection to `url` (a role and a database).
-async fn connection(url: &str) -> sqlx::AnyConnection {
-    sqlx::any::install_default_drivers();
-    <sqlx::AnyConnection as sqlx::Connection>::connect(url)
+async fn connection(url: &str) -> sqlx::PgConnection {
+    <sqlx::PgConnection as sqlx::Connection>::connect(url)
         .await
         .unwrap()
 }
@@ -215,6 +214,7 @@ fn superuser(base_url: &str, sql: &'static str) -> String {
             if let Some(row) = row.unwrap() {
                 answer = sqlx::Row::try_get::<String, _>(&row, 0)
                     .or_else(|_| sqlx::Row::try_get::<i64, _>(&row, 0).map(|n| n.to_string()))
+                    .or_else(|_| sqlx::Row::try_get::<i32, _>(&row, 0).map(|n| n.to_string()))
                     .or_else(|_| sqlx::Row::try_get::<bool, _>(&row, 0).map(|b| b.to_string()))
                     .unwrap_or_default();
             }
@@ -231,8 +231,7 @@ fn hold_token_lock(base_url: &str, serial: &'static str) -> std::sync::mpsc::Sen
     let (locked, is_locked) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         tokio::runtime::Runtime::new().unwrap().block_on(async {
-            sqlx::any::install_default_drivers();
-            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
                 .await
                 .unwrap();
             sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
@@ -463,7 +462,7 @@ fn commits_that_wait_for_a_missing_synchronous_standby() {
 /// left inside `SELECT … FOR UPDATE`), until dropped.
 struct RowLocks {
     runtime: tokio::runtime::Runtime,
-    conn: Option<sqlx::AnyConnection>,
+    conn: Option<sqlx::PgConnection>,
     /// The session's server process.
     pid: i32,
 }

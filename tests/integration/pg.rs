@@ -182,14 +182,13 @@ pub async fn fresh_database() -> String {
         Ok(s) => s,
         Err(e) => panic!("PostgreSQL for the tests: {e}"),
     };
-    sqlx::any::install_default_drivers();
     let name = format!(
         "t_{}_{}",
         std::process::id(),
         COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
     let admin_url = format!("{}/postgres", server.base_url);
-    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
         .await
         .expect("connect to the test PostgreSQL");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))

@@ -9,7 +9,7 @@
 //! commit, which itself waits for the standby, is told about the standby. The text is built
 //! sans-IO ([`describe`]).
 
-use sqlx::{AnyPool, Row};
+use sqlx::{PgPool, Row};
 
 use crate::store::StoreError;
 
@@ -58,7 +58,7 @@ fn describe(wait: &Wait) -> String {
 
 /// What our stalled commit waits for; `None` when no backend of ours waits (then the caller
 /// falls back to its guess).
-pub(in crate::store) async fn explain(pool: AnyPool) -> Option<String> {
+pub(in crate::store) async fn explain(pool: PgPool) -> Option<String> {
     match waiting(&pool).await {
         Ok(wait) => wait.as_ref().map(describe),
         Err(e) => {
@@ -68,7 +68,7 @@ pub(in crate::store) async fn explain(pool: AnyPool) -> Option<String> {
     }
 }
 
-async fn waiting(pool: &AnyPool) -> Result<Option<Wait>, StoreError> {
+async fn waiting(pool: &PgPool) -> Result<Option<Wait>, StoreError> {
     let Some(row) = sqlx::query(WAITS_SQL).fetch_optional(pool).await? else {
         return Ok(None);
     };

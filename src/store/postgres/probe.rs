@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::AnyPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::clock::{Clock, SystemClock};
 use crate::store::StoreError;
@@ -14,7 +14,7 @@ use crate::store::diagnostics::health::{Health, PROBE_INTERVAL, PROBE_TIMEOUT, p
 /// Ask the database whenever a batch found it unreachable, and every [`PROBE_INTERVAL`] while
 /// the breaker is open; after a stalled commit, write until a commit completes. Runs as long as
 /// the store.
-pub(in crate::store) async fn run(pool: AnyPool, health: Arc<Health>) {
+pub(in crate::store) async fn run(pool: PgPool, health: Arc<Health>) {
     let key = probe_key();
     loop {
         if !health.is_stalled() {
@@ -59,7 +59,7 @@ pub(in crate::store) async fn run(pool: AnyPool, health: Arc<Health>) {
 }
 
 /// A `SELECT 1` that may take [`PROBE_TIMEOUT`].
-async fn ask(pool: &AnyPool) -> Result<(), StoreError> {
+async fn ask(pool: &PgPool) -> Result<(), StoreError> {
     within(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(pool)).await?;
     Ok(())
 }
@@ -74,7 +74,7 @@ const STALL_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 /// that drops packets), and the write is given up (`Err`) so that the caller starts another.
 /// A write is never given up while it waits, since each one given up would leave a server
 /// process waiting for the standby.
-async fn commit_completes(pool: &AnyPool, key: &str) -> Result<(), StoreError> {
+async fn commit_completes(pool: &PgPool, key: &str) -> Result<(), StoreError> {
     let mut conn = pool.acquire().await?;
     // a connection given up may hang; it is not handed out again
     conn.close_on_drop();
@@ -101,7 +101,7 @@ async fn commit_completes(pool: &AnyPool, key: &str) -> Result<(), StoreError> {
 }
 
 /// Whether the server process `pid` is running a statement, asked within [`PROBE_TIMEOUT`].
-async fn at_work(pool: &AnyPool, pid: i32) -> Result<bool, StoreError> {
+async fn at_work(pool: &PgPool, pid: i32) -> Result<bool, StoreError> {
     let query = sqlx::query_scalar::<_, i64>(
         "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active'",
     )
@@ -112,6 +112,6 @@ async fn at_work(pool: &AnyPool, pid: i32) -> Result<bool, StoreError> {
 
 /// A write that must wait for whatever commits wait for (a synchronous standby): the smallest
 /// that PostgreSQL writes to its WAL. No time limit: it completes when commits do.
-async fn probe_commit(conn: &mut sqlx::AnyConnection, key: &str) -> Result<(), StoreError> {
+async fn probe_commit(conn: &mut PgConnection, key: &str) -> Result<(), StoreError> {
     super::writer::write_probe_row(conn, key, SystemClock.now().timestamp()).await
 }

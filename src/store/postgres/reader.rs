@@ -6,28 +6,42 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sqlx::AnyPool;
+use sqlx::{PgPool, Row};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::store::StoreError;
 use crate::store::diagnostics::health::Health;
 use crate::store::lookup::{Lookup, TOKEN_SELECT, TokenReader, add_token_row};
-use crate::store::sql::Sql;
-use crate::store::tokens::Columns;
+use crate::store::query::{Columns, Sql};
 use crate::token::Token;
+
+impl Columns for sqlx::postgres::PgRow {
+    fn int(&self, name: &str) -> Result<i64, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn opt_int(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn opt_text(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn opt_blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+}
 
 /// Logins per query.
 const MAX_BATCH: usize = 64;
 
 /// Serve lookups from sqlx's pool. `parallel` queries may run at once (leave pool
 /// connections for the writer and others).
-pub(in crate::store) fn start(pool: AnyPool, parallel: usize, health: Arc<Health>) -> TokenReader {
+pub(in crate::store) fn start(pool: PgPool, parallel: usize, health: Arc<Health>) -> TokenReader {
     let (reader, rx) = TokenReader::channel();
     tokio::spawn(run(pool, rx, parallel.max(1), health));
     reader
 }
 
-async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Lookup>, parallel: usize, health: Arc<Health>) {
+async fn run(pool: PgPool, mut rx: mpsc::Receiver<Lookup>, parallel: usize, health: Arc<Health>) {
     let permits = Arc::new(Semaphore::new(parallel));
     while let Some(first) = rx.recv().await {
         let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -61,7 +75,7 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Lookup>, parallel: usize, hea
 }
 
 async fn query(
-    pool: &AnyPool,
+    pool: &PgPool,
     batch: &[Lookup],
 ) -> Result<HashMap<(String, String), Vec<Token>>, StoreError> {
     // (realm, login) pairs grouped by realm, so each group is an index search on
@@ -87,7 +101,7 @@ async fn query(
         .push("))");
     }
     q.push(" ORDER BY t.id");
-    let rows = q.query().fetch_all(pool).await?;
+    let rows = super::admin::prepared(q.query()).fetch_all(pool).await?;
     let mut out: HashMap<(String, String), Vec<Token>> = HashMap::new();
     for row in &rows {
         let realm = row.opt_text("owner_realm")?.unwrap_or_default();

@@ -5,9 +5,11 @@
 
 use std::sync::Arc;
 
-use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 use tokio::sync::mpsc;
 
+use crate::store::StoreError;
+use crate::store::audit::{AuditRow, audit_insert};
 use crate::store::diagnostics::health::Health;
 use crate::store::jobs::{
     Batch, ConsumeJob, Done, FAILED_BATCH_PAUSE, FailureOutcome, GroupWriter, Job, Op,
@@ -18,10 +20,9 @@ use crate::store::statements::{
     CONSUME_SQL, CONSUME_UNCOUNTED_SQL, COUNTER_ADD_SQL, FAILURE_AT_MAX_SQL, FAILURE_SQL,
     PROBE_CLEANUP_SQL, PROBE_ROWS_KEPT_S, PROBE_SQL,
 };
-use crate::store::{Backend, StoreError, begin_write};
 
 /// Start the writer task on sqlx's pool.
-pub(in crate::store) fn start(pool: AnyPool, health: Arc<Health>) -> GroupWriter {
+pub(in crate::store) fn start(pool: PgPool, health: Arc<Health>) -> GroupWriter {
     let (writer, rx, counters) = GroupWriter::channel();
     let writer = writer.giving_up_with(Arc::clone(&health));
     tokio::spawn(run(pool, rx, counters, health));
@@ -30,7 +31,7 @@ pub(in crate::store) fn start(pool: AnyPool, health: Arc<Health>) -> GroupWriter
 
 /// Write this process's `commit_probe` row on `conn` (PostgreSQL), forgetting stale ones.
 pub(super) async fn write_probe_row(
-    conn: &mut AnyConnection,
+    conn: &mut PgConnection,
     key: &str,
     at: i64,
 ) -> Result<(), StoreError> {
@@ -47,7 +48,7 @@ pub(super) async fn write_probe_row(
 }
 
 async fn run(
-    pool: AnyPool,
+    pool: PgPool,
     mut rx: mpsc::Receiver<Job>,
     counters: Arc<QueuedCounters>,
     health: Arc<Health>,
@@ -71,7 +72,7 @@ async fn run(
 /// One attempt at a batch: refused at once while the breaker is open, watched for a stall
 /// while it runs, and its outcome told to `health`.
 async fn try_commit(
-    pool: &AnyPool,
+    pool: &PgPool,
     batch: &Batch,
     health: &Health,
 ) -> Result<Vec<Done>, StoreError> {
@@ -89,8 +90,8 @@ async fn try_commit(
     results
 }
 
-async fn commit(pool: &AnyPool, jobs: &[Job], queued: &Taken) -> Result<Vec<Done>, StoreError> {
-    let mut tx: Transaction<'static, Any> = begin_write(pool, Backend::Postgres).await?;
+async fn commit(pool: &PgPool, jobs: &[Job], queued: &Taken) -> Result<Vec<Done>, StoreError> {
+    let mut tx: Transaction<'static, Postgres> = pool.begin().await?;
     // The common case, an OTP consumption of a token no earlier job of this batch touched,
     // goes into one combined UPDATE per chunk: a single statement (one round trip to the
     // database) for many logins. Everything else runs on its own, in order, afterwards.
@@ -146,7 +147,7 @@ async fn commit(pool: &AnyPool, jobs: &[Job], queued: &Taken) -> Result<Vec<Done
             // added above, once per counter
             Op::CounterAdd { .. } => Done::CounterAdded,
             Op::Audit(rows) => {
-                crate::store::audit::insert_rows(&mut tx, rows).await?;
+                insert_audit(&mut tx, rows).await?;
                 Done::Audited
             }
             Op::Flush => Done::Flushed,
@@ -167,17 +168,36 @@ async fn commit(pool: &AnyPool, jobs: &[Job], queued: &Taken) -> Result<Vec<Done
         .collect())
 }
 
+const AUDIT_ROWS_PER_INSERT: usize = 16;
+
+/// Insert audit rows inside the batch's transaction. Statements of a fixed shape, so each is
+/// prepared once and cached: 16-row inserts, then single-row ones.
+async fn insert_audit(conn: &mut PgConnection, rows: &[AuditRow]) -> Result<(), StoreError> {
+    let mut chunks = rows.chunks_exact(AUDIT_ROWS_PER_INSERT);
+    for chunk in chunks.by_ref() {
+        super::admin::prepared(audit_insert(chunk).query())
+            .execute(&mut *conn)
+            .await?;
+    }
+    for row in chunks.remainder() {
+        super::admin::prepared(audit_insert(std::slice::from_ref(row)).query())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Rows per combined consumption statement (5 parameters each).
 const COMBINED_ROWS: usize = 64;
 
 /// One UPDATE for many consumptions of distinct tokens; the ids that were consumed.
 async fn consume_many<'j>(
-    conn: &mut AnyConnection,
+    conn: &mut PgConnection,
     jobs: impl Iterator<Item = &'j ConsumeJob>,
 ) -> Result<std::collections::HashSet<i64>, StoreError> {
     let jobs: Vec<&ConsumeJob> = jobs.collect();
     let mut q =
-        crate::store::sql::Sql::new("WITH v(id, new_count, shift, inc, last_auth) AS (VALUES ");
+        crate::store::query::Sql::new("WITH v(id, new_count, shift, inc, last_auth) AS (VALUES ");
     for (i, c) in jobs.iter().enumerate() {
         q.push(if i == 0 { "(" } else { ", (" });
         q.bind(c.id)
@@ -185,8 +205,8 @@ async fn consume_many<'j>(
             .bind(c.new_count.unwrap_or(0))
             .push(", ")
             .bind(c.time_shift.map_or(
-                crate::store::sql::Param::NullI64,
-                crate::store::sql::Param::I64,
+                crate::store::query::Param::NullI64,
+                crate::store::query::Param::I64,
             ))
             .push(", ")
             .bind(i64::from(c.count_auth))
@@ -201,13 +221,15 @@ async fn consume_many<'j>(
          count_auth_success = token.count_auth_success + v.inc, last_auth = v.last_auth \
          FROM v WHERE token.id = v.id AND token.otp_counter < v.new_count RETURNING token.id",
     );
-    let rows = q.query().fetch_all(&mut *conn).await?;
+    let rows = super::admin::prepared(q.query())
+        .fetch_all(&mut *conn)
+        .await?;
     rows.iter()
         .map(|r| r.try_get::<i64, _>(0).map_err(StoreError::from))
         .collect()
 }
 
-async fn consume(conn: &mut AnyConnection, c: &ConsumeJob) -> Result<bool, StoreError> {
+async fn consume(conn: &mut PgConnection, c: &ConsumeJob) -> Result<bool, StoreError> {
     let inc = i64::from(c.count_auth);
     let done = match c.new_count {
         Some(new_count) => {
@@ -233,7 +255,7 @@ async fn consume(conn: &mut AnyConnection, c: &ConsumeJob) -> Result<bool, Store
 }
 
 async fn failure(
-    conn: &mut AnyConnection,
+    conn: &mut PgConnection,
     id: i64,
     count_auth: bool,
     now_short: &str,

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use sqlx::{AnyPool, Row};
+use super::admin::Pool;
 
 /// How often the background task copies the WAL into the database file.
 pub(in crate::store) const INTERVAL: Duration = Duration::from_millis(250);
@@ -56,6 +56,16 @@ pub(in crate::store) struct Pass {
     pub(in crate::store) copied: i64,
 }
 
+/// One passive checkpoint on `conn`.
+pub(in crate::store) fn passive_on(conn: &rusqlite::Connection) -> rusqlite::Result<Pass> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok(Pass {
+            log: r.get(1)?,
+            copied: r.get(2)?,
+        })
+    })
+}
+
 /// Record a checkpoint pass (`who`: "background" or "writer").
 pub(in crate::store) fn record(who: &'static str, started: Instant, pass: &Pass) {
     metrics::histogram!("otpgate_store_checkpoint_seconds", "by" => who)
@@ -63,17 +73,11 @@ pub(in crate::store) fn record(who: &'static str, started: Instant, pass: &Pass)
     metrics::gauge!("otpgate_store_wal_frames").set(pass.log as f64);
 }
 
-async fn passive(pool: &AnyPool) -> Option<Pass> {
+async fn passive(pool: &Pool) -> Option<Pass> {
     let started = Instant::now();
-    match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-        .fetch_one(pool)
-        .await
-    {
-        Ok(row) => {
-            let pass = Pass {
-                log: row.try_get::<i64, _>(1).unwrap_or(0),
-                copied: row.try_get::<i64, _>(2).unwrap_or(0),
-            };
+    let pass = pool.run(|conn| Ok(passive_on(conn)?));
+    match pass.await {
+        Ok(pass) => {
             record("background", started, &pass);
             Some(pass)
         }
@@ -85,7 +89,7 @@ async fn passive(pool: &AnyPool) -> Option<Pass> {
 }
 
 /// The background task (SQLite only). Ends when the pool is closed.
-pub(in crate::store) async fn run(pool: AnyPool, restart: Arc<WalRestart>) {
+pub(in crate::store) async fn run(pool: Pool, restart: Arc<WalRestart>) {
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

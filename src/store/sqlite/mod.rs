@@ -7,20 +7,63 @@
 //! one after another with cached prepared statements, so a batch costs one wake-up, not one
 //! per statement and row. [`checkpoints`] keeps the write-ahead log small.
 
+pub(super) mod admin;
 pub(super) mod checkpoints;
+mod migrate;
 pub(super) mod reader;
 pub(super) mod writer;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::Connection;
 
-use super::StoreError;
+use super::diagnostics::health::Health;
+use super::{Backend, Store, StoreError, StoreSettings, absolute, db, ledger};
 
-/// The schema's history per backend. A migration only adds (a table, an index, a column with a
-/// default) or drops what no version still in use reads: during a rolling upgrade the older
-/// nodes run against the schema a newer one migrated ([`migrate`]).
+/// Reader threads. One answers a lookup in microseconds and takes the whole queue at once
+/// under load; a second keeps lookups going while the first waits on the disk for a page.
+const READERS: usize = 2;
+
+/// Open (or create) the database file at `path`, migrate it and start the writer and reader
+/// threads.
+pub(super) async fn open(path: &Path, settings: &StoreSettings) -> Result<Store, StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Open(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let file = absolute(path);
+    let max = usize::try_from(settings.max_connections).unwrap_or(1);
+    let pool = admin::Pool::open(&file, max)?;
+    pool.run(migrate::run).await?;
+    let db = db::Db::Sqlite(pool.clone());
+    super::warn_of_newer_migrations(&db, MIGRATIONS).await?;
+    // A SQLite file is never unreachable, but its commits can stall: the writer's commit
+    // watch opens the breaker then, and names the cause it sees.
+    let health = Arc::new(Health::default());
+    let wal_restart = Arc::new(checkpoints::WalRestart::default());
+    let writer = writer::start_writer(
+        &file,
+        Arc::clone(&wal_restart),
+        Arc::clone(&health),
+        settings.commit_timeout,
+    )?;
+    let reader = reader::start_readers(&file, READERS)?;
+    tokio::spawn(checkpoints::run(pool, wal_restart));
+    Ok(Store {
+        ledger: ledger::Ledger::start(db.clone(), Arc::clone(&health)),
+        db,
+        backend: Backend::Sqlite,
+        writer,
+        reader,
+        health,
+    })
+}
+
+/// The schema's history (`migrations/sqlite`). A migration only adds (a table, an index, a
+/// column with a default) or drops what no version still in use reads: during a rolling
+/// upgrade the older nodes run against the schema a newer one migrated.
 pub(in crate::store) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
@@ -61,8 +104,8 @@ pub(in crate::store) const MIGRATIONS: &[(i64, &str, &str)] = &[
 /// Distinct statements each connection keeps prepared.
 const STATEMENT_CACHE: usize = 32;
 
-/// Open a hot-path connection with the pool's settings (see `Store::open`).
-pub(super) fn open(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+/// Open a connection: WAL, every commit fsynced, checkpoints left to `checkpoints`.
+pub(super) fn connect(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_handler(Some(wait_for_lock))?;
     let mode: String =

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rusqlite::{Connection, params};
 use tokio::sync::mpsc;
 
-use super::{open, run_statement};
+use super::{connect, run_statement};
 use crate::store::StoreError;
 use crate::store::lookup::{Lookup, TOKEN_COLUMNS, TOKEN_SELECT, TokenReader, add_token_row};
-use crate::store::tokens::Columns;
+use crate::store::query::Columns;
 use crate::token::Token;
 
 /// Lookups one reader thread takes from the queue at a time: enough to save wake-ups under
@@ -25,7 +25,7 @@ pub(in crate::store) fn start_readers(
     let (handle, rx) = TokenReader::channel();
     let rx = Arc::new(Mutex::new(rx));
     for i in 0..threads.max(1) {
-        let conn = open(path, true)?;
+        let conn = connect(path, true)?;
         let rx = Arc::clone(&rx);
         std::thread::Builder::new()
             .name(format!("otpgate-db-read{i}"))
@@ -159,7 +159,7 @@ mod tests {
     #[test]
     fn a_lookup_batch_leaves_no_snapshot_behind() {
         let (_dir, path, admin) = migrated_file();
-        let reader = open(&path, true).unwrap();
+        let reader = connect(&path, true).unwrap();
         let sql =
             format!("{TOKEN_SELECT}WHERE t.owner_realm = ?1 AND t.owner_login = ?2 ORDER BY t.id");
         let serve = |n: usize| {

@@ -10,8 +10,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::mpsc;
 
-use super::checkpoints::{self, Pass, WalRestart};
-use super::{open, run_statement, wait_for_lock};
+use super::checkpoints::{self, WalRestart};
+use super::{connect, run_statement, wait_for_lock};
 use crate::clock::{Clock, SystemClock};
 use crate::store::StoreError;
 use crate::store::audit::{AUDIT_COLUMNS, AuditRow};
@@ -53,7 +53,7 @@ pub(in crate::store) fn start_writer(
     health: Arc<Health>,
     commit_timeout: Duration,
 ) -> Result<GroupWriter, StoreError> {
-    let conn = open(path, false)?;
+    let conn = connect(path, false)?;
     conn.busy_handler(Some(wait_for_lock_as_writer))?;
     let (handle, rx, counters) = GroupWriter::channel();
     let handle = handle.giving_up_with(Arc::clone(&health));
@@ -135,13 +135,7 @@ fn write_loop(
 /// (`store::sqlite::checkpoints`).
 fn finish_checkpoint(conn: &Connection) {
     let started = std::time::Instant::now();
-    let pass = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-        Ok(Pass {
-            log: r.get(1)?,
-            copied: r.get(2)?,
-        })
-    });
-    match pass {
+    match checkpoints::passive_on(conn) {
         Ok(pass) => {
             checkpoints::record("writer", started, &pass);
             if pass.copied < pass.log {
@@ -320,7 +314,7 @@ mod tests {
                 last_auth: "2026-12-04 10:00:00".into(),
             }))
         };
-        let writer = open(&path, false).unwrap();
+        let writer = connect(&path, false).unwrap();
         let none = Taken::default();
 
         let failing = [consume(), Job::detached(Op::Schema("THIS IS NOT SQL"))];

@@ -1,0 +1,112 @@
+//! The connection the backend-neutral modules run their statements on: one driver per backend,
+//! rusqlite for SQLite (`store::sqlite::admin`) and sqlx for PostgreSQL
+//! (`store::postgres::admin`).
+
+use super::query::{Query, Row};
+use super::{StoreError, postgres, sqlite};
+
+/// The store's connections for everything but the hot path's batches.
+#[derive(Debug, Clone)]
+pub(crate) enum Db {
+    Sqlite(sqlite::admin::Pool),
+    Postgres(sqlx::PgPool),
+}
+
+/// A transaction that writes. Rolled back unless committed.
+#[derive(Debug)]
+pub(crate) enum Tx {
+    Sqlite(sqlite::admin::Tx),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// Where a statement runs: on any connection of the pool, or inside a transaction.
+pub(crate) enum On<'a> {
+    Db(&'a Db),
+    Tx(&'a mut Tx),
+}
+
+impl<'a> From<&'a Db> for On<'a> {
+    fn from(db: &'a Db) -> Self {
+        Self::Db(db)
+    }
+}
+
+impl<'a> From<&'a mut Tx> for On<'a> {
+    fn from(tx: &'a mut Tx) -> Self {
+        Self::Tx(tx)
+    }
+}
+
+impl Db {
+    /// A transaction that will write. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later fails with
+    /// SQLITE_BUSY when another connection committed in between.
+    pub(crate) async fn begin_write(&self) -> Result<Tx, StoreError> {
+        Ok(match self {
+            Self::Sqlite(pool) => Tx::Sqlite(pool.begin_write().await?),
+            Self::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// Statements that must not be prepared or run in a transaction (PostgreSQL's
+    /// `CREATE INDEX CONCURRENTLY`).
+    pub(crate) async fn execute_unprepared(&self, sql: &'static str) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(pool) => pool.run(move |conn| Ok(conn.execute_batch(sql)?)).await,
+            Self::Postgres(pool) => {
+                sqlx::raw_sql(sql).execute(pool).await?;
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) async fn close(&self) {
+        match self {
+            Self::Sqlite(pool) => pool.close(),
+            Self::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+impl Tx {
+    pub(crate) async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(tx) => tx.commit().await,
+            Self::Postgres(tx) => Ok(tx.commit().await?),
+        }
+    }
+}
+
+impl Query {
+    /// Run it; how many rows it changed.
+    pub(crate) async fn execute<'a>(self, on: impl Into<On<'a>>) -> Result<u64, StoreError> {
+        match on.into() {
+            On::Db(Db::Sqlite(pool)) => pool.execute(self).await,
+            On::Tx(Tx::Sqlite(tx)) => tx.execute(self).await,
+            On::Db(Db::Postgres(pool)) => postgres::admin::execute(pool, self).await,
+            On::Tx(Tx::Postgres(tx)) => postgres::admin::execute(&mut **tx, self).await,
+        }
+    }
+
+    pub(crate) async fn fetch_all<'a>(self, on: impl Into<On<'a>>) -> Result<Vec<Row>, StoreError> {
+        match on.into() {
+            On::Db(Db::Sqlite(pool)) => pool.fetch_all(self).await,
+            On::Tx(Tx::Sqlite(tx)) => tx.fetch_all(self).await,
+            On::Db(Db::Postgres(pool)) => postgres::admin::fetch_all(pool, self).await,
+            On::Tx(Tx::Postgres(tx)) => postgres::admin::fetch_all(&mut **tx, self).await,
+        }
+    }
+
+    pub(crate) async fn fetch_optional<'a>(
+        self,
+        on: impl Into<On<'a>>,
+    ) -> Result<Option<Row>, StoreError> {
+        Ok(self.fetch_all(on).await?.into_iter().next())
+    }
+
+    pub(crate) async fn fetch_one<'a>(self, on: impl Into<On<'a>>) -> Result<Row, StoreError> {
+        self.fetch_optional(on)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("a query that returns a row returned none".into()))
+    }
+}
