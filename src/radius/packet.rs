@@ -90,7 +90,27 @@ pub struct Packet<'a> {
     raw: &'a [u8],
 }
 
+/// A packet [`Packet::decode`] accepted, with its own copy of the bytes: it goes to the task
+/// that answers it without being decoded again.
+#[derive(Debug, Clone)]
+pub struct OwnedPacket {
+    raw: Box<[u8]>,
+}
+
+impl OwnedPacket {
+    pub fn packet(&self) -> Packet<'_> {
+        Packet { raw: &self.raw }
+    }
+}
+
 impl<'a> Packet<'a> {
+    /// This packet with its own copy of the bytes.
+    pub fn to_owned_packet(&self) -> OwnedPacket {
+        OwnedPacket {
+            raw: self.raw.into(),
+        }
+    }
+
     /// Check header and attribute framing. Nothing is copied.
     pub fn decode(datagram: &'a [u8]) -> Result<Self, DecodeError> {
         let header = datagram

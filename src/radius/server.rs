@@ -21,9 +21,9 @@ use tokio_util::task::TaskTracker;
 use super::attr;
 use super::crypto::{self, Authentic, VerifyError};
 use super::dedup::{DedupCache, Key, Seen};
-use super::packet::{Code, Packet};
+use super::packet::{Code, OwnedPacket, Packet};
 use super::settings::{ClientDef, MaPolicy, RadiusSettings};
-use super::translate;
+use super::translate::{self, Reply};
 use crate::auth::Authenticator;
 use crate::auth::ledger::Claim;
 use crate::clock::Stopwatch;
@@ -297,17 +297,8 @@ impl RadiusServer {
         match code {
             Code::StatusServer => {
                 // RFC 5997: an Access-Accept says the server is alive.
-                let b = translate::start_reply(&packet, Code::AccessAccept);
-                let reply = translate::finish_reply(b, &packet, client);
-                self.send(
-                    socket,
-                    tracker,
-                    key,
-                    reply,
-                    source,
-                    &client.name,
-                    "Access-Accept",
-                );
+                let reply = bare_reply(&packet, Code::AccessAccept, client);
+                self.send(tracker, key, reply, socket, source, &client.name);
             }
             Code::AccountingRequest => {
                 let status = packet
@@ -329,17 +320,8 @@ impl RadiusServer {
                     status = %status,
                     "Accounting-Request answered (otpgate does not store accounting)"
                 );
-                let b = translate::start_reply(&packet, Code::AccountingResponse);
-                let reply = translate::finish_reply(b, &packet, client);
-                self.send(
-                    socket,
-                    tracker,
-                    key,
-                    reply,
-                    source,
-                    &client.name,
-                    "Accounting-Response",
-                );
+                let reply = bare_reply(&packet, Code::AccountingResponse, client);
+                self.send(tracker, key, reply, socket, source, &client.name);
             }
             _ => {
                 let Ok(permit) = self.permits.clone().try_acquire_owned() else {
@@ -351,9 +333,15 @@ impl RadiusServer {
                     return;
                 };
                 let this = self.clone();
-                let datagram = datagram.to_vec();
-                let client = client.clone();
-                let socket = socket.clone();
+                let request = Verified {
+                    packet: packet.to_owned_packet(),
+                    proof,
+                    client: client.clone(),
+                    settings,
+                    socket: socket.clone(),
+                    source,
+                    key,
+                };
                 // boxed: tokio copies a task's future when it spawns it, and a login's is large
                 tracker.spawn(async move {
                     let guard = Abandon {
@@ -361,10 +349,7 @@ impl RadiusServer {
                         key,
                         armed: true,
                     };
-                    Box::pin(this.access_request(
-                        datagram, proof, client, settings, socket, source, key, guard,
-                    ))
-                    .await;
+                    Box::pin(this.access_request(request, guard)).await;
                     drop(permit);
                 });
             }
@@ -386,43 +371,37 @@ impl RadiusServer {
         });
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn send(
         &self,
-        socket: &Arc<UdpSocket>,
         tracker: &TaskTracker,
         key: Key,
-        reply: Vec<u8>,
+        reply: Reply,
+        socket: &Arc<UdpSocket>,
         to: SocketAddr,
         client: &str,
-        code: &'static str,
     ) {
-        self.dedup.finish(key, &reply);
-        metrics::counter!("otpgate_radius_replies_total", "client" => client.to_owned(), "code" => code).increment(1);
+        self.dedup.finish(key, &reply.bytes);
+        metrics::counter!("otpgate_radius_replies_total", "client" => client.to_owned(), "code" => reply.code.name()).increment(1);
         let socket = socket.clone();
         tracker.spawn(async move {
-            if let Err(e) = socket.send_to(&reply, to).await {
+            if let Err(e) = socket.send_to(&reply.bytes, to).await {
                 tracing::warn!(target: "otpgate::radius", error = %e, to = %to, "send failed");
             }
         });
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn access_request(
-        &self,
-        datagram: Vec<u8>,
-        proof: Authentic,
-        client: ClientDef,
-        settings: Arc<RadiusSettings>,
-        socket: Arc<UdpSocket>,
-        source: SocketAddr,
-        key: Key,
-        mut guard: Abandon<'_>,
-    ) {
+    async fn access_request(&self, request: Verified, mut guard: Abandon<'_>) {
         let watch = Stopwatch::start();
-        let Ok(packet) = Packet::decode(&datagram) else {
-            return;
-        };
+        let Verified {
+            packet,
+            proof,
+            client,
+            settings,
+            socket,
+            source,
+            key,
+        } = request;
+        let packet = packet.packet();
         let fingerprint = settings
             .shared_ledger
             .unwrap_or_else(|| self.auth.shared_store())
@@ -481,17 +460,15 @@ impl RadiusServer {
             &settings,
             &client,
         );
-        let code = Packet::decode(&reply)
-            .map(|p| p.code().name())
-            .unwrap_or("?");
-        self.dedup.finish(key, &reply);
+        let code = reply.code.name();
+        self.dedup.finish(key, &reply.bytes);
         guard.armed = false;
         metrics::counter!("otpgate_radius_replies_total", "client" => client.name.clone(), "code" => code).increment(1);
-        if let Err(e) = socket.send_to(&reply, source).await {
+        if let Err(e) = socket.send_to(&reply.bytes, source).await {
             tracing::warn!(target: "otpgate::radius", error = %e, to = %source, "send failed");
         }
         if let Some(fp) = fingerprint {
-            self.auth.record_answer(&fp, &reply);
+            self.auth.record_answer(&fp, &reply.bytes);
         }
         tracing::info!(
             target: "otpgate::radius",
@@ -534,6 +511,28 @@ impl RadiusServer {
                 tracing::warn!(target: "otpgate::radius", clients = %silent.join(", "), "clients sending Access-Requests without Message-Authenticator in the last minute (BlastRADIUS, CVE-2024-3596): configure them to send it");
             }
         }
+    }
+}
+
+/// An Access-Request whose client, secret and Message-Authenticator were checked, on its way
+/// to the task that answers it.
+struct Verified {
+    packet: OwnedPacket,
+    proof: Authentic,
+    client: ClientDef,
+    /// The configuration it was checked against; it is answered by the same one.
+    settings: Arc<RadiusSettings>,
+    socket: Arc<UdpSocket>,
+    source: SocketAddr,
+    key: Key,
+}
+
+/// A reply without attributes of its own (Status-Server, Accounting).
+fn bare_reply(request: &Packet<'_>, code: Code, client: &ClientDef) -> Reply {
+    let b = translate::start_reply(request, code);
+    Reply {
+        code,
+        bytes: translate::finish_reply(b, request, client),
     }
 }
 

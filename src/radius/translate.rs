@@ -199,6 +199,13 @@ fn json_text(v: &Value) -> String {
     }
 }
 
+/// A signed reply and its code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: Code,
+    pub bytes: Vec<u8>,
+}
+
 /// The signed reply to an Access-Request.
 pub fn access_reply(
     request: &Packet<'_>,
@@ -206,7 +213,7 @@ pub fn access_reply(
     user: Option<&ResolvedUser>,
     settings: &RadiusSettings,
     client: &ClientDef,
-) -> Vec<u8> {
+) -> Reply {
     let decision = response.decision();
     let code = match decision {
         Decision::Accept => Code::AccessAccept,
@@ -246,7 +253,10 @@ pub fn access_reply(
     if let Err(e) = result {
         tracing::warn!(target: "otpgate::radius", error = %e, "reply truncated");
     }
-    finish_reply(b, request, client)
+    Reply {
+        code,
+        bytes: finish_reply(b, request, client),
+    }
 }
 
 /// Message-Authenticator first (BlastRADIUS), then the echoed Proxy-State attributes.
@@ -372,7 +382,7 @@ mod round_trip {
         detail.insert("message".into(), json!("please enter otp: "));
         detail.insert("transaction_id".into(), json!("01234567890123456789"));
         let answer = Response::decided(false, Authentication::Challenge, detail);
-        let reply = access_reply(&p, &answer, None, &settings(), &client());
+        let reply = access_reply(&p, &answer, None, &settings(), &client()).bytes;
         let r = Packet::decode(&reply).unwrap();
         assert_eq!(r.code(), Code::AccessChallenge);
         assert!(crypto::verify_response(&r, p.authenticator(), b"s3cret", true).is_ok());
@@ -424,7 +434,7 @@ mod round_trip {
         detail.insert("message".into(), json!("please enter otp: "));
         detail.insert("transaction_id".into(), json!("01234567890123456789"));
         let answer = Response::decided(false, Authentication::Challenge, detail);
-        let reply = access_reply(&p, &answer, None, &settings(), &client());
+        let reply = access_reply(&p, &answer, None, &settings(), &client()).bytes;
         assert_eq!(
             Packet::decode(&reply)
                 .unwrap()
