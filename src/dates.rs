@@ -156,6 +156,21 @@ pub fn python_timedelta(d: TimeDelta) -> String {
     }
 }
 
+/// Parse a validity bound: a date privacyIDEA accepts, `+N[mhd]` from now, or "" to clear.
+pub fn parse_validity(text: &str, now: DateTime<Utc>) -> Result<Option<String>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if text.starts_with('+') {
+        let delta =
+            parse_offset(text).ok_or_else(|| format!("{text:?} is not an offset like +10d"))?;
+        return Ok(Some(crate::clock::format_short(now + delta)));
+    }
+    let stamp = parse(text).ok_or_else(|| format!("{text:?} is not a date otpgate understands"))?;
+    Ok(Some(crate::clock::format_short(stamp.as_local_utc())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

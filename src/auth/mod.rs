@@ -11,22 +11,15 @@
 //! - [`manage`]: enroll, assign, enable … shared by the CLI and the HTTP API;
 //! - [`trace`]: the decision trace stored with each audit row.
 
-pub mod admin_events;
 pub mod challenge;
 pub mod check;
 pub mod delivery;
-pub mod event_test;
 pub mod ledger;
-pub mod manage;
 pub mod pin;
 pub mod pipeline;
 pub mod policy;
 mod policy_steps;
-pub mod request;
-pub mod response;
 pub mod settings;
-pub mod trace;
-pub mod upstream;
 pub mod verify;
 
 use std::sync::{Arc, RwLock};
@@ -35,6 +28,8 @@ use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
 use crate::crypto::{MasterKey, PinHasher};
+pub use crate::message::{Authentication, Decision, Origin, Request, Response, Trace};
+pub use crate::message::{request, response, trace, upstream};
 use crate::secret::Secret;
 use crate::store::audit::AuditSink;
 use crate::store::{Store, StoreError};
@@ -42,10 +37,7 @@ use crate::token::{HashLib, Token, TokenType};
 use crate::users::{Directory, ResolvedUser};
 pub use delivery::DeliverySettings;
 pub use pin::OtpPin;
-pub use request::{Origin, Request};
-pub use response::{Authentication, Decision, Response};
 pub use settings::SystemSettings;
-pub use trace::Trace;
 
 /// Everything a configuration reload replaces.
 #[derive(Debug)]
@@ -62,17 +54,13 @@ pub struct AuthConfig {
 }
 
 impl AuthConfig {
-    pub fn from_config(config: &crate::config::Config) -> Self {
-        Self {
-            directory: config.directory.clone(),
-            events: config.events.clone(),
-            handlers: config.handlers.clone(),
-            notifier: Arc::new(crate::notify::Notifier::new(&config.smtp, &config.sms)),
-            policies: config.policies.clone(),
-            system: config.system.clone(),
-            delivery: config.delivery.clone(),
-            issuer: config.issuer.clone(),
-            totp_hashlib: config.totp_hashlib,
+    /// What the event engine works with.
+    pub fn event_env(&self) -> crate::event::Env<'_> {
+        crate::event::Env {
+            definitions: &self.events,
+            handlers: &self.handlers,
+            directory: &self.directory,
+            notifier: &self.notifier,
         }
     }
 }

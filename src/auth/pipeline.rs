@@ -114,7 +114,7 @@ impl Authenticator {
         response: Option<&'p mut Response>,
         position: Position,
     ) -> Phase<'p, 'a> {
-        let mut scope = Scope::new(at.auth, at.cfg, EVENT, position, at.now);
+        let mut scope = Scope::new(at.auth, at.cfg.event_env(), EVENT, position, at.now);
         scope.request_user = at.user.clone();
         scope.audit_serials = at.serials.clone();
         scope.known_tokens = at.post_state.clone();
@@ -153,7 +153,7 @@ impl Authenticator {
                     ..Request::empty()
                 };
                 let mut answer = response.clone();
-                let mut scope = Scope::new(self, cfg, event, Position::Post, at.now);
+                let mut scope = Scope::new(self, cfg.event_env(), event, Position::Post, at.now);
                 scope.request_user = at.user.clone();
                 let mut phase = Phase {
                     scope,

@@ -13,7 +13,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::pin::OtpPin;
-use crate::config::validate::Issues;
+use crate::issues::Issues;
 use crate::token::TokenType;
 
 /// `[[policy]]` as written.

@@ -190,7 +190,7 @@ pub fn unfit_reason(token: &Token, now: DateTime<Utc>) -> Option<&'static str> {
     if token.is_locked() {
         return Some("Failcounter exceeded");
     }
-    if !within_validity(token, now) {
+    if !token.within_validity(now) {
         return Some("Outside validity period");
     }
     if matches!(
@@ -200,27 +200,6 @@ pub fn unfit_reason(token: &Token, now: DateTime<Utc>) -> Option<&'static str> {
         return Some("Token is not yet enrolled");
     }
     None
-}
-
-/// `now` within `validity_period_start`…`validity_period_end` (unset or unparseable bounds are
-/// open; naive values are server local time).
-pub fn within_validity(token: &Token, now: DateTime<Utc>) -> bool {
-    let bound = |v: &Option<String>| {
-        v.as_deref()
-            .and_then(crate::dates::parse)
-            .map(|s| s.as_local_utc())
-    };
-    if let Some(start) = bound(&token.validity_start)
-        && now < start
-    {
-        return false;
-    }
-    if let Some(end) = bound(&token.validity_end)
-        && now > end
-    {
-        return false;
-    }
-    true
 }
 
 /// Failcounter auto-clear is due (spec §4.3 step 1, §4.5).

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
+use crate::admin::manage::{EnrollSpec, TokenSetting, TokenView};
 use crate::auth::Origin;
-use crate::auth::manage::{EnrollSpec, TokenSetting, TokenView};
 use crate::secret::Secret;
 use crate::store::tokens::TokenFilter;
 use crate::token::enroll::{parse_base32_key, parse_hex_key, qr_terminal};

@@ -8,7 +8,8 @@ mod outbound;
 pub mod raw;
 pub mod validate;
 
-use std::fmt;
+pub use crate::issues::Issue;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -49,13 +50,6 @@ pub struct Config {
     pub policies: Arc<crate::auth::policy::Policies>,
 }
 
-/// One problem, located by key path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Issue {
-    pub key: String,
-    pub message: String,
-}
-
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -90,12 +84,6 @@ fn render_issues(file: &Path, issues: &[Issue]) -> String {
         ));
     }
     out
-}
-
-impl fmt::Display for Issue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
-    }
 }
 
 /// Read and validate a configuration file.

@@ -8,33 +8,13 @@ use std::time::Duration;
 use chrono::TimeDelta;
 
 use super::raw::RawConfig;
-use super::{Config, ConfigError, Issue};
+use super::{Config, ConfigError};
 use crate::auth::SystemSettings;
 use crate::crypto::Argon2Settings;
+pub use crate::issues::{Issue, Issues};
 use crate::store::{Database, StoreSettings};
 use crate::token::HashLib;
 use crate::users::{Directory, FileResolver, Realm, Resolver};
-
-/// Collects problems while validation goes on.
-#[derive(Debug, Default)]
-pub struct Issues(Vec<Issue>);
-
-impl Issues {
-    pub fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Issue {
-            key: key.into(),
-            message: message.into(),
-        });
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn into_vec(self) -> Vec<Issue> {
-        self.0
-    }
-}
 
 /// Resolve a path from the configuration relative to the file's directory.
 pub fn resolve_path(base: &Path, value: &str) -> PathBuf {

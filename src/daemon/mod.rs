@@ -72,7 +72,7 @@ pub async fn open_with_clock(
         audit,
         clock,
         node: config.node.clone(),
-        config: AuthConfig::from_config(config),
+        config: auth_config(config),
         upstreams: Arc::new(crate::remote::Remotes::new(&config.remotes)),
     });
     Ok(Opened {
@@ -81,6 +81,21 @@ pub async fn open_with_clock(
         audit_writer,
         created_key,
     })
+}
+
+/// What the core takes from a configuration (all of it swapped at a reload).
+pub fn auth_config(config: &Config) -> AuthConfig {
+    AuthConfig {
+        directory: config.directory.clone(),
+        events: config.events.clone(),
+        handlers: config.handlers.clone(),
+        notifier: Arc::new(crate::notify::Notifier::new(&config.smtp, &config.sms)),
+        policies: config.policies.clone(),
+        system: config.system.clone(),
+        delivery: config.delivery.clone(),
+        issuer: config.issuer.clone(),
+        totp_hashlib: config.totp_hashlib,
+    }
 }
 
 async fn load_or_create_key(

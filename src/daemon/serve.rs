@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{KeyMode, StartError, open};
-use crate::auth::{AuthConfig, Authenticator};
+use crate::auth::Authenticator;
 use crate::config::{self, Config, ConfigError};
 use crate::radius::server::RadiusServer;
 use crate::store::Backend;
@@ -240,7 +240,7 @@ fn reload(path: &Path, running: &mut Config, auth: &Authenticator, radius: Optio
         (Some(_), None) | (None, Some(_)) => needs_restart.push("[radius]"),
         _ => {}
     }
-    auth.reload(AuthConfig::from_config(&new));
+    auth.reload(super::auth_config(&new));
     auth.reload_upstreams(Arc::new(crate::remote::Remotes::new(&new.remotes)));
     if let (Some(server), Some(settings)) = (radius, &new.radius) {
         server.reload(settings.clone());

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::compare::{Comparison, Kind, replace_now};
 use super::context::Context;
 use super::is_true;
-use crate::auth::response::json_at;
+use crate::message::response::json_at;
 use crate::store::StoreError;
 
 /// The outcome of one condition.
@@ -430,7 +430,7 @@ impl Condition {
                 match ctx.token().await? {
                     None => Unknown("no single token".into()),
                     Some(t) => {
-                        let inside = crate::auth::verify::within_validity(t, now);
+                        let inside = t.within_validity(now);
                         yes(inside == *want, &|| {
                             format!("within validity period is {inside}")
                         })

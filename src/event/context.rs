@@ -14,9 +14,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::Position;
+use super::actions::{Actions, Env};
 use super::conditions::ChallengeLookup;
 use super::handlers::Effect;
-use crate::auth::{AuthConfig, Authenticator, Request, Response};
+use crate::message::{Request, Response};
 use crate::store::StoreError;
 use crate::token::Token;
 use crate::users::ResolvedUser;
@@ -46,8 +47,8 @@ struct Cache {
 
 /// One phase's state.
 pub struct Scope<'a> {
-    pub auth: &'a Authenticator,
-    pub cfg: &'a AuthConfig,
+    pub actions: &'a dyn Actions,
+    pub env: Env<'a>,
     pub event: &'a str,
     pub position: Position,
     pub now: DateTime<Utc>,
@@ -66,15 +67,15 @@ pub struct Scope<'a> {
 
 impl<'a> Scope<'a> {
     pub fn new(
-        auth: &'a Authenticator,
-        cfg: &'a AuthConfig,
+        actions: &'a dyn Actions,
+        env: Env<'a>,
         event: &'a str,
         position: Position,
         now: DateTime<Utc>,
     ) -> Self {
         Self {
-            auth,
-            cfg,
+            actions,
+            env,
             event,
             position,
             now,
@@ -137,12 +138,12 @@ impl Context<'_, '_> {
         self.scope.now
     }
 
-    pub fn auth(&self) -> &Authenticator {
-        self.scope.auth
+    pub fn actions(&self) -> &dyn Actions {
+        self.scope.actions
     }
 
-    pub fn cfg(&self) -> &AuthConfig {
-        self.scope.cfg
+    pub fn env(&self) -> Env<'_> {
+        self.scope.env
     }
 
     pub fn event(&self) -> &str {
@@ -184,7 +185,7 @@ impl Context<'_, '_> {
     }
 
     async fn determine(&mut self) -> Result<Determined, StoreError> {
-        let store = self.scope.auth.store().tokens();
+        let store = self.scope.actions.store().tokens();
         // 1. the user
         let user = self.user_only().await?;
         // 2. the serial: request, response detail, audit
@@ -195,7 +196,7 @@ impl Context<'_, '_> {
             .filter(|s| !s.trim().is_empty())
             .or_else(|| {
                 self.response
-                    .and_then(|r| crate::auth::response::json_at(&r.body, "/detail/serial"))
+                    .and_then(|r| crate::message::response::json_at(&r.body, "/detail/serial"))
                     .and_then(Value::as_str)
                     .filter(|s| !s.is_empty())
             });
@@ -278,7 +279,7 @@ impl Context<'_, '_> {
                 Some(owner) => owner,
                 None => self
                     .scope
-                    .auth
+                    .actions
                     .store()
                     .tokens()
                     .by_serial(serial)
@@ -286,7 +287,7 @@ impl Context<'_, '_> {
                     .and_then(|t| t.owner),
             };
             if let Some(owner) = owner {
-                user = self.scope.cfg.directory.find(&owner.login, &owner.realm);
+                user = self.scope.env.directory.find(&owner.login, &owner.realm);
             }
         }
         self.scope.cache.user = Some(user.clone());
@@ -314,7 +315,7 @@ impl Context<'_, '_> {
             let tokens = match self.user().await?.cloned() {
                 Some(u) => Some(
                     self.scope
-                        .auth
+                        .actions
                         .store()
                         .tokens()
                         .of_user(&u.realm, &u.login)
@@ -348,7 +349,7 @@ impl Context<'_, '_> {
         if self.scope.cache.token_realms.is_none() {
             let id = self.token().await?.map(|t| t.id);
             let realms = match id {
-                Some(id) => self.scope.auth.store().tokens().realms(id).await?,
+                Some(id) => self.scope.actions.store().tokens().realms(id).await?,
                 None => Vec::new(),
             };
             self.scope.cache.token_realms = Some(realms);
@@ -361,7 +362,7 @@ impl Context<'_, '_> {
         let realms = self.token_realms().await?;
         let mut out: Vec<String> = Vec::new();
         for r in realms {
-            if let Some(realm) = self.scope.cfg.directory.realm(&r) {
+            if let Some(realm) = self.scope.env.directory.realm(&r) {
                 for res in &realm.resolvers {
                     if !out.contains(res) {
                         out.push(res.clone());
@@ -379,7 +380,7 @@ impl Context<'_, '_> {
             Some(t) => t.owner.clone(),
         };
         Ok(Some(owner.is_some_and(|o| {
-            self.scope.cfg.directory.find(&o.login, &o.realm).is_none()
+            self.scope.env.directory.find(&o.login, &o.realm).is_none()
         })))
     }
 
@@ -388,7 +389,7 @@ impl Context<'_, '_> {
         if let Some(v) = self.scope.cache.counters.get(name) {
             return Ok(*v);
         }
-        let v = self.scope.auth.store().counter_value(name).await?;
+        let v = self.scope.actions.store().counter_value(name).await?;
         self.scope.cache.counters.insert(name.to_owned(), v);
         Ok(v)
     }
@@ -405,7 +406,7 @@ impl Context<'_, '_> {
             Some(serial) => {
                 let rows = self
                     .scope
-                    .auth
+                    .actions
                     .store()
                     .challenges_of(&serial, self.request.transaction_id.as_deref())
                     .await?;

@@ -9,12 +9,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use serde::Deserialize;
+
 use super::conditions::Condition;
 use super::handlers::{Action, Module};
 use super::options::{Options, value_text};
 use super::{KNOWN_EVENTS, Position};
-use crate::config::raw::RawEvent;
-use crate::config::validate::Issues;
+use crate::issues::Issues;
 
 /// What definitions may refer to, for validation.
 #[derive(Debug, Clone, Default)]
@@ -141,6 +142,68 @@ fn position_index(position: Position) -> usize {
         Position::Pre => 0,
         Position::Post => 1,
     }
+}
+
+/// A string or a list of strings (`event = "a, b"` or `event = ["a", "b"]`).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StringOrList {
+    /// The entries, split on commas and trimmed.
+    pub fn items(&self) -> Vec<String> {
+        let all = match self {
+            Self::One(s) => vec![s.clone()],
+            Self::Many(v) => v.clone(),
+        };
+        all.iter()
+            .flat_map(|s| s.split(','))
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+}
+
+/// `[[event]]`: one event handler definition (privacyIDEA field names).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvent {
+    /// A label shown in audit rows.
+    pub name: String,
+    /// Inactive definitions are ignored (default true).
+    #[serde(default = "yes")]
+    pub active: bool,
+    /// Ascending run order (default 0); ties run in file order.
+    #[serde(default)]
+    pub ordering: i64,
+    /// `post` (default) or `pre`.
+    pub position: Option<String>,
+    /// Events this definition listens to, e.g. `["validate_check"]`.
+    pub event: StringOrList,
+    /// The handler module: Token, UserNotification, Script, Counter, Logging, WebHook,
+    /// RequestMangler, ResponseMangler, Federation.
+    #[serde(alias = "handlermodule")]
+    pub handler: String,
+    pub action: String,
+    /// Condition name → value; all must hold.
+    #[serde(default)]
+    pub conditions: BTreeMap<String, toml::Value>,
+    /// Option name → value (privacyIDEA's option keys, e.g. `"To email"`).
+    #[serde(default)]
+    pub options: BTreeMap<String, toml::Value>,
+    /// Fail the request when this handler fails (default: true for Federation, else false).
+    pub abort_on_error: Option<bool>,
+    /// privacyIDEA's "skip when unknown" rule: a condition whose object (serial, token, client
+    /// address …) cannot be determined counts as fulfilled (default true). `false` makes such a
+    /// condition fail instead.
+    pub skip_unknown: Option<bool>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Validate every `[[event]]`.

@@ -14,8 +14,8 @@ use super::conditions::Check;
 use super::context::{Context, Scope};
 use super::definition::Definition;
 use super::handlers::{Effect, HandlerError, Run};
-use crate::auth::{Request, Response, Trace};
 use crate::clock::Stopwatch;
+use crate::message::{Request, Response, Trace};
 use crate::store::StoreError;
 use crate::store::audit::AuditRow;
 
@@ -164,10 +164,9 @@ impl Phase<'_, '_> {
         info: String,
         determined: &AuditFields,
     ) -> AuditRow {
-        let auth = self.scope.auth;
         AuditRow {
             time_us: self.scope.now.timestamp_micros(),
-            node: auth.node.clone(),
+            node: self.scope.actions.node().clone(),
             event: Cow::Owned(self.run_name(def)),
             origin: Cow::Borrowed("event"),
             success,
@@ -184,15 +183,17 @@ impl Phase<'_, '_> {
     /// Run every selected definition. `Err` when one of them aborts the request.
     pub async fn run(&mut self) -> Result<(), Abort> {
         // borrowed from the configuration, not from `self`
-        let cfg = self.scope.cfg;
-        let defs = cfg.events.select(self.scope.event, self.scope.position);
+        let env = self.scope.env;
+        let defs = env
+            .definitions
+            .select(self.scope.event, self.scope.position);
         if defs.is_empty() {
             return Ok(());
         }
         // (condition, quoted name) of every definition that did not hold: with many
         // definitions that is most of them, on every request
         let mut skipped: Vec<(&'static str, &str)> = Vec::with_capacity(defs.len());
-        let mut seen: Vec<Option<Outcome>> = vec![None; cfg.events.distinct_conditions()];
+        let mut seen: Vec<Option<Outcome>> = vec![None; env.definitions.distinct_conditions()];
         // the audit row's user, realm and serial, kept while actions change nothing
         let mut kept_fields: Option<AuditFields> = None;
         for def in defs {
@@ -268,7 +269,7 @@ impl Phase<'_, '_> {
                         line.push(')');
                     }
                     self.trace.add("event", line);
-                    self.scope.auth.audit().record(row).await;
+                    self.scope.actions.audit().record(row).await;
                 }
                 Err(err) => {
                     self.failed(def, &err, &fields, Some(&watch)).await;
@@ -353,7 +354,7 @@ impl Phase<'_, '_> {
                 }
             ),
         );
-        self.scope.auth.audit().record(row).await;
+        self.scope.actions.audit().record(row).await;
     }
 }
 

@@ -12,6 +12,7 @@
 //!
 //! Handler actions never fire events themselves (no chaining, §1.1).
 
+pub mod actions;
 pub mod compare;
 pub mod conditions;
 pub mod context;
@@ -21,6 +22,7 @@ pub mod handlers;
 pub mod options;
 pub mod tags;
 
+pub use actions::{Actions, Env};
 pub use definition::{Definition, Definitions};
 pub use engine::{Abort, Phase};
 
@@ -48,10 +50,7 @@ impl Position {
     }
 }
 
-/// privacyIDEA's `is_true`: `1`, `true`, `True`, `TRUE` (errata 11: every true form).
-pub fn is_true(s: &str) -> bool {
-    matches!(s.trim(), "1" | "true" | "True" | "TRUE")
-}
+pub use crate::message::is_true;
 
 /// Events otpgate fires. Definitions may name others (imported privacyIDEA configurations);
 /// those simply never run, and `check-config` says so.

@@ -8,7 +8,7 @@ use chrono::{DateTime, Local, TimeDelta, Utc};
 use serde_json::Value;
 
 use super::context::Context;
-use crate::auth::request::ip_text;
+use crate::message::request::ip_text;
 use crate::store::StoreError;
 
 /// A tag in a template that no one knows.

@@ -469,7 +469,7 @@ mod tests {
     #[test]
     fn audit_rebuild_keeps_rows_and_ids() {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
-        let (before, after): (Vec<_>, Vec<_>) = super::super::sqlite::MIGRATIONS
+        let (before, after): (Vec<_>, Vec<_>) = super::super::sqlite::migrate::MIGRATIONS
             .iter()
             .partition(|(version, _, _)| *version < 5);
         for (_, _, sql) in &before {
@@ -508,7 +508,7 @@ mod tests {
     #[test]
     fn login_counts_use_the_user_index() {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
-        for (_, _, sql) in super::super::sqlite::MIGRATIONS {
+        for (_, _, sql) in super::super::sqlite::migrate::MIGRATIONS {
             conn.execute_batch(sql).unwrap();
         }
         let indexes = |conn: &rusqlite::Connection| -> i64 {

@@ -2,20 +2,22 @@
 //! rusqlite for SQLite (`store::sqlite::admin`) and sqlx for PostgreSQL
 //! (`store::postgres::admin`).
 
+use super::StoreError;
+use super::postgres::admin as postgres;
 use super::query::{Query, Row};
-use super::{StoreError, postgres, sqlite};
+use super::sqlite::admin::{Pool as SqlitePool, Tx as SqliteTx};
 
 /// The store's connections for everything but the hot path's batches.
 #[derive(Debug, Clone)]
 pub(crate) enum Db {
-    Sqlite(sqlite::admin::Pool),
+    Sqlite(SqlitePool),
     Postgres(sqlx::PgPool),
 }
 
 /// A transaction that writes. Rolled back unless committed.
 #[derive(Debug)]
 pub(crate) enum Tx {
-    Sqlite(sqlite::admin::Tx),
+    Sqlite(SqliteTx),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
@@ -83,8 +85,8 @@ impl Query {
         match on.into() {
             On::Db(Db::Sqlite(pool)) => pool.execute(self).await,
             On::Tx(Tx::Sqlite(tx)) => tx.execute(self).await,
-            On::Db(Db::Postgres(pool)) => postgres::admin::execute(pool, self).await,
-            On::Tx(Tx::Postgres(tx)) => postgres::admin::execute(&mut **tx, self).await,
+            On::Db(Db::Postgres(pool)) => postgres::execute(pool, self).await,
+            On::Tx(Tx::Postgres(tx)) => postgres::execute(&mut **tx, self).await,
         }
     }
 
@@ -92,8 +94,8 @@ impl Query {
         match on.into() {
             On::Db(Db::Sqlite(pool)) => pool.fetch_all(self).await,
             On::Tx(Tx::Sqlite(tx)) => tx.fetch_all(self).await,
-            On::Db(Db::Postgres(pool)) => postgres::admin::fetch_all(pool, self).await,
-            On::Tx(Tx::Postgres(tx)) => postgres::admin::fetch_all(&mut **tx, self).await,
+            On::Db(Db::Postgres(pool)) => postgres::fetch_all(pool, self).await,
+            On::Tx(Tx::Postgres(tx)) => postgres::fetch_all(&mut **tx, self).await,
         }
     }
 

@@ -2,7 +2,9 @@
 
 use std::fmt::Write;
 
-use super::{HashLib, TokenType};
+use std::collections::BTreeMap;
+
+use super::{HashLib, Owner, TokenType};
 use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -19,6 +21,43 @@ pub enum EnrollError {
     Random,
     #[error("the QR code could not be rendered: {0}")]
     Qr(String),
+}
+
+/// What to enroll.
+#[derive(Debug, Default)]
+pub struct EnrollSpec {
+    pub kind: Option<TokenType>,
+    pub serial: Option<String>,
+    /// A given key; `None` generates `key_len` random bytes.
+    pub key: Option<Secret<Vec<u8>>>,
+    pub key_len: Option<usize>,
+    pub otplen: Option<i64>,
+    pub hashlib: Option<HashLib>,
+    pub time_step: Option<i64>,
+    pub pin: Option<Secret<String>>,
+    /// `user` parameter and optional realm.
+    pub user: Option<String>,
+    pub realm: Option<String>,
+    pub description: String,
+    pub count_window: Option<i64>,
+    pub maxfail: Option<i64>,
+    pub info: BTreeMap<String, String>,
+    /// Email tokens: the address (else the user's `email`, or dynamic).
+    pub email: Option<String>,
+    /// SMS tokens: the number (else the user's `mobile`, or dynamic).
+    pub phone: Option<String>,
+    pub dynamic_email: bool,
+    pub dynamic_phone: bool,
+}
+
+/// The result of an enrollment. The key and URI are shown once.
+#[derive(Debug)]
+pub struct Enrolled {
+    pub serial: String,
+    pub kind: TokenType,
+    pub owner: Option<Owner>,
+    pub key: Option<Secret<Vec<u8>>>,
+    pub uri: Option<Secret<String>>,
 }
 
 /// Length of generated keys (privacyIDEA and RFC 4226 recommend 20 bytes).

@@ -134,6 +134,27 @@ pub struct Token {
 }
 
 impl Token {
+    /// `now` within `validity_period_start`…`validity_period_end` (unset or unparseable bounds are
+    /// open; naive values are server local time).
+    pub fn within_validity(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        let bound = |v: &Option<String>| {
+            v.as_deref()
+                .and_then(crate::dates::parse)
+                .map(|s| s.as_local_utc())
+        };
+        if let Some(start) = bound(&self.validity_start)
+            && now < start
+        {
+            return false;
+        }
+        if let Some(end) = bound(&self.validity_end)
+            && now > end
+        {
+            return false;
+        }
+        true
+    }
+
     /// `failcount >= maxfail` (the `token_locked` condition, "Failcounter exceeded").
     pub fn is_locked(&self) -> bool {
         self.failcount >= self.maxfail

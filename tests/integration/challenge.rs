@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use otpgate::admin::manage::EnrollSpec;
 use otpgate::auth::Request;
-use otpgate::auth::manage::EnrollSpec;
 use otpgate::secret::Secret;
 use otpgate::token::TokenType;
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use otpgate::auth::manage::TokenSetting;
+use otpgate::admin::manage::TokenSetting;
 use otpgate::auth::{Authentication, Request, Response};
 use otpgate::clock::format_long;
 use serde_json::{Map, json};
@@ -688,7 +688,7 @@ async fn token_actions_on_all_user_tokens_and_by_type() {
     let h = Harness::with_config(SQLITE, "", extra).await;
     h.enroll_hotp("HOTP2", "alice", "x", crate::harness::RFC4226_KEY_HEX)
         .await;
-    h.enroll(otpgate::auth::manage::EnrollSpec {
+    h.enroll(otpgate::admin::manage::EnrollSpec {
         kind: Some(otpgate::token::TokenType::Spass),
         serial: Some("SP1".into()),
         user: Some("alice".into()),

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
-use otpgate::auth::manage::{EnrollSpec, TokenSetting};
+use otpgate::admin::manage::{EnrollSpec, TokenSetting};
 use otpgate::auth::{Authenticator, Origin, Request, Response};
 use otpgate::clock::FixedClock;
 use otpgate::daemon::{self, KeyMode, Opened};

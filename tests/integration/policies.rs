@@ -2,8 +2,8 @@
 //! and on PostgreSQL.
 
 use chrono::TimeDelta;
+use otpgate::admin::manage::TokenSetting;
 use otpgate::auth::Request;
-use otpgate::auth::manage::TokenSetting;
 
 use crate::harness::{Backend, Harness, RFC4226, assert_answer};
 use crate::on_both_backends;

@@ -1,8 +1,8 @@
 //! Spec §5 scenarios through the real pipeline, on SQLite and on PostgreSQL.
 
 use chrono::TimeDelta;
+use otpgate::admin::manage::{EnrollSpec, TokenSetting};
 use otpgate::auth::Request;
-use otpgate::auth::manage::{EnrollSpec, TokenSetting};
 use otpgate::clock::{format_long, format_short};
 use otpgate::secret::Secret;
 use otpgate::token::otp::{HashLib, hotp, time_counter};

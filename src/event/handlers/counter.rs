@@ -38,9 +38,8 @@ impl CounterAction {
     }
 
     pub async fn run(&self, run: &mut Run<'_, '_>) -> Result<Done, HandlerError> {
-        let auth = run.scope.auth;
-        let store = auth.store();
-        let node = auth.node();
+        let store = run.scope.actions.store();
+        let node = run.scope.actions.node();
         match self {
             Self::Increase(name) if run.def.abort_on_error => {
                 store.counter_add(name, node, 1).await

@@ -1,7 +1,7 @@
 //! `Federation` (spec §3.5): forward the request to another authentication server and take its
 //! answer: another otpgate or privacyIDEA `/validate/check` over HTTP(S), or a RADIUS server.
 //! The transport lives outside the core (the `remote` module), behind
-//! [`crate::auth::upstream::Upstreams`].
+//! [`crate::message::upstream::Upstreams`].
 
 use serde_json::json;
 
@@ -59,7 +59,7 @@ impl ForwardAction {
         if self.forward_client_ip && run.request.client.is_some() {
             set("client", run.request.client_text());
         }
-        let upstreams = run.scope.auth.upstreams();
+        let upstreams = run.scope.actions.upstreams();
         let (mut answer, origin) = upstreams
             .forward(&self.remote, params)
             .await

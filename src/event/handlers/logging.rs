@@ -57,14 +57,14 @@ impl LoggingAction {
 
     pub async fn run(&self, run: &mut Run<'_, '_>) -> Result<Done, HandlerError> {
         let line = if self.needs_context {
-            let base_url = run.scope.cfg.handlers.base_url.clone();
+            let base_url = run.scope.env.handlers.base_url.clone();
             notification_tags(&mut run.ctx(), &base_url)
                 .await
                 .map_err(HandlerError::store)?
                 .render(&self.message, false)
         } else {
             let ctx = run.ctx();
-            let base_url = ctx.cfg().handlers.base_url.as_str();
+            let base_url = ctx.env().handlers.base_url.as_str();
             render_with(&self.message, |name| request_tag(&ctx, base_url, name))
         }
         .map_err(|e| HandlerError::new("UnknownTag", e.to_string()))?;

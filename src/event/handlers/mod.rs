@@ -14,7 +14,7 @@ use super::Position;
 use super::context::{Context, Scope};
 use super::definition::{BuildEnv, Definition};
 use super::options::Options;
-use crate::auth::{Request, Response};
+use crate::message::{Request, Response};
 
 /// privacyIDEA's handler module names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

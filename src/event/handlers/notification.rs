@@ -173,10 +173,10 @@ impl NotifyAction {
     }
 
     pub async fn run(&self, run: &mut Run<'_, '_>) -> Result<Done, HandlerError> {
-        let cfg = run.scope.cfg;
+        let env = run.scope.env;
         let mut tags = {
             let mut ctx = run.ctx();
-            notification_tags(&mut ctx, &cfg.handlers.base_url)
+            notification_tags(&mut ctx, &env.handlers.base_url)
                 .await
                 .map_err(HandlerError::store)?
         };
@@ -212,7 +212,7 @@ impl NotifyAction {
                     body: render(body, *html)?,
                     html: *html,
                 };
-                match cfg.notifier.send_mail(Some(server), &mail).await {
+                match env.notifier.send_mail(Some(server), &mail).await {
                     Ok(()) => Ok(Done::ok_with(format!("Sent to {}", mail.to.join(", ")))),
                     Err(e) => {
                         tracing::warn!(target: "otpgate::event", error = %e, "notification mail not sent");
@@ -234,7 +234,7 @@ impl NotifyAction {
                 let text = tags
                     .render(body, false)
                     .map_err(|e| HandlerError::new("UnknownTag", e.to_string()))?;
-                match cfg
+                match env
                     .notifier
                     .send_sms(Some(gateway), &phone, &text, None)
                     .await
@@ -304,7 +304,7 @@ async fn recipients_of(
         }
         Recipient::AdminRealm(realm) => run
             .scope
-            .cfg
+            .env
             .directory
             .users_of_realm(realm)
             .into_iter()

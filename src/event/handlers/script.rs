@@ -101,7 +101,7 @@ impl ScriptAction {
                 .into(),
             );
         }
-        let timeout = Duration::from_secs(run.scope.cfg.handlers.script_timeout);
+        let timeout = Duration::from_secs(run.scope.env.handlers.script_timeout);
         let mut cmd = tokio::process::Command::new(&self.path);
         cmd.args(&args)
             .current_dir(&self.dir)

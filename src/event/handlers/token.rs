@@ -10,14 +10,14 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::{Done, HandlerError, Run};
-use crate::auth::Origin;
-use crate::auth::manage::{EnrollSpec, parse_validity};
+use crate::dates::parse_validity;
 use crate::event::Position;
 use crate::event::options::Options;
 use crate::event::tags::{Tags, render_time_tags};
 use crate::secret::Secret;
 use crate::store::tokens::{IntColumn, OptColumn, TokenChange};
 use crate::token::TokenType;
+use crate::token::enroll::EnrollSpec;
 
 pub const ACTIONS: &[&str] = &[
     "set tokenrealm",
@@ -300,7 +300,7 @@ impl TokenAction {
                     .map_err(HandlerError::store)?
                     .serials
                     .clone();
-                let store = run.scope.auth.store().tokens();
+                let store = run.scope.actions.store().tokens();
                 let mut out = Vec::new();
                 for s in serials {
                     if let Some(t) = store.by_serial(&s).await.map_err(HandlerError::store)? {
@@ -339,8 +339,8 @@ impl TokenAction {
             .map(|(_, s)| s.as_str())
             .collect::<Vec<_>>()
             .join(",");
-        let auth = run.scope.auth;
-        let store = auth.store().tokens();
+        let actions = run.scope.actions;
+        let store = actions.store().tokens();
         let now = run.scope.now;
         match &self.op {
             Op::Enroll(_) => {}
@@ -410,7 +410,7 @@ impl TokenAction {
             Op::SetRandomPin(len) => {
                 let pin = crate::crypto::random_string(*len, crate::crypto::ALPHANUMERIC)
                     .map_err(|e| HandlerError::new("RandomError", e.to_string()))?;
-                let hash = auth
+                let hash = actions
                     .pins()
                     .hash(pin.clone())
                     .await
@@ -512,24 +512,21 @@ async fn enroll(e: &Enroll, run: &mut Run<'_, '_>) -> Result<Done, HandlerError>
         dynamic_phone: e.dynamic_phone,
         ..Default::default()
     };
-    let enrolled = run
+    let serial = run
         .scope
-        .auth
-        .enroll_token(spec, Origin::Event)
+        .actions
+        .enroll(spec)
         .await
-        .map_err(|err| HandlerError::new("EnrollError", err.to_string()))?;
+        .map_err(|err| HandlerError::new("EnrollError", err))?;
+    let tokens = run.scope.actions.store().tokens();
     if let Some(realm) = &e.realm {
-        let t = run
-            .scope
-            .auth
-            .token(&enrolled.serial)
+        let t = tokens
+            .by_serial(&serial)
             .await
-            .map_err(|err| HandlerError::new("EnrollError", err.to_string()))?;
+            .map_err(HandlerError::store)?
+            .ok_or_else(|| HandlerError::new("EnrollError", format!("{serial} vanished")))?;
         let realms = vec![realm.to_ascii_lowercase()];
-        run.scope
-            .auth
-            .store()
-            .tokens()
+        tokens
             .change(
                 &[t.id],
                 &[TokenChange::Realms {
@@ -540,7 +537,7 @@ async fn enroll(e: &Enroll, run: &mut Run<'_, '_>) -> Result<Done, HandlerError>
             .await
             .map_err(HandlerError::store)?;
     }
-    Ok(Done::ok_with(enrolled.serial))
+    Ok(Done::ok_with(serial))
 }
 
 async fn change(

@@ -56,10 +56,10 @@ impl WebHookAction {
     }
 
     pub async fn run(&self, run: &mut Run<'_, '_>) -> Result<Done, HandlerError> {
-        let cfg = run.scope.cfg;
+        let env = run.scope.env;
         let tags = if self.replace {
             let mut ctx = run.ctx();
-            let mut t = notification_tags(&mut ctx, &cfg.handlers.base_url)
+            let mut t = notification_tags(&mut ctx, &env.handlers.base_url)
                 .await
                 .map_err(HandlerError::store)?;
             let d = ctx.determined().await.map_err(HandlerError::store)?.clone();
@@ -86,8 +86,8 @@ impl WebHookAction {
         } else {
             None
         };
-        let client = cfg.handlers.http.clone();
-        let timeout = Duration::from_secs(cfg.handlers.webhook_timeout);
+        let client = env.handlers.http.clone();
+        let timeout = Duration::from_secs(env.handlers.webhook_timeout);
         let req = match self.content {
             ContentType::Json => {
                 let mut body: Value = if self.data.trim().is_empty() {

@@ -88,7 +88,7 @@ async fn migrate(pool: &sqlx::PgPool) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The schema's history (`migrations/postgres`); see `store::sqlite::MIGRATIONS`.
+/// The schema's history (`migrations/postgres`); see `store::sqlite::migrate::MIGRATIONS`.
 pub(in crate::store) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,

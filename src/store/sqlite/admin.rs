@@ -10,7 +10,7 @@ use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{connect, run_statement};
+use super::connection::{connect, run_statement};
 use crate::store::StoreError;
 use crate::store::query::{Param, Query, Row, Value};
 

@@ -12,7 +12,7 @@
 //! a passive pass, the task asks the group writer to finish the job: between two batches the
 //! writer runs a passive checkpoint of its own, which copies the few frames written since (no
 //! write can come in between, the writer is the only one), and its next transaction starts the
-//! WAL over. `journal_size_limit` then trims a WAL file that grew past [`WAL_FILE_LIMIT`].
+//! WAL over. `journal_size_limit` then trims a WAL file that grew past `connection::WAL_FILE_LIMIT`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,9 +26,6 @@ pub(in crate::store) const INTERVAL: Duration = Duration::from_millis(250);
 /// WAL frames (pages, 4 KiB each by default) above which the writer is asked to let the WAL
 /// start over: 64 MiB.
 pub(in crate::store) const RESTART_FRAMES: i64 = 16384;
-
-/// A WAL file larger than this is truncated to it when the WAL starts over.
-pub(in crate::store) const WAL_FILE_LIMIT: i64 = 128 * 1024 * 1024;
 
 /// Shared between the background task and the group writer.
 #[derive(Debug, Default)]

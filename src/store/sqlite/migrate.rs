@@ -9,9 +9,49 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha384};
 
-use super::{MIGRATIONS, run_statement};
+use super::connection::run_statement;
 use crate::store::StoreError;
 
+/// The schema's history (`migrations/sqlite`). A migration only adds (a table, an index, a
+/// column with a default) or drops what no version still in use reads: during a rolling
+/// upgrade the older nodes run against the schema a newer one migrated.
+pub(in crate::store) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "tokengroup",
+        include_str!("../../../migrations/sqlite/0002_tokengroup.sql"),
+    ),
+    (
+        3,
+        "request ledger",
+        include_str!("../../../migrations/sqlite/0003_request_ledger.sql"),
+    ),
+    (
+        4,
+        "audit_user for logins only",
+        include_str!("../../../migrations/sqlite/0004_audit_user_logins_only.sql"),
+    ),
+    (
+        5,
+        "audit append-only",
+        include_str!("../../../migrations/sqlite/0005_audit_append_only.sql"),
+    ),
+    (
+        6,
+        "audit_user only for auth_max policies",
+        include_str!("../../../migrations/sqlite/0006_audit_user_on_demand.sql"),
+    ),
+    (
+        7,
+        "commit probe",
+        include_str!("../../../migrations/sqlite/0007_commit_probe.sql"),
+    ),
+];
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
     version BIGINT PRIMARY KEY,
     description TEXT NOT NULL,

@@ -9,15 +9,13 @@
 
 pub(super) mod admin;
 pub(super) mod checkpoints;
-mod migrate;
+mod connection;
+pub(in crate::store) mod migrate;
 pub(super) mod reader;
 pub(super) mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
-
-use rusqlite::Connection;
 
 use super::diagnostics::health::Health;
 use super::{Backend, Store, StoreError, StoreSettings, absolute, db, ledger};
@@ -38,7 +36,7 @@ pub(super) async fn open(path: &Path, settings: &StoreSettings) -> Result<Store,
     let pool = admin::Pool::open(&file, max)?;
     pool.run(migrate::run).await?;
     let db = db::Db::Sqlite(pool.clone());
-    super::warn_of_newer_migrations(&db, MIGRATIONS).await?;
+    super::warn_of_newer_migrations(&db, migrate::MIGRATIONS).await?;
     // A SQLite file is never unreachable, but its commits can stall: the writer's commit
     // watch opens the breaker then, and names the cause it sees.
     let health = Arc::new(Health::default());
@@ -61,92 +59,6 @@ pub(super) async fn open(path: &Path, settings: &StoreSettings) -> Result<Store,
     })
 }
 
-/// The schema's history (`migrations/sqlite`). A migration only adds (a table, an index, a
-/// column with a default) or drops what no version still in use reads: during a rolling
-/// upgrade the older nodes run against the schema a newer one migrated.
-pub(in crate::store) const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "initial",
-        include_str!("../../../migrations/sqlite/0001_initial.sql"),
-    ),
-    (
-        2,
-        "tokengroup",
-        include_str!("../../../migrations/sqlite/0002_tokengroup.sql"),
-    ),
-    (
-        3,
-        "request ledger",
-        include_str!("../../../migrations/sqlite/0003_request_ledger.sql"),
-    ),
-    (
-        4,
-        "audit_user for logins only",
-        include_str!("../../../migrations/sqlite/0004_audit_user_logins_only.sql"),
-    ),
-    (
-        5,
-        "audit append-only",
-        include_str!("../../../migrations/sqlite/0005_audit_append_only.sql"),
-    ),
-    (
-        6,
-        "audit_user only for auth_max policies",
-        include_str!("../../../migrations/sqlite/0006_audit_user_on_demand.sql"),
-    ),
-    (
-        7,
-        "commit probe",
-        include_str!("../../../migrations/sqlite/0007_commit_probe.sql"),
-    ),
-];
-/// Distinct statements each connection keeps prepared.
-const STATEMENT_CACHE: usize = 32;
-
-/// Open a connection: WAL, every commit fsynced, checkpoints left to `checkpoints`.
-pub(super) fn connect(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)?;
-    conn.busy_handler(Some(wait_for_lock))?;
-    let mode: String =
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Corrupt(format!(
-            "SQLite refused WAL mode (journal_mode is {mode})"
-        )));
-    }
-    // FULL: a commit is fsynced before it returns, so an accepted OTP survives a power cut.
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    // checkpoints run in the background (`store::sqlite::checkpoints`), never inside a commit
-    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-    conn.pragma_update(None, "journal_size_limit", checkpoints::WAL_FILE_LIMIT)?;
-    if read_only {
-        conn.pragma_update(None, "query_only", "ON")?;
-        // 1 MiB of pages (the default is 2): the token lookups' index pages stay; the rest
-        // is one pread from the OS's cache away
-        conn.pragma_update(None, "cache_size", -1024)?;
-    }
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    Ok(conn)
-}
-
-/// Wait for a lock in short steps, up to about 5 s. SQLite's own busy handler sleeps 1, 2, 5,
-/// 10 … 100 ms between tries, so a lock held for a millisecond could cost a batch of logins
-/// 50 ms and more.
-pub(super) fn wait_for_lock(attempt: i32) -> bool {
-    match attempt {
-        0..1000 => std::thread::sleep(Duration::from_micros(100)),
-        1000..5000 => std::thread::sleep(Duration::from_millis(1)),
-        _ => return false,
-    }
-    true
-}
-
-pub(super) fn run_statement(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
-    conn.prepare_cached(sql)?.execute([]).map(|_| ())
-}
-
 #[cfg(test)]
 pub(super) mod test_db {
     //! Databases for the backend's unit tests.
@@ -155,7 +67,7 @@ pub(super) mod test_db {
     /// An in-memory database with every migration.
     pub(crate) fn migrated_memory() -> Connection {
         let conn = Connection::open_in_memory().unwrap();
-        for (_, _, sql) in super::MIGRATIONS {
+        for (_, _, sql) in super::migrate::MIGRATIONS {
             conn.execute_batch(sql).unwrap();
         }
         conn
@@ -168,7 +80,7 @@ pub(super) mod test_db {
         let path = dir.path().join("otpgate.db");
         let admin = Connection::open(&path).unwrap();
         admin.pragma_update(None, "journal_mode", "WAL").unwrap();
-        for (_, _, sql) in super::MIGRATIONS {
+        for (_, _, sql) in super::migrate::MIGRATIONS {
             admin.execute_batch(sql).unwrap();
         }
         (dir, path, admin)

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rusqlite::{Connection, params};
 use tokio::sync::mpsc;
 
-use super::{connect, run_statement};
+use super::connection::{connect, run_statement};
 use crate::store::StoreError;
 use crate::store::lookup::{Lookup, TOKEN_COLUMNS, TOKEN_SELECT, TokenReader, add_token_row};
 use crate::store::query::Columns;

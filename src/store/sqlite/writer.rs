@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::mpsc;
 
 use super::checkpoints::{self, WalRestart};
-use super::{connect, run_statement, wait_for_lock};
+use super::connection::{connect, run_statement, wait_for_lock};
 use crate::clock::{Clock, SystemClock};
 use crate::store::StoreError;
 use crate::store::audit::{AUDIT_COLUMNS, AuditRow};

@@ -3,7 +3,7 @@
 //! seeds, and how the benchmark loads 100,000 tokens.
 //!
 //! Pure: text in, tokens out. Storing them (one transaction) is
-//! `Authenticator::import_tokens` in `auth::manage`.
+//! `Authenticator::import_tokens` in `admin::manage`.
 
 mod oath_csv;
 mod pskc;

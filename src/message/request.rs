@@ -129,7 +129,7 @@ impl Request {
                     self.client = Some(ip);
                 }
             }
-            "otponly" => self.otponly = crate::event::is_true(value),
+            "otponly" => self.otponly = is_true(value),
             other => {
                 self.params.insert(other.to_owned(), value.to_owned());
             }
@@ -216,6 +216,11 @@ pub fn ip_text(ip: IpAddr) -> String {
         }
         IpAddr::V6(v6) => v6.to_string(),
     }
+}
+
+/// privacyIDEA's `is_true`: `1`, `true`, `True`, `TRUE` (errata 11: every true form).
+pub fn is_true(s: &str) -> bool {
+    matches!(s.trim(), "1" | "true" | "True" | "TRUE")
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::future::Future;
 use serde_json::{Map, json};
 
 use super::manage::{AdminError, EnrollSpec, Enrolled, TokenSetting};
-use super::{Authenticator, Origin, Request, Trace};
+use crate::auth::{Authenticator, Origin, Request, Trace};
 use crate::event::context::Scope;
 use crate::event::engine::admin_response;
 use crate::event::{Phase, Position};
@@ -59,7 +59,7 @@ impl Authenticator {
             cfg.directory.find(&login, &realm)
         });
         let mut trace = Trace::new();
-        let mut pre = Scope::new(self, &cfg, event, Position::Pre, now);
+        let mut pre = Scope::new(self, cfg.event_env(), event, Position::Pre, now);
         pre.request_user = user.clone();
         Phase {
             scope: pre,
@@ -76,7 +76,7 @@ impl Authenticator {
             detail.insert("serial".into(), json!(serial));
         }
         let mut response = admin_response(detail);
-        let mut post = Scope::new(self, &cfg, event, Position::Post, now);
+        let mut post = Scope::new(self, cfg.event_env(), event, Position::Post, now);
         post.request_user = user;
         Phase {
             scope: post,

@@ -2,7 +2,7 @@
 //! which definitions' conditions hold and which condition stops the others. Nothing runs and
 //! nothing is written.
 
-use super::{Authenticator, Request, Response};
+use crate::auth::{Authenticator, Request, Response};
 use crate::event::context::Scope;
 use crate::event::engine::evaluate;
 use crate::event::{Position, conditions::Check};
@@ -45,7 +45,7 @@ impl Authenticator {
         let (login, realm) = user.unwrap_or_default();
         let resolved = cfg.directory.find(&login, &realm);
         cfg.policies
-            .effective(&super::policy::Subject {
+            .effective(&crate::auth::policy::Subject {
                 realm: &realm,
                 resolver: resolved.as_ref().map_or("", |u| u.resolver.as_str()),
                 user: &login,
@@ -74,7 +74,7 @@ impl Authenticator {
         });
         let mut reports = Vec::new();
         for position in [Position::Pre, Position::Post] {
-            let mut scope = Scope::new(self, &cfg, event, position, now);
+            let mut scope = Scope::new(self, cfg.event_env(), event, position, now);
             scope.request_user = user.clone();
             let answer = match position {
                 Position::Pre => None,

@@ -7,14 +7,14 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{Authenticator, Origin};
-use crate::clock::format_short;
+use crate::auth::{Authenticator, Origin};
 use crate::crypto::{PinError, SealError};
 use crate::secret::Secret;
 use crate::store::StoreError;
 use crate::store::audit::AuditRow;
 use crate::store::tokens::{IntColumn, NewToken, OptColumn, TokenFilter};
 use crate::token::enroll::{self, EnrollError, UriParams};
+pub use crate::token::enroll::{EnrollSpec, Enrolled};
 use crate::token::{HashLib, Owner, Token, TokenType, hotp, totp};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,43 +35,6 @@ pub enum AdminError {
     Seal(#[from] SealError),
     #[error(transparent)]
     Aborted(#[from] crate::event::Abort),
-}
-
-/// What to enroll.
-#[derive(Debug, Default)]
-pub struct EnrollSpec {
-    pub kind: Option<TokenType>,
-    pub serial: Option<String>,
-    /// A given key; `None` generates `key_len` random bytes.
-    pub key: Option<Secret<Vec<u8>>>,
-    pub key_len: Option<usize>,
-    pub otplen: Option<i64>,
-    pub hashlib: Option<HashLib>,
-    pub time_step: Option<i64>,
-    pub pin: Option<Secret<String>>,
-    /// `user` parameter and optional realm.
-    pub user: Option<String>,
-    pub realm: Option<String>,
-    pub description: String,
-    pub count_window: Option<i64>,
-    pub maxfail: Option<i64>,
-    pub info: BTreeMap<String, String>,
-    /// Email tokens: the address (else the user's `email`, or dynamic).
-    pub email: Option<String>,
-    /// SMS tokens: the number (else the user's `mobile`, or dynamic).
-    pub phone: Option<String>,
-    pub dynamic_email: bool,
-    pub dynamic_phone: bool,
-}
-
-/// The result of an enrollment. The key and URI are shown once.
-#[derive(Debug)]
-pub struct Enrolled {
-    pub serial: String,
-    pub kind: TokenType,
-    pub owner: Option<Owner>,
-    pub key: Option<Secret<Vec<u8>>>,
-    pub uri: Option<Secret<String>>,
 }
 
 /// A change made by `otpgate token set`.
@@ -142,24 +105,12 @@ impl TokenView {
     }
 }
 
-/// Parse a validity bound: a date privacyIDEA accepts, `+N[mhd]` from now, or "" to clear.
+/// [`crate::dates::parse_validity`] as an admin error.
 pub fn parse_validity(
     text: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<String>, AdminError> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Ok(None);
-    }
-    if text.starts_with('+') {
-        let delta = crate::dates::parse_offset(text)
-            .ok_or_else(|| AdminError::Invalid(format!("{text:?} is not an offset like +10d")))?;
-        return Ok(Some(format_short(now + delta)));
-    }
-    let stamp = crate::dates::parse(text).ok_or_else(|| {
-        AdminError::Invalid(format!("{text:?} is not a date otpgate understands"))
-    })?;
-    Ok(Some(format_short(stamp.as_local_utc())))
+    crate::dates::parse_validity(text, now).map_err(AdminError::Invalid)
 }
 
 impl Authenticator {
@@ -657,7 +608,7 @@ impl Authenticator {
     ) -> Result<(), AdminError> {
         let t = self.token(serial).await?;
         let cfg = self.config();
-        let generator = super::verify::generator(&t, &self.key)
+        let generator = crate::auth::verify::generator(&t, &self.key)
             .map_err(|e| AdminError::Invalid(e.to_string()))?
             .ok_or_else(|| AdminError::Invalid(format!("{} tokens cannot be resynced", t.kind)))?;
         let count = u64::try_from(t.otp_counter).unwrap_or(0);
@@ -676,7 +627,7 @@ impl Authenticator {
                 &totp::TotpState {
                     generator: &generator,
                     digits,
-                    timing: super::verify::totp_timing(&t, &cfg.system),
+                    timing: crate::auth::verify::totp_timing(&t, &cfg.system),
                     stored_count: count,
                 },
                 otp1.as_bytes(),
