@@ -303,3 +303,116 @@ pub(crate) async fn create(
     at.trace.add("result", "CHALLENGE");
     Ok(Response::decided(false, Authentication::Challenge, detail))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture::{Before, Fixture, answer};
+    use crate::message::Request;
+
+    const CHALLENGE_HOTP: &str = r#"
+        [[policy]]
+        name = "cr"
+        scope = "authentication"
+        actions = { challenge_response = "hotp" }
+    "#;
+
+    /// Which transaction id the answer names.
+    #[derive(Debug, Clone, Copy)]
+    enum Tx {
+        Issued,
+        Unknown,
+    }
+
+    /// One row per way a challenge answer ends (spec §4.3, challenge-response branch): alice
+    /// triggers with her PIN, then `before` happens, then she answers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_way_a_challenge_answer_ends() {
+        use Before::*;
+        // case, what happens in between, transaction, pass, decision, message, failcount
+        type Row<'a> = (&'a str, &'a [Before], Tx, &'a str, &'a str, &'a str, i64);
+        let rows: &[Row<'_>] = &[
+            (
+                "the right OTP",
+                &[],
+                Tx::Issued,
+                "755224",
+                "ACCEPT",
+                "Found matching challenge",
+                0,
+            ),
+            (
+                "a wrong OTP",
+                &[],
+                Tx::Issued,
+                "000000",
+                "REJECT",
+                "Response did not match the challenge.",
+                1,
+            ),
+            (
+                "an unknown transaction",
+                &[],
+                Tx::Unknown,
+                "755224",
+                "REJECT",
+                "wrong otp pin",
+                1,
+            ),
+            // errata 8: the expired challenge's row is still there
+            (
+                "after the challenge expired",
+                &[Wait(121)],
+                Tx::Issued,
+                "755224",
+                "REJECT",
+                "Response did not match the challenge.",
+                1,
+            ),
+            (
+                "a token locked since",
+                &[Maxfail(1), Failcount(1)],
+                Tx::Issued,
+                "755224",
+                "REJECT",
+                "Challenge matches, but token is not fit for challenge. Failcounter exceeded",
+                1,
+            ),
+        ];
+        for (case, before, tx, pass, decision, message, failcount) in rows {
+            let f = Fixture::new(CHALLENGE_HOTP, Default::default()).await;
+            let trigger = f.check(Request::user("alice", "pin")).await;
+            let issued = trigger
+                .transaction_id()
+                .unwrap_or_else(|| panic!("{case}: no challenge"));
+            let id = match tx {
+                Tx::Issued => issued.to_owned(),
+                Tx::Unknown => "12345678901234567890".to_owned(),
+            };
+            f.prepare(before).await;
+            let got = answer(
+                &f.check(Request::user("alice", pass).with_transaction(&id))
+                    .await,
+            );
+            assert_eq!(got, (decision.to_string(), message.to_string()), "{case}");
+            assert_eq!(
+                f.token("HOTP1").await.failcount,
+                *failcount,
+                "{case}: failcount"
+            );
+        }
+    }
+
+    /// A challenge is answered once: the same answer again is no longer a challenge's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_answered_challenge_is_gone() {
+        let f = Fixture::new(CHALLENGE_HOTP, Default::default()).await;
+        let trigger = f.check(Request::user("alice", "pin")).await;
+        let id = trigger.transaction_id().unwrap_or_default().to_owned();
+        let answer_it = || Request::user("alice", "755224").with_transaction(&id);
+        assert_eq!(answer(&f.check(answer_it()).await).0, "ACCEPT");
+        assert_eq!(
+            answer(&f.check(answer_it()).await),
+            ("REJECT".to_owned(), "wrong otp pin".to_owned())
+        );
+    }
+}

@@ -630,3 +630,179 @@ pub(crate) async fn pin_matches(at: &mut Attempt<'_>, token: &Token, candidate: 
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture::{Before, Fixture, answer};
+    use crate::message::Request;
+
+    /// One row per branch of `check_token_list` (spec §4.3) and the outcomes of `check_all`:
+    /// what alice's request answers and what it leaves in HOTP1's failcount.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_branch_of_check_token_list() {
+        use Before::*;
+        // branch, policies, before, pass, decision, message, HOTP1's failcount after
+        type Row<'a> = (
+            &'a str,
+            &'a str,
+            &'a [Before],
+            &'a str,
+            &'a str,
+            &'a str,
+            i64,
+        );
+        let rows: &[Row<'_>] = &[
+            (
+                "valid",
+                "",
+                &[],
+                "pin755224",
+                "ACCEPT",
+                "matching 1 tokens",
+                0,
+            ),
+            (
+                "valid resets the failcount",
+                "",
+                &[Failcount(3)],
+                "pin755224",
+                "ACCEPT",
+                "matching 1 tokens",
+                0,
+            ),
+            (
+                "PIN-matching",
+                "",
+                &[],
+                "pin000000",
+                "REJECT",
+                "wrong otp value",
+                1,
+            ),
+            (
+                "PIN-matching, the previous OTP",
+                "",
+                &[Login("pin755224")],
+                "pin755224",
+                "REJECT",
+                "wrong otp value. previous otp used again",
+                1,
+            ),
+            (
+                "invalid: wrong PIN",
+                "",
+                &[],
+                "nip755224",
+                "REJECT",
+                "wrong otp pin",
+                1,
+            ),
+            (
+                "invalid: shorter than the OTP",
+                "",
+                &[],
+                "12345",
+                "REJECT",
+                "wrong otp pin",
+                1,
+            ),
+            (
+                "challenge-request",
+                CHALLENGE_HOTP,
+                &[],
+                "pin",
+                "CHALLENGE",
+                "please enter otp: ",
+                0,
+            ),
+            (
+                "challenge-request raising the failcount",
+                INCREASE_ON_CHALLENGE,
+                &[],
+                "pin",
+                "CHALLENGE",
+                "please enter otp: ",
+                1,
+            ),
+            (
+                "unfit: disabled",
+                "",
+                &[Disable],
+                "pin755224",
+                "REJECT",
+                "Token is disabled",
+                0,
+            ),
+            (
+                "unfit: locked",
+                "",
+                &[Maxfail(2), Failcount(2)],
+                "pin755224",
+                "REJECT",
+                "Failcounter exceeded",
+                2,
+            ),
+            (
+                "unfit: outside its validity",
+                "",
+                &[ValidityEnd("2026-03-01T00:00+0000")],
+                "pin755224",
+                "REJECT",
+                "Outside validity period",
+                0,
+            ),
+            (
+                "unfit: authentication counter",
+                "",
+                &[Login("pin755224"), CountAuthMax(1)],
+                "pin287082",
+                "REJECT",
+                "Authentication counter exceeded",
+                0,
+            ),
+            (
+                "only revoked tokens",
+                "",
+                &[Revoke],
+                "pin755224",
+                "error 400",
+                "ERR1007: This action is not possible, since the token is locked",
+                0,
+            ),
+            (
+                "two tokens: the valid one wins, the other is not penalised",
+                "",
+                &[SecondToken("other")],
+                "pin755224",
+                "ACCEPT",
+                "matching 1 tokens",
+                0,
+            ),
+        ];
+        for (branch, policies, before, pass, decision, message, failcount) in rows {
+            let f = Fixture::new(policies, Default::default()).await;
+            f.prepare(before).await;
+            let got = answer(&f.check(Request::user("alice", pass)).await);
+            assert_eq!(got, (decision.to_string(), message.to_string()), "{branch}");
+            assert_eq!(
+                f.token("HOTP1").await.failcount,
+                *failcount,
+                "{branch}: failcount"
+            );
+        }
+    }
+
+    const CHALLENGE_HOTP: &str = r#"
+        [[policy]]
+        name = "cr"
+        scope = "authentication"
+        actions = { challenge_response = "hotp" }
+    "#;
+
+    const INCREASE_ON_CHALLENGE: &str = r#"
+        [[policy]]
+        name = "cr"
+        scope = "authentication"
+        actions = { challenge_response = "hotp", increase_failcounter_on_challenge = true }
+    "#;
+}

@@ -14,6 +14,8 @@
 pub mod challenge;
 pub mod check;
 pub mod delivery;
+#[cfg(test)]
+pub(crate) mod fixture;
 pub mod ledger;
 pub mod pin;
 pub mod pipeline;

@@ -393,3 +393,101 @@ fn aborted(at: &mut Attempt<'_>, abort: Abort) -> Response {
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture::{Fixture, answer};
+    use crate::message::Request;
+
+    /// One row per way the pipeline finds its user and token (spec §4.1, §4.2 and the serial
+    /// requests after it).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_way_a_request_names_its_user_or_token() {
+        let otponly = {
+            let mut r = Request::serial("HOTP1", "755224");
+            r.otponly = true;
+            r
+        };
+        let both = {
+            let mut r = Request::user("bob", "pin755224");
+            r.serial = Some("HOTP1".into());
+            r
+        };
+        let rows: Vec<(&str, Request, &str, &str)> = vec![
+            (
+                "user in the default realm",
+                Request::user("alice", "pin755224"),
+                "ACCEPT",
+                "matching 1 tokens",
+            ),
+            (
+                "user@realm",
+                Request::user("alice@realm1", "pin755224"),
+                "ACCEPT",
+                "matching 1 tokens",
+            ),
+            (
+                "user in a realm that does not exist",
+                Request::user("alice", "pin755224").with_realm("nowhere"),
+                "error 400",
+                "ERR904: User <alice@nowhere> does not exist.",
+            ),
+            (
+                "serial",
+                Request::serial("HOTP1", "pin755224"),
+                "ACCEPT",
+                "matching 1 tokens",
+            ),
+            ("serial, OTP only", otponly, "ACCEPT", "matching 1 tokens"),
+            (
+                "unknown serial",
+                Request::serial("NOPE", "pin755224"),
+                "error 404",
+                "ERR601: The requested token could not be found.",
+            ),
+            (
+                "serial of another user",
+                both,
+                "error 400",
+                "ERR905: Given serial does not belong to given user!",
+            ),
+            (
+                "neither user nor serial",
+                Request::empty(),
+                "error 400",
+                "ERR905: You need to specify a serial, user or credential_id.",
+            ),
+        ];
+        for (case, request, decision, message) in rows {
+            let f = Fixture::baseline().await;
+            let got = answer(&f.check(request).await);
+            assert_eq!(got, (decision.to_owned(), message.to_owned()), "{case}");
+        }
+    }
+
+    /// Every request leaves one audit row with its decision trace.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_request_leaves_an_audit_row_with_its_trace() {
+        let f = Fixture::baseline().await;
+        f.check(Request::user("alice", "pin755224")).await;
+        f.check(Request::user("eve", "x")).await;
+        f.auth.audit().flush().await;
+        let rows = f
+            .auth
+            .store()
+            .list_audit(&crate::store::audit::AuditFilter {
+                event: Some("validate_check".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_default();
+        assert_eq!(rows.len(), 2);
+        let eve = &rows[0];
+        assert!(!eve.success);
+        assert_eq!(eve.user, "eve");
+        assert!(eve.trace.contains("does not exist"), "{}", eve.trace);
+        assert!(rows[1].success);
+        assert_eq!(rows[1].serial, "HOTP1");
+    }
+}

@@ -315,3 +315,193 @@ pub(crate) fn hide_details(at: &Attempt<'_>, mut response: Response) -> Response
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture::{Before, Fixture, answer};
+    use crate::message::Request;
+
+    fn policy(scope: &str, actions: &str) -> String {
+        format!("[[policy]]\nname = \"p\"\nscope = \"{scope}\"\nactions = {{ {actions} }}\n")
+    }
+
+    /// One row per policy step of §4.2 and the authorization policies of §4.9: the answer to
+    /// `user`/`pass` under one policy, after `before`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_policy_step() {
+        use Before::*;
+        let authn = |a: &str| policy("authentication", a);
+        let authz = |a: &str| policy("authorization", a);
+        // step, policies, before, user, pass, decision, message
+        type Row<'a> = (
+            &'a str,
+            String,
+            &'a [Before],
+            &'a str,
+            &'a str,
+            &'a str,
+            &'a str,
+        );
+        let rows: Vec<Row<'_>> = vec![
+            (
+                "unknown user",
+                String::new(),
+                &[],
+                "eve",
+                "x",
+                "error 400",
+                "ERR904: User <eve@realm1> does not exist.",
+            ),
+            (
+                "passOnNoUser",
+                authn("passOnNoUser = true"),
+                &[],
+                "eve",
+                "x",
+                "ACCEPT",
+                "user does not exist, accepted due to 'p'",
+            ),
+            (
+                "no token",
+                String::new(),
+                &[],
+                "bob",
+                "x",
+                "REJECT",
+                "The user has no tokens assigned",
+            ),
+            (
+                "passOnNoToken",
+                authn("passOnNoToken = true"),
+                &[],
+                "bob",
+                "x",
+                "ACCEPT",
+                "user has no token, accepted due to 'p'",
+            ),
+            (
+                "passthru to the user store",
+                authn("passthru = true"),
+                &[],
+                "carol",
+                "Carol1",
+                "ACCEPT",
+                "against userstore due to 'p'",
+            ),
+            (
+                "passthru with a wrong password falls through",
+                authn("passthru = true"),
+                &[],
+                "carol",
+                "wrong",
+                "REJECT",
+                "The user has no tokens assigned",
+            ),
+            (
+                "otppin = userstore",
+                authn("otppin = \"userstore\""),
+                &[],
+                "alice",
+                "Secret1755224",
+                "ACCEPT",
+                "matching 1 tokens",
+            ),
+            (
+                "otppin = userstore, the token PIN is no password",
+                authn("otppin = \"userstore\""),
+                &[],
+                "alice",
+                "pin755224",
+                "REJECT",
+                "wrong otp pin",
+            ),
+            (
+                "otppin = none",
+                authn("otppin = \"none\""),
+                &[],
+                "alice",
+                "755224",
+                "ACCEPT",
+                "matching 1 tokens",
+            ),
+            (
+                "force_challenge_response",
+                authn("force_challenge_response = true, challenge_response = \"hotp\""),
+                &[],
+                "alice",
+                "pin755224",
+                "REJECT",
+                "wrong otp pin",
+            ),
+            (
+                "auth_max_fail",
+                authz("auth_max_fail = \"1/1m\""),
+                &[Login("pin000000")],
+                "alice",
+                "pin755224",
+                "REJECT",
+                "Only 1 failed authentications per 0:01:00 allowed.",
+            ),
+            (
+                "auth_max_success",
+                authz("auth_max_success = \"1/1m\""),
+                &[Login("pin755224")],
+                "alice",
+                "pin287082",
+                "REJECT",
+                "Only 1 successful authentications per 0:01:00 allowed.",
+            ),
+            (
+                "authorization by token type",
+                authz("tokentype = \"totp\""),
+                &[],
+                "alice",
+                "pin755224",
+                "error 403",
+                "ERR303: Tokentype not allowed for authentication!",
+            ),
+            (
+                "authorization by serial",
+                authz("serial = \"^TOTP\""),
+                &[],
+                "alice",
+                "pin755224",
+                "error 403",
+                "ERR303: Serial is not allowed for authentication!",
+            ),
+            (
+                "hide_specific_error_message",
+                authn("hide_specific_error_message = true"),
+                &[],
+                "eve",
+                "x",
+                "error 400",
+                "ERR10: Authentication failed.",
+            ),
+        ];
+        for (step, policies, before, user, pass, decision, message) in rows {
+            let f = Fixture::new(&policies, Default::default()).await;
+            f.prepare(before).await;
+            let got = answer(&f.check(Request::user(user, pass)).await);
+            assert_eq!(got, (decision.to_owned(), message.to_owned()), "{step}");
+        }
+    }
+
+    /// `reset_all_user_tokens`: a success resets the failcount of the user's other tokens.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reset_all_user_tokens_resets_the_others() {
+        let f = Fixture::new(
+            &policy("authentication", "reset_all_user_tokens = true"),
+            Default::default(),
+        )
+        .await;
+        f.prepare(&[Before::SecondToken("other"), Before::Failcount(3)])
+            .await;
+        f.set("HOTP2", &[crate::admin::manage::TokenSetting::Failcount(2)])
+            .await;
+        let accepted = answer(&f.check(Request::user("alice", "pin755224")).await);
+        assert_eq!(accepted.0, "ACCEPT");
+        assert_eq!(f.token("HOTP1").await.failcount, 0);
+        assert_eq!(f.token("HOTP2").await.failcount, 0);
+    }
+}
