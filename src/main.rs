@@ -11,6 +11,9 @@ use tracing_subscriber::fmt::MakeWriter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Log lines that may wait for the log thread before logging waits for it.
+const LOG_QUEUE_LINES: usize = 8192;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
@@ -31,6 +34,8 @@ fn main() -> ExitCode {
         Command::Serve => {
             let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
                 .lossy(false)
+                // the queue is allocated whole up front: a few milliseconds of a busy log
+                .buffered_lines_limit(LOG_QUEUE_LINES)
                 .thread_name("otpgate-log")
                 .finish(std::io::BufWriter::new(std::io::stderr()));
             init_logging(filter, writer);

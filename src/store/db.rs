@@ -3,6 +3,9 @@
 //! (`store::postgres::admin`).
 
 use super::StoreError;
+use std::future::Future;
+use std::pin::Pin;
+
 use super::postgres::admin as postgres;
 use super::query::{Query, Row};
 use super::sqlite::admin::{Pool as SqlitePool, Tx as SqliteTx};
@@ -43,10 +46,12 @@ impl Db {
     /// A transaction that will write. On SQLite it takes the write lock up front
     /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later fails with
     /// SQLITE_BUSY when another connection committed in between.
-    pub(crate) async fn begin_write(&self) -> Result<Tx, StoreError> {
-        Ok(match self {
-            Self::Sqlite(pool) => Tx::Sqlite(pool.begin_write().await?),
-            Self::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+    pub(crate) fn begin_write(&self) -> Pending<'_, Tx> {
+        Box::pin(async move {
+            Ok(match self {
+                Self::Sqlite(pool) => Tx::Sqlite(pool.begin_write().await?),
+                Self::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+            })
         })
     }
 
@@ -71,32 +76,45 @@ impl Db {
 }
 
 impl Tx {
-    pub(crate) async fn commit(self) -> Result<(), StoreError> {
-        match self {
-            Self::Sqlite(tx) => tx.commit().await,
-            Self::Postgres(tx) => Ok(tx.commit().await?),
-        }
+    pub(crate) fn commit(self) -> Pending<'static, ()> {
+        Box::pin(async move {
+            match self {
+                Self::Sqlite(tx) => tx.commit().await,
+                Self::Postgres(tx) => Ok(tx.commit().await?),
+            }
+        })
     }
 }
 
+/// A statement's answer on its way. Boxed: a login awaits these only on its rare branches
+/// (a serial request, a challenge, auto-resync), and an unboxed future of either driver would
+/// make every login's future, which tokio copies when it spawns it, many times larger.
+pub(crate) type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
 impl Query {
     /// Run it; how many rows it changed.
-    pub(crate) async fn execute<'a>(self, on: impl Into<On<'a>>) -> Result<u64, StoreError> {
-        match on.into() {
-            On::Db(Db::Sqlite(pool)) => pool.execute(self).await,
-            On::Tx(Tx::Sqlite(tx)) => tx.execute(self).await,
-            On::Db(Db::Postgres(pool)) => postgres::execute(pool, self).await,
-            On::Tx(Tx::Postgres(tx)) => postgres::execute(&mut **tx, self).await,
-        }
+    pub(crate) fn execute<'a>(self, on: impl Into<On<'a>>) -> Pending<'a, u64> {
+        let on = on.into();
+        Box::pin(async move {
+            match on {
+                On::Db(Db::Sqlite(pool)) => pool.execute(self).await,
+                On::Tx(Tx::Sqlite(tx)) => tx.execute(self).await,
+                On::Db(Db::Postgres(pool)) => postgres::execute(pool, self).await,
+                On::Tx(Tx::Postgres(tx)) => postgres::execute(&mut **tx, self).await,
+            }
+        })
     }
 
-    pub(crate) async fn fetch_all<'a>(self, on: impl Into<On<'a>>) -> Result<Vec<Row>, StoreError> {
-        match on.into() {
-            On::Db(Db::Sqlite(pool)) => pool.fetch_all(self).await,
-            On::Tx(Tx::Sqlite(tx)) => tx.fetch_all(self).await,
-            On::Db(Db::Postgres(pool)) => postgres::fetch_all(pool, self).await,
-            On::Tx(Tx::Postgres(tx)) => postgres::fetch_all(&mut **tx, self).await,
-        }
+    pub(crate) fn fetch_all<'a>(self, on: impl Into<On<'a>>) -> Pending<'a, Vec<Row>> {
+        let on = on.into();
+        Box::pin(async move {
+            match on {
+                On::Db(Db::Sqlite(pool)) => pool.fetch_all(self).await,
+                On::Tx(Tx::Sqlite(tx)) => tx.fetch_all(self).await,
+                On::Db(Db::Postgres(pool)) => postgres::fetch_all(pool, self).await,
+                On::Tx(Tx::Postgres(tx)) => postgres::fetch_all(&mut **tx, self).await,
+            }
+        })
     }
 
     pub(crate) async fn fetch_optional<'a>(

@@ -112,7 +112,7 @@ pub(in crate::store) fn run(conn: &Connection) -> Result<(), StoreError> {
         });
         match applied.and_then(|_| run_statement(conn, "COMMIT")) {
             Ok(()) => {
-                tracing::info!(target: "otpgate::store", version, description, "database migrated");
+                tracing::debug!(target: "otpgate::store", version, description, "database migrated");
             }
             Err(e) => {
                 let _ = run_statement(conn, "ROLLBACK");
