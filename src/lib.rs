@@ -3,18 +3,29 @@
 //! # Layout
 //!
 //! ```text
-//! NAS ──UDP──▶ radius::server ─┐   front-ends decode, check the peer, build an auth::Request
-//! admin ─CLI─▶ cli            ─┘
+//! NAS ──UDP──▶ radius::server ─┐   front-ends: decode, check the peer, build a message::Request,
+//! admin ─CLI─▶ cli            ─┤   map the message::Response back to the wire
+//! ops ──HTTP─▶ http           ─┘
 //!                  │
 //!                  ▼
-//!   auth (pipeline → check → challenge) ── token (OTP math) ── users (realms, resolvers)
-//!                  │                                             │
-//!                  └──────────── store (sqlx: SQLite / PostgreSQL) ◀──┘
+//!   auth   the authentication path: pipeline → policy steps → check → challenge
+//!    │  └─ event    the engine; handlers reach the rest only through event::Actions
+//!    ├──── users    realms and resolvers            token   OTP math, enrollment, import
+//!    └──── store    one interface: store::sqlite (rusqlite) or store::postgres (sqlx)
+//!   admin  the admin use-cases (enroll, assign, … with their events), for cli and http
 //! ```
 //!
-//! The core — `auth`, `token`, `users`, `store`, `crypto`, `dates`, `clock`, `secret` — never
-//! imports a front-end (`radius`, `cli`, `http`), never sees bytes or protocol vocabulary, and
-//! reads time only through [`clock::Clock`]. A test in this file enforces the import rule.
+//! - `message`: what front-ends and the core exchange (request, response, decision trace);
+//! - `crypto` (sealed keys, PIN hashes), `notify` (SMTP, SMS), `clock` (the only clock
+//!   read), `secret` (redacted values), `dates`, `issues` (configuration problems);
+//! - `config` (the TOML file, checked) and `daemon` (start, reload, stop) build the core from a
+//!   configuration; `remote` forwards to other servers; `bench` is the load generator.
+//!
+//! The core — `admin`, `auth`, `event`, `message`, `token`, `users`, `store`, `crypto`,
+//! `notify`, `clock`, `secret`, `dates`, `issues` — never names a front-end (`radius`, `cli`,
+//! `http`), the configuration (`config`), `daemon`, `remote` or `bench`, never sees bytes or
+//! protocol vocabulary, and reads time only through [`clock::Clock`]. A test in this file
+//! reads the core's code for paths that break the rule.
 
 pub mod admin;
 pub mod auth;

@@ -372,9 +372,9 @@ fn push_ms(text: &mut String, took: std::time::Duration) {
 
 /// How many definitions the trace's not-met line names one by one; beyond that it counts them
 /// per condition and the debug log names them. Every request writes this line into its audit
-/// row: with 20 definitions that did not hold, their names were a third of the trace and cost
-/// 5–9 % of the throughput (docs/performance.md), and an audit table should not grow with
-/// the size of the event configuration.
+/// row: with 20 definitions that did not hold, their names were a third of the trace and a
+/// real share of a login's cost, and an audit table should not grow with the size of the
+/// event configuration.
 const NAMED_NOT_MET: usize = 4;
 
 /// The not-met line of a phase: the definitions that did not hold, grouped by the condition

@@ -8,7 +8,6 @@ use chrono::{DateTime, Local, TimeDelta, Utc};
 use serde_json::Value;
 
 use super::context::Context;
-use crate::message::request::ip_text;
 use crate::store::StoreError;
 
 /// A tag in a template that no one knows.
@@ -224,7 +223,7 @@ pub fn request_tag(ctx: &Context<'_, '_>, base_url: &str, name: &str) -> Option<
             .with_timezone(&Local)
             .format("%Y-%m-%d")
             .to_string(),
-        "client_ip" => ctx.client().map(ip_text).unwrap_or_default(),
+        "client_ip" => ctx.client().map(|ip| ip.to_string()).unwrap_or_default(),
         "ua_browser" | "ua_string" => ctx.request.param("user_agent").unwrap_or_default(),
         _ => return None,
     })

@@ -297,7 +297,7 @@ const RETRY_FOR: Duration = Duration::from_secs(60);
 
 /// How long the writer task gathers rows before it hands them to the group writer, unless a
 /// flush or [`LINGER_ROWS`] rows come first. Handed over one by one at moderate load, each
-/// small batch was a commit of its own (1.36 commits per login at 5,000/s) and rewrote the
+/// small batch was a commit of its own and rewrote the
 /// table's last page and its index pages into the WAL; gathered, a commit fills them once.
 /// A reader that must see the rows (auth_max_fail, the admin CLI, shutdown) flushes first.
 const LINGER: Duration = Duration::from_millis(10);

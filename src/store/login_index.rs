@@ -1,19 +1,18 @@
 //! The audit table's per-user index, `audit_user`: there only while a policy counts logins.
 //!
-//! `auth_max_fail` and `auth_max_success` count a user's `validate_check` rows in a time
-//! window, and without an index on (user, realm, time) that count reads the whole audit table.
-//! With it, every login inserts into the index at its user's place: with 100,000 users those
-//! places are spread over more leaf pages than a page cache keeps, and at 100,000 tokens the
-//! index was more than half of what a login cost beyond 1,000 tokens (docs/performance.md). Most
-//! installations set no such policy, so the serving daemon builds the index when its
-//! configuration has one and drops it when it has none, at start and at every reload.
+//! `auth_max_fail` and `auth_max_success` count a user's `validate_check` rows in a time window,
+//! and without an index on (user, realm, time) that count reads the whole audit table. With it,
+//! every login inserts into the index at its user's place: with 100,000 users those places are
+//! spread over more leaf pages than a page cache keeps, and at 100,000 tokens the index was more
+//! than half of what a login cost beyond 1,000 tokens. Most installations set no such policy, so
+//! the serving daemon builds the index when its configuration has one and drops it when it has
+//! none, at start and at every reload.
 //!
-//! SQLite builds and drops it as a commit of the group writer, so that logins wait behind the
-//! build (about 0.7 s per million audit rows) instead of failing on the write lock; a build
-//! longer than `commit_timeout` is a stall to the commit watch (`store::diagnostics::commit_watch`), and
-//! the logins behind it are refused until it ends. PostgreSQL
-//! builds it `CONCURRENTLY`, beside the logins, and never drops it on its own: another node on
-//! the same database may have such a policy.
+//! SQLite builds and drops it as a commit of the group writer, so that logins wait behind the build
+//! (about 0.7 s per million audit rows) instead of failing on the write lock; a build longer than
+//! `commit_timeout` is a stall to the commit watch (`store::diagnostics::commit_watch`), and the
+//! logins behind it are refused until it ends. PostgreSQL builds it `CONCURRENTLY`, beside the
+//! logins, and never drops it on its own: another node on the same database may have such a policy.
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,5 @@
-//! The SQLite writer's commit watch: a group commit that has not come back after
-//! `[database] commit_timeout` opens the breaker as stalled (`store::diagnostics::health`), as on PostgreSQL.
+//! The SQLite writer's commit watch: a group commit that has not come back after `[database]
+//! commit_timeout` opens the breaker as stalled (`store::diagnostics::health`), as on PostgreSQL.
 //!
 //! A SQLite commit waits for two things only: the write lock, which another process may hold
 //! (an admin's `sqlite3` shell left in a transaction, a backup tool), and the disk's fsync (a
@@ -16,10 +16,10 @@
 //! they reach the writer. So while the breaker says stalled and no commit runs, the watch
 //! commits a row of its own in `commit_probe` every [`PROBE_INTERVAL`], through the writer.
 //!
-//! The answers and the log line say which of the two it is: the writer's busy handler marks
-//! the clock while it waits for the lock, and then the process holding it is named from
-//! `/proc/locks` (`store::diagnostics::lock_holder`); otherwise the commit is in the disk's hands, or
-//! builds an index (`store::login_index`), which takes as long as the audit table is big.
+//! The answers and the log line say which of the two it is: the writer's busy handler marks the
+//! clock while it waits for the lock, and then the process holding it is named from `/proc/locks`
+//! (`store::diagnostics::lock_holder`); otherwise the commit is in the disk's hands, or builds an
+//! index (`store::login_index`), which takes as long as the audit table is big.
 
 use std::path::PathBuf;
 use std::sync::Arc;

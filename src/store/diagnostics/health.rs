@@ -29,9 +29,9 @@
 //! is still pending once the database commits again never will be (its connection died): it is
 //! given up then.
 //!
-//! A SQLite file is never unreachable, but its commits can stall too (another process's write
-//! lock, a disk that hangs): there the writer is a thread, and `store::diagnostics::commit_watch` opens and
-//! probes this breaker for it.
+//! A SQLite file is never unreachable, but its commits can stall too (another process's write lock,
+//! a disk that hangs): there the writer is a thread, and `store::diagnostics::commit_watch` opens
+//! and probes this breaker for it.
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -163,8 +163,8 @@ impl Health {
     /// writer goes on. That is safe whatever became of it: no login waits for it any more (the
     /// breaker sent them away), and an OTP is only accepted on a commit's answer.
     ///
-    /// When the commit stalls, `explain` says what it waits for (`store::diagnostics::pg_waits`), within
-    /// [`EXPLAIN_LIMIT`]; without an answer the reason is this backend's usual cause.
+    /// When the commit stalls, `explain` says what it waits for (`store::diagnostics::pg_waits`),
+    /// within [`EXPLAIN_LIMIT`]; without an answer the reason is this backend's usual cause.
     pub(crate) async fn watch_commit<T, E>(
         &self,
         commit: impl Future<Output = Result<T, StoreError>>,
@@ -248,7 +248,7 @@ impl Health {
     ) -> Result<T, StoreError> {
         // boxed once here, or the timeout and the select below would each hold a copy of the
         // query's future, and every future that may await a guarded query (an event phase,
-        // and through it each login's) would carry all of them (docs/performance.md)
+        // and through it each login's) would carry all of them
         let work = Box::pin(work);
         let result = match self.answer_limit {
             None => self.unless_down(work).await,

@@ -5,14 +5,14 @@
 //! task copies the WAL into the database file every [`INTERVAL`] with a PASSIVE checkpoint,
 //! which never blocks the writer or the readers.
 //!
-//! A passive checkpoint under constant load never catches up with the writer, and SQLite
-//! starts the WAL over only at a write that finds every frame copied. Under load the WAL then
-//! grew by the whole write volume — about 5 KB per login, 0.7 GB in a 7-second benchmark, a
-//! full disk in a long morning rush. So when the WAL holds more than [`RESTART_FRAMES`] after
-//! a passive pass, the task asks the group writer to finish the job: between two batches the
-//! writer runs a passive checkpoint of its own, which copies the few frames written since (no
-//! write can come in between, the writer is the only one), and its next transaction starts the
-//! WAL over. `journal_size_limit` then trims a WAL file that grew past `connection::WAL_FILE_LIMIT`.
+//! A passive checkpoint under constant load never catches up with the writer, and SQLite starts the
+//! WAL over only at a write that finds every frame copied. Under load the WAL then grew by the
+//! whole write volume — about 5 KB per login, a full disk in a long morning rush. So when the WAL
+//! holds more than [`RESTART_FRAMES`] after a passive pass, the task asks the group writer to
+//! finish the job: between two batches the writer runs a passive checkpoint of its own, which
+//! copies the few frames written since (no write can come in between, the writer is the only one),
+//! and its next transaction starts the WAL over. `journal_size_limit` then trims a WAL file that
+//! grew past `connection::WAL_FILE_LIMIT`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

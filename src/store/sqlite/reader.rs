@@ -61,8 +61,8 @@ fn read_loop(conn: &Connection, rx: &Mutex<mpsc::Receiver<Lookup>>) {
 
 /// Answer a batch of lookups in one read transaction: SQLite drops a connection's page cache
 /// when it starts a read after another connection committed, so lookups that each ran on
-/// their own read the same index and table pages again, one `pread` each (−5 % CPU per
-/// login in five interleaved pairs, docs/performance.md). `false` when the transaction could
+/// their own read the same index and table pages again, one `pread` each. `false` when the
+/// transaction could
 /// not be ended: then this thread must stop, or its next batch would read this one's snapshot.
 fn serve_lookups(conn: &Connection, sql: &str, batch: &mut Vec<Lookup>) -> bool {
     if batch.len() > 1 {

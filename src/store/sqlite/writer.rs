@@ -26,11 +26,11 @@ thread_local! {
     static WRITER_CLOCK: std::cell::OnceCell<Arc<CommitClock>> = const { std::cell::OnceCell::new() };
 }
 
-/// The writer waits longer, about a minute: a lock that another process holds for seconds
-/// (an admin's `sqlite3` shell in a transaction) is a stall, which the commit watch turns into
-/// refusals after `commit_timeout` (`store::diagnostics::commit_watch`), not a batch of failed logins every
-/// five seconds. Past it the batch fails and the watch's probe tries again. Each wait is
-/// marked on the commit clock, so that the watch can tell a lock from the disk.
+/// The writer waits longer, about a minute: a lock that another process holds for seconds (an
+/// admin's `sqlite3` shell in a transaction) is a stall, which the commit watch turns into refusals
+/// after `commit_timeout` (`store::diagnostics::commit_watch`), not a batch of failed logins every
+/// five seconds. Past it the batch fails and the watch's probe tries again. Each wait is marked on
+/// the commit clock, so that the watch can tell a lock from the disk.
 fn wait_for_lock_as_writer(attempt: i32) -> bool {
     WRITER_CLOCK.with(|clock| {
         if let Some(clock) = clock.get() {
@@ -151,8 +151,7 @@ fn finish_checkpoint(conn: &Connection) {
 /// rolls everything back.
 ///
 /// `BEGIN IMMEDIATE` and `COMMIT` are cached statements: rusqlite's `Transaction` parses both
-/// again for every batch (`execute_batch`, ~4,500 instructions each), and at moderate load a
-/// batch is one or two logins.
+/// again for every batch, and at moderate load a batch is one or two logins.
 fn commit(conn: &Connection, jobs: &[Job], queued: &Taken) -> Result<Vec<Done>, StoreError> {
     if !conn.is_autocommit() {
         // an earlier batch's ROLLBACK failed: end that transaction before starting this one
