@@ -141,6 +141,19 @@ impl Authenticator {
             .await;
     }
 
+    /// The audit row of a change to `token` that succeeded and has nothing more to say.
+    async fn audit_change(&self, event: &'static str, origin: Origin, token: &Token) {
+        self.admin_audit(
+            event,
+            origin,
+            &token.serial,
+            token.owner.as_ref(),
+            true,
+            String::new(),
+        )
+        .await;
+    }
+
     /// The token with this serial, or `NoSuchToken`.
     pub async fn token(&self, serial: &str) -> Result<Token, AdminError> {
         self.store
@@ -360,8 +373,7 @@ impl Authenticator {
         } else {
             "token_disable"
         };
-        self.admin_audit(event, origin, serial, t.owner.as_ref(), true, String::new())
-            .await;
+        self.audit_change(event, origin, &t).await;
         Ok(())
     }
 
@@ -372,15 +384,7 @@ impl Authenticator {
     ) -> Result<(), AdminError> {
         let t = self.token(serial).await?;
         self.store.tokens().revoke(t.id).await?;
-        self.admin_audit(
-            "token_revoke",
-            origin,
-            serial,
-            t.owner.as_ref(),
-            true,
-            String::new(),
-        )
-        .await;
+        self.audit_change("token_revoke", origin, &t).await;
         Ok(())
     }
 
@@ -391,15 +395,7 @@ impl Authenticator {
     ) -> Result<(), AdminError> {
         let t = self.token(serial).await?;
         self.store.tokens().delete(t.id).await?;
-        self.admin_audit(
-            "token_delete",
-            origin,
-            serial,
-            t.owner.as_ref(),
-            true,
-            String::new(),
-        )
-        .await;
+        self.audit_change("token_delete", origin, &t).await;
         Ok(())
     }
 
@@ -437,15 +433,7 @@ impl Authenticator {
     ) -> Result<(), AdminError> {
         let t = self.token(serial).await?;
         self.store.tokens().unassign(t.id).await?;
-        self.admin_audit(
-            "token_unassign",
-            origin,
-            serial,
-            t.owner.as_ref(),
-            true,
-            String::new(),
-        )
-        .await;
+        self.audit_change("token_unassign", origin, &t).await;
         Ok(())
     }
 
@@ -466,15 +454,7 @@ impl Authenticator {
             .tokens()
             .set_pin_hash(t.id, hash.as_deref())
             .await?;
-        self.admin_audit(
-            "token_setpin",
-            origin,
-            serial,
-            t.owner.as_ref(),
-            true,
-            String::new(),
-        )
-        .await;
+        self.audit_change("token_setpin", origin, &t).await;
         Ok(())
     }
 

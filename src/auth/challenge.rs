@@ -306,15 +306,8 @@ pub(crate) async fn create(
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixture::{Before, Fixture, answer};
+    use super::super::fixture::{Before, CHALLENGE_HOTP, Fixture, answer};
     use crate::message::Request;
-
-    const CHALLENGE_HOTP: &str = r#"
-        [[policy]]
-        name = "cr"
-        scope = "authentication"
-        actions = { challenge_response = "hotp" }
-    "#;
 
     /// Which transaction id the answer names.
     #[derive(Debug, Clone, Copy)]

@@ -633,7 +633,7 @@ pub(crate) async fn pin_matches(at: &mut Attempt<'_>, token: &Token, candidate: 
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixture::{Before, Fixture, answer};
+    use super::super::fixture::{Before, CHALLENGE_HOTP, Fixture, answer};
     use crate::message::Request;
 
     /// One row per branch of `check_token_list` (spec §4.3) and the outcomes of `check_all`:
@@ -791,13 +791,6 @@ mod tests {
             );
         }
     }
-
-    const CHALLENGE_HOTP: &str = r#"
-        [[policy]]
-        name = "cr"
-        scope = "authentication"
-        actions = { challenge_response = "hotp" }
-    "#;
 
     const INCREASE_ON_CHALLENGE: &str = r#"
         [[policy]]

@@ -24,6 +24,14 @@ use crate::users::{Directory, FileResolver, Realm, Resolver, UserDetails, UserRe
 
 const RFC4226_KEY: &str = "3132333435363738393031323334353637383930";
 
+/// HOTP tokens answer a PIN alone with a challenge.
+pub(crate) const CHALLENGE_HOTP: &str = r#"
+    [[policy]]
+    name = "cr"
+    scope = "authentication"
+    actions = { challenge_response = "hotp" }
+"#;
+
 /// 2026-03-10 12:00:05 UTC.
 pub(crate) fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 10, 12, 0, 5)

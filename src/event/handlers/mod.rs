@@ -15,6 +15,7 @@ use super::context::{Context, Scope};
 use super::definition::{BuildEnv, Definition};
 use super::options::Options;
 use crate::message::{Request, Response};
+use crate::users::ResolvedUser;
 
 /// privacyIDEA's handler module names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +199,17 @@ impl<'a> Run<'_, 'a> {
     /// A read view for tags and the determined user/serial/token.
     pub fn ctx(&mut self) -> Context<'_, 'a> {
         self.scope.view(&*self.request, self.response.as_deref())
+    }
+
+    /// The determined user (spec §1.7), if there is one.
+    pub async fn determined_user(&mut self) -> Result<Option<ResolvedUser>, HandlerError> {
+        Ok(self
+            .ctx()
+            .determined()
+            .await
+            .map_err(HandlerError::store)?
+            .user
+            .clone())
     }
 }
 

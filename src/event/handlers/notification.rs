@@ -221,13 +221,7 @@ impl NotifyAction {
                 }
             }
             Self::SendSms { gateway, body } => {
-                let user = run
-                    .ctx()
-                    .determined()
-                    .await
-                    .map_err(HandlerError::store)?
-                    .user
-                    .clone();
+                let user = run.determined_user().await?;
                 let Some(phone) = user.and_then(|u| u.record.attribute("mobile")) else {
                     return Ok(Done::ok_with("no recipient"));
                 };
@@ -283,13 +277,7 @@ async fn recipients_of(
     Ok(match r {
         Recipient::None | Recipient::LoggedInUser(_) => Vec::new(),
         Recipient::TokenOwner(attr) => {
-            let user = run
-                .ctx()
-                .determined()
-                .await
-                .map_err(HandlerError::store)?
-                .user
-                .clone();
+            let user = run.determined_user().await?;
             user.and_then(|u| {
                 u.record.attribute(attr).map(|a| {
                     (

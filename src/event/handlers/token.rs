@@ -445,13 +445,7 @@ impl TokenAction {
         tags.set("ua_browser", ua.clone());
         tags.set("ua_string", ua);
         // errata 5: the request user's login and realm (upstream writes "N/A")
-        let user = run
-            .ctx()
-            .determined()
-            .await
-            .map_err(HandlerError::store)?
-            .user
-            .clone();
+        let user = run.determined_user().await?;
         tags.set(
             "username",
             user.as_ref().map_or("N/A".to_owned(), |u| u.login.clone()),
@@ -467,12 +461,7 @@ impl TokenAction {
 
 async fn enroll(e: &Enroll, run: &mut Run<'_, '_>) -> Result<Done, HandlerError> {
     let user = if e.assign_user {
-        run.ctx()
-            .determined()
-            .await
-            .map_err(HandlerError::store)?
-            .user
-            .clone()
+        run.determined_user().await?
     } else {
         None
     };
