@@ -342,7 +342,7 @@ impl Authenticator {
             duration_us: at.trace.elapsed_us(),
             trace: at.trace.to_json(),
         };
-        self.audit.record(row).await;
+        self.audit.record_answered(row).await;
     }
 }
 

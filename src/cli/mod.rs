@@ -128,6 +128,16 @@ fn name_the_lock_holder(config: &std::path::Path, e: anyhow::Error) -> anyhow::E
 fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     match config::load(path) {
         Ok(c) => {
+            for w in &c.warnings {
+                eprintln!("{}: warning: {w}", path.display());
+            }
+            let problems = daemon::preflight(&c);
+            if !problems.is_empty() {
+                for p in problems {
+                    eprintln!("{}: {p}", path.display());
+                }
+                return Ok(ExitCode::from(exit::ERROR));
+            }
             outln!(
                 "{}: OK (node {}, store {}, {} realm(s), {} RADIUS client(s))",
                 path.display(),

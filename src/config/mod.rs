@@ -7,6 +7,7 @@
 mod outbound;
 pub mod raw;
 pub mod validate;
+mod warnings;
 
 pub use crate::issues::Issue;
 
@@ -48,6 +49,9 @@ pub struct Config {
     pub remotes: Vec<crate::remote::RemoteDef>,
     pub delivery: crate::auth::DeliverySettings,
     pub policies: Arc<crate::auth::policy::Policies>,
+    /// What works but is worth a look (`config::warnings`): shown by `check-config`, logged at
+    /// every start and reload.
+    pub warnings: Vec<Issue>,
 }
 
 /// Why a configuration was refused.

@@ -52,6 +52,19 @@ fn unique(names: &mut Vec<String>, name: &str, key: String, what: &str, issues: 
     }
 }
 
+/// A timeout in seconds (fractions allowed), `default` when absent; 10 minutes at most.
+fn seconds(value: Option<f64>, default: f64, key: &str, issues: &mut Issues) -> Duration {
+    let s = value.unwrap_or(default);
+    if !(s > 0.0 && s <= 600.0) {
+        issues.push(
+            key,
+            format!("{s} is not a number of seconds between 0 and 600"),
+        );
+        return Duration::from_secs_f64(default);
+    }
+    Duration::from_secs_f64(s)
+}
+
 pub(super) fn smtp(raw: &RawConfig, base: &Path, issues: &mut Issues) -> Vec<SmtpServer> {
     let mut names = Vec::new();
     let mut out = Vec::new();
@@ -107,7 +120,7 @@ pub(super) fn smtp(raw: &RawConfig, base: &Path, issues: &mut Issues) -> Vec<Smt
             username: s.username.clone(),
             password: password.map(Secret::new),
             sender: s.sender.clone(),
-            timeout: Duration::from_secs(s.timeout.unwrap_or(10).max(1)),
+            timeout: seconds(s.timeout, 2.0, &format!("{key}.timeout"), issues),
         });
     }
     out
@@ -172,7 +185,7 @@ pub(super) fn sms(raw: &RawConfig, issues: &mut Issues) -> Vec<SmsGateway> {
             headers: g.headers.clone(),
             success_status: g.success_status.clone(),
             success_regex,
-            timeout: Duration::from_secs(g.timeout.unwrap_or(10).max(1)),
+            timeout: seconds(g.timeout, 2.0, &format!("{key}.timeout"), issues),
         });
     }
     out
@@ -184,7 +197,7 @@ pub(super) fn remotes(raw: &RawConfig, base: &Path, issues: &mut Issues) -> Vec<
     for (i, r) in raw.remote.iter().enumerate() {
         let key = format!("remote[{i}]");
         unique(&mut names, &r.name, format!("{key}.name"), "remote", issues);
-        let timeout = Duration::from_secs(r.timeout.unwrap_or(5).max(1));
+        let timeout = seconds(r.timeout, 1.0, &format!("{key}.timeout"), issues);
         let kind = match r.kind.as_str() {
             "privacyidea" | "otpgate" => {
                 let Some(url) = r
@@ -262,9 +275,12 @@ pub(super) fn handlers(raw: &RawConfig, base: &Path, issues: &mut Issues) -> Han
         .spool_directory
         .as_deref()
         .map_or(d.spool_dir.clone(), |p| resolve_path(base, p));
-    let webhook_timeout = h.webhook_timeout.unwrap_or(d.webhook_timeout).max(1);
+    let webhook_timeout = match h.webhook_timeout {
+        Some(s) => seconds(Some(s), 2.0, "handlers.webhook_timeout", issues),
+        None => d.webhook_timeout,
+    };
     let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(webhook_timeout))
+        .timeout(webhook_timeout)
         .build()
         .unwrap_or_else(|e| {
             issues.push("handlers", format!("the HTTP client cannot be built: {e}"));

@@ -299,8 +299,8 @@ pub struct RawHandlers {
     pub spool_directory: Option<String>,
     /// The `{url}` tag: this installation's public base URL.
     pub base_url: Option<String>,
-    /// Seconds a webhook may take (default 10).
-    pub webhook_timeout: Option<u64>,
+    /// Seconds a webhook may take (default 2).
+    pub webhook_timeout: Option<f64>,
 }
 
 /// `[[smtp]]`.
@@ -320,8 +320,9 @@ pub struct RawSmtp {
     pub password_file: Option<String>,
     /// The From address.
     pub sender: String,
-    /// Seconds per SMTP command (default 10).
-    pub timeout: Option<u64>,
+    /// Seconds a whole send may take, from connecting to the server's last answer (default
+    /// 2): a login whose mail cannot go out is answered within it.
+    pub timeout: Option<f64>,
 }
 
 /// `[[sms_gateway]]`.
@@ -345,8 +346,8 @@ pub struct RawSmsGateway {
     pub success_status: Vec<u16>,
     /// A regular expression the answer body must match.
     pub success_regex: Option<String>,
-    /// Seconds (default 10).
-    pub timeout: Option<u64>,
+    /// Seconds a whole request to the gateway may take (default 2).
+    pub timeout: Option<f64>,
 }
 
 /// `[[remote]]`.
@@ -364,8 +365,8 @@ pub struct RawRemote {
     /// radius: the shared secret (or `secret_file`).
     pub secret: Option<String>,
     pub secret_file: Option<String>,
-    /// Seconds per try (default 5).
-    pub timeout: Option<u64>,
+    /// Seconds per try (default 1; a RADIUS remote is tried `retries` times).
+    pub timeout: Option<f64>,
     /// radius: tries (default 2).
     pub retries: Option<u32>,
     /// privacyidea over https: verify the certificate (default true).

@@ -160,7 +160,7 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             issues: vec![],
         });
     };
-    Ok(Config {
+    let mut config = Config {
         path: path.to_owned(),
         node,
         store: StoreSettings {
@@ -187,7 +187,10 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         remotes,
         delivery,
         policies: Arc::new(policies),
-    })
+        warnings: Vec::new(),
+    };
+    config.warnings = super::warnings::collect(&config, &raw, &base);
+    Ok(config)
 }
 
 fn system_settings(raw: &RawConfig, issues: &mut Issues) -> SystemSettings {

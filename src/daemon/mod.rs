@@ -1,7 +1,10 @@
 //! Start-up and shutdown: open the store, load the key file, build the authenticator, and (for
 //! `serve`) run the front-ends until SIGTERM, reloading the configuration on SIGHUP.
 
+mod preflight;
 pub mod serve;
+
+pub use preflight::preflight;
 
 use std::path::Path;
 use std::sync::Arc;

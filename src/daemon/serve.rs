@@ -46,6 +46,7 @@ const CHALLENGE_GRACE_SECONDS: i64 = 24 * 3600;
 
 pub async fn serve(path: &Path) -> Result<(), ServeError> {
     let config = config::load(path)?;
+    log_warnings(&config);
     if config.radius.is_none() && config.http_listen.is_none() {
         return Err(ServeError::NothingToServe);
     }
@@ -69,9 +70,18 @@ pub async fn serve(path: &Path) -> Result<(), ServeError> {
     } else if !key_existed {
         tracing::warn!(key_file = %config.key_file.display(), "key file missing");
     }
-    let metrics = crate::http::install_metrics();
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
+    // a recorder only where something reads it
+    let metrics = config
+        .http_listen
+        .and_then(|_| crate::http::install_metrics());
+    if let Some(handle) = &metrics {
+        tracker.spawn(crate::http::metrics_upkeep(
+            handle.clone(),
+            shutdown.clone(),
+        ));
+    }
 
     let radius = match &config.radius {
         Some(settings) => {
@@ -214,6 +224,13 @@ fn with_addr(e: std::io::Error, addr: SocketAddr) -> std::io::Error {
 }
 
 /// Re-read the configuration; keep the running one if the new file is bad.
+/// What `check-config` warns about, once per start and reload.
+fn log_warnings(config: &Config) {
+    for w in &config.warnings {
+        tracing::warn!(key = %w.key, "{}", w.message);
+    }
+}
+
 fn reload(path: &Path, running: &mut Config, auth: &Authenticator, radius: Option<&RadiusServer>) {
     let new = match config::load(path) {
         Ok(c) => c,
@@ -222,6 +239,7 @@ fn reload(path: &Path, running: &mut Config, auth: &Authenticator, radius: Optio
             return;
         }
     };
+    log_warnings(&new);
     let mut needs_restart = Vec::new();
     if new.store != running.store {
         needs_restart.push("[database]");

@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::compare::{Comparison, Kind, replace_now};
 use super::context::Context;
 use super::is_true;
+use crate::message::response::json_at;
 use crate::store::StoreError;
 
 /// The outcome of one condition.
@@ -557,7 +558,7 @@ async fn token_int(
 
 fn response_bool(ctx: &Context<'_, '_>, pointer: &str) -> bool {
     ctx.response()
-        .and_then(|r| r.body.pointer(pointer))
+        .and_then(|r| json_at(&r.body, pointer))
         .is_some_and(|v| match v {
             Value::Bool(b) => *b,
             Value::String(s) => is_true(s),
@@ -572,7 +573,7 @@ fn response_str(ctx: &Context<'_, '_>, pointers: &[&str]) -> String {
     };
     pointers
         .iter()
-        .find_map(|p| r.body.pointer(p).and_then(Value::as_str))
+        .find_map(|p| json_at(&r.body, p).and_then(Value::as_str))
         .unwrap_or("")
         .to_owned()
 }

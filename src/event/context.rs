@@ -196,7 +196,7 @@ impl Context<'_, '_> {
             .filter(|s| !s.trim().is_empty())
             .or_else(|| {
                 self.response
-                    .and_then(|r| r.body.pointer("/detail/serial"))
+                    .and_then(|r| crate::message::response::json_at(&r.body, "/detail/serial"))
                     .and_then(Value::as_str)
                     .filter(|s| !s.is_empty())
             });

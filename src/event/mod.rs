@@ -80,8 +80,8 @@ pub struct HandlerSettings {
     pub spool_dir: std::path::PathBuf,
     /// The `{url}` tag.
     pub base_url: String,
-    /// Seconds a webhook may take.
-    pub webhook_timeout: u64,
+    /// How long a webhook may take.
+    pub webhook_timeout: std::time::Duration,
     /// One HTTP client for webhooks (connection reuse).
     pub http: reqwest::Client,
 }
@@ -94,7 +94,7 @@ impl Default for HandlerSettings {
             script_timeout: 30,
             spool_dir: "/var/lib/otpgate/notifications".into(),
             base_url: String::new(),
-            webhook_timeout: 10,
+            webhook_timeout: std::time::Duration::from_secs(2),
             http: reqwest::Client::new(),
         }
     }

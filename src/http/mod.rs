@@ -12,13 +12,19 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
 use crate::log_limit::Repeated;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// Install the process-wide metrics recorder once; later calls return the same handle.
+/// How often the recorder's histograms are folded into their summaries when nobody scrapes:
+/// until then every recorded value is kept.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Install the process-wide metrics recorder once, for `/metrics`; later calls return the same
+/// handle. Without a listener there is no recorder: the metrics cost nothing then.
 pub fn install_metrics() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
@@ -29,6 +35,18 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
             }
         })
         .clone()
+}
+
+/// Keep the recorder's memory bounded whether or not anyone scrapes `/metrics`.
+pub async fn metrics_upkeep(handle: PrometheusHandle, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(UPKEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => handle.run_upkeep(),
+        }
+    }
 }
 
 #[derive(Clone)]

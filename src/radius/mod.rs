@@ -13,6 +13,7 @@ pub mod client;
 pub mod crypto;
 pub mod dedup;
 pub mod dictionary;
+mod drops;
 pub mod packet;
 pub mod server;
 pub mod settings;

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
@@ -21,13 +21,13 @@ use tokio_util::task::TaskTracker;
 use super::attr;
 use super::crypto::{self, Authentic, VerifyError};
 use super::dedup::{DedupCache, Key, Seen};
+use super::drops::DropLog;
 use super::packet::{Code, OwnedPacket, Packet};
 use super::settings::{ClientDef, MaPolicy, RadiusSettings};
 use super::translate::{self, Reply};
 use crate::auth::Authenticator;
 use crate::auth::ledger::Claim;
 use crate::clock::Stopwatch;
-use crate::log_limit::Repeated;
 
 /// Ask for `bytes` of receive buffer: `SO_RCVBUFFORCE` where the process may exceed
 /// `net.core.rmem_max` (CAP_NET_ADMIN), else `SO_RCVBUF`, which the kernel caps there.
@@ -65,30 +65,6 @@ struct ClientState {
     missing_ma: AtomicU64,
 }
 
-/// Drop lines, at most one a minute per (client, reason), each with how many it stands for.
-/// Keyed by the configured client's name, so the map stays as small as the configuration;
-/// datagrams from unknown sources share one line.
-#[derive(Debug, Default)]
-struct LogLimiter {
-    lines: Mutex<HashMap<(String, &'static str), Arc<Repeated>>>,
-}
-
-impl LogLimiter {
-    /// `Some(held_back)`: write the line now.
-    fn allow(&self, client: &str, reason: &'static str) -> Option<u64> {
-        let line = {
-            let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
-            let key = (client.to_owned(), reason);
-            Arc::clone(
-                lines
-                    .entry(key)
-                    .or_insert_with(|| Arc::new(Repeated::new(Duration::from_secs(60)))),
-            )
-        };
-        line.tick()
-    }
-}
-
 /// The RADIUS server. One per daemon, shared by the receive loops of all sockets.
 pub struct RadiusServer {
     auth: Arc<Authenticator>,
@@ -96,7 +72,7 @@ pub struct RadiusServer {
     states: Mutex<HashMap<String, Arc<ClientState>>>,
     dedup: DedupCache,
     permits: Arc<Semaphore>,
-    limiter: LogLimiter,
+    drops: DropLog,
 }
 
 impl std::fmt::Debug for RadiusServer {
@@ -120,7 +96,7 @@ impl RadiusServer {
             states: Mutex::new(HashMap::new()),
             dedup,
             permits,
-            limiter: LogLimiter::default(),
+            drops: DropLog::default(),
         })
     }
 
@@ -206,8 +182,8 @@ impl RadiusServer {
         let settings = self.settings();
         let Some(client) = settings.client_for(source.ip()) else {
             drop_counter("unknown", "unknown_client");
-            if let Some(held_back) = self.limiter.allow("", "unknown_client") {
-                tracing::warn!(target: "otpgate::radius", source = %source, held_back, "datagram from an unknown client dropped (no [[radius.client]] matches)");
+            if self.drops.unknown(source.ip()) {
+                tracing::warn!(target: "otpgate::radius", source = %source, "datagram from an unknown client dropped (no [[radius.client]] matches); more in the next minute are summed up in one line");
             }
             return;
         };
@@ -215,7 +191,7 @@ impl RadiusServer {
             Ok(p) => p,
             Err(e) => {
                 drop_counter(&client.name, "malformed");
-                if let Some(held_back) = self.limiter.allow(&client.name, "malformed") {
+                if let Some(held_back) = self.drops.client(&client.name, "malformed") {
                     tracing::warn!(target: "otpgate::radius", client = %client.name, source = %source, error = %e, held_back, "malformed packet dropped");
                 }
                 return;
@@ -229,7 +205,7 @@ impl RadiusServer {
             Code::AccessRequest | Code::StatusServer | Code::AccountingRequest
         ) {
             drop_counter(&client.name, "unsupported_code");
-            if let Some(held_back) = self.limiter.allow(&client.name, "unsupported_code") {
+            if let Some(held_back) = self.drops.client(&client.name, "unsupported_code") {
                 tracing::warn!(target: "otpgate::radius", client = %client.name, code = code.as_u8(), held_back, "packet with an unsupported code dropped");
             }
             return;
@@ -258,7 +234,7 @@ impl RadiusServer {
                     _ => "bad_authenticator",
                 };
                 drop_counter(&client.name, reason);
-                if let Some(held_back) = self.limiter.allow(&client.name, reason) {
+                if let Some(held_back) = self.drops.client(&client.name, reason) {
                     tracing::warn!(target: "otpgate::radius", client = %client.name, source = %source, error = %e, held_back, "{} dropped", code.name());
                 }
                 return;
@@ -327,7 +303,7 @@ impl RadiusServer {
                 let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                     self.dedup.abandon(&key);
                     drop_counter(&client.name, "overload");
-                    if let Some(held_back) = self.limiter.allow(&client.name, "overload") {
+                    if let Some(held_back) = self.drops.client(&client.name, "overload") {
                         tracing::warn!(target: "otpgate::radius", client = %client.name, held_back, "too many requests in flight; Access-Request dropped (the NAS will retransmit)");
                     }
                     return;
@@ -493,6 +469,15 @@ impl RadiusServer {
                 _ = tick.tick() => {}
             }
             self.dedup.sweep(Instant::now());
+            if let Some(s) = self.drops.unknown_summary() {
+                let samples: Vec<String> = s.samples.iter().map(ToString::to_string).collect();
+                tracing::warn!(
+                    target: "otpgate::radius",
+                    dropped = s.held_back,
+                    sources = %samples.join(", "),
+                    "datagrams from unknown clients dropped in the last minute (sources: a few of them)"
+                );
+            }
             if let Err(e) = self.auth.ledger_cleanup().await {
                 tracing::debug!(target: "otpgate::radius", error = %e, "request ledger cleanup failed");
             }

@@ -71,6 +71,10 @@ pub struct RawClient {
     /// Which address the request is about: `packet` (default), `Calling-Station-Id`,
     /// `NAS-IP-Address`.
     pub client_ip_from: Option<String>,
+    /// Seconds this NAS waits for an answer before it sends the request again (default 3):
+    /// `check-config` warns when a login may wait longer for a mail, an SMS, a webhook or a
+    /// remote server.
+    pub timeout: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -123,6 +127,8 @@ pub struct ClientDef {
     pub require_ma: MaPolicy,
     pub limit_proxy_state: bool,
     pub client_ip_from: ClientIpFrom,
+    /// How long the NAS waits for an answer.
+    pub timeout: Duration,
 }
 
 /// A reply attribute value: fixed bytes, or a template encoded per request.
@@ -341,6 +347,17 @@ pub fn build(
                 require_ma,
                 limit_proxy_state: c.limit_proxy_state.unwrap_or(true),
                 client_ip_from,
+                timeout: match c.timeout {
+                    Some(s) if s > 0.0 && s <= 600.0 => Duration::from_secs_f64(s),
+                    None => Duration::from_secs(3),
+                    Some(s) => {
+                        issues.push(
+                            format!("{key}.timeout"),
+                            format!("{s} is not a number of seconds between 0 and 600"),
+                        );
+                        Duration::from_secs(3)
+                    }
+                },
             });
         }
     }

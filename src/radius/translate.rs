@@ -330,6 +330,7 @@ mod round_trip {
             require_ma: MaPolicy::Required,
             limit_proxy_state: true,
             client_ip_from: ClientIpFrom::Packet,
+            timeout: Duration::from_secs(3),
         }
     }
 

@@ -1,10 +1,12 @@
 //! The audit trail: one row per request and per event-handler run, each with its decision trace.
 //!
-//! Rows go through a bounded queue to a writer task that gathers them for up to 10 ms
-//! (`LINGER`) and hands them to the group writer as one job, so audit costs a share of a commit
-//! per batch instead of a commit per request. A full queue applies back-pressure for a bounded
-//! time; if the database stays away longer, the row is written to the log instead (and
-//! counted), never silently dropped.
+//! The row of a request that is answered (a login, a challenge) goes into the next group commit
+//! before its answer leaves ([`AuditSink::record_answered`]), so no answer a client saw lacks its
+//! row. Other rows (event handler runs, admin changes) go through a bounded queue to a writer task
+//! that gathers them for up to 10 ms (`LINGER`) and hands them to the group writer as one job, so
+//! they cost a share of a commit per batch instead of a commit per row. A full queue applies
+//! back-pressure for a bounded time; if the database stays away longer, the row is written to the
+//! log instead (and counted), never silently dropped.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::diagnostics::health::Health;
+use super::jobs::GroupWriter;
 use super::query::{Query, Row, Sql, query};
 use super::{Backend, Store, StoreError, flag};
 
@@ -269,6 +272,8 @@ enum Msg {
 #[derive(Clone, Debug)]
 pub struct AuditSink {
     tx: mpsc::Sender<Msg>,
+    /// For the rows whose request's answer waits for them.
+    writer: GroupWriter,
     /// While the database is unreachable, or refuses the writer's rows (a full disk), a full
     /// queue cannot drain: no waiting for room then.
     health: Arc<Health>,
@@ -311,10 +316,12 @@ impl AuditSink {
         let health = Arc::clone(store.health());
         let retrying = Arc::new(AtomicBool::new(false));
         let give_up = CancellationToken::new();
+        let group_writer = store.writer().clone();
         let handle = tokio::spawn(writer(store, rx, Arc::clone(&retrying), give_up.clone()));
         (
             Self {
                 tx,
+                writer: group_writer,
                 health,
                 retrying,
                 give_up,
@@ -357,6 +364,29 @@ impl AuditSink {
                     row = %serde_json::to_string(&row).unwrap_or_default(),
                     "audit queue full or writer stopped; audit row written to the log instead"
                 );
+            }
+        }
+    }
+
+    /// Store the audit row of a request before its answer leaves: in the next group commit,
+    /// waited for, so that an answer a client saw always has its row, a SIGKILL or a power cut
+    /// notwithstanding. While the database cannot take it (the breaker is open, or opens while
+    /// the row waits) the row is queued like the others: retried, and written to the log if
+    /// the process stops first. A row given up while its commit was already running may then
+    /// be stored twice.
+    pub async fn record_answered(&self, row: AuditRow) {
+        if self.health.is_down() {
+            return self.record(row).await;
+        }
+        let rows = Arc::new(vec![row]);
+        match self.writer.audit_answered(Arc::clone(&rows)).await {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::debug!(target: "otpgate::audit", error = %e, "audit row queued instead");
+                let rows = Arc::try_unwrap(rows).unwrap_or_else(|shared| (*shared).clone());
+                for row in rows {
+                    self.record(row).await;
+                }
             }
         }
     }

@@ -58,8 +58,13 @@ pub(in crate::store) enum Op {
         delta: i64,
     },
     /// Audit rows ride in the same transaction: one writer for SQLite's one write lock, and
-    /// one commit for the logins and their audit rows.
-    Audit(Arc<Vec<AuditRow>>),
+    /// one commit for the logins and their audit rows. `answer_waits`: the row of a request
+    /// whose answer leaves only after this commit; like a login's own writes it is given up
+    /// when the breaker opens.
+    Audit {
+        rows: Arc<Vec<AuditRow>>,
+        answer_waits: bool,
+    },
     /// Nothing to write: answered once everything queued before it is committed.
     Flush,
     /// A schema change (an index built or dropped at a reload) that must not fail on the
@@ -143,10 +148,10 @@ impl GroupWriter {
     }
 
     async fn submit(&self, op: Op) -> Result<Done, StoreError> {
-        // Audit rows, schema changes and probes have no NAS waiting: they wait for their
+        // Queued audit rows, schema changes and probes have no NAS waiting: they wait for their
         // commit's answer, so that a stalled commit that completes in the end is not retried
         // twice.
-        let waits_for_a_login = !op.is_side_job();
+        let waits_for_a_login = op.waits_for_a_login();
         let job = send_and_wait(&self.tx, op);
         match &self.gives_up {
             // a job given up stays queued with nobody to answer: the writer leaves it out
@@ -178,7 +183,21 @@ impl GroupWriter {
 
     /// Insert audit rows in the next commit.
     pub(crate) async fn audit(&self, rows: Arc<Vec<AuditRow>>) -> Result<(), StoreError> {
-        self.submit(Op::Audit(rows)).await.map(|_| ())
+        let op = Op::Audit {
+            rows,
+            answer_waits: false,
+        };
+        self.submit(op).await.map(|_| ())
+    }
+
+    /// Insert the audit row of a request whose answer waits for it, in the next commit; given
+    /// up when the breaker opens.
+    pub(crate) async fn audit_answered(&self, rows: Arc<Vec<AuditRow>>) -> Result<(), StoreError> {
+        let op = Op::Audit {
+            rows,
+            answer_waits: true,
+        };
+        self.submit(op).await.map(|_| ())
     }
 
     /// Add to an event counter (the Counter handler runs on every login it matches).
@@ -322,9 +341,20 @@ impl Batch {
 }
 
 impl Op {
-    /// A job that no login waits for: it must never cost one.
+    /// A job that must never cost a login its commit: after a failed commit it is left out.
     fn is_side_job(&self) -> bool {
-        matches!(self, Op::Audit(_) | Op::Schema(_) | Op::Probe { .. })
+        matches!(self, Op::Audit { .. } | Op::Schema(_) | Op::Probe { .. })
+    }
+
+    /// A job whose request's answer waits for it: given up when the breaker opens.
+    fn waits_for_a_login(&self) -> bool {
+        matches!(
+            self,
+            Op::Audit {
+                answer_waits: true,
+                ..
+            }
+        ) || !self.is_side_job()
     }
 }
 
@@ -448,7 +478,10 @@ mod tests {
     async fn a_failed_batch_drops_its_side_jobs_and_keeps_the_rest() {
         let counters = QueuedCounters::default();
         let (tx, mut rx) = mpsc::channel(8);
-        let (audit, audit_answer) = job(Op::Audit(Arc::new(Vec::new())));
+        let (audit, audit_answer) = job(Op::Audit {
+            rows: Arc::new(Vec::new()),
+            answer_waits: false,
+        });
         let (schema, schema_answer) = job(Op::Schema("DROP INDEX IF EXISTS nothing"));
         let (second, second_answer) = flush();
         tx.send(audit).await.unwrap();

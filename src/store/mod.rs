@@ -41,9 +41,11 @@ mod lookup;
 mod postgres;
 mod query;
 mod queued_counters;
-mod sqlite;
+pub(crate) mod sqlite;
 mod statements;
 pub mod tokens;
+
+pub use sqlite::inspect::{Inspection, inspect as inspect_sqlite};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

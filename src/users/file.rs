@@ -13,12 +13,12 @@
 //! attributes = { department = "IT" }
 //! ```
 //!
-//! CSV, one user per line, `#` comments, no quoting; groups separated by `;`, further columns
-//! `key=value` attributes:
+//! CSV, one user per line, `#` comments; groups separated by `;`, further columns `key=value`
+//! attributes. A field with a comma is quoted, as every argon2 hash is (`m=…,t=…,p=…`):
 //!
 //! ```text
 //! username,password,givenname,surname,email,mobile,phone,groups
-//! alice,$argon2id$...,Alice,Smith,alice@example.com,+4915100000001,,vpn;admins,department=IT
+//! alice,"$argon2id$v=19$m=19456,t=2,p=1$...",Alice,Smith,alice@example.com,+4915100000001,,vpn;admins,department=IT
 //! ```
 
 use std::borrow::Borrow;
@@ -44,7 +44,7 @@ pub enum UserFileError {
     #[error("{path}: user {login:?} is listed twice")]
     Duplicate { path: PathBuf, login: String },
     #[error(
-        "{path}: user {login:?}: the password must be an argon2 PHC string ($argon2id$…); use `otpgate hash-password`"
+        "{path}: user {login:?}: the password is not a whole argon2 hash ($argon2id$v=…$m=…,t=…,p=…$salt$hash); use `otpgate hash-password`, and in a CSV file put it in double quotes"
     )]
     BadHash { path: PathBuf, login: String },
     #[error("{path}: a user has an empty username")]
@@ -114,9 +114,17 @@ impl PartialEq for ByLogin {
 
 impl Eq for ByLogin {}
 
+/// A password is a whole argon2 PHC string: its parameters, a salt and a hash. (A hash cut
+/// at its first comma, `$argon2id$v=19$m=19456`, is a valid PHC string without them, and no
+/// password would ever match it.)
 fn check_hash(path: &Path, login: &str, hash: &Option<String>) -> Result<(), UserFileError> {
+    let whole = |h: &str| {
+        argon2::PasswordHash::new(h).is_ok_and(|p| {
+            p.algorithm.as_str().starts_with("argon2") && p.salt.is_some() && p.hash.is_some()
+        })
+    };
     if let Some(h) = hash
-        && (!h.starts_with("$argon2") || argon2::PasswordHash::new(h).is_err())
+        && !whole(h)
     {
         return Err(UserFileError::BadHash {
             path: path.to_owned(),
@@ -146,15 +154,22 @@ impl FileResolver {
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
         {
-            for (i, line) in text.lines().enumerate() {
-                let line = line.trim();
-                if line.is_empty()
-                    || line.starts_with('#')
-                    || (i == 0 && line.starts_with("username,"))
-                {
+            let mut rows = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .comment(Some(b'#'))
+                .trim(csv::Trim::All)
+                .from_reader(text.as_bytes());
+            for (i, row) in rows.records().enumerate() {
+                let row = row.map_err(|e| UserFileError::Parse {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?;
+                let line = row.position().map_or(i as u64 + 1, csv::Position::line);
+                if row.iter().all(str::is_empty) || (i == 0 && row.get(0) == Some("username")) {
                     continue;
                 }
-                let mut cols = line.split(',').map(str::trim);
+                let mut cols = row.iter();
                 let mut next = || cols.next().unwrap_or("").to_owned();
                 let login = next();
                 let password = Some(next()).filter(|p| !p.is_empty());
@@ -177,7 +192,7 @@ impl FileResolver {
                     let Some((k, v)) = extra.split_once('=') else {
                         return Err(UserFileError::Parse {
                             path: path.to_owned(),
-                            message: format!("line {}: {extra:?} is not key=value", i + 1),
+                            message: format!("line {line}: {extra:?} is not key=value"),
                         });
                     };
                     details
@@ -306,5 +321,30 @@ mod tests {
             FileResolver::load("r", &csv),
             Err(UserFileError::Duplicate { .. })
         ));
+    }
+
+    /// An argon2 hash has commas: quoted, it is one field and logs in; cut at its first comma,
+    /// it is refused when the file is loaded (check-config), not at every login.
+    #[test]
+    fn a_csv_file_holds_argon2_hashes_in_quotes() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("users.csv");
+        let hasher = crate::crypto::PinHasher::new(crate::crypto::Argon2Settings {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+            max_concurrent: 1,
+        });
+        let hash = hasher.hash_blocking("Secret1").unwrap();
+        assert!(hash.contains(','), "{hash}");
+        std::fs::write(&csv, format!("alice,\"{hash}\",Alice\n")).unwrap();
+        let r = FileResolver::load("r", &csv).unwrap();
+        let alice = r.get("alice").unwrap();
+        assert_eq!(alice.givenname(), "Alice");
+        let stored = alice.password_hash.as_ref().unwrap().expose().clone();
+        assert!(crate::crypto::pin::verify_blocking("Secret1", &stored));
+        std::fs::write(&csv, format!("alice,{hash},Alice\n")).unwrap();
+        let refused = FileResolver::load("r", &csv).unwrap_err().to_string();
+        assert!(refused.contains("double quotes"), "{refused}");
     }
 }

@@ -1,7 +1,5 @@
 //! `WebHook` (spec §3.9): POST a JSON or form body to a URL, optionally with tags replaced.
 
-use std::time::Duration;
-
 use serde_json::Value;
 
 use super::{Done, HandlerError, Run};
@@ -87,7 +85,7 @@ impl WebHookAction {
             None
         };
         let client = env.handlers.http.clone();
-        let timeout = Duration::from_secs(env.handlers.webhook_timeout);
+        let timeout = env.handlers.webhook_timeout;
         let req = match self.content {
             ContentType::Json => {
                 let mut body: Value = if self.data.trim().is_empty() {

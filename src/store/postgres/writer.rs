@@ -101,7 +101,11 @@ async fn commit(pool: &PgPool, jobs: &[Job], queued: &Taken) -> Result<Vec<Done>
         let id = match &job.op {
             Op::Consume(c) => c.id,
             Op::Failure { id, .. } => *id,
-            Op::CounterAdd { .. } | Op::Audit(_) | Op::Flush | Op::Schema(_) | Op::Probe { .. } => {
+            Op::CounterAdd { .. }
+            | Op::Audit { .. }
+            | Op::Flush
+            | Op::Schema(_)
+            | Op::Probe { .. } => {
                 continue;
             }
         };
@@ -146,7 +150,7 @@ async fn commit(pool: &PgPool, jobs: &[Job], queued: &Taken) -> Result<Vec<Done>
             } => Done::Failure(failure(&mut tx, *id, *count_auth, now_short).await?),
             // added above, once per counter
             Op::CounterAdd { .. } => Done::CounterAdded,
-            Op::Audit(rows) => {
+            Op::Audit { rows, .. } => {
                 insert_audit(&mut tx, rows).await?;
                 Done::Audited
             }

@@ -10,6 +10,7 @@
 pub(super) mod admin;
 pub(super) mod checkpoints;
 mod connection;
+pub(crate) mod inspect;
 pub(in crate::store) mod migrate;
 pub(super) mod reader;
 pub(super) mod writer;
@@ -32,6 +33,7 @@ pub(super) async fn open(path: &Path, settings: &StoreSettings) -> Result<Store,
             .map_err(|e| StoreError::Open(format!("cannot create {}: {e}", dir.display())))?;
     }
     let file = absolute(path);
+    create_private(&file)?;
     let max = usize::try_from(settings.max_connections).unwrap_or(1);
     let pool = admin::Pool::open(&file, max)?;
     pool.run(migrate::run).await?;
@@ -57,6 +59,25 @@ pub(super) async fn open(path: &Path, settings: &StoreSettings) -> Result<Store,
         reader,
         health,
     })
+}
+
+/// Create the database file readable by its owner only, if it does not exist: it holds PIN
+/// hashes and the audit trail. SQLite gives its WAL and shared-memory files the same mode.
+fn create_private(file: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Open(format!(
+            "cannot create {}: {e}",
+            file.display()
+        ))),
+    }
 }
 
 #[cfg(test)]

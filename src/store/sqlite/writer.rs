@@ -193,7 +193,7 @@ fn batch_statements(
             } => Done::Failure(failure(tx, *id, *count_auth, now_short)?),
             // added above, once per counter
             Op::CounterAdd { .. } => Done::CounterAdded,
-            Op::Audit(rows) => {
+            Op::Audit { rows, .. } => {
                 insert_audit(tx, rows)?;
                 Done::Audited
             }
