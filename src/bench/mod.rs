@@ -76,6 +76,11 @@ pub struct Report {
     pub server_cpu_ms_per_login: Option<f64>,
     pub server_rss_mib: Option<f64>,
     pub server_peak_rss_mib: Option<f64>,
+    /// The server's RSS when the measurement began (after the warm-up) …
+    pub server_rss_start_mib: Option<f64>,
+    /// … and how much it grew per minute of the measurement: a long cell tells a leak from
+    /// the allocator's noise.
+    pub server_rss_growth_mib_per_min: Option<f64>,
     /// (scheduled send time in µs after the measurement began, latency in µs) of every
     /// answered request, in the order the answers came: where the slow requests cluster.
     #[serde(skip)]
@@ -524,16 +529,16 @@ pub async fn run(
     });
     let mut handles = Vec::new();
     let pid = plan.server_pid;
-    let sample_cpu = async move {
+    let sample_start = async move {
         tokio::time::sleep_until(measure_from.into()).await;
-        pid.and_then(cpu_ms)
+        (pid.and_then(cpu_ms), pid.and_then(|p| rss_mib(p, "VmRSS:")))
     };
-    let cpu_before = match plan.mode {
+    let (cpu_before, rss_before) = match plan.mode {
         Mode::Closed(n) => {
             for _ in 0..n.max(1) {
                 handles.push(tokio::spawn(closed_worker(shared.clone())));
             }
-            sample_cpu.await
+            sample_start.await
         }
         Mode::Open(rate) => {
             let lanes = lanes_for(rate, plan.timeout);
@@ -550,12 +555,12 @@ pub async fn run(
                 handles.push(tokio::spawn(open_receiver(shared.clone(), lane.clone())));
                 handles.push(tokio::spawn(open_sender(shared.clone(), lane, tickets)));
             }
-            let cpu_task = tokio::spawn(sample_cpu);
+            let start_task = tokio::spawn(sample_start);
             let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
             std::thread::Builder::new()
                 .name("bench-pacer".into())
                 .spawn(move || pace(&tx, start, interval, measure_until))?;
-            cpu_task.await.ok().flatten()
+            start_task.await.unwrap_or_default()
         }
     };
     for h in handles {
@@ -563,6 +568,7 @@ pub async fn run(
     }
     let elapsed = plan.duration.as_secs_f64();
     let cpu_after = plan.server_pid.and_then(cpu_ms);
+    let rss_after = plan.server_pid.and_then(|p| rss_mib(p, "VmRSS:"));
     let t = &shared.tally;
     let accepted = t.accepted.load(Ordering::Relaxed);
     let timeline = t
@@ -591,7 +597,11 @@ pub async fn run(
             (Some(a), Some(b)) if accepted > 0 => Some((b - a) / accepted as f64),
             _ => None,
         },
-        server_rss_mib: plan.server_pid.and_then(|p| rss_mib(p, "VmRSS:")),
+        server_rss_growth_mib_per_min: rss_before
+            .zip(rss_after)
+            .map(|(a, b)| (b - a) / (elapsed / 60.0)),
+        server_rss_start_mib: rss_before,
+        server_rss_mib: rss_after,
         server_peak_rss_mib: plan.server_pid.and_then(|p| rss_mib(p, "VmHWM:")),
         timeline,
     })

@@ -129,6 +129,12 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         if let (Some(r), Some(p)) = (report.server_rss_mib, report.server_peak_rss_mib) {
             outln!("  server RSS {r:.1} MiB (peak {p:.1} MiB)");
         }
+        if let (Some(s), Some(g)) = (
+            report.server_rss_start_mib,
+            report.server_rss_growth_mib_per_min,
+        ) {
+            outln!("  server RSS after the warm-up {s:.1} MiB, growth {g:+.2} MiB per minute");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

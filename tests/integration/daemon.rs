@@ -35,6 +35,10 @@ pub struct Setup {
     pub node: Option<String>,
     /// Further environment of the daemon's process.
     pub env: Vec<(String, String)>,
+    /// No `[http]` listener (no `/metrics`, no `/healthz`).
+    pub no_http: bool,
+    /// The users file instead of the baseline's.
+    pub users: Option<String>,
 }
 
 pub struct Daemon {
@@ -45,6 +49,8 @@ pub struct Daemon {
     pub http: SocketAddr,
     log: Arc<Mutex<String>>,
     env: Vec<(String, String)>,
+    /// The listening lines a start waits for.
+    listeners: usize,
 }
 
 fn repo() -> PathBuf {
@@ -56,7 +62,7 @@ pub fn config_text(dir: &Path, s: &Setup) -> String {
         "node = \"{node}\"\n[database]\nurl = \"{database}\"\n{database_keys}\n[secrets]\nkey_file = \"{key_file}\"\n\
          [pin]\nargon2_memory_kib = 64\nargon2_iterations = 1\n[system]\n{system}\n\
          [radius]\nlisten = [\"127.0.0.1:0\"]\ndictionaries = \"{dict}\"\n{radius}\n\
-         [http]\nlisten = \"127.0.0.1:0\"\nvalidate_check = {http_validate}\n\
+         {http}\
          [[radius.client]]\nname = \"loopback\"\naddress = \"127.0.0.0/8\"\nsecret = \"{SECRET}\"\n{client}\n\
          [[resolver]]\nname = \"resolver1\"\ntype = \"file\"\npath = \"users.toml\"\n\
          [[realm]]\nname = \"realm1\"\ndefault = true\nresolvers = [\"resolver1\"]\n\
@@ -66,7 +72,14 @@ pub fn config_text(dir: &Path, s: &Setup) -> String {
         radius = s.radius,
         client = s.client,
         extra = s.extra,
-        http_validate = s.http_validate,
+        http = if s.no_http {
+            String::new()
+        } else {
+            format!(
+                "[http]\nlisten = \"127.0.0.1:0\"\nvalidate_check = {}\n",
+                s.http_validate
+            )
+        },
         node = s.node.as_deref().unwrap_or("bb"),
         database = s.database.as_deref().unwrap_or("sqlite:otpgate.db"),
         key_file = s
@@ -81,7 +94,11 @@ pub fn config_text(dir: &Path, s: &Setup) -> String {
 impl Daemon {
     pub fn start(setup: &Setup) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("users.toml"), crate::harness::users_file()).unwrap();
+        let users = setup
+            .users
+            .clone()
+            .unwrap_or_else(crate::harness::users_file);
+        std::fs::write(dir.path().join("users.toml"), users).unwrap();
         let config = dir.path().join("otpgate.toml");
         std::fs::write(&config, config_text(dir.path(), setup)).unwrap();
         let mut d = Self {
@@ -92,6 +109,7 @@ impl Daemon {
             http: "127.0.0.1:0".parse().unwrap(),
             log: Arc::new(Mutex::new(String::new())),
             env: setup.env.clone(),
+            listeners: if setup.no_http { 1 } else { 2 },
         };
         d.spawn();
         d
@@ -129,7 +147,7 @@ impl Daemon {
                 log.lock().unwrap().push_str(&format!("{line}\n"));
             }
         });
-        for _ in 0..2 {
+        for _ in 0..self.listeners {
             let (kind, addr) = rx
                 .recv_timeout(Duration::from_secs(30))
                 .unwrap_or_else(|_| panic!("daemon did not start:\n{}", self.log()));
@@ -251,6 +269,16 @@ impl Daemon {
                 .status()
                 .unwrap();
         }
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// The directory of its configuration, store and key file.
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
     }
 
     /// SIGKILL (no chance to flush anything) and wait until it is gone.

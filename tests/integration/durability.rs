@@ -113,3 +113,71 @@ fn sigkill_under_load_never_lets_an_accepted_otp_in_again() {
         .find(|c| *c == Some(Code::AccessAccept));
     assert_eq!(code, Some(Some(Code::AccessAccept)));
 }
+
+/// Every answer a client saw has its audit row, a SIGKILL notwithstanding: the row of a
+/// request is committed before its answer leaves. Rows may exceed the answers by the requests
+/// in flight at the kill (stored, but their answers never arrived).
+#[test]
+fn sigkill_under_load_keeps_the_audit_row_of_every_answer() {
+    let mut d = Daemon::start(&Setup::default());
+    for (user, key) in USERS {
+        d.cli_ok(&[
+            "token",
+            "enroll",
+            "--serial",
+            &format!("D-{user}"),
+            "--user",
+            user,
+            "--pin",
+            "pin",
+            "--key",
+            key,
+        ]);
+    }
+    let server = d.radius;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for (user, key) in USERS {
+        let stop = stop.clone();
+        threads.push(std::thread::spawn(move || {
+            let key = data_encoding::HEXLOWER.decode(key.as_bytes()).unwrap();
+            let mut answered = 0u64;
+            let mut counter = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                // accepts and rejects alike: every answered request has a row
+                let otp = if counter % 3 == 2 {
+                    "000000".to_owned()
+                } else {
+                    hotp(&key, counter, 6, HashLib::Sha1)
+                };
+                match login(server, user, &otp) {
+                    Some(_) => answered += 1,
+                    None => break,
+                }
+                counter += 1;
+            }
+            answered
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    d.kill();
+    stop.store(true, Ordering::Relaxed);
+    let answered: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(
+        answered > 30,
+        "too little load to mean anything: {answered}"
+    );
+    let db = rusqlite::Connection::open(d.dir().join("otpgate.db")).unwrap();
+    let rows: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM audit WHERE event = 'validate_check'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let rows = u64::try_from(rows).unwrap();
+    assert!(
+        rows >= answered && rows <= answered + USERS.len() as u64,
+        "{answered} answers, {rows} audit rows"
+    );
+}

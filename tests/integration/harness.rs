@@ -37,7 +37,7 @@ pub struct Harness {
 }
 
 /// A cheap argon2 hash of "Secret1" for the users file (m=64 KiB, t=1).
-fn hash(password: &str) -> String {
+pub fn hash(password: &str) -> String {
     let hasher = otpgate::crypto::PinHasher::new(cheap_argon2());
     hasher.hash_blocking(password).expect("hash")
 }

@@ -23,6 +23,7 @@ mod pg;
 mod policies;
 mod radius;
 mod recipes;
+mod reliability;
 mod scenarios;
 mod sinks;
 mod sqlite_stall;
