@@ -122,6 +122,7 @@ impl Fixture {
                 delivery: Default::default(),
                 issuer: "otpgate".into(),
                 totp_hashlib: crate::token::HashLib::Sha1,
+                audit_before_answer: true,
             },
             upstreams: Arc::new(NoUpstreams),
         });

@@ -53,6 +53,8 @@ pub struct AuthConfig {
     pub delivery: DeliverySettings,
     pub issuer: String,
     pub totp_hashlib: HashLib,
+    /// `[audit] before_answer`: a request's row is committed before its answer leaves.
+    pub audit_before_answer: bool,
 }
 
 impl AuthConfig {

@@ -342,7 +342,11 @@ impl Authenticator {
             duration_us: at.trace.elapsed_us(),
             trace: at.trace.to_json(),
         };
-        self.audit.record_answered(row).await;
+        if at.cfg.audit_before_answer {
+            self.audit.record_answered(row).await;
+        } else {
+            self.audit.record(row).await;
+        }
     }
 }
 

@@ -30,6 +30,7 @@ pub struct Config {
     pub argon2: Argon2Settings,
     pub system: SystemSettings,
     pub audit_queue: usize,
+    pub audit_before_answer: bool,
     pub issuer: String,
     /// HMAC hash of new TOTP tokens (`system.totp.hashlib`).
     pub totp_hashlib: crate::token::HashLib,

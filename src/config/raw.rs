@@ -212,6 +212,11 @@ pub struct RawHotp {
 pub struct RawAudit {
     /// Rows that may wait for the batch writer (default 8192).
     pub queue_size: Option<usize>,
+    /// A request's own row is in the database before its answer leaves (default true), so a
+    /// crash never loses the row of an answer a client saw. `false` queues it with the rows
+    /// of handler runs: fewer commits per login, and a crash may lose the rows of the last
+    /// few milliseconds' answers (docs/performance.md says what each costs).
+    pub before_answer: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -173,6 +173,7 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         argon2,
         system,
         audit_queue: raw.audit.queue_size.unwrap_or(8192),
+        audit_before_answer: raw.audit.before_answer.unwrap_or(true),
         issuer,
         totp_hashlib: totp_hashlib(&raw),
         directory: Arc::new(directory),

@@ -98,6 +98,7 @@ pub fn auth_config(config: &Config) -> AuthConfig {
         delivery: config.delivery.clone(),
         issuer: config.issuer.clone(),
         totp_hashlib: config.totp_hashlib,
+        audit_before_answer: config.audit_before_answer,
     }
 }
 

@@ -88,7 +88,7 @@ pub(super) const AUDIT_COLUMNS: &str = "time_us, node, event, origin, success, a
      realm, resolver, serial, token_type, client, info, action_detail, policies, duration_us, trace";
 
 /// One multi-row INSERT for `rows`.
-pub(in crate::store) fn audit_insert(rows: &[AuditRow]) -> Sql {
+pub(in crate::store) fn audit_insert(rows: &[&AuditRow]) -> Sql {
     let mut q = Sql::new(&format!("INSERT INTO audit ({AUDIT_COLUMNS}) VALUES "));
     for (i, r) in rows.iter().enumerate() {
         q.push(if i == 0 { "(" } else { ", (" });

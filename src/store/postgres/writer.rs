@@ -119,8 +119,23 @@ async fn commit(pool: &PgPool, jobs: &[Job], queued: &Taken) -> Result<Vec<Done>
     }
     let mut out: Vec<Option<Done>> = jobs
         .iter()
-        .map(|j| matches!(j.op, Op::CounterAdd { .. }).then_some(Done::CounterAdded))
+        .map(|j| match j.op {
+            Op::CounterAdd { .. } => Some(Done::CounterAdded),
+            Op::Audit { .. } => Some(Done::Audited),
+            _ => None,
+        })
         .collect();
+    // every job's audit rows together: each login brings its own, and a round trip apiece
+    // would make the batch's commit wait for as many
+    let rows: Vec<&AuditRow> = jobs
+        .iter()
+        .filter_map(|j| match &j.op {
+            Op::Audit { rows, .. } => Some(rows.iter()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    insert_audit(&mut tx, &rows).await?;
     for (name, node, delta) in counter_totals(jobs, queued) {
         sqlx::query(COUNTER_ADD_SQL)
             .bind(name)
@@ -148,12 +163,9 @@ async fn commit(pool: &PgPool, jobs: &[Job], queued: &Taken) -> Result<Vec<Done>
                 count_auth,
                 now_short,
             } => Done::Failure(failure(&mut tx, *id, *count_auth, now_short).await?),
-            // added above, once per counter
+            // added above, once per counter; audit rows above, all together
             Op::CounterAdd { .. } => Done::CounterAdded,
-            Op::Audit { rows, .. } => {
-                insert_audit(&mut tx, rows).await?;
-                Done::Audited
-            }
+            Op::Audit { .. } => Done::Audited,
             Op::Flush => Done::Flushed,
             Op::Schema(sql) => {
                 sqlx::raw_sql(*sql).execute(&mut *tx).await?;
@@ -176,7 +188,7 @@ const AUDIT_ROWS_PER_INSERT: usize = 16;
 
 /// Insert audit rows inside the batch's transaction. Statements of a fixed shape, so each is
 /// prepared once and cached: 16-row inserts, then single-row ones.
-async fn insert_audit(conn: &mut PgConnection, rows: &[AuditRow]) -> Result<(), StoreError> {
+async fn insert_audit(conn: &mut PgConnection, rows: &[&AuditRow]) -> Result<(), StoreError> {
     let mut chunks = rows.chunks_exact(AUDIT_ROWS_PER_INSERT);
     for chunk in chunks.by_ref() {
         super::admin::prepared(audit_insert(chunk).query())
