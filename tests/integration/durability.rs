@@ -38,9 +38,9 @@ fn login(server: std::net::SocketAddr, user: &str, otp: &str) -> Option<Code> {
     Packet::decode(&reply).ok().map(|p| p.code())
 }
 
-#[test]
-fn sigkill_under_load_never_lets_an_accepted_otp_in_again() {
-    let mut d = Daemon::start(&Setup::default());
+/// A daemon with one HOTP token (PIN `pin`) for each of `USERS`.
+fn daemon_with_users() -> Daemon {
+    let d = Daemon::start(&Setup::default());
     for (user, key) in USERS {
         d.cli_ok(&[
             "token",
@@ -55,6 +55,12 @@ fn sigkill_under_load_never_lets_an_accepted_otp_in_again() {
             key,
         ]);
     }
+    d
+}
+
+#[test]
+fn sigkill_under_load_never_lets_an_accepted_otp_in_again() {
+    let mut d = daemon_with_users();
     let server = d.radius;
     let stop = Arc::new(AtomicBool::new(false));
     let last_accepted: Arc<Mutex<Vec<(String, String, u64)>>> = Arc::default();
@@ -119,21 +125,7 @@ fn sigkill_under_load_never_lets_an_accepted_otp_in_again() {
 /// in flight at the kill (stored, but their answers never arrived).
 #[test]
 fn sigkill_under_load_keeps_the_audit_row_of_every_answer() {
-    let mut d = Daemon::start(&Setup::default());
-    for (user, key) in USERS {
-        d.cli_ok(&[
-            "token",
-            "enroll",
-            "--serial",
-            &format!("D-{user}"),
-            "--user",
-            user,
-            "--pin",
-            "pin",
-            "--key",
-            key,
-        ]);
-    }
+    let mut d = daemon_with_users();
     let server = d.radius;
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
