@@ -34,6 +34,10 @@ impl Issues {
         self.0.is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
     pub fn into_vec(self) -> Vec<Issue> {
         self.0
     }

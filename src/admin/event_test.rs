@@ -33,7 +33,7 @@ fn outcome_text(c: &Check) -> String {
 
 impl Authenticator {
     /// The policies that match a request (for `otpgate event test`).
-    pub fn matching_policies(&self, request: &Request) -> Vec<String> {
+    pub async fn matching_policies(&self, request: &Request) -> Vec<String> {
         let cfg = self.config();
         let user = request.user.as_deref().map(|u| {
             cfg.directory.split_user_or(
@@ -43,7 +43,7 @@ impl Authenticator {
             )
         });
         let (login, realm) = user.unwrap_or_default();
-        let resolved = cfg.directory.find(&login, &realm);
+        let resolved = cfg.directory.find_or_log(&login, &realm).await;
         cfg.policies
             .effective(&crate::auth::policy::Subject {
                 realm: &realm,
@@ -64,14 +64,17 @@ impl Authenticator {
     ) -> Result<Vec<DefinitionReport>, StoreError> {
         let cfg = self.config();
         let now = self.now();
-        let user = request.user.as_deref().and_then(|u| {
-            let (login, realm) = cfg.directory.split_user_or(
-                u,
-                request.realm.as_deref(),
-                request.default_realm.as_deref(),
-            );
-            cfg.directory.find(&login, &realm)
-        });
+        let user = match request.user.as_deref() {
+            Some(u) => {
+                let (login, realm) = cfg.directory.split_user_or(
+                    u,
+                    request.realm.as_deref(),
+                    request.default_realm.as_deref(),
+                );
+                cfg.directory.find_or_log(&login, &realm).await
+            }
+            None => None,
+        };
         let mut reports = Vec::new();
         for position in [Position::Pre, Position::Post] {
             let mut scope = Scope::new(self, cfg.event_env(), event, position, now);

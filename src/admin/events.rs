@@ -54,10 +54,13 @@ impl Authenticator {
         if request.origin == Origin::Cli {
             request.admin = Some(cli_admin());
         }
-        let user = request.user.as_deref().and_then(|u| {
-            let (login, realm) = cfg.directory.split_user(u, request.realm.as_deref());
-            cfg.directory.find(&login, &realm)
-        });
+        let user = match request.user.as_deref() {
+            Some(u) => {
+                let (login, realm) = cfg.directory.split_user(u, request.realm.as_deref());
+                cfg.directory.find_or_log(&login, &realm).await
+            }
+            None => None,
+        };
         let mut trace = Trace::new();
         let mut pre = Scope::new(self, cfg.event_env(), event, Position::Pre, now);
         pre.request_user = user.clone();

@@ -35,6 +35,8 @@ pub enum AdminError {
     Seal(#[from] SealError),
     #[error(transparent)]
     Aborted(#[from] crate::event::Abort),
+    #[error(transparent)]
+    Directory(#[from] crate::users::DirectoryError),
 }
 
 /// A change made by `otpgate token set`.
@@ -163,12 +165,13 @@ impl Authenticator {
             .ok_or_else(|| AdminError::NoSuchToken(serial.to_owned()))
     }
 
-    fn resolve_owner(&self, user: &str, realm: Option<&str>) -> Result<Owner, AdminError> {
+    async fn resolve_owner(&self, user: &str, realm: Option<&str>) -> Result<Owner, AdminError> {
         let cfg = self.config();
         let (login, realm) = cfg.directory.split_user(user, realm);
         let found = cfg
             .directory
             .find(&login, &realm)
+            .await?
             .ok_or_else(|| AdminError::UnknownUser(format!("{login}@{realm}")))?;
         Ok(Owner {
             login: found.login,
@@ -187,7 +190,7 @@ impl Authenticator {
         let cfg = self.config();
         let kind = spec.kind.unwrap_or(TokenType::Hotp);
         let owner = match &spec.user {
-            Some(u) => Some(self.resolve_owner(u, spec.realm.as_deref())?),
+            Some(u) => Some(self.resolve_owner(u, spec.realm.as_deref()).await?),
             None => None,
         };
         let serial = match spec.serial.clone() {
@@ -241,11 +244,13 @@ impl Authenticator {
                 if spec.dynamic_email {
                     info.insert("dynamic_email".into(), "1".into());
                 } else {
-                    let address = spec
-                        .email
-                        .clone()
-                        .or_else(|| self.owner_attribute(owner.as_ref(), "email"))
-                        .unwrap_or_default();
+                    let address = match spec.email.clone() {
+                        Some(a) => a,
+                        None => self
+                            .owner_attribute(owner.as_ref(), "email")
+                            .await
+                            .unwrap_or_default(),
+                    };
                     info.insert("email".into(), address);
                 }
             }
@@ -253,11 +258,13 @@ impl Authenticator {
                 if spec.dynamic_phone {
                     info.insert("dynamic_phone".into(), "1".into());
                 } else {
-                    let phone = spec
-                        .phone
-                        .clone()
-                        .or_else(|| self.owner_attribute(owner.as_ref(), "mobile"))
-                        .unwrap_or_default();
+                    let phone = match spec.phone.clone() {
+                        Some(p) => p,
+                        None => self
+                            .owner_attribute(owner.as_ref(), "mobile")
+                            .await
+                            .unwrap_or_default(),
+                    };
                     info.insert("phone".into(), phone);
                 }
             }
@@ -337,11 +344,12 @@ impl Authenticator {
         })
     }
 
-    fn owner_attribute(&self, owner: Option<&Owner>, attr: &str) -> Option<String> {
+    async fn owner_attribute(&self, owner: Option<&Owner>, attr: &str) -> Option<String> {
         let owner = owner?;
         self.config()
             .directory
-            .find(&owner.login, &owner.realm)
+            .find_or_log(&owner.login, &owner.realm)
+            .await
             .and_then(|u| u.record.attribute(attr))
     }
 
@@ -412,7 +420,7 @@ impl Authenticator {
                 "token {serial} is already assigned to {o}; unassign it first"
             )));
         }
-        let owner = self.resolve_owner(user, realm)?;
+        let owner = self.resolve_owner(user, realm).await?;
         self.store.tokens().assign(t.id, &owner).await?;
         self.admin_audit(
             "token_assign",
@@ -684,7 +692,7 @@ impl Authenticator {
             let owner = match &t.user {
                 Some(u) => {
                     assigned += 1;
-                    Some(self.resolve_owner(u, t.realm.as_deref().or(realm))?)
+                    Some(self.resolve_owner(u, t.realm.as_deref().or(realm)).await?)
                 }
                 None => None,
             };

@@ -158,7 +158,7 @@ pub(crate) async fn check_token_list(
             else {
                 continue;
             };
-            let pin_ok = pin_matches(at, &c.token, pin_part).await;
+            let pin_ok = pin_matches(at, &c.token, pin_part).await?;
             c.pin_ok = Some(pin_ok);
             if !pin_ok {
                 at.trace.add(
@@ -203,7 +203,7 @@ pub(crate) async fn check_token_list(
     for (i, c) in candidates.iter_mut().enumerate() {
         let can_trigger = c.token.kind.always_challenges()
             || (c.token.kind.can_challenge() && at.flags.challenge_types.contains(&c.token.kind));
-        if can_trigger && pin_matches(at, &c.token, pass.expose()).await {
+        if can_trigger && pin_matches(at, &c.token, pass.expose()).await? {
             at.trace.add(
                 "token",
                 format!(
@@ -242,7 +242,7 @@ pub(crate) async fn check_token_list(
                 let (pin_part, _) = pin::split(pass.expose(), c.token.otplen_for_split(), prepend)
                     .unwrap_or_default();
                 let pin_part = pin_part.to_owned();
-                pin_matches(at, &c.token, &pin_part).await
+                pin_matches(at, &c.token, &pin_part).await?
             }
         };
         if !pin_ok {
@@ -591,8 +591,12 @@ pub(crate) async fn auto_clear(at: &mut Attempt<'_>, token: &mut Token) -> Resul
 }
 
 /// Does `candidate` match the token PIN under the request's `otppin` mode?
-pub(crate) async fn pin_matches(at: &mut Attempt<'_>, token: &Token, candidate: &str) -> bool {
-    match at.flags.otppin {
+pub(crate) async fn pin_matches(
+    at: &mut Attempt<'_>,
+    token: &Token,
+    candidate: &str,
+) -> Result<bool, AuthError> {
+    Ok(match at.flags.otppin {
         OtpPin::None => candidate.is_empty(),
         OtpPin::UserStore => {
             if let Some((_, hit)) = at
@@ -600,14 +604,14 @@ pub(crate) async fn pin_matches(at: &mut Attempt<'_>, token: &Token, candidate: 
                 .iter()
                 .find(|(c, _)| c.expose() == candidate)
             {
-                return *hit;
+                return Ok(*hit);
             }
             let ok = match &at.user {
                 Some(user) => {
                     at.cfg
                         .directory
                         .check_password(user, candidate, &at.auth.pins)
-                        .await
+                        .await?
                 }
                 None => false,
             };
@@ -619,7 +623,7 @@ pub(crate) async fn pin_matches(at: &mut Attempt<'_>, token: &Token, candidate: 
             None => candidate.is_empty(),
             Some(hash) => {
                 if candidate.is_empty() && hash.expose().is_empty() {
-                    return true;
+                    return Ok(true);
                 }
                 at.auth
                     .pins
@@ -628,7 +632,7 @@ pub(crate) async fn pin_matches(at: &mut Attempt<'_>, token: &Token, candidate: 
                     .unwrap_or(false)
             }
         },
-    }
+    })
 }
 
 #[cfg(test)]

@@ -77,6 +77,7 @@ impl Fixture {
             FileResolver::from_users("resolver1", users).unwrap_or_else(|e| panic!("{e}"));
         let directory = Directory::new(
             vec![Realm {
+                aliases: vec![],
                 name: "realm1".into(),
                 resolvers: vec!["resolver1".into()],
                 default: true,

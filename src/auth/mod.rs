@@ -79,6 +79,8 @@ pub enum AuthError {
     Respond(Response),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error(transparent)]
+    Directory(#[from] crate::users::DirectoryError),
 }
 
 /// Policy-derived switches of one request (defaults = no policies).
@@ -246,6 +248,8 @@ pub(crate) struct Attempt<'a> {
     pub post_state: Vec<Arc<Token>>,
     /// The check failed because the token store could not be reached.
     pub store_unavailable: bool,
+    /// A resolver of the request's realm could not answer.
+    pub directory_error: Option<crate::users::DirectoryError>,
 }
 
 impl<'a> Attempt<'a> {
@@ -273,6 +277,7 @@ impl<'a> Attempt<'a> {
             accepted_without_token: false,
             post_state: Vec::new(),
             store_unavailable: false,
+            directory_error: None,
         }
     }
 

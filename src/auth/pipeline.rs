@@ -38,8 +38,8 @@ impl Authenticator {
                 client,
             ),
         );
-        resolve_user(&mut at, &req);
-        policy_steps::request_policies(&mut at, &mut req);
+        resolve_user(&mut at, &req).await;
+        policy_steps::request_policies(&mut at, &mut req).await;
         let response = self.validate_with_events(&mut at, &mut req).await;
         let response = policy_steps::authorize(&mut at, response);
         let response = policy_steps::hide_details(&at, response);
@@ -69,8 +69,8 @@ impl Authenticator {
             if reset_user {
                 at.trace
                     .add("event", "RequestMangler reset the request user");
-                resolve_user(at, req);
-                policy_steps::request_policies(at, req);
+                resolve_user(at, req).await;
+                policy_steps::request_policies(at, req).await;
             }
         }
         at.transaction_id = req.transaction_id.clone().filter(|t| !t.is_empty());
@@ -188,9 +188,30 @@ impl Authenticator {
                 "You need to specify a serial, user or credential_id.",
             )));
         }
+        if let Some(e) = &at.directory_error {
+            return Err(AuthError::Respond(Response::error(
+                500,
+                codes::INTERNAL,
+                &format!(
+                    "The user store could not be asked (resolver {:?}: {}).",
+                    e.resolver,
+                    e.kind.label()
+                ),
+            )));
+        }
         let Some(user) = at.user.clone() else {
             return policy_steps::unknown_user(at);
         };
+        if user.record.disabled() {
+            return Err(AuthError::Respond(Response::error(
+                400,
+                codes::USER_NOT_FOUND,
+                &format!(
+                    "User <{}@{}> is disabled in the directory.",
+                    at.login, at.realm
+                ),
+            )));
+        }
         let mut tokens = self
             .store
             .tokens()
@@ -260,7 +281,11 @@ impl Authenticator {
             // Serial-only request: the owner is the user for policies, events and the audit.
             at.login = owner.login.clone();
             at.realm = owner.realm.clone();
-            at.user = at.cfg.directory.find(&owner.login, &owner.realm);
+            at.user = at
+                .cfg
+                .directory
+                .find_or_log(&owner.login, &owner.realm)
+                .await;
         }
         at.trace.add(
             "token",
@@ -351,36 +376,56 @@ impl Authenticator {
 }
 
 /// Split and resolve the request user (spec §1.4 step 1); resets what an earlier resolution
-/// found, so a RequestMangler with `reset_user` can call it again.
-pub(crate) fn resolve_user(at: &mut Attempt<'_>, req: &Request) {
+/// found, so a RequestMangler with `reset_user` can call it again. A resolver that could not
+/// answer leaves `directory_error`: the check then refuses, it never treats the user as unknown.
+pub(crate) async fn resolve_user(at: &mut Attempt<'_>, req: &Request) {
     let cfg = at.cfg;
     at.user = None;
+    at.directory_error = None;
     at.login.clear();
     at.realm.clear();
-    if let Some(user) = req.user.as_deref().filter(|u| !u.trim().is_empty()) {
-        let (login, realm) =
-            cfg.directory
-                .split_user_or(user, req.realm.as_deref(), req.default_realm.as_deref());
-        at.login = login;
-        at.realm = realm;
-        match cfg.directory.find(&at.login, &at.realm) {
-            Some(u) => {
-                at.trace.add(
-                    "user",
-                    format!(
-                        "{user:?} → login {:?} in realm {:?}, resolver {:?}",
-                        u.login, u.realm, u.resolver
-                    ),
-                );
-                at.user = Some(u);
-            }
-            None => at.trace.add(
+    let Some(user) = req.user.as_deref().filter(|u| !u.trim().is_empty()) else {
+        return;
+    };
+    let (login, realm) =
+        cfg.directory
+            .split_user_or(user, req.realm.as_deref(), req.default_realm.as_deref());
+    at.login = login;
+    at.realm = realm;
+    match cfg.directory.find(&at.login, &at.realm).await {
+        Ok(Some(u)) => {
+            at.trace.add(
                 "user",
                 format!(
-                    "{user:?} → login {:?} in realm {:?}: not found in any resolver of the realm",
-                    at.login, at.realm
+                    "{user:?} → login {:?} in realm {:?}, resolver {:?}{}",
+                    u.login,
+                    u.realm,
+                    u.resolver,
+                    if u.record.disabled() {
+                        " (disabled in the directory)"
+                    } else {
+                        ""
+                    }
                 ),
+            );
+            // the directory's spelling owns the tokens (`Alice` logs in as `alice`)
+            at.login = u.login.clone();
+            at.user = Some(u);
+        }
+        Ok(None) => at.trace.add(
+            "user",
+            format!(
+                "{user:?} → login {:?} in realm {:?}: not found in any resolver of the realm",
+                at.login, at.realm
             ),
+        ),
+        Err(e) => {
+            static FAILED: Repeated = Repeated::new(Duration::from_secs(10));
+            if let Some(held_back) = FAILED.tick() {
+                tracing::error!(target: "otpgate::users", error = %e, held_back, "user lookup failed; logins of this realm are refused");
+            }
+            at.trace.add("user", format!("{user:?} → {e}"));
+            at.directory_error = Some(e);
         }
     }
 }

@@ -41,7 +41,7 @@ fn subject<'a>(at: &'a Attempt<'_>, req: &Request) -> Subject<'a> {
 
 /// Compute the policies in force, apply `set_realm` and `mangle` (re-resolving the user), and
 /// set the switches of the check. Returns true when the request user changed.
-pub(crate) fn request_policies(at: &mut Attempt<'_>, req: &mut Request) -> bool {
+pub(crate) async fn request_policies(at: &mut Attempt<'_>, req: &mut Request) -> bool {
     if at.cfg.policies.is_empty() {
         return false;
     }
@@ -79,7 +79,7 @@ pub(crate) fn request_policies(at: &mut Attempt<'_>, req: &mut Request) -> bool 
         }
     }
     if changed {
-        super::pipeline::resolve_user(at, req);
+        super::pipeline::resolve_user(at, req).await;
         eff = at.cfg.policies.effective(&subject(at, req));
     }
     at.flags = AuthFlags {
@@ -185,7 +185,7 @@ pub(crate) async fn before_check(
                         at.cfg
                             .directory
                             .check_password(u, req.pass.expose(), &at.auth.pins)
-                            .await
+                            .await?
                     }
                     None => false,
                 };

@@ -175,7 +175,7 @@ pub(super) async fn run(config: &Path, cmd: EventCommand) -> anyhow::Result<Exit
                 };
                 request.set_param(k.trim(), v.trim());
             }
-            let policies = opened.auth.matching_policies(&request);
+            let policies = opened.auth.matching_policies(&request).await;
             let reports = opened
                 .auth
                 .event_test(&args.event, &request, Some(&response))

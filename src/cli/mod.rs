@@ -24,6 +24,7 @@ mod bench;
 mod event;
 mod radtest;
 mod token;
+mod user;
 mod validate;
 
 use std::path::PathBuf;
@@ -72,6 +73,10 @@ pub enum Command {
     /// Event handler definitions: list, show, and test which would run.
     #[command(subcommand)]
     Event(event::EventCommand),
+    /// Ask the directory: list users, show one with its attributes and groups, check a
+    /// password.
+    #[command(subcommand)]
+    User(user::UserCommand),
     /// Hash a password for the users file (reads it from stdin).
     HashPassword,
     /// Load generator: PAP logins with valid OTPs from a seed file, closed or open loop;
@@ -104,6 +109,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => validate::run(&cli.config, args).await,
         Command::Audit(cmd) => audit::run(&cli.config, cmd).await,
         Command::Event(cmd) => event::run(&cli.config, cmd).await,
+        Command::User(cmd) => user::run(&cli.config, cmd).await,
         Command::HashPassword => hash_password(&cli.config),
         Command::Radtest(args) => radtest::run(&cli.config, args).await,
         Command::Bench(args) => bench::run(args).await,

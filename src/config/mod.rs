@@ -4,6 +4,7 @@
 //! their key path and line), then [`validate`] turns it into the typed [`Config`], collecting
 //! every problem with its key path so `otpgate check-config` can list them all at once.
 
+mod directory;
 mod outbound;
 pub mod raw;
 pub mod validate;

@@ -15,7 +15,7 @@ use crate::remote::{RemoteDef, RemoteKind};
 use crate::secret::Secret;
 
 /// A secret given inline or as a file (first line).
-fn secret(
+pub(super) fn secret(
     inline: &Option<String>,
     file: &Option<String>,
     key: &str,
@@ -42,7 +42,13 @@ fn secret(
     }
 }
 
-fn unique(names: &mut Vec<String>, name: &str, key: String, what: &str, issues: &mut Issues) {
+pub(super) fn unique(
+    names: &mut Vec<String>,
+    name: &str,
+    key: String,
+    what: &str,
+    issues: &mut Issues,
+) {
     if name.trim().is_empty() {
         issues.push(key, "the name must not be empty");
     } else if names.iter().any(|n| n == name) {
@@ -53,7 +59,12 @@ fn unique(names: &mut Vec<String>, name: &str, key: String, what: &str, issues: 
 }
 
 /// A timeout in seconds (fractions allowed), `default` when absent; 10 minutes at most.
-fn seconds(value: Option<f64>, default: f64, key: &str, issues: &mut Issues) -> Duration {
+pub(super) fn seconds(
+    value: Option<f64>,
+    default: f64,
+    key: &str,
+    issues: &mut Issues,
+) -> Duration {
     let s = value.unwrap_or(default);
     if !(s > 0.0 && s <= 600.0) {
         issues.push(

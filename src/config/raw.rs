@@ -2,6 +2,8 @@
 //! the reference documentation of each key, and docs/configuration.md is extracted from them:
 //! change both together.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 use crate::event::definition::RawEvent;
@@ -243,26 +245,89 @@ pub struct RawHttp {
     pub client_override_from: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawResolver {
     pub name: String,
-    /// `file` (more kinds later).
+    /// `file`, `ldap` or `sql`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// For `file`: the users file, relative to this file.
+    /// file: the users file, relative to this file.
     pub path: Option<String>,
+
+    /// ldap: `ldap://` or `ldaps://` URLs, tried in order.
+    #[serde(default)]
+    pub servers: Vec<String>,
+    pub start_tls: Option<bool>,
+    /// ldap: PEM file of the CA(s) that signed the servers' certificates.
+    pub ca_file: Option<String>,
+    pub verify_certificate: Option<bool>,
+    pub bind_dn: Option<String>,
+    pub bind_password: Option<String>,
+    pub bind_password_file: Option<String>,
+    pub base_dn: Option<String>,
+    /// ldap: `sub` (default), `one` or `base`.
+    pub scope: Option<String>,
+    /// ldap: the filter every user entry matches.
+    pub filter: Option<String>,
+    pub login_attributes: Option<Vec<String>>,
+    /// ldap: privacyIDEA name → LDAP attribute; sql: privacyIDEA name → column.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    /// ldap: the user entry's attribute naming its groups (`memberOf`).
+    pub groups_attribute: Option<String>,
+    pub group_base_dn: Option<String>,
+    pub group_filter: Option<String>,
+    pub group_member_attribute: Option<String>,
+    /// ldap: `false` (default), `true`/`"expand"` or `"in_chain"` (Active Directory).
+    pub nested_groups: Option<toml::Value>,
+    pub active_directory: Option<bool>,
+    pub allow_disabled: Option<bool>,
+    pub page_size: Option<i32>,
+    pub size_limit: Option<i32>,
+    pub time_limit: Option<i32>,
+    pub connect_timeout: Option<f64>,
+    /// ldap, sql: seconds one operation may take.
+    pub timeout: Option<f64>,
+    pub idle_timeout: Option<f64>,
+    pub pool_size: Option<u32>,
+    /// Seconds a found user is kept (0: not cached).
+    pub cache_ttl: Option<f64>,
+    pub cache_size: Option<usize>,
+
+    /// sql: `postgres://…`, `mysql://…`/`mariadb://…`, or `sqlite:` and a path.
+    pub database: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<String>,
+    pub table: Option<String>,
+    /// sql: a condition every user row meets.
+    #[serde(rename = "where")]
+    pub where_: Option<String>,
+    /// sql: a SELECT with one `?`, the login; its column names are privacyIDEA names.
+    pub query: Option<String>,
+    pub list_query: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRealm {
     pub name: String,
-    /// Resolver names in priority order.
-    pub resolvers: Vec<String>,
+    /// Resolvers: names in priority order, or `{ name, priority }` (lower first).
+    pub resolvers: Vec<RawRealmResolver>,
     /// The realm for logins without one (exactly one realm may say true).
     #[serde(default)]
     pub default: bool,
+    /// Other names of the realm in logins: `CORP` for `CORP\alice`, `corp.example` for
+    /// `alice@corp.example`.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawRealmResolver {
+    Name(String),
+    Ranked { name: String, priority: i64 },
 }
 
 /// `[email_token]`.
@@ -343,9 +408,9 @@ pub struct RawSmsGateway {
     pub body: Option<String>,
     /// Parameters with `{phone}`, `{otp}`, `{message}` tags.
     #[serde(default)]
-    pub parameters: std::collections::BTreeMap<String, String>,
+    pub parameters: BTreeMap<String, String>,
     #[serde(default)]
-    pub headers: std::collections::BTreeMap<String, String>,
+    pub headers: BTreeMap<String, String>,
     /// Status codes meaning success (default: any 2xx).
     #[serde(default)]
     pub success_status: Vec<u16>,

@@ -14,7 +14,6 @@ use crate::crypto::Argon2Settings;
 pub use crate::issues::{Issue, Issues};
 use crate::store::{Database, StoreSettings};
 use crate::token::HashLib;
-use crate::users::{Directory, FileResolver, Realm, Resolver};
 
 /// Resolve a path from the configuration relative to the file's directory.
 pub fn resolve_path(base: &Path, value: &str) -> PathBuf {
@@ -74,7 +73,7 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     let system = system_settings(&raw, &mut issues);
-    let directory = directory(&raw, &base, system.split_at_sign, &mut issues);
+    let directory = super::directory::directory(&raw, &base, system.split_at_sign, &mut issues);
 
     let radius = raw
         .radius
@@ -297,95 +296,6 @@ pub fn totp_hashlib(raw: &RawConfig) -> HashLib {
         .unwrap_or_default()
 }
 
-fn directory(raw: &RawConfig, base: &Path, split_at_sign: bool, issues: &mut Issues) -> Directory {
-    let mut resolvers = Vec::new();
-    let mut names: Vec<String> = Vec::new();
-    for (i, r) in raw.resolvers.iter().enumerate() {
-        let key = format!("resolver[{i}]");
-        if r.name.trim().is_empty() {
-            issues.push(format!("{key}.name"), "must not be empty");
-            continue;
-        }
-        if names.contains(&r.name) {
-            issues.push(
-                format!("{key}.name"),
-                format!("resolver {:?} is defined twice", r.name),
-            );
-            continue;
-        }
-        names.push(r.name.clone());
-        match r.kind.as_str() {
-            "file" => {
-                let Some(p) = &r.path else {
-                    issues.push(format!("{key}.path"), "a file resolver needs a path");
-                    continue;
-                };
-                match FileResolver::load(&r.name, &resolve_path(base, p)) {
-                    Ok(f) => resolvers.push(Resolver::File(f)),
-                    Err(e) => issues.push(format!("{key}.path"), e.to_string()),
-                }
-            }
-            other => issues.push(
-                format!("{key}.type"),
-                format!("unknown resolver type {other:?} (known: file)"),
-            ),
-        }
-    }
-
-    let mut realms: Vec<Realm> = Vec::new();
-    for (i, r) in raw.realms.iter().enumerate() {
-        let key = format!("realm[{i}]");
-        let name = r.name.trim().to_ascii_lowercase();
-        if name.is_empty() || name.contains(['@', '\\', ',']) {
-            issues.push(
-                format!("{key}.name"),
-                format!("{:?} is not a valid realm name", r.name),
-            );
-            continue;
-        }
-        if realms.iter().any(|x| x.name == name) {
-            issues.push(
-                format!("{key}.name"),
-                format!("realm {name:?} is defined twice (realm names ignore case)"),
-            );
-            continue;
-        }
-        if r.resolvers.is_empty() {
-            issues.push(
-                format!("{key}.resolvers"),
-                "a realm needs at least one resolver",
-            );
-        }
-        for (j, res) in r.resolvers.iter().enumerate() {
-            if !names.contains(res) {
-                issues.push(
-                    format!("{key}.resolvers[{j}]"),
-                    format!("realm {name:?} names unknown resolver {res:?}"),
-                );
-            }
-        }
-        realms.push(Realm {
-            name,
-            resolvers: r.resolvers.clone(),
-            default: r.default,
-        });
-    }
-    match realms.iter().filter(|r| r.default).count() {
-        0 if realms.len() == 1 => {
-            if let Some(only) = realms.first_mut() {
-                only.default = true;
-            }
-        }
-        0 if !realms.is_empty() => issues.push(
-            "realm",
-            "several realms but none is marked `default = true`",
-        ),
-        n if n > 1 => issues.push("realm", "more than one realm is marked `default = true`"),
-        _ => {}
-    }
-    Directory::new(realms, resolvers, split_at_sign)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,7 +328,7 @@ mod tests {
     fn every_problem_is_listed_with_its_key() {
         let err = check(
             "[database]\nurl = \"mysql://x\"\n[system]\nDefaultOtpLen = 4\n[system.totp]\ntimeStep = 0\n\
-             [[resolver]]\nname = \"f\"\ntype = \"ldap\"\n[[resolver]]\nname = \"g\"\ntype = \"file\"\npath = \"missing.toml\"\n\
+             [[resolver]]\nname = \"f\"\ntype = \"nis\"\n[[resolver]]\nname = \"g\"\ntype = \"file\"\npath = \"missing.toml\"\n\
              [[realm]]\nname = \"a\"\nresolvers = [\"nope\"]\ndefault = true\n[[realm]]\nname = \"A\"\nresolvers = [\"g\"]\n",
         )
         .unwrap_err();

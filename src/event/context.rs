@@ -287,7 +287,12 @@ impl Context<'_, '_> {
                     .and_then(|t| t.owner),
             };
             if let Some(owner) = owner {
-                user = self.scope.env.directory.find(&owner.login, &owner.realm);
+                user = self
+                    .scope
+                    .env
+                    .directory
+                    .find_or_log(&owner.login, &owner.realm)
+                    .await;
             }
         }
         self.scope.cache.user = Some(user.clone());
@@ -379,9 +384,19 @@ impl Context<'_, '_> {
             None => return Ok(None),
             Some(t) => t.owner.clone(),
         };
-        Ok(Some(owner.is_some_and(|o| {
-            self.scope.env.directory.find(&o.login, &o.realm).is_none()
-        })))
+        let Some(o) = owner else {
+            return Ok(Some(false));
+        };
+        // a directory that cannot answer does not make a token an orphan
+        Ok(
+            match self.scope.env.directory.find(&o.login, &o.realm).await {
+                Ok(found) => Some(found.is_none()),
+                Err(e) => {
+                    tracing::warn!(target: "otpgate::event", error = %e, "token_is_orphaned not decided");
+                    None
+                }
+            },
+        )
     }
 
     /// An event counter summed over all nodes (missing = 0).

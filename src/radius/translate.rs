@@ -122,8 +122,12 @@ fn rule_attributes(settings: &RadiusSettings, user: &ResolvedUser, b: &mut Build
         }
         let groups: Vec<&str> = match rule.group.as_deref() {
             None => vec![""],
-            Some("*") => record.groups().iter().map(String::as_str).collect(),
-            Some(g) if record.groups().iter().any(|x| x == g) => vec![g],
+            Some("*") => record
+                .groups()
+                .iter()
+                .map(|g| crate::users::short_name(g))
+                .collect(),
+            Some(g) if record.in_group(g) => vec![g],
             Some(_) => continue,
         };
         for group in groups {

@@ -77,7 +77,24 @@ struct RawUser {
     #[serde(default)]
     groups: Vec<String>,
     #[serde(default)]
-    attributes: std::collections::BTreeMap<String, String>,
+    attributes: std::collections::BTreeMap<String, OneOrMany>,
+}
+
+/// An attribute with one value or several.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(v) => vec![v],
+            Self::Many(v) => v,
+        }
+    }
 }
 
 /// Users loaded from one file.
@@ -186,7 +203,7 @@ impl FileResolver {
                         .filter(|g| !g.is_empty())
                         .map(str::to_owned)
                         .collect(),
-                    attributes: Default::default(),
+                    ..Default::default()
                 };
                 for extra in cols {
                     let Some((k, v)) = extra.split_once('=') else {
@@ -197,7 +214,9 @@ impl FileResolver {
                     };
                     details
                         .attributes
-                        .insert(k.trim().to_owned(), v.trim().to_owned());
+                        .entry(k.trim().to_owned())
+                        .or_default()
+                        .push(v.trim().to_owned());
                 }
                 add(UserRecord::new(&login, password.map(Secret::new), details))?;
             }
@@ -215,7 +234,12 @@ impl FileResolver {
                     mobile: u.mobile,
                     phone: u.phone,
                     groups: u.groups,
-                    attributes: u.attributes,
+                    attributes: u
+                        .attributes
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into_vec()))
+                        .collect(),
+                    ..Default::default()
                 };
                 add(UserRecord::new(
                     &u.username,

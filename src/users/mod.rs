@@ -2,16 +2,29 @@
 //!
 //! A realm is an ordered list of resolvers; the first resolver that knows a login owns the
 //! user. Login splitting follows privacyIDEA (spec §1.4): `user@realm` only when the suffix is
-//! an existing realm and `splitAtSign` is on, `realm\user` always, else the default realm.
+//! an existing realm (or one of its aliases) and `splitAtSign` is on, `realm\user` always,
+//! else the default realm.
+//!
+//! Resolvers: `file` (a TOML or CSV file), `ldap` (OpenLDAP, Active Directory) and `sql`
+//! (SQLite, PostgreSQL, MariaDB/MySQL). A resolver that cannot answer is an error
+//! ([`DirectoryError`]), never an unknown user.
 
+pub mod cache;
+pub mod error;
 pub mod file;
+pub mod hash;
+pub mod ldap;
+pub mod sql;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::crypto::PinHasher;
 use crate::secret::Secret;
+pub use error::{DirectoryError, ErrorKind};
 pub use file::{FileResolver, UserFileError};
+pub use ldap::LdapResolver;
+pub use sql::SqlResolver;
 
 /// One user as a resolver knows it. Compact: a directory may hold 100,000 of these, and most
 /// have nothing but a login (the details are boxed and optional).
@@ -30,8 +43,14 @@ pub struct UserDetails {
     pub email: String,
     pub mobile: String,
     pub phone: String,
+    /// Group names (file, SQL) or DNs (LDAP).
     pub groups: Vec<String>,
-    pub attributes: BTreeMap<String, String>,
+    /// Free attributes; a directory's multi-valued attributes keep every value.
+    pub attributes: BTreeMap<String, Vec<String>>,
+    /// The entry's DN (LDAP): what a password bind binds as.
+    pub dn: String,
+    /// The directory disabled the account (Active Directory's `userAccountControl`).
+    pub disabled: bool,
 }
 
 impl UserRecord {
@@ -59,6 +78,32 @@ impl UserRecord {
         self.details().map_or(&[], |d| d.groups.as_slice())
     }
 
+    pub fn dn(&self) -> Option<&str> {
+        self.details().map(|d| d.dn.as_str())
+    }
+
+    pub fn disabled(&self) -> bool {
+        self.details().is_some_and(|d| d.disabled)
+    }
+
+    /// Is the user in `group`? A group is named by its whole DN or its CN (the value of the
+    /// DN's first part), without regard to case.
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups().iter().any(|g| group_matches(g, group))
+    }
+
+    /// The free attributes and their values.
+    pub fn free_attributes(&self) -> impl Iterator<Item = (&String, &Vec<String>)> {
+        self.details().into_iter().flat_map(|d| d.attributes.iter())
+    }
+
+    /// Every value of a free attribute (several for a directory's multi-valued ones).
+    pub fn attribute_values(&self, name: &str) -> &[String] {
+        self.details()
+            .and_then(|d| d.attributes.get(name))
+            .map_or(&[], Vec::as_slice)
+    }
+
     /// An attribute by privacyIDEA name (`username`, `givenname`, `surname`, `email`, `mobile`,
     /// `phone`, `groups`) or a free attribute.
     pub fn attribute(&self, name: &str) -> Option<String> {
@@ -74,8 +119,26 @@ impl UserRecord {
             "mobile" => non_empty(&d.mobile),
             "phone" => non_empty(&d.phone),
             "groups" => (!d.groups.is_empty()).then(|| d.groups.join(",")),
-            other => d.attributes.get(other).cloned(),
+            other => d
+                .attributes
+                .get(other)
+                .filter(|v| !v.is_empty())
+                .map(|v| v.join(",")),
         }
+    }
+}
+
+/// `have` (a group name or DN) names `want` (a name, a CN or a DN).
+pub fn group_matches(have: &str, want: &str) -> bool {
+    have.eq_ignore_ascii_case(want) || short_name(have).eq_ignore_ascii_case(want)
+}
+
+/// A group's short name: the value of the first part of a DN (`cn=vpn,ou=groups,…` → `vpn`),
+/// or the name itself.
+pub fn short_name(group: &str) -> &str {
+    match group.split_once('=') {
+        Some((_, rest)) if group.contains(',') => rest.split(',').next().unwrap_or(rest).trim(),
+        _ => group,
     }
 }
 
@@ -92,25 +155,82 @@ pub struct ResolvedUser {
 #[derive(Debug)]
 pub enum Resolver {
     File(FileResolver),
+    Ldap(Box<LdapResolver>),
+    Sql(Box<SqlResolver>),
 }
 
 impl Resolver {
     pub fn name(&self) -> &str {
         match self {
             Self::File(f) => f.name(),
+            Self::Ldap(l) => l.name(),
+            Self::Sql(q) => q.name(),
         }
     }
 
-    pub fn get(&self, login: &str) -> Option<Arc<UserRecord>> {
+    pub fn kind(&self) -> &'static str {
         match self {
-            Self::File(f) => f.get(login),
+            Self::File(_) => "file",
+            Self::Ldap(_) => "ldap",
+            Self::Sql(_) => "sql",
         }
     }
 
-    pub fn users(&self) -> Vec<Arc<UserRecord>> {
+    pub async fn get(&self, login: &str) -> Result<Option<Arc<UserRecord>>, DirectoryError> {
         match self {
-            Self::File(f) => f.users(),
+            Self::File(f) => Ok(f.get(login)),
+            Self::Ldap(l) => l.get(login).await,
+            Self::Sql(q) => q.get(login).await,
         }
+    }
+
+    pub async fn users(&self) -> Result<Vec<Arc<UserRecord>>, DirectoryError> {
+        match self {
+            Self::File(f) => Ok(f.users()),
+            Self::Ldap(l) => l.users().await,
+            Self::Sql(q) => q.users().await,
+        }
+    }
+
+    /// The user's password: a bind for LDAP, the stored hash for the others.
+    async fn check_password(
+        &self,
+        record: &UserRecord,
+        password: &str,
+        hasher: &PinHasher,
+    ) -> Result<bool, DirectoryError> {
+        if password.is_empty() {
+            return Ok(false);
+        }
+        match self {
+            Self::Ldap(l) => l.check_password(record, password).await,
+            Self::File(_) | Self::Sql(_) => {
+                let Some(stored) = record.password_hash.as_ref() else {
+                    return Ok(false);
+                };
+                Ok(check_hash(password, stored, hasher).await)
+            }
+        }
+    }
+}
+
+/// A password against a stored hash: argon2 on the PIN hasher's bounded workers, the other
+/// schemes on a blocking thread.
+async fn check_hash(password: &str, stored: &Secret<String>, hasher: &PinHasher) -> bool {
+    match hash::Scheme::of(stored.expose()) {
+        Some(hash::Scheme::Argon2) => hasher
+            .verify(password, stored.expose())
+            .await
+            .unwrap_or(false),
+        Some(_) => {
+            let (password, stored) = (Secret::new(password.to_owned()), stored.clone());
+            tokio::task::spawn_blocking(move || {
+                hash::verify_blocking(password.expose(), stored.expose())
+            })
+            .await
+            .unwrap_or(false)
+        }
+        None => false,
     }
 }
 
@@ -120,6 +240,9 @@ pub struct Realm {
     pub name: String,
     pub resolvers: Vec<String>,
     pub default: bool,
+    /// Further names logins may carry for this realm: a Windows domain (`CORP\\alice`), a
+    /// UPN suffix (`alice@corp.example`).
+    pub aliases: Vec<String>,
 }
 
 /// All realms and resolvers of one configuration.
@@ -160,6 +283,15 @@ impl Directory {
             .find(|r| r.name.eq_ignore_ascii_case(name))
     }
 
+    /// A realm by its name or one of its aliases.
+    fn realm_or_alias(&self, name: &str) -> Option<&Realm> {
+        self.realm(name).or_else(|| {
+            self.realms
+                .iter()
+                .find(|r| r.aliases.iter().any(|a| a.eq_ignore_ascii_case(name)))
+        })
+    }
+
     pub fn resolver(&self, name: &str) -> Option<&Resolver> {
         self.resolvers.get(name)
     }
@@ -181,13 +313,17 @@ impl Directory {
         let user = user.trim();
         let (mut login, mut realm) = (user.to_owned(), String::new());
         if let Some((name, suffix)) = user.rsplit_once('@') {
-            if self.split_at_sign && self.realm(suffix).is_some() {
+            if self.split_at_sign
+                && let Some(r) = self.realm_or_alias(suffix)
+            {
                 login = name.to_owned();
-                realm = suffix.to_owned();
+                realm = r.name.clone();
             }
         } else if let Some((prefix, name)) = user.rsplit_once('\\') {
             login = name.to_owned();
-            realm = prefix.to_owned();
+            realm = self
+                .realm_or_alias(prefix)
+                .map_or_else(|| prefix.to_owned(), |r| r.name.clone());
         }
         if let Some(r) = realm_param.map(str::trim).filter(|r| !r.is_empty()) {
             realm = r.to_owned();
@@ -202,31 +338,56 @@ impl Directory {
         (login, realm.to_ascii_lowercase())
     }
 
-    /// Find a login in a realm (first resolver in the realm's order wins).
-    pub fn find(&self, login: &str, realm: &str) -> Option<ResolvedUser> {
-        let realm = self.realm(realm)?;
-        realm.resolvers.iter().find_map(|name| {
-            let resolver = self.resolvers.get(name)?;
-            resolver.get(login).map(|record| ResolvedUser {
-                login: record.login.to_string(),
-                realm: realm.name.clone(),
-                resolver: name.clone(),
-                record,
-            })
-        })
+    /// Find a login in a realm: the realm's resolvers in order, the first that knows the
+    /// login owns the user. A resolver that cannot answer ends the search with its error: a
+    /// later resolver must not stand in for a directory that is down.
+    pub async fn find(
+        &self,
+        login: &str,
+        realm: &str,
+    ) -> Result<Option<ResolvedUser>, DirectoryError> {
+        let Some(realm) = self.realm(realm) else {
+            return Ok(None);
+        };
+        for name in &realm.resolvers {
+            let Some(resolver) = self.resolvers.get(name) else {
+                continue;
+            };
+            if let Some(record) = resolver.get(login).await? {
+                return Ok(Some(ResolvedUser {
+                    login: record.login.to_string(),
+                    realm: realm.name.clone(),
+                    resolver: name.clone(),
+                    record,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// [`Directory::find`] where a resolver's failure counts as "not known here", logged:
+    /// for event conditions and notifications, which report on a request already decided.
+    pub async fn find_or_log(&self, login: &str, realm: &str) -> Option<ResolvedUser> {
+        match self.find(login, realm).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(target: "otpgate::users", error = %e, login, realm, "user lookup failed");
+                None
+            }
+        }
     }
 
     /// Every user of a realm (notification "To admin realm").
-    pub fn users_of_realm(&self, realm: &str) -> Vec<ResolvedUser> {
+    pub async fn users_of_realm(&self, realm: &str) -> Result<Vec<ResolvedUser>, DirectoryError> {
         let Some(r) = self.realm(realm) else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
         let mut out: Vec<ResolvedUser> = Vec::new();
         for name in &r.resolvers {
             let Some(resolver) = self.resolvers.get(name) else {
                 continue;
             };
-            for record in resolver.users() {
+            for record in resolver.users().await? {
                 if out.iter().all(|u| *u.login != *record.login) {
                     out.push(ResolvedUser {
                         login: record.login.to_string(),
@@ -237,27 +398,29 @@ impl Directory {
                 }
             }
         }
-        out
+        Ok(out)
     }
 
-    /// Check a user-store password (`otppin=userstore`, `passthru`). A user without a
-    /// password hash never matches; an empty password never matches.
+    /// Check a user-store password (`otppin=userstore`, `passthru`): a bind for LDAP users,
+    /// the stored hash for the others. An empty password never matches and never reaches a
+    /// directory.
     pub async fn check_password(
         &self,
         user: &ResolvedUser,
         password: &str,
         hasher: &PinHasher,
-    ) -> bool {
-        let Some(hash) = user.record.password_hash.as_ref() else {
-            return false;
+    ) -> Result<bool, DirectoryError> {
+        let Some(resolver) = self.resolvers.get(&user.resolver) else {
+            return Ok(false);
         };
-        if password.is_empty() {
-            return false;
-        }
-        hasher
-            .verify(password, hash.expose())
+        resolver
+            .check_password(&user.record, password, hasher)
             .await
-            .unwrap_or(false)
+    }
+
+    /// The resolvers, for the admin CLI.
+    pub fn resolvers(&self) -> impl Iterator<Item = &Resolver> {
+        self.resolvers.values()
     }
 }
 
@@ -280,11 +443,13 @@ mod tests {
                     name: "realm1".into(),
                     resolvers: vec!["r1".into()],
                     default: true,
+                    aliases: vec!["CORP".into(), "corp.example".into()],
                 },
                 Realm {
                     name: "realm2".into(),
                     resolvers: vec!["r1".into()],
                     default: false,
+                    aliases: vec![],
                 },
             ],
             vec![Resolver::File(
@@ -331,6 +496,15 @@ mod tests {
             d.split_user_or("alice@realm1", None, Some("realm2")),
             ("alice".into(), "realm1".into())
         );
+        // aliases: a Windows domain and a UPN suffix name realm1
+        assert_eq!(
+            d.split_user("corp\\alice", None),
+            ("alice".into(), "realm1".into())
+        );
+        assert_eq!(
+            d.split_user("alice@Corp.Example", None),
+            ("alice".into(), "realm1".into())
+        );
         let off = dir(false);
         assert_eq!(
             off.split_user("alice@realm2", None),
@@ -338,14 +512,34 @@ mod tests {
         );
     }
 
-    #[test]
-    fn find_walks_the_realm_resolvers() {
+    #[tokio::test]
+    async fn find_walks_the_realm_resolvers() {
         let d = dir(true);
-        let u = d.find("alice", "realm2").unwrap();
+        let u = d.find("alice", "realm2").await.unwrap().unwrap();
         assert_eq!((u.realm.as_str(), u.resolver.as_str()), ("realm2", "r1"));
         assert_eq!(u.record.attribute("givenname").as_deref(), Some("Alice"));
         assert_eq!(u.record.attribute("nonexistent"), None);
-        assert!(d.find("bob", "realm1").is_none());
-        assert!(d.find("alice", "nope").is_none());
+        assert!(d.find("bob", "realm1").await.unwrap().is_none());
+        assert!(d.find("alice", "nope").await.unwrap().is_none());
+    }
+
+    #[test]
+    fn groups_by_name_cn_or_dn() {
+        let u = UserRecord::new(
+            "alice",
+            None,
+            UserDetails {
+                groups: vec![
+                    "cn=VPN Users,ou=groups,dc=example,dc=org".into(),
+                    "admins".into(),
+                ],
+                ..Default::default()
+            },
+        );
+        assert!(u.in_group("vpn users"));
+        assert!(u.in_group("CN=vpn users,ou=groups,dc=example,dc=org"));
+        assert!(u.in_group("admins"));
+        assert!(!u.in_group("groups"));
+        assert!(!u.in_group("vpn"));
     }
 }

@@ -295,6 +295,11 @@ async fn recipients_of(
             .env
             .directory
             .users_of_realm(realm)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(target: "otpgate::event", error = %e, "the admin realm's users could not be read");
+                Vec::new()
+            })
             .into_iter()
             .filter_map(|u| {
                 u.record.attribute("email").map(|a| {
