@@ -56,6 +56,7 @@ cell() {
   { node_config "$url" "$PORT" "$SECRET"
     printf '[[policy]]\nname = "no-pin"\nscope = "authentication"\nactions = { otppin = "none" }\n'
   } > otpgate.toml
+  chmod 600 otpgate.toml   # it holds the RADIUS secret: serve refuses a readable one
   "$bin" -c otpgate.toml init >/dev/null
   "$bin" -c otpgate.toml token import tokens.csv >/dev/null
   OTPGATE_LOG=warn "$bin" -c otpgate.toml serve >serve.log 2>&1 &

@@ -50,6 +50,7 @@ scope = "authentication"
 actions = { otppin = "none" }
 EOF
 } > otpgate.toml
+chmod 600 otpgate.toml   # it holds the RADIUS secret: serve refuses a readable one
 "$BIN" -c otpgate.toml init >/dev/null
 "$BIN" -c otpgate.toml token import tokens.csv >/dev/null
 OTPGATE_LOG=warn MALLOC_ARENA_MAX=2 "$BIN" -c otpgate.toml serve >serve.log 2>&1 &

@@ -12,7 +12,11 @@
 # /tmp/anchors).
 #
 #   bench/run.sh [--with-freeradius] [--with-privacyidea] [--duration SECONDS] [--rounds N]
-#                [--skip-postgres] [--skip-pin] [--soak]
+#                [--skip-postgres] [--skip-pin] [--skip-ldap] [--soak]
+#
+# The directory cells (SQLite, in every round after the file-resolver cells they compare with)
+# take the users from an OpenLDAP slapd the run starts: OTP only (a cached lookup), the token
+# PIN, and otppin=userstore (one bind per login; slapd's CPU per login is recorded too).
 #
 # --soak adds a cell of three minutes at 2,000 logins/s with no /metrics listener: its RSS
 # after the warm-up and its growth per minute tell a leak from the allocator's noise.
@@ -31,7 +35,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-with_fr=0; with_pi=0; duration=10; rounds=3; skip_pg=0; skip_pin=0; soak=0
+with_fr=0; with_pi=0; duration=10; rounds=3; skip_pg=0; skip_pin=0; skip_ldap=0; soak=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --with-freeradius) with_fr=1 ;;
@@ -40,6 +44,7 @@ while [ $# -gt 0 ]; do
     --rounds) rounds=$2; shift ;;
     --skip-postgres) skip_pg=1 ;;
     --skip-pin) skip_pin=1 ;;
+    --skip-ldap) skip_ldap=1 ;;
     --soak) soak=1 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -60,7 +65,8 @@ PG_DIR=$OUT/pg
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
 # the cluster's data directory goes too (its logs stay)
-trap 'stop_server; stop_pg; rm -rf "$PG_DIR/data"' EXIT
+SLAPD_DIR=$OUT/slapd
+trap 'stop_server; stop_pg; stop_slapd; rm -rf "$PG_DIR/data" "$SLAPD_DIR/db"' EXIT
 
 # ---------------------------------------------------------------- one cell
 SERVER_PID=""
@@ -89,9 +95,10 @@ reply() {
   printf '[[radius.reply]]\nrealm = "bench"\nattributes = { "Class" = "vpn", "Session-Timeout" = 28800, "Reply-Message" = "welcome" }\n'
 }
 
-# cell LABEL BACKEND PIN EVENTS USERS MODE(conc:N|rate:R) [REPLY(none|attributes)]
+# cell LABEL BACKEND PIN(none|pin|userstore) EVENTS USERS MODE(conc:N|rate:R)
+#      [REPLY(none|attributes)] [DIRECTORY(file|ldap)]
 cell() {
-  local label=$1 backend=$2 pin=$3 ev=$4 users=$5 mode=$6 rep=${7:-none}
+  local label=$1 backend=$2 pin=$3 ev=$4 users=$5 mode=$6 rep=${7:-none} from=${8:-file}
   local dir=$OUT/cell-$(echo "$label" | tr -c 'A-Za-z0-9' '-')r$ROUND
   mkdir -p "$dir"; cd "$dir"
   seed_files "$users"
@@ -106,12 +113,14 @@ name = "no-pin"
 scope = "authentication"
 actions = { otppin = "none" }'
   [ "$pin" = pin ] && policy=""
-  { node_config "$url" "$PORT" "$SECRET"; cat <<EOF
+  [ "$pin" = userstore ] && policy=${policy/otppin = \"none\"/otppin = \"userstore\"}
+  { node_config "$url" "$PORT" "$SECRET" "$from"; cat <<EOF
 $policy
 $(reply "$rep")
 $(events "$ev")
 EOF
   } > otpgate.toml
+  chmod 600 otpgate.toml   # it holds the RADIUS secret: serve refuses a readable one
   "$BIN" -c otpgate.toml init >/dev/null
   local t0 t1
   t0=$(date +%s.%N)
@@ -123,22 +132,27 @@ EOF
   for _ in $(seq 1 50); do grep -q "otpgate ready" serve.log 2>/dev/null && break; sleep 0.1; done
   local args=(--concurrency "${mode#conc:}")
   [ "${mode%%:*}" = rate ] && args=(--rate "${mode#rate:}")
-  local pinarg=(); [ "$pin" = pin ] && pinarg=(--pin 1234)
+  local pinarg=(); [ "$pin" != none ] && pinarg=(--pin 1234)
+  local slapd0=0; [ "$from" = ldap ] && slapd0=$(cpu_ticks "$SLAPD_PID")
   "$BIN" bench --server "127.0.0.1:$PORT" --secret "$SECRET" --tokens tokens.csv "${pinarg[@]}" \
     "${args[@]}" --duration "$duration" --warmup 2 --server-pid "$SERVER_PID" --json > bench.json
   stop_server
+  local slapd_ticks=0; [ "$from" = ldap ] && slapd_ticks=$(( $(cpu_ticks "$SLAPD_PID") - slapd0 ))
   # the store and the seeds are gigabytes over a run (WAL files, 100,000 tokens); the results,
   # the configuration and the server's log stay
   rm -f otpgate.db otpgate.db-wal otpgate.db-shm tokens.csv users.csv
   if [ "$backend" = postgres ]; then
     psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "DROP DATABASE $db" >/dev/null || true
   fi
-  python3 - "$label" "$backend" "$pin" "$ev" "$users" "$mode" "$(echo "$t1 - $t0" | bc)" "$ROUND" >> "$RESULTS" <<'PY'
+  python3 - "$label" "$backend" "$pin" "$ev" "$users" "$mode" "$(echo "$t1 - $t0" | bc)" "$ROUND" \
+    "$from" "$slapd_ticks" "$(getconf CLK_TCK)" >> "$RESULTS" <<'PY'
 import json, sys
 d = json.load(open("bench.json"))
 d.update(label=sys.argv[1], backend=sys.argv[2], pin=sys.argv[3], events=sys.argv[4],
          users=int(sys.argv[5]), load=sys.argv[6], import_seconds=float(sys.argv[7]),
-         round=int(sys.argv[8]))
+         round=int(sys.argv[8]), directory=sys.argv[9])
+if sys.argv[9] == "ldap" and d["accepted"]:
+    d["slapd_cpu_ms_per_login"] = int(sys.argv[10]) / int(sys.argv[11]) * 1000 / d["accepted"]
 print(json.dumps(d))
 PY
   tail -n 1 "$RESULTS" | python3 -c '
@@ -184,9 +198,21 @@ pin_cells() {
     cell "$backend otppin=pin events=$ev" "$backend" pin "$ev" 1000 "conc:8"
   done
 }
+# Users from slapd, beside the file-resolver cells of the same round: OTP only (every lookup
+# after the first from the cache), the token PIN, and the directory password (a bind a login).
+directory_cells() {
+  [ "$skip_ldap" = 0 ] || return 0
+  cell "sqlite ldap users otppin=none" sqlite none none 1000 "conc:128" none ldap
+  if [ "$skip_pin" = 0 ]; then
+    cell "sqlite ldap users otppin=pin" sqlite pin none 1000 "conc:8" none ldap
+  fi
+  cell "sqlite ldap users otppin=userstore" sqlite userstore none 1000 "conc:32" none ldap
+}
 # SQLite first and PostgreSQL started only after it: that server's checkpoints and autovacuum
 # share the disk and the two cores.
-for ROUND in $(seq 1 "$rounds"); do compared_round sqlite; pin_cells sqlite; done
+[ "$skip_ldap" = 0 ] && start_slapd 1000
+for ROUND in $(seq 1 "$rounds"); do compared_round sqlite; pin_cells sqlite; directory_cells; done
+stop_slapd
 if [ "$skip_pg" = 0 ]; then
   start_pg
   for ROUND in $(seq 1 "$rounds"); do compared_round postgres; pin_cells postgres; done

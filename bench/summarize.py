@@ -228,6 +228,12 @@ def targets(cells, pi):
         judge=max,
     )
     t.add(
+        "SQLite: users from LDAP (cached lookups) cost ≤ 10 % throughput, otppin=none",
+        ratios(cells, none["sqlite"], "sqlite ldap users otppin=none", "accepted_per_second"),
+        "%+.1f %%",
+        lambda v: v >= -10,
+    )
+    t.add(
         "import 100,000 tokens < 60 s (the slowest round)",
         values("sqlite 100000 tokens", "import_seconds"),
         "%.1f s",
@@ -241,12 +247,42 @@ def targets(cells, pi):
     )
 
 
+def directory_table(cells):
+    """The LDAP cells beside the file cells of the same rounds, with slapd's CPU."""
+    pairs = [
+        ("otppin=none", "sqlite otppin=none events=none", "sqlite ldap users otppin=none"),
+        ("token PIN", "sqlite otppin=pin events=none", "sqlite ldap users otppin=pin"),
+        ("userstore (a bind a login)", None, "sqlite ldap users otppin=userstore"),
+    ]
+    if not any(cells.get(ldap) for _, _, ldap in pairs):
+        return
+    print("\n| users from | file: logins/s | LDAP: logins/s | file: otpgate CPU ms | "
+          "LDAP: otpgate CPU ms | slapd CPU ms/login |")
+    print("|---|---|---|---|---|---|")
+
+    def med(label, key):
+        return median([d.get(key) or 0.0 for d in cells.get(label, [])]) if label else None
+
+    def f(v, fmt):
+        return "-" if v is None or v != v else fmt % v
+
+    for name, file_label, ldap_label in pairs:
+        if not cells.get(ldap_label):
+            continue
+        print(f"| {name} | {f(med(file_label, 'accepted_per_second'), '%.0f')} | "
+              f"{f(med(ldap_label, 'accepted_per_second'), '%.0f')} | "
+              f"{f(med(file_label, 'server_cpu_ms_per_login'), '%.4f')} | "
+              f"{f(med(ldap_label, 'server_cpu_ms_per_login'), '%.4f')} | "
+              f"{f(med(ldap_label, 'slapd_cpu_ms_per_login'), '%.4f')} |")
+
+
 def main():
     rows = load(sys.argv[1])
     fr = freeradius_floor(sys.argv[2] if len(sys.argv) > 2 else None)
     pi = privacyidea_runs(sys.argv[4] if len(sys.argv) > 4 else None)
     cells = by_label(rows)
     cell_table(cells, fr)
+    directory_table(cells)
     if pi:
         print()
         privacyidea_table(cells, pi)

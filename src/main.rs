@@ -70,14 +70,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// Human text on a terminal or a file; under systemd, lines journald stamps and ranks itself;
+/// JSON lines with `OTPGATE_LOG_FORMAT=json`.
 fn init_logging<W>(filter: EnvFilter, writer: W)
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(writer)
-        .init();
+        .with_writer(writer);
+    if std::env::var("OTPGATE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        builder.json().init();
+    } else if otpgate::daemon::journal::stderr_is_journal() {
+        builder
+            .event_format(otpgate::daemon::journal::JournalFormat::default())
+            .init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
 }

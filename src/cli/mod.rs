@@ -22,6 +22,7 @@ macro_rules! out {
 mod audit;
 mod bench;
 mod event;
+mod generate;
 mod radtest;
 mod token;
 mod user;
@@ -77,6 +78,9 @@ pub enum Command {
     /// password.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Man pages and shell completions for the packages.
+    #[command(subcommand, hide = true)]
+    Generate(generate::GenerateCommand),
     /// Hash a password for the users file (reads it from stdin).
     HashPassword,
     /// Load generator: PAP logins with valid OTPs from a seed file, closed or open loop;
@@ -110,6 +114,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(cmd) => audit::run(&cli.config, cmd).await,
         Command::Event(cmd) => event::run(&cli.config, cmd).await,
         Command::User(cmd) => user::run(&cli.config, cmd).await,
+        Command::Generate(cmd) => generate::run(cmd),
         Command::HashPassword => hash_password(&cli.config),
         Command::Radtest(args) => radtest::run(&cli.config, args).await,
         Command::Bench(args) => bench::run(args).await,

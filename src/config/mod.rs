@@ -54,6 +54,9 @@ pub struct Config {
     /// What works but is worth a look (`config::warnings`): shown by `check-config`, logged at
     /// every start and reload.
     pub warnings: Vec<Issue>,
+    /// Secrets other users of the host can read (`config::warnings`): `serve` refuses to
+    /// start or reload with any, `check-config` lists them as problems.
+    pub unsafe_files: Vec<Issue>,
 }
 
 /// Why a configuration was refused.

@@ -188,8 +188,10 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         delivery,
         policies: Arc::new(policies),
         warnings: Vec::new(),
+        unsafe_files: Vec::new(),
     };
-    config.warnings = super::warnings::collect(&config, &raw, &base);
+    config.warnings = super::warnings::collect(&config);
+    config.unsafe_files = super::warnings::readable_secrets(&config, &raw, &base);
     Ok(config)
 }
 

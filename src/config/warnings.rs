@@ -1,6 +1,7 @@
-//! What a valid configuration is still warned about, by `check-config` and at every start:
+//! What a valid configuration is still checked for, by `check-config` and at every start:
 //! a login that may wait longer for a mail, an SMS, a webhook, a script or a remote server
-//! than its NAS waits for the answer, and secrets that other users of the host can read.
+//! than its NAS waits for the answer (a warning), and secrets that other users of the host
+//! can read (a refusal).
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,10 +13,8 @@ use crate::event::handlers::Module;
 use crate::issues::Issue;
 use crate::remote::RemoteKind;
 
-pub(super) fn collect(config: &Config, raw: &RawConfig, base: &Path) -> Vec<Issue> {
-    let mut out = outbound_timeouts(config);
-    readable_secrets(config, raw, base, &mut out);
-    out
+pub(super) fn collect(config: &Config) -> Vec<Issue> {
+    outbound_timeouts(config)
 }
 
 /// The outbound calls a login can make before it is answered, each with how long it may take.
@@ -79,7 +78,10 @@ fn readable_by_others(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o004 != 0)
 }
 
-fn readable_secrets(config: &Config, raw: &RawConfig, base: &Path, out: &mut Vec<Issue>) {
+/// The configuration file when it holds secrets, and every secret file, that other users can
+/// read.
+pub(super) fn readable_secrets(config: &Config, raw: &RawConfig, base: &Path) -> Vec<Issue> {
+    let mut out = Vec::new();
     let inline = raw.smtp.iter().any(|s| s.password.is_some())
         || raw.remote.iter().any(|r| r.secret.is_some())
         || raw
@@ -127,6 +129,7 @@ fn readable_secrets(config: &Config, raw: &RawConfig, base: &Path, out: &mut Vec
             });
         }
     }
+    out
 }
 
 #[cfg(test)]
@@ -177,22 +180,26 @@ mod tests {
     }
 
     #[test]
-    fn secrets_other_users_can_read_are_warned_about() {
+    fn secrets_other_users_can_read_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let inline = "[[radius.client]]\nname = \"vpn\"\naddress = \"10.0.0.1\"\nsecret = \"x\"\n";
-        assert!(config(dir.path(), inline).warnings.is_empty());
+        assert!(config(dir.path(), inline).unsafe_files.is_empty());
         let path = dir.path().join("otpgate.toml");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let c = super::super::load(&path).unwrap();
-        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
-        assert!(c.warnings[0].message.contains("other users can read it"));
+        assert_eq!(c.unsafe_files.len(), 1, "{:?}", c.unsafe_files);
+        assert!(
+            c.unsafe_files[0]
+                .message
+                .contains("other users can read it")
+        );
         std::fs::write(dir.path().join("s"), "x").unwrap();
         std::fs::set_permissions(dir.path().join("s"), std::fs::Permissions::from_mode(0o644))
             .unwrap();
         let file =
             "[[radius.client]]\nname = \"vpn\"\naddress = \"10.0.0.1\"\nsecret_file = \"s\"\n";
         let c = config(dir.path(), file);
-        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
-        assert_eq!(c.warnings[0].key, "radius.client[0].secret_file");
+        assert_eq!(c.unsafe_files.len(), 1, "{:?}", c.unsafe_files);
+        assert_eq!(c.unsafe_files[0].key, "radius.client[0].secret_file");
     }
 }

@@ -1,6 +1,7 @@
 //! Start-up and shutdown: open the store, load the key file, build the authenticator, and (for
 //! `serve`) run the front-ends until SIGTERM, reloading the configuration on SIGHUP.
 
+pub mod journal;
 mod preflight;
 pub mod serve;
 

@@ -9,7 +9,11 @@ use crate::store::inspect_sqlite as inspect;
 
 /// What would stop `serve` from starting, one line each.
 pub fn preflight(config: &Config) -> Vec<String> {
-    let mut problems = Vec::new();
+    let mut problems: Vec<String> = config
+        .unsafe_files
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let key = if config.key_file.exists() {
         match MasterKey::load(&config.key_file) {
             Ok(k) => Some(k),

@@ -36,6 +36,8 @@ pub enum ServeError {
     NothingToServe,
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("refusing to start: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    UnsafeFiles(Vec<crate::issues::Issue>),
 }
 
 /// How long shutdown waits for requests in flight.
@@ -47,6 +49,9 @@ const CHALLENGE_GRACE_SECONDS: i64 = 24 * 3600;
 pub async fn serve(path: &Path) -> Result<(), ServeError> {
     let config = config::load(path)?;
     log_warnings(&config);
+    if !config.unsafe_files.is_empty() {
+        return Err(ServeError::UnsafeFiles(config.unsafe_files));
+    }
     if config.radius.is_none() && config.http_listen.is_none() {
         return Err(ServeError::NothingToServe);
     }
@@ -141,6 +146,9 @@ pub async fn serve(path: &Path) -> Result<(), ServeError> {
 
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(config = %path.display(), node = %config.node, "otpgate ready");
+    if let Some(period) = sd_notify::watchdog_enabled() {
+        tracker.spawn(watchdog(period, radius.clone(), shutdown.clone()));
+    }
 
     let mut running = config;
     loop {
@@ -240,6 +248,15 @@ fn reload(path: &Path, running: &mut Config, auth: &Authenticator, radius: Optio
         }
     };
     log_warnings(&new);
+    if !new.unsafe_files.is_empty() {
+        for issue in &new.unsafe_files {
+            tracing::error!(key = %issue.key, "{}", issue.message);
+        }
+        tracing::error!(
+            "configuration reload refused: secrets other users can read; the running configuration stays in force"
+        );
+        return;
+    }
     let mut needs_restart = Vec::new();
     if new.store != running.store {
         needs_restart.push("[database]");
@@ -288,5 +305,31 @@ async fn challenge_cleanup(auth: Arc<Authenticator>, shutdown: CancellationToken
             Ok(n) => tracing::debug!(deleted = n, "expired challenges cleaned up"),
             Err(e) => tracing::warn!(error = %e, "challenge cleanup failed"),
         }
+    }
+}
+
+/// systemd's watchdog (`WatchdogSec=`): a ping every third of the period while the RADIUS
+/// receive loops turn, so a daemon whose request path is wedged stops pinging and is restarted.
+async fn watchdog(
+    period: Duration,
+    radius: Option<Arc<RadiusServer>>,
+    shutdown: CancellationToken,
+) {
+    let mut every = tokio::time::interval(period / 3);
+    let mut last = None;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let beat = radius.as_ref().map(|r| r.heartbeat());
+        if beat.is_none() || beat != last {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+        } else {
+            tracing::error!(
+                "the RADIUS receive loops stopped turning; the systemd watchdog will restart the daemon"
+            );
+        }
+        last = beat;
     }
 }

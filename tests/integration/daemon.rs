@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -101,6 +102,8 @@ impl Daemon {
         std::fs::write(dir.path().join("users.toml"), users).unwrap();
         let config = dir.path().join("otpgate.toml");
         std::fs::write(&config, config_text(dir.path(), setup)).unwrap();
+        // it holds the RADIUS secret: serve refuses a file others can read
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).unwrap();
         let mut d = Self {
             child: None,
             _dir: dir,

@@ -255,7 +255,7 @@ fn init_makes_private_files() {
 #[test]
 fn check_config_refuses_what_serve_refuses() {
     type Break = fn(&Path);
-    let cases: [(&str, Break, &str); 5] = [
+    let cases: [(&str, Break, &str); 6] = [
         (
             "a key file others can read",
             |d| {
@@ -295,6 +295,21 @@ fn check_config_refuses_what_serve_refuses() {
                 std::fs::write(d.join("otpgate.db"), "no database here ".repeat(300)).unwrap();
             },
             "is not a SQLite database",
+        ),
+        (
+            "a configuration with a secret others can read",
+            |d| {
+                let config = d.join("otpgate.toml");
+                let mut text = std::fs::read_to_string(&config).unwrap();
+                text.push_str(&format!(
+                    "[radius]\nlisten = [\"127.0.0.1:0\"]\ndictionaries = \"{}/dictionaries\"\n\
+                     [[radius.client]]\nname = \"nas\"\naddress = \"10.0.0.1\"\nsecret = \"x\"\n",
+                    env!("CARGO_MANIFEST_DIR")
+                ));
+                std::fs::write(&config, text).unwrap();
+                std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+            },
+            "holds secrets and other users can read it",
         ),
     ];
     for (case, break_it, message) in cases {
@@ -381,4 +396,34 @@ fn a_silent_mail_server_is_given_up_before_the_nas_gives_up() {
     let (code, took) = carol.join().unwrap();
     assert_eq!(code, Some(Code::AccessReject));
     assert!(took < Duration::from_secs(3), "carol waited {took:?}");
+}
+
+/// A start with a secret other users can read is refused, with the file and the fix named.
+#[test]
+fn serve_refuses_a_configuration_whose_secret_others_can_read() {
+    let (dir, config) = installed();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "[radius]\nlisten = [\"127.0.0.1:0\"]\ndictionaries = \"{}/dictionaries\"\n\
+         [[radius.client]]\nname = \"nas\"\naddress = \"10.0.0.1\"\nsecret_file = \"nas.secret\"\n",
+        env!("CARGO_MANIFEST_DIR")
+    ));
+    std::fs::write(&config, text).unwrap();
+    let secret = dir.path().join("nas.secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(BIN)
+        .arg("-c")
+        .arg(&config)
+        .arg("serve")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("refusing to start"), "{said}");
+    assert!(
+        said.contains("nas.secret holds a secret and other users can read it"),
+        "{said}"
+    );
+    assert!(!said.contains("s3cret"), "{said}");
 }
