@@ -316,20 +316,23 @@ async fn watchdog(
     shutdown: CancellationToken,
 ) {
     let mut every = tokio::time::interval(period / 3);
-    let mut last = None;
+    let (mut last, mut moved_at) = (None, std::time::Instant::now());
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = every.tick() => {}
         }
         let beat = radius.as_ref().map(|r| r.heartbeat());
-        if beat.is_none() || beat != last {
+        if beat != last {
+            (last, moved_at) = (beat, std::time::Instant::now());
+        }
+        // a loop turns at least once a second; two seconds without a turn is a wedge
+        if beat.is_none() || moved_at.elapsed() < crate::radius::server::HEARTBEAT * 2 {
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
         } else {
             tracing::error!(
                 "the RADIUS receive loops stopped turning; the systemd watchdog will restart the daemon"
             );
         }
-        last = beat;
     }
 }

@@ -33,6 +33,19 @@ use crate::clock::Stopwatch;
 /// `net.core.rmem_max` (CAP_NET_ADMIN), else `SO_RCVBUF`, which the kernel caps there.
 /// Getting less is logged, not fatal: the default buffer still works, it only holds a
 /// shorter burst.
+/// A UDP socket on `addr`. An IPv6 one takes IPv6 only, so that `0.0.0.0:1812` and
+/// `[::]:1812` (the default) can both be bound on a host whose IPv6 sockets are dual-stack.
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
 fn enlarge_receive_buffer(socket: &UdpSocket, addr: SocketAddr, bytes: usize) {
     use nix::sys::socket::{setsockopt, sockopt};
     if bytes == 0 {
@@ -78,7 +91,7 @@ pub struct RadiusServer {
 }
 
 /// A receive loop turns at least this often, traffic or not, to show it is alive.
-const HEARTBEAT: Duration = Duration::from_secs(1);
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for RadiusServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -138,7 +151,7 @@ impl RadiusServer {
     pub async fn bind(settings: &RadiusSettings) -> std::io::Result<Vec<Arc<UdpSocket>>> {
         let mut sockets = Vec::new();
         for addr in &settings.listen {
-            let socket = UdpSocket::bind(addr).await.map_err(|e| {
+            let socket = bind_udp(*addr).map_err(|e| {
                 std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
             })?;
             enlarge_receive_buffer(&socket, *addr, settings.receive_buffer);
@@ -553,6 +566,20 @@ impl Drop for Abandon<'_> {
     fn drop(&mut self) {
         if self.armed {
             self.dedup.abandon(&self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn ipv4_and_ipv6_wildcards_bind_the_same_port() {
+        let v4 = super::bind_udp("0.0.0.0:0".parse().unwrap()).unwrap();
+        let port = v4.local_addr().unwrap().port();
+        let v6 = super::bind_udp(format!("[::]:{port}").parse().unwrap());
+        // hosts without IPv6 cannot bind [::] at all; everywhere else it must work
+        if let Err(e) = &v6 {
+            assert_eq!(e.kind(), std::io::ErrorKind::AddrNotAvailable, "{e}");
         }
     }
 }

@@ -31,3 +31,4 @@ mod sinks;
 mod slapd;
 mod sql_resolver;
 mod sqlite_stall;
+mod systemd;
