@@ -215,6 +215,27 @@ impl Daemon {
             .expect("run otpgate")
     }
 
+    /// The CLI with `input` on its standard input (a password for `--password-stdin`).
+    pub fn cli_stdin(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(BIN)
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     /// Run an admin command that must succeed; returns stdout.
     pub fn cli_ok(&self, args: &[&str]) -> String {
         let out = self.cli(args);
@@ -403,6 +424,20 @@ impl Drop for Daemon {
 }
 
 /// Send `bytes` from `s` and wait for one datagram.
+/// Kill `pid` once this test process is gone, however it ends (a server a test started).
+pub fn kill_with_test_process(pid: u32) {
+    let watchdog = format!(
+        "while kill -0 {me} 2>/dev/null; do sleep 1; done; kill -9 {pid} 2>/dev/null",
+        me = std::process::id()
+    );
+    let _ = Command::new("setsid")
+        .args(["sh", "-c", &watchdog])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
+
 pub fn udp_exchange(
     s: &UdpSocket,
     to: SocketAddr,

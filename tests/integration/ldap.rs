@@ -29,22 +29,10 @@ fn show(d: &Daemon, user: &str) -> Option<Value> {
 }
 
 fn check_password(d: &Daemon, user: &str, password: &str) -> (i32, String) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(crate::daemon::BIN)
-        .args(["user", "check", user, "--password-stdin", "-c"])
-        .arg(&d.config)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = d.cli_stdin(
+        &["user", "check", user, "--password-stdin"],
+        &format!("{password}\n"),
+    );
     (
         out.status.code().unwrap_or(-1),
         format!(

@@ -46,17 +46,7 @@ impl MariaDb {
             .stderr(std::fs::File::create(d.join("server.log")).unwrap())
             .spawn()
             .expect("mariadbd (Debian package mariadb-server)");
-        let pid = server.id();
-        let watchdog = format!(
-            "while kill -0 {me} 2>/dev/null; do sleep 1; done; kill -9 {pid} 2>/dev/null",
-            me = std::process::id()
-        );
-        let _ = Command::new("setsid")
-            .args(["sh", "-c", &watchdog])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
+        crate::daemon::kill_with_test_process(server.id());
         let start = Instant::now();
         loop {
             let ok = Command::new("mariadb")

@@ -173,18 +173,7 @@ impl Slapd {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        // stop it when this test process is gone, however it ends
-        let watchdog = format!(
-            "while kill -0 {me} 2>/dev/null; do sleep 1; done; kill -9 {pid} 2>/dev/null",
-            me = std::process::id(),
-            pid = self.pid.unwrap_or(0)
-        );
-        let _ = Command::new("setsid")
-            .args(["sh", "-c", &watchdog])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
+        crate::daemon::kill_with_test_process(self.pid.unwrap_or(0));
     }
 
     /// Stop the server (its connections drop).

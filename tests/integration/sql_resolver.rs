@@ -58,22 +58,10 @@ fn resolver(database: &str) -> String {
 }
 
 fn check(d: &Daemon, user: &str, password: &str) -> bool {
-    use std::io::Write;
-    let mut child = std::process::Command::new(crate::daemon::BIN)
-        .args(["user", "check", user, "--password-stdin", "-c"])
-        .arg(&d.config)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = d.cli_stdin(
+        &["user", "check", user, "--password-stdin"],
+        &format!("{password}\n"),
+    );
     match out.status.code() {
         Some(0) => true,
         Some(1) => false,
@@ -135,37 +123,32 @@ fn sql_resolver_on_sqlite() {
     exercise(&format!("sqlite:{}", path.display()));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sql_resolver_on_postgresql() {
-    let url = crate::pg::fresh_database().await;
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
-        .await
-        .unwrap();
-    for s in setup_sql() {
-        sqlx::query(sqlx::AssertSqlSafe(s))
-            .execute(&mut conn)
+/// The application's table on a server sqlx speaks to, then the resolver's checks.
+macro_rules! load_and_exercise {
+    ($connection:ty, $url:expr) => {{
+        let url: String = $url;
+        let mut conn = <$connection as sqlx::Connection>::connect(&url)
             .await
             .unwrap();
-    }
-    tokio::task::spawn_blocking(move || exercise(&url))
-        .await
-        .unwrap();
+        for s in setup_sql() {
+            sqlx::query(sqlx::AssertSqlSafe(s))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        tokio::task::spawn_blocking(move || exercise(&url))
+            .await
+            .unwrap();
+    }};
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_resolver_on_postgresql() {
+    load_and_exercise!(sqlx::PgConnection, crate::pg::fresh_database().await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_resolver_on_mariadb() {
     let server = crate::mariadb::MariaDb::start();
-    let url = server.url();
-    let mut conn = <sqlx::MySqlConnection as sqlx::Connection>::connect(&url)
-        .await
-        .unwrap();
-    for s in setup_sql() {
-        sqlx::query(sqlx::AssertSqlSafe(s))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
-    tokio::task::spawn_blocking(move || exercise(&url))
-        .await
-        .unwrap();
+    load_and_exercise!(sqlx::MySqlConnection, server.url());
 }
