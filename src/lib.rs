@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! NAS ──UDP──▶ radius::server ─┐   front-ends: decode, check the peer, build a message::Request,
-//! admin ─CLI─▶ cli            ─┤   map the message::Response back to the wire
+//! app ──TCP──▶ ldap::server   ─┤   map the message::Response back to the wire
+//! admin ─CLI─▶ cli            ─┤
 //! ops ──HTTP─▶ http           ─┘
 //!                  │
 //!                  ▼
@@ -39,6 +40,7 @@ pub mod dates;
 pub mod event;
 pub mod http;
 pub mod issues;
+pub mod ldap;
 pub mod log_limit;
 pub mod message;
 pub mod notify;

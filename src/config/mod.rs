@@ -38,6 +38,7 @@ pub struct Config {
     pub directory: Arc<Directory>,
     /// `[radius]`, when the file has one.
     pub radius: Option<crate::radius::settings::RadiusSettings>,
+    pub ldap_proxy: Option<crate::ldap::LdapProxySettings>,
     /// `[http]` listen address, when the file has one.
     pub http_listen: Option<std::net::SocketAddr>,
     /// Serve `/validate/check` on the HTTP listener (`[http] validate_check`).

@@ -30,6 +30,7 @@ pub struct RawConfig {
     pub enrollment: RawEnrollment,
     /// The RADIUS front-end (absent: no RADIUS listener).
     pub radius: Option<crate::radius::settings::RawRadius>,
+    pub ldap_proxy: Option<crate::ldap::RawLdapProxy>,
     /// The HTTP listener for `/metrics`, `/healthz` and optionally `/validate/check` (absent: none).
     pub http: Option<RawHttp>,
     /// Email tokens: where and how the OTP is sent.

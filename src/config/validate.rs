@@ -79,6 +79,15 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         .radius
         .as_ref()
         .and_then(|r| crate::radius::settings::build(r, &base, &directory, &mut issues));
+    let ldap_proxy = raw
+        .ldap_proxy
+        .as_ref()
+        .and_then(|l| crate::ldap::settings::build(l, &base, &mut issues));
+    if let Some(realm) = ldap_proxy.as_ref().and_then(|l| l.realm.as_deref())
+        && directory.realm(realm).is_none()
+    {
+        issues.push("ldap_proxy.realm", format!("no realm {realm:?}"));
+    }
     let http_listen = raw.http.as_ref().and_then(|h| match h.listen.parse() {
         Ok(a) => Some(a),
         Err(_) => {
@@ -177,6 +186,7 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         totp_hashlib: totp_hashlib(&raw),
         directory: Arc::new(directory),
         radius,
+        ldap_proxy,
         http_listen,
         http_validate: raw.http.as_ref().is_some_and(|h| h.validate_check),
         http_trusted,

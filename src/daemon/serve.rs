@@ -52,7 +52,7 @@ pub async fn serve(path: &Path) -> Result<(), ServeError> {
     if !config.unsafe_files.is_empty() {
         return Err(ServeError::UnsafeFiles(config.unsafe_files));
     }
-    if config.radius.is_none() && config.http_listen.is_none() {
+    if config.radius.is_none() && config.http_listen.is_none() && config.ldap_proxy.is_none() {
         return Err(ServeError::NothingToServe);
     }
     let key_existed = config.key_file.exists();
@@ -108,6 +108,25 @@ pub async fn serve(path: &Path) -> Result<(), ServeError> {
         }
         None => None,
     };
+    if let Some(settings) = &config.ldap_proxy {
+        let listeners = crate::ldap::server::bind(&settings.listen)
+            .await
+            .map_err(ServeError::Bind)?;
+        let proxy = Arc::new(crate::ldap::Proxy {
+            settings: settings.clone(),
+            auth: opened.auth.clone(),
+        });
+        for listener in listeners {
+            let local = listener.local_addr().map_err(ServeError::Bind)?;
+            tracing::info!(address = %local, upstream = ?settings.upstream, "LDAP proxy listening");
+            tracker.spawn(crate::ldap::server::run(
+                proxy.clone(),
+                listener,
+                shutdown.clone(),
+                tracker.clone(),
+            ));
+        }
+    }
     if let Some(addr) = config.http_listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await

@@ -18,6 +18,7 @@ mod events;
 mod harness;
 mod import;
 mod ldap;
+mod ldap_proxy;
 mod login_index;
 mod mariadb;
 mod outage;

@@ -1,0 +1,392 @@
+//! One client connection of the bind proxy: a bind is checked by otpgate and then made
+//! upstream; after it every operation goes to the upstream directory on that connection,
+//! message ids and controls unchanged, and every answer comes back as the directory sent it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::{SinkExt, StreamExt};
+use ldap3_proto::LdapCodec;
+use ldap3_proto::proto::{
+    LdapBindCred, LdapBindRequest, LdapBindResponse, LdapExtendedResponse, LdapMsg, LdapOp,
+    LdapResult, LdapResultCode,
+};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+use super::mapping;
+use super::settings::LdapProxySettings;
+use crate::auth::Authenticator;
+use crate::message::{Origin, Request};
+use crate::secret::Secret;
+
+pub(super) type Conn = Framed<TcpStream, LdapCodec>;
+
+/// What the proxy needs of the daemon.
+pub struct Proxy {
+    pub settings: LdapProxySettings,
+    pub auth: Arc<Authenticator>,
+}
+
+/// How a bind ended.
+enum Bind {
+    /// Accepted, with the upstream connection bound for the session.
+    Bound(Box<Conn>),
+    Refused(LdapResultCode, String),
+}
+
+fn result(code: LdapResultCode, message: &str) -> LdapResult {
+    LdapResult {
+        code,
+        matcheddn: String::new(),
+        message: message.to_owned(),
+        referral: Vec::new(),
+    }
+}
+
+/// The error answer to a request that arrives before a bind, in the request's own response
+/// type; `None` for requests without one (abandon).
+fn refuse(msg: &LdapMsg, code: LdapResultCode, text: &str) -> Option<LdapMsg> {
+    let res = result(code, text);
+    let op = match &msg.op {
+        LdapOp::SearchRequest(_) => LdapOp::SearchResultDone(res),
+        LdapOp::ModifyRequest(_) => LdapOp::ModifyResponse(res),
+        LdapOp::AddRequest(_) => LdapOp::AddResponse(res),
+        LdapOp::DelRequest(_) => LdapOp::DelResponse(res),
+        LdapOp::ModifyDNRequest(_) => LdapOp::ModifyDNResponse(res),
+        LdapOp::CompareRequest(_) => LdapOp::CompareResult(res),
+        LdapOp::ExtendedRequest(_) => LdapOp::ExtendedResponse(LdapExtendedResponse {
+            res,
+            name: None,
+            value: None,
+        }),
+        LdapOp::BindRequest(_) => LdapOp::BindResponse(LdapBindResponse {
+            res,
+            saslcreds: None,
+        }),
+        _ => return None,
+    };
+    Some(LdapMsg {
+        msgid: msg.msgid,
+        op,
+        ctrl: Vec::new(),
+    })
+}
+
+impl Proxy {
+    /// Serve one client until it unbinds, disconnects or stays silent too long.
+    pub async fn session(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        let codec = LdapCodec::new(Some(self.settings.max_message_bytes), None);
+        let mut client = Framed::new(stream, codec);
+        let mut upstream: Option<Box<Conn>> = None;
+        loop {
+            let next = match upstream.as_deref_mut() {
+                None => {
+                    match tokio::time::timeout(self.settings.idle_timeout, client.next()).await {
+                        Ok(Some(Ok(m))) => Some(m),
+                        Ok(Some(Err(e))) => {
+                            tracing::info!(target: "otpgate::ldap", client = %peer, error = %e, "malformed LDAP message; connection closed");
+                            return;
+                        }
+                        _ => return,
+                    }
+                }
+                // the relay returns only for a new bind
+                Some(up) => self.relay(&mut client, up, peer).await,
+            };
+            let Some(msg) = next else { return };
+            match msg.op {
+                LdapOp::BindRequest(ref b) => {
+                    upstream = None;
+                    let bind = self.bind(b, peer).await;
+                    let (code, text) = match bind {
+                        Bind::Bound(conn) => {
+                            upstream = Some(conn);
+                            (LdapResultCode::Success, String::new())
+                        }
+                        Bind::Refused(code, text) => (code, text),
+                    };
+                    let answer = LdapMsg {
+                        msgid: msg.msgid,
+                        op: LdapOp::BindResponse(LdapBindResponse {
+                            res: result(code, &text),
+                            saslcreds: None,
+                        }),
+                        ctrl: Vec::new(),
+                    };
+                    if client.send(answer).await.is_err() {
+                        return;
+                    }
+                }
+                LdapOp::UnbindRequest => return,
+                _ => {
+                    let Some(answer) =
+                        refuse(&msg, LdapResultCode::InsufficentAccessRights, "bind first")
+                    else {
+                        continue;
+                    };
+                    if client.send(answer).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Relay between a bound client and its upstream connection until the client binds
+    /// again (the bind is returned) or unbinds, or either side goes away (`None`).
+    async fn relay(&self, client: &mut Conn, up: &mut Conn, peer: SocketAddr) -> Option<LdapMsg> {
+        loop {
+            tokio::select! {
+                from_client = tokio::time::timeout(self.settings.idle_timeout, client.next()) => {
+                    let msg = match from_client {
+                        Ok(Some(Ok(m))) => m,
+                        Ok(Some(Err(e))) => {
+                            tracing::info!(target: "otpgate::ldap", client = %peer, error = %e, "malformed LDAP message; connection closed");
+                            return None;
+                        }
+                        _ => return None,
+                    };
+                    match msg.op {
+                        LdapOp::BindRequest(_) => return Some(msg),
+                        LdapOp::UnbindRequest => {
+                            let _ = up.send(msg).await;
+                            return None;
+                        }
+                        _ => {
+                            if up.send(msg).await.is_err() {
+                                return None;
+                            }
+                        }
+                    }
+                }
+                from_up = up.next() => {
+                    match from_up {
+                        Some(Ok(m)) => {
+                            if client.send(m).await.is_err() {
+                                return None;
+                            }
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Check a bind and make it upstream.
+    async fn bind(&self, b: &LdapBindRequest, peer: SocketAddr) -> Bind {
+        let started = Instant::now();
+        let s = &self.settings;
+        let password = match &b.cred {
+            LdapBindCred::Simple(pw) => Secret::new(pw.clone()),
+            _ => {
+                return self.logged(
+                    b,
+                    peer,
+                    started,
+                    None,
+                    Bind::Refused(
+                        LdapResultCode::AuthMethodNotSupported,
+                        "only simple binds are accepted".into(),
+                    ),
+                );
+            }
+        };
+        if b.dn.is_empty() || password.expose().is_empty() {
+            return self.logged(
+                b,
+                peer,
+                started,
+                None,
+                Bind::Refused(
+                    LdapResultCode::AuthMethodNotSupported,
+                    "anonymous and unauthenticated binds are not accepted".into(),
+                ),
+            );
+        }
+        if s.service_accounts
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&b.dn))
+        {
+            let bind = self.upstream(&b.dn, password.expose()).await;
+            return self.logged(b, peer, started, Some("service account"), bind);
+        }
+        let Some(login) = mapping::login_of(&b.dn, &s.user_dn) else {
+            return self.logged(
+                b,
+                peer,
+                started,
+                None,
+                Bind::Refused(
+                    LdapResultCode::InvalidCredentials,
+                    "the DN names no user".into(),
+                ),
+            );
+        };
+        let Some(split) = mapping::split(password.expose(), s.password) else {
+            return self.logged(
+                b,
+                peer,
+                started,
+                Some(&login),
+                Bind::Refused(
+                    LdapResultCode::InvalidCredentials,
+                    "the password holds no OTP".into(),
+                ),
+            );
+        };
+        // the upstream bind first: a wrong directory password, or a directory that is down,
+        // burns no OTP
+        let upstream = match (split.directory_password, &s.upstream_bind) {
+            (Some(pw), _) => self.upstream(&b.dn, pw).await,
+            (None, Some((dn, pw))) => self.upstream(dn, pw.expose()).await,
+            (None, None) => {
+                Bind::Refused(LdapResultCode::Unavailable, "no upstream account".into())
+            }
+        };
+        let conn = match upstream {
+            Bind::Bound(c) => c,
+            refused => return self.logged(b, peer, started, Some(&login), refused),
+        };
+        let mut request = Request::user(&login, split.for_otpgate);
+        request.realm = s.realm.clone();
+        request.client = Some(peer.ip());
+        request.origin = Origin::Ldap;
+        let outcome = self.auth.validate_check(request).await;
+        let bind = match outcome.response.authentication() {
+            Some("ACCEPT") => Bind::Bound(conn),
+            Some("CHALLENGE") => Bind::Refused(
+                LdapResultCode::InvalidCredentials,
+                "a challenge cannot be answered in a bind; use a token without challenge-response"
+                    .into(),
+            ),
+            _ => {
+                let code = if outcome.store_unavailable {
+                    LdapResultCode::Unavailable
+                } else {
+                    LdapResultCode::InvalidCredentials
+                };
+                Bind::Refused(
+                    code,
+                    outcome.response.message().unwrap_or("rejected").to_owned(),
+                )
+            }
+        };
+        self.logged(b, peer, started, Some(&login), bind)
+    }
+
+    fn logged(
+        &self,
+        b: &LdapBindRequest,
+        peer: SocketAddr,
+        started: Instant,
+        user: Option<&str>,
+        bind: Bind,
+    ) -> Bind {
+        let (result, reason) = match &bind {
+            Bind::Bound(_) => ("success", String::new()),
+            Bind::Refused(code, text) => ("refused", format!("{code:?}: {text}")),
+        };
+        metrics::counter!("otpgate_ldap_binds_total", "result" => result).increment(1);
+        tracing::info!(
+            target: "otpgate::ldap",
+            client = %peer,
+            dn = %b.dn,
+            user = user.unwrap_or(""),
+            result,
+            reason = %reason,
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "bind"
+        );
+        bind
+    }
+
+    /// Bind upstream as `dn`: the first server that answers decides.
+    async fn upstream(&self, dn: &str, password: &str) -> Bind {
+        let s = &self.settings;
+        let mut failures = Vec::new();
+        for host in &s.upstream {
+            let attempt = tokio::time::timeout(s.upstream_timeout, async {
+                let stream = TcpStream::connect(host).await?;
+                let mut conn = Framed::new(stream, LdapCodec::new(Some(s.max_message_bytes), None));
+                conn.send(LdapMsg {
+                    msgid: 1,
+                    op: LdapOp::BindRequest(LdapBindRequest {
+                        version: 3,
+                        dn: dn.to_owned(),
+                        cred: LdapBindCred::Simple(password.to_owned()),
+                    }),
+                    ctrl: Vec::new(),
+                })
+                .await?;
+                let answer = conn.next().await.ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed during the bind")
+                })??;
+                Ok::<_, std::io::Error>((conn, answer))
+            })
+            .await;
+            match attempt {
+                Ok(Ok((conn, answer))) => {
+                    return match answer.op {
+                        LdapOp::BindResponse(r) if r.res.code == LdapResultCode::Success => {
+                            Bind::Bound(Box::new(conn))
+                        }
+                        LdapOp::BindResponse(r) => Bind::Refused(r.res.code, r.res.message),
+                        _ => Bind::Refused(
+                            LdapResultCode::ProtocolError,
+                            "the directory answered the bind with something else".into(),
+                        ),
+                    };
+                }
+                Ok(Err(e)) => failures.push(format!("{host}: {e}")),
+                Err(_) => failures.push(format!("{host}: no answer in time")),
+            }
+        }
+        Bind::Refused(
+            LdapResultCode::Unavailable,
+            format!("the directory is unavailable ({})", failures.join("; ")),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ldap3_proto::proto::LdapSearchScope;
+
+    #[test]
+    fn requests_before_a_bind_get_their_own_error_type() {
+        let search = LdapMsg {
+            msgid: 7,
+            op: LdapOp::SearchRequest(ldap3_proto::proto::LdapSearchRequest {
+                base: "dc=x".into(),
+                scope: LdapSearchScope::Base,
+                aliases: ldap3_proto::proto::LdapDerefAliases::Never,
+                sizelimit: 0,
+                timelimit: 0,
+                typesonly: false,
+                filter: ldap3_proto::proto::LdapFilter::Present("objectClass".into()),
+                attrs: vec![],
+            }),
+            ctrl: vec![],
+        };
+        let a = refuse(
+            &search,
+            LdapResultCode::InsufficentAccessRights,
+            "bind first",
+        )
+        .unwrap();
+        assert_eq!(a.msgid, 7);
+        assert!(
+            matches!(a.op, LdapOp::SearchResultDone(ref r) if r.code == LdapResultCode::InsufficentAccessRights)
+        );
+        let abandon = LdapMsg {
+            msgid: 8,
+            op: LdapOp::AbandonRequest(7),
+            ctrl: vec![],
+        };
+        assert!(refuse(&abandon, LdapResultCode::InsufficentAccessRights, "x").is_none());
+    }
+}

@@ -1,0 +1,235 @@
+//! The LDAP bind proxy between OpenLDAP's own clients (ldapwhoami, ldapsearch, ldapcompare)
+//! and a real slapd: password+OTP and PIN binds, the operations after them, wrong and replayed
+//! OTPs, service accounts, and an upstream that stops.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::daemon::{Daemon, Setup};
+use crate::harness::{RFC4226, RFC4226_KEY_HEX};
+use crate::slapd::{SVC, SVC_PW, Slapd};
+
+const ALICE: &str = "uid=alice,ou=people,dc=example,dc=org";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+/// A daemon with the slapd's users in realm `corp` and the proxy on `port`.
+fn daemon(slapd: &Slapd, port: u16, proxy: &str) -> Daemon {
+    Daemon::start(&Setup {
+        extra: format!(
+            "{}[[realm]]\nname = \"corp\"\nresolvers = [\"ldap1\"]\n\
+             [ldap_proxy]\nlisten = [\"127.0.0.1:{port}\"]\nupstream = [\"{}\"]\n\
+             user_dn = [\"uid={{user}},ou=people,dc=example,dc=org\"]\nrealm = \"corp\"\n\
+             service_accounts = [\"{SVC}\"]\n{proxy}",
+            slapd.resolver("ldap1", ""),
+            slapd.url(),
+        ),
+        ..Default::default()
+    })
+}
+
+/// An OpenLDAP client tool against the proxy: (exit code, stdout and stderr).
+fn tool(name: &str, port: u16, dn: &str, password: &str, args: &[&str]) -> (i32, String) {
+    let out = Command::new(name)
+        .args([
+            "-x",
+            "-H",
+            &format!("ldap://127.0.0.1:{port}"),
+            "-D",
+            dn,
+            "-w",
+            password,
+        ])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{name} (Debian package ldap-utils): {e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn password_and_otp_bind_then_search_compare_and_whoami() {
+    let slapd = Slapd::start(0);
+    let port = free_port();
+    let d = daemon(&slapd, port, "password = \"password+otp\"\n");
+    // a token without a PIN: the directory password is the first factor
+    d.cli_ok(&[
+        "token",
+        "enroll",
+        "--type",
+        "hotp",
+        "--serial",
+        "P1",
+        "--user",
+        "alice@corp",
+        "--key",
+        RFC4226_KEY_HEX,
+    ]);
+
+    let (code, out) = tool(
+        "ldapwhoami",
+        port,
+        ALICE,
+        &format!("alice-pw{}", RFC4226[0]),
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("dn:{ALICE}")), "{out}");
+
+    // paged search and compare on the bound connection
+    let (code, out) = tool(
+        "ldapsearch",
+        port,
+        ALICE,
+        &format!("alice-pw{}", RFC4226[1]),
+        &[
+            "-b",
+            "ou=people,dc=example,dc=org",
+            "-E",
+            "pr=2/noprompt",
+            "(objectClass=inetOrgPerson)",
+            "mail",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    for mail in ["alice@example.org", "bob@example.org", "carol@example.org"] {
+        assert!(out.contains(mail), "{mail}: {out}");
+    }
+    let (code, out) = tool(
+        "ldapcompare",
+        port,
+        ALICE,
+        &format!("alice-pw{}", RFC4226[2]),
+        &["uid=carol,ou=people,dc=example,dc=org", "sn:White"],
+    );
+    assert_eq!(code, 6, "compareTrue: {out}");
+
+    // a replayed OTP, a wrong one, a wrong directory password
+    let (code, out) = tool(
+        "ldapwhoami",
+        port,
+        ALICE,
+        &format!("alice-pw{}", RFC4226[2]),
+        &[],
+    );
+    assert_eq!(code, 49, "replay: {out}");
+    let before = d.token("P1")["failcount"].as_i64().unwrap();
+    let (code, out) = tool("ldapwhoami", port, ALICE, "alice-pw000000", &[]);
+    assert_eq!(code, 49, "wrong OTP: {out}");
+    assert_eq!(d.token("P1")["failcount"].as_i64().unwrap(), before + 1);
+    let (code, out) = tool(
+        "ldapwhoami",
+        port,
+        ALICE,
+        &format!("wrong{}", RFC4226[3]),
+        &[],
+    );
+    assert_eq!(code, 49, "wrong password: {out}");
+    let (code, out) = tool(
+        "ldapwhoami",
+        port,
+        ALICE,
+        &format!("alice-pw{}", RFC4226[3]),
+        &[],
+    );
+    assert_eq!(
+        code, 0,
+        "the OTP was not burnt by the wrong password: {out}"
+    );
+
+    // the application's own account passes without an OTP
+    let (code, out) = tool(
+        "ldapsearch",
+        port,
+        SVC,
+        SVC_PW,
+        &["-b", "ou=people,dc=example,dc=org", "(uid=bob)", "mail"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("bob@example.org"), "{out}");
+    // anonymous and unknown DNs
+    let (code, out) = tool("ldapwhoami", port, "", "", &[]);
+    assert_eq!(code, 7, "authMethodNotSupported: {out}");
+    let (code, out) = tool(
+        "ldapwhoami",
+        port,
+        "cn=nobody,dc=example,dc=org",
+        "x123456",
+        &[],
+    );
+    assert_eq!(code, 49, "{out}");
+
+    let audit = d.cli_ok(&["audit", "list", "--json"]);
+    assert!(audit.contains("\"origin\": \"ldap\""), "{audit}");
+}
+
+#[test]
+fn pin_binds_upstream_as_the_service_account_and_a_stopped_directory_is_refused_fast() {
+    let mut slapd = Slapd::start(0);
+    let port = free_port();
+    let d = daemon(
+        &slapd,
+        port,
+        &format!(
+            "password = \"pin\"\nupstream_bind_dn = \"{SVC}\"\nupstream_bind_password = \"{SVC_PW}\"\n"
+        ),
+    );
+    d.enroll_hotp("P2", "alice@corp", "pin");
+    let (code, out) = tool(
+        "ldapwhoami",
+        port,
+        ALICE,
+        &format!("pin{}", RFC4226[0]),
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("dn:{SVC}")),
+        "bound upstream as the service account: {out}"
+    );
+    let (code, out) = tool(
+        "ldapwhoami",
+        port,
+        ALICE,
+        &format!("nip{}", RFC4226[1]),
+        &[],
+    );
+    assert_eq!(code, 49, "{out}");
+
+    slapd.stop();
+    let start = Instant::now();
+    let (code, out) = tool(
+        "ldapwhoami",
+        port,
+        ALICE,
+        &format!("pin{}", RFC4226[1]),
+        &[],
+    );
+    assert!(code == 49 || code == 52, "{code}: {out}");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        d.log().contains("the directory is unavailable"),
+        "the bind's log line says why: {}",
+        d.log()
+    );
+    assert_eq!(
+        d.token("P2")["count"],
+        1,
+        "no OTP was spent while the directory was away"
+    );
+}
