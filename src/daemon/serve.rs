@@ -108,25 +108,37 @@ pub async fn serve(path: &Path) -> Result<(), ServeError> {
         }
         None => None,
     };
-    if let Some(settings) = &config.ldap_proxy {
-        let listeners = crate::ldap::server::bind(&settings.listen)
-            .await
-            .map_err(ServeError::Bind)?;
-        let proxy = Arc::new(crate::ldap::Proxy {
-            settings: settings.clone(),
-            auth: opened.auth.clone(),
-        });
-        for listener in listeners {
-            let local = listener.local_addr().map_err(ServeError::Bind)?;
-            tracing::info!(address = %local, upstream = ?settings.upstream, "LDAP proxy listening");
-            tracker.spawn(crate::ldap::server::run(
-                proxy.clone(),
-                listener,
-                shutdown.clone(),
-                tracker.clone(),
+    let ldap_proxy = match &config.ldap_proxy {
+        Some(settings) => {
+            let plain = crate::ldap::server::bind(&settings.listen)
+                .await
+                .map_err(ServeError::Bind)?;
+            let tls = crate::ldap::server::bind(&settings.listen_tls)
+                .await
+                .map_err(ServeError::Bind)?;
+            let proxy = Arc::new(crate::ldap::Proxy::new(
+                settings.clone(),
+                opened.auth.clone(),
             ));
+            let listeners = plain
+                .into_iter()
+                .map(|l| (l, false))
+                .chain(tls.into_iter().map(|l| (l, true)));
+            for (listener, is_tls) in listeners {
+                let local = listener.local_addr().map_err(ServeError::Bind)?;
+                tracing::info!(address = %local, ldaps = is_tls, upstream = ?settings.upstream, "LDAP proxy listening");
+                tracker.spawn(crate::ldap::server::run(
+                    proxy.clone(),
+                    listener,
+                    is_tls,
+                    shutdown.clone(),
+                    tracker.clone(),
+                ));
+            }
+            Some(proxy)
         }
-    }
+        None => None,
+    };
     if let Some(addr) = config.http_listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -174,7 +186,7 @@ pub async fn serve(path: &Path) -> Result<(), ServeError> {
         tokio::select! {
             _ = hup.recv() => {
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
-                reload(path, &mut running, &opened.auth, radius.as_deref());
+                reload(path, &mut running, &opened.auth, radius.as_deref(), ldap_proxy.as_deref());
                 // every reload, so that a build that failed is tried again
                 login_index.send_replace(running.policies.counts_logins());
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
@@ -258,7 +270,13 @@ fn log_warnings(config: &Config) {
     }
 }
 
-fn reload(path: &Path, running: &mut Config, auth: &Authenticator, radius: Option<&RadiusServer>) {
+fn reload(
+    path: &Path,
+    running: &mut Config,
+    auth: &Authenticator,
+    radius: Option<&RadiusServer>,
+    ldap_proxy: Option<&crate::ldap::Proxy>,
+) {
     let new = match config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -298,6 +316,17 @@ fn reload(path: &Path, running: &mut Config, auth: &Authenticator, radius: Optio
     auth.reload_upstreams(Arc::new(crate::remote::Remotes::new(&new.remotes)));
     if let (Some(server), Some(settings)) = (radius, &new.radius) {
         server.reload(settings.clone());
+    }
+    match (&new.ldap_proxy, &running.ldap_proxy) {
+        (Some(n), Some(r)) if n.listen != r.listen || n.listen_tls != r.listen_tls => {
+            needs_restart.push("ldap_proxy.listen")
+        }
+        (Some(_), None) | (None, Some(_)) => needs_restart.push("[ldap_proxy]"),
+        _ => {}
+    }
+    if let (Some(proxy), Some(settings)) = (ldap_proxy, &new.ldap_proxy) {
+        // certificates, upstreams and mappings for the connections that come next
+        proxy.reload(settings.clone());
     }
     if !needs_restart.is_empty() {
         tracing::warn!(

@@ -52,10 +52,11 @@ pub async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>> {
     Ok(out)
 }
 
-/// Accept until `shutdown`.
+/// Accept until `shutdown`; `tls`: an LDAPS listener.
 pub async fn run(
     proxy: Arc<Proxy>,
     listener: TcpListener,
+    tls: bool,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -71,15 +72,22 @@ pub async fn run(
                 }
             },
         };
-        if !open.enter(peer.ip(), proxy.settings.connections_per_source) {
+        if !open.enter(peer.ip(), proxy.settings().connections_per_source) {
             metrics::counter!("otpgate_ldap_connections_refused_total").increment(1);
             drop(stream);
             continue;
         }
         let (proxy, open, stop) = (proxy.clone(), open.clone(), shutdown.clone());
         tracker.spawn(async move {
+            let session = async {
+                if tls {
+                    proxy.session_tls(stream, peer).await;
+                } else {
+                    proxy.session(stream, peer).await;
+                }
+            };
             tokio::select! {
-                () = proxy.session(stream, peer) => {}
+                () = session => {}
                 () = stop.cancelled() => {}
             }
             open.leave(peer.ip());

@@ -3,7 +3,7 @@
 //! message ids and controls unchanged, and every answer comes back as the directory sent it.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use futures_util::{SinkExt, StreamExt};
@@ -12,6 +12,7 @@ use ldap3_proto::proto::{
     LdapBindCred, LdapBindRequest, LdapBindResponse, LdapExtendedResponse, LdapMsg, LdapOp,
     LdapResult, LdapResultCode,
 };
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
@@ -23,10 +24,20 @@ use crate::secret::Secret;
 
 pub(super) type Conn = Framed<TcpStream, LdapCodec>;
 
+/// RFC 4511 §4.14: the StartTLS extended operation.
+const START_TLS: &str = "1.3.6.1.4.1.1466.20037";
+
 /// What the proxy needs of the daemon.
 pub struct Proxy {
-    pub settings: LdapProxySettings,
-    pub auth: Arc<Authenticator>,
+    settings: RwLock<Arc<LdapProxySettings>>,
+    auth: Arc<Authenticator>,
+}
+
+/// How a session on a plain connection ended.
+enum Ended<S> {
+    Done,
+    /// The client asked for StartTLS and was told yes: go on over TLS.
+    StartTls(Framed<S, LdapCodec>),
 }
 
 /// How a bind ended.
@@ -75,31 +86,108 @@ fn refuse(msg: &LdapMsg, code: LdapResultCode, text: &str) -> Option<LdapMsg> {
 }
 
 impl Proxy {
-    /// Serve one client until it unbinds, disconnects or stays silent too long.
+    pub fn new(settings: LdapProxySettings, auth: Arc<Authenticator>) -> Self {
+        Self {
+            settings: RwLock::new(Arc::new(settings)),
+            auth,
+        }
+    }
+
+    pub fn settings(&self) -> Arc<LdapProxySettings> {
+        match self.settings.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// New settings (certificates, upstreams, mappings) for sessions that start from now on.
+    pub fn reload(&self, settings: LdapProxySettings) {
+        match self.settings.write() {
+            Ok(mut g) => *g = Arc::new(settings),
+            Err(p) => *p.into_inner() = Arc::new(settings),
+        }
+    }
+
+    /// A client on a plain listener: LDAP, with StartTLS when a certificate is configured.
     pub async fn session(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
-        let codec = LdapCodec::new(Some(self.settings.max_message_bytes), None);
-        let mut client = Framed::new(stream, codec);
+        let s = self.settings();
+        let client = Framed::new(stream, LdapCodec::new(Some(s.max_message_bytes), None));
+        if let Ended::StartTls(client) = self.serve(&s, client, peer, false).await {
+            let Some(tls) = s.tls.clone() else { return };
+            let io = client.into_parts().io;
+            match tokio_rustls::TlsAcceptor::from(tls).accept(io).await {
+                Ok(tls) => {
+                    let client = Framed::new(tls, LdapCodec::new(Some(s.max_message_bytes), None));
+                    self.serve(&s, client, peer, true).await;
+                }
+                Err(e) => {
+                    tracing::info!(target: "otpgate::ldap", client = %peer, error = %e, "StartTLS handshake failed");
+                }
+            }
+        }
+    }
+
+    /// A client on an LDAPS listener: TLS from the first byte.
+    pub async fn session_tls(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        let s = self.settings();
+        let Some(tls) = s.tls.clone() else { return };
+        let accepted = tokio::time::timeout(
+            s.idle_timeout,
+            tokio_rustls::TlsAcceptor::from(tls).accept(stream),
+        )
+        .await;
+        match accepted {
+            Ok(Ok(tls)) => {
+                let client = Framed::new(tls, LdapCodec::new(Some(s.max_message_bytes), None));
+                self.serve(&s, client, peer, true).await;
+            }
+            Ok(Err(e)) => {
+                tracing::info!(target: "otpgate::ldap", client = %peer, error = %e, "TLS handshake failed");
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Serve one client until it unbinds, disconnects, stays silent too long, or (on a plain
+    /// connection) is told yes to StartTLS.
+    async fn serve<S>(
+        &self,
+        s: &LdapProxySettings,
+        mut client: Framed<S, LdapCodec>,
+        peer: SocketAddr,
+        secure: bool,
+    ) -> Ended<S>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         let mut upstream: Option<Box<Conn>> = None;
         loop {
             let next = match upstream.as_deref_mut() {
-                None => {
-                    match tokio::time::timeout(self.settings.idle_timeout, client.next()).await {
-                        Ok(Some(Ok(m))) => Some(m),
-                        Ok(Some(Err(e))) => {
-                            tracing::info!(target: "otpgate::ldap", client = %peer, error = %e, "malformed LDAP message; connection closed");
-                            return;
-                        }
-                        _ => return,
+                None => match tokio::time::timeout(s.idle_timeout, client.next()).await {
+                    Ok(Some(Ok(m))) => Some(m),
+                    Ok(Some(Err(e))) => {
+                        tracing::info!(target: "otpgate::ldap", client = %peer, error = %e, "malformed LDAP message; connection closed");
+                        return Ended::Done;
                     }
-                }
+                    _ => return Ended::Done,
+                },
                 // the relay returns only for a new bind
-                Some(up) => self.relay(&mut client, up, peer).await,
+                Some(up) => self.relay(s, &mut client, up, peer).await,
             };
-            let Some(msg) = next else { return };
-            match msg.op {
-                LdapOp::BindRequest(ref b) => {
+            let Some(msg) = next else {
+                return Ended::Done;
+            };
+            let answer = match &msg.op {
+                LdapOp::BindRequest(b) => {
                     upstream = None;
-                    let bind = self.bind(b, peer).await;
+                    let bind = if s.require_tls && !secure {
+                        Bind::Refused(
+                            LdapResultCode::ConfidentialityRequired,
+                            "use StartTLS or LDAPS before binding".into(),
+                        )
+                    } else {
+                        self.bind(s, b, peer).await
+                    };
                     let (code, text) = match bind {
                         Bind::Bound(conn) => {
                             upstream = Some(conn);
@@ -107,39 +195,67 @@ impl Proxy {
                         }
                         Bind::Refused(code, text) => (code, text),
                     };
-                    let answer = LdapMsg {
+                    Some(LdapMsg {
                         msgid: msg.msgid,
                         op: LdapOp::BindResponse(LdapBindResponse {
                             res: result(code, &text),
                             saslcreds: None,
                         }),
                         ctrl: Vec::new(),
-                    };
-                    if client.send(answer).await.is_err() {
-                        return;
-                    }
+                    })
                 }
-                LdapOp::UnbindRequest => return,
-                _ => {
-                    let Some(answer) =
-                        refuse(&msg, LdapResultCode::InsufficentAccessRights, "bind first")
-                    else {
-                        continue;
+                LdapOp::ExtendedRequest(x) if x.name == START_TLS => {
+                    let ok = !secure && s.tls.is_some();
+                    let (code, text) = if ok {
+                        (LdapResultCode::Success, "")
+                    } else if secure {
+                        (LdapResultCode::OperationsError, "TLS is already in use")
+                    } else {
+                        (LdapResultCode::Unavailable, "StartTLS is not configured")
                     };
-                    if client.send(answer).await.is_err() {
-                        return;
+                    let reply = LdapMsg {
+                        msgid: msg.msgid,
+                        op: LdapOp::ExtendedResponse(LdapExtendedResponse {
+                            res: result(code, text),
+                            name: Some(START_TLS.to_owned()),
+                            value: None,
+                        }),
+                        ctrl: Vec::new(),
+                    };
+                    if client.send(reply).await.is_err() {
+                        return Ended::Done;
                     }
+                    if ok {
+                        return Ended::StartTls(client);
+                    }
+                    None
                 }
+                LdapOp::UnbindRequest => return Ended::Done,
+                _ => refuse(&msg, LdapResultCode::InsufficentAccessRights, "bind first"),
+            };
+            if let Some(answer) = answer
+                && client.send(answer).await.is_err()
+            {
+                return Ended::Done;
             }
         }
     }
 
     /// Relay between a bound client and its upstream connection until the client binds
     /// again (the bind is returned) or unbinds, or either side goes away (`None`).
-    async fn relay(&self, client: &mut Conn, up: &mut Conn, peer: SocketAddr) -> Option<LdapMsg> {
+    async fn relay<S>(
+        &self,
+        s: &LdapProxySettings,
+        client: &mut Framed<S, LdapCodec>,
+        up: &mut Conn,
+        peer: SocketAddr,
+    ) -> Option<LdapMsg>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         loop {
             tokio::select! {
-                from_client = tokio::time::timeout(self.settings.idle_timeout, client.next()) => {
+                from_client = tokio::time::timeout(s.idle_timeout, client.next()) => {
                     let msg = match from_client {
                         Ok(Some(Ok(m))) => m,
                         Ok(Some(Err(e))) => {
@@ -176,9 +292,8 @@ impl Proxy {
     }
 
     /// Check a bind and make it upstream.
-    async fn bind(&self, b: &LdapBindRequest, peer: SocketAddr) -> Bind {
+    async fn bind(&self, s: &LdapProxySettings, b: &LdapBindRequest, peer: SocketAddr) -> Bind {
         let started = Instant::now();
-        let s = &self.settings;
         let password = match &b.cred {
             LdapBindCred::Simple(pw) => Secret::new(pw.clone()),
             _ => {
@@ -210,7 +325,7 @@ impl Proxy {
             .iter()
             .any(|a| a.eq_ignore_ascii_case(&b.dn))
         {
-            let bind = self.upstream(&b.dn, password.expose()).await;
+            let bind = self.upstream(s, &b.dn, password.expose()).await;
             return self.logged(b, peer, started, Some("service account"), bind);
         }
         let Some(login) = mapping::login_of(&b.dn, &s.user_dn) else {
@@ -240,8 +355,8 @@ impl Proxy {
         // the upstream bind first: a wrong directory password, or a directory that is down,
         // burns no OTP
         let upstream = match (split.directory_password, &s.upstream_bind) {
-            (Some(pw), _) => self.upstream(&b.dn, pw).await,
-            (None, Some((dn, pw))) => self.upstream(dn, pw.expose()).await,
+            (Some(pw), _) => self.upstream(s, &b.dn, pw).await,
+            (None, Some((dn, pw))) => self.upstream(s, dn, pw.expose()).await,
             (None, None) => {
                 Bind::Refused(LdapResultCode::Unavailable, "no upstream account".into())
             }
@@ -304,8 +419,7 @@ impl Proxy {
     }
 
     /// Bind upstream as `dn`: the first server that answers decides.
-    async fn upstream(&self, dn: &str, password: &str) -> Bind {
-        let s = &self.settings;
+    async fn upstream(&self, s: &LdapProxySettings, dn: &str, password: &str) -> Bind {
         let mut failures = Vec::new();
         for host in &s.upstream {
             let attempt = tokio::time::timeout(s.upstream_timeout, async {

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -13,8 +14,19 @@ use crate::secret::Secret;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLdapProxy {
-    /// Addresses to listen on (plain LDAP), e.g. `["0.0.0.0:389"]`.
+    /// Addresses to listen on for LDAP (StartTLS offered when a certificate is set), e.g.
+    /// `["0.0.0.0:389"]`.
+    #[serde(default)]
     pub listen: Vec<String>,
+    /// Addresses to listen on for LDAPS (TLS from the start), e.g. `["0.0.0.0:636"]`.
+    #[serde(default)]
+    pub listen_tls: Vec<String>,
+    /// PEM files of the proxy's certificate chain and its key (read again on SIGHUP).
+    pub tls_certificate: Option<String>,
+    pub tls_key: Option<String>,
+    /// Refuse binds that are not protected by TLS (LDAPS or StartTLS) (default: true when a
+    /// certificate is set).
+    pub require_tls: Option<bool>,
     /// The directory behind the proxy: `ldap://host:port` URLs, tried in order.
     pub upstream: Vec<String>,
     /// Templates mapping a bind DN to a login: `uid={user},ou=people,dc=example,dc=org`.
@@ -53,6 +65,9 @@ pub enum PasswordMode {
 #[derive(Debug, Clone)]
 pub struct LdapProxySettings {
     pub listen: Vec<SocketAddr>,
+    pub listen_tls: Vec<SocketAddr>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub require_tls: bool,
     /// `host:port` of each upstream server, in order.
     pub upstream: Vec<String>,
     pub user_dn: Vec<String>,
@@ -81,15 +96,56 @@ fn seconds(v: Option<f64>, default: f64, key: &str, issues: &mut Issues) -> Dura
 /// Validate `[ldap_proxy]`.
 pub fn build(raw: &RawLdapProxy, base: &Path, issues: &mut Issues) -> Option<LdapProxySettings> {
     let n = issues.len();
-    let mut listen = Vec::new();
-    for (i, a) in raw.listen.iter().enumerate() {
-        match a.parse::<SocketAddr>() {
-            Ok(sa) => listen.push(sa),
-            Err(_) => issues.push(
-                format!("ldap_proxy.listen[{i}]"),
-                format!("{a:?} is not an address:port"),
-            ),
+    let addrs = |list: &[String], key: &str, issues: &mut Issues| {
+        let mut out = Vec::new();
+        for (i, a) in list.iter().enumerate() {
+            match a.parse::<SocketAddr>() {
+                Ok(sa) => out.push(sa),
+                Err(_) => issues.push(
+                    format!("ldap_proxy.{key}[{i}]"),
+                    format!("{a:?} is not an address:port"),
+                ),
+            }
         }
+        out
+    };
+    let listen = addrs(&raw.listen, "listen", issues);
+    let listen_tls = addrs(&raw.listen_tls, "listen_tls", issues);
+    if listen.is_empty() && listen_tls.is_empty() {
+        issues.push(
+            "ldap_proxy.listen",
+            "name at least one address to listen on",
+        );
+    }
+    let tls = match (&raw.tls_certificate, &raw.tls_key) {
+        (Some(cert), Some(key)) => match server_config(&base.join(cert), &base.join(key)) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                issues.push("ldap_proxy.tls_certificate", e);
+                None
+            }
+        },
+        (None, None) => None,
+        _ => {
+            issues.push(
+                "ldap_proxy.tls_key",
+                "give both tls_certificate and tls_key",
+            );
+            None
+        }
+    };
+    if !listen_tls.is_empty() && tls.is_none() {
+        issues.push(
+            "ldap_proxy.listen_tls",
+            "LDAPS needs tls_certificate and tls_key",
+        );
+    }
+    let require_tls = raw.require_tls.unwrap_or(tls.is_some());
+    if require_tls && tls.is_none() {
+        issues.push(
+            "ldap_proxy.require_tls",
+            "requiring TLS needs tls_certificate and tls_key",
+        );
     }
     let mut upstream = Vec::new();
     for (i, u) in raw.upstream.iter().enumerate() {
@@ -187,6 +243,9 @@ pub fn build(raw: &RawLdapProxy, base: &Path, issues: &mut Issues) -> Option<Lda
     }
     let settings = LdapProxySettings {
         listen,
+        listen_tls,
+        tls,
+        require_tls,
         upstream,
         user_dn: raw.user_dn.clone(),
         realm: raw.realm.clone(),
@@ -207,4 +266,25 @@ pub fn build(raw: &RawLdapProxy, base: &Path, issues: &mut Issues) -> Option<Lda
         connections_per_source: raw.connections_per_source.unwrap_or(64).max(1),
     };
     (issues.len() == n).then_some(settings)
+}
+
+/// A TLS server configuration from PEM files.
+fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no certificate in it", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map(Arc::new)
+        .map_err(|e| format!("{}: {e}", cert.display()))
 }

@@ -222,14 +222,74 @@ fn pin_binds_upstream_as_the_service_account_and_a_stopped_directory_is_refused_
         "{:?}",
         start.elapsed()
     );
-    assert!(
-        d.log().contains("the directory is unavailable"),
-        "the bind's log line says why: {}",
-        d.log()
-    );
+    // the bind's log line says why
+    d.wait_for_log("the directory is unavailable", Duration::from_secs(5));
     assert_eq!(
         d.token("P2")["count"],
         1,
         "no OTP was spent while the directory was away"
     );
+}
+
+#[test]
+fn starttls_and_ldaps_and_a_plain_bind_refused_where_tls_is_required() {
+    let slapd = Slapd::start(0);
+    let (port, tls_port) = (free_port(), free_port());
+    let dir = slapd.ca_file();
+    let dir = dir.parent().unwrap();
+    let d = daemon(
+        &slapd,
+        port,
+        &format!(
+            "password = \"password+otp\"\nlisten_tls = [\"127.0.0.1:{tls_port}\"]\n\
+             tls_certificate = \"{}\"\ntls_key = \"{}\"\n",
+            dir.join("server.pem").display(),
+            dir.join("server.key").display()
+        ),
+    );
+    d.cli_ok(&[
+        "token",
+        "enroll",
+        "--type",
+        "hotp",
+        "--serial",
+        "T1",
+        "--user",
+        "alice@corp",
+        "--key",
+        RFC4226_KEY_HEX,
+    ]);
+    let run = |url: &str, extra: &[&str], otp: &str| {
+        let out = Command::new("ldapwhoami")
+            .env("LDAPTLS_CACERT", slapd.ca_file())
+            .args([
+                "-x",
+                "-H",
+                url,
+                "-D",
+                ALICE,
+                "-w",
+                &format!("alice-pw{otp}"),
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let plain = format!("ldap://127.0.0.1:{port}");
+    let (code, out) = run(&plain, &[], RFC4226[0]);
+    assert_eq!(code, 13, "confidentialityRequired without TLS: {out}");
+    let (code, out) = run(&plain, &["-ZZ"], RFC4226[0]);
+    assert_eq!(code, 0, "StartTLS: {out}");
+    assert!(out.contains(&format!("dn:{ALICE}")), "{out}");
+    let (code, out) = run(&format!("ldaps://127.0.0.1:{tls_port}"), &[], RFC4226[1]);
+    assert_eq!(code, 0, "LDAPS: {out}");
+    assert!(out.contains(&format!("dn:{ALICE}")), "{out}");
 }
