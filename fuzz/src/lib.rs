@@ -10,6 +10,8 @@ pub mod crypto;
 pub mod packet;
 #[path = "../../src/secret.rs"]
 pub mod secret;
+#[path = "../../src/ldap/mapping.rs"]
+pub mod ldap_mapping;
 
 /// The paths the codec files use (`crate::radius::attr`).
 pub mod radius {

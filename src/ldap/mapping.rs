@@ -1,6 +1,15 @@
 //! Sans-IO pieces of a bind: which login a bind DN names, and how its password splits.
+//! Free of everything but std, so the fuzz crate compiles this file as it is.
 
-use super::settings::PasswordMode;
+/// How a bind's password is read (`[ldap_proxy] password`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordMode {
+    /// The whole password is otpgate's: PIN+OTP, or the directory password under
+    /// `otppin = "userstore"`.
+    Pin,
+    /// The directory password followed by an OTP of this many characters.
+    PasswordOtp { otp_length: usize },
+}
 
 /// The login a DN names under one of the templates (`uid={user},ou=people,dc=example,dc=org`):
 /// attribute names and the fixed parts compare without regard to case and to spaces after

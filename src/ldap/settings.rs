@@ -56,11 +56,7 @@ pub struct RawLdapProxy {
     pub connections_per_source: Option<usize>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PasswordMode {
-    Pin,
-    PasswordOtp { otp_length: usize },
-}
+pub use super::mapping::PasswordMode;
 
 #[derive(Debug, Clone)]
 pub struct LdapProxySettings {
