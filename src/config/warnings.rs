@@ -85,6 +85,14 @@ pub(super) fn readable_secrets(config: &Config, raw: &RawConfig, base: &Path) ->
     let inline = raw.smtp.iter().any(|s| s.password.is_some())
         || raw.remote.iter().any(|r| r.secret.is_some())
         || raw
+            .resolvers
+            .iter()
+            .any(|r| r.bind_password.is_some() || r.password.is_some())
+        || raw
+            .ldap_proxy
+            .as_ref()
+            .is_some_and(|l| l.upstream_bind_password.is_some())
+        || raw
             .radius
             .as_ref()
             .is_some_and(|r| r.clients.iter().any(|c| c.secret.is_some()));
@@ -108,6 +116,21 @@ pub(super) fn readable_secrets(config: &Config, raw: &RawConfig, base: &Path) ->
         if let Some(f) = &r.secret_file {
             files.push((format!("remote[{i}].secret_file"), f));
         }
+    }
+    for (i, r) in raw.resolvers.iter().enumerate() {
+        if let Some(f) = &r.bind_password_file {
+            files.push((format!("resolver[{i}].bind_password_file"), f));
+        }
+        if let Some(f) = &r.password_file {
+            files.push((format!("resolver[{i}].password_file"), f));
+        }
+    }
+    if let Some(f) = raw
+        .ldap_proxy
+        .as_ref()
+        .and_then(|l| l.upstream_bind_password_file.as_ref())
+    {
+        files.push(("ldap_proxy.upstream_bind_password_file".into(), f));
     }
     if let Some(radius) = &raw.radius {
         for (i, c) in radius.clients.iter().enumerate() {
