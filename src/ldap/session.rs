@@ -24,6 +24,10 @@ use crate::secret::Secret;
 
 pub(super) type Conn = Framed<TcpStream, LdapCodec>;
 
+/// Bytes one message from the upstream directory may have: its answers (a schema entry, a
+/// large group) outgrow the limit set for clients.
+const UPSTREAM_MAX_MESSAGE: usize = 16 << 20;
+
 /// RFC 4511 §4.14: the StartTLS extended operation.
 const START_TLS: &str = "1.3.6.1.4.1.1466.20037";
 
@@ -284,7 +288,11 @@ impl Proxy {
                                 return None;
                             }
                         }
-                        _ => return None,
+                        Some(Err(e)) => {
+                            tracing::warn!(target: "otpgate::ldap", client = %peer, error = %e, "an answer of the directory could not be relayed; connection closed");
+                            return None;
+                        }
+                        None => return None,
                     }
                 }
             }
@@ -424,7 +432,8 @@ impl Proxy {
         for host in &s.upstream {
             let attempt = tokio::time::timeout(s.upstream_timeout, async {
                 let stream = TcpStream::connect(host).await?;
-                let mut conn = Framed::new(stream, LdapCodec::new(Some(s.max_message_bytes), None));
+                let mut conn =
+                    Framed::new(stream, LdapCodec::new(Some(UPSTREAM_MAX_MESSAGE), None));
                 conn.send(LdapMsg {
                     msgid: 1,
                     op: LdapOp::BindRequest(LdapBindRequest {

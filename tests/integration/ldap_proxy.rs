@@ -293,3 +293,53 @@ fn starttls_and_ldaps_and_a_plain_bind_refused_where_tls_is_required() {
     assert_eq!(code, 0, "LDAPS: {out}");
     assert!(out.contains(&format!("dn:{ALICE}")), "{out}");
 }
+
+/// Python's ldap3, an independent client: it reads the root DSE and the whole schema after
+/// its bind (a message larger than a client may send), then searches with paging.
+#[test]
+fn python_ldap3_binds_reads_the_schema_and_pages() {
+    let slapd = Slapd::start(0);
+    let port = free_port();
+    let d = daemon(&slapd, port, "password = \"password+otp\"\n");
+    d.cli_ok(&[
+        "token",
+        "enroll",
+        "--type",
+        "hotp",
+        "--serial",
+        "PY1",
+        "--user",
+        "alice@corp",
+        "--key",
+        RFC4226_KEY_HEX,
+    ]);
+    let python = std::env::var("OTPGATE_TEST_PYTHON").unwrap_or_else(|_| {
+        let venv =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
+        assert!(
+            venv.exists(),
+            "no Python with ldap3: run scripts/test (it creates target/test-venv)"
+        );
+        venv.display().to_string()
+    });
+    let script = format!(
+        "from ldap3 import Server, Connection, SCHEMA\n\
+         c = Connection(Server('ldap://127.0.0.1:{port}', get_info=SCHEMA), user='{ALICE}', password='alice-pw{otp}')\n\
+         assert c.bind(), c.result\n\
+         assert c.server.schema is not None and 'inetOrgPerson' in c.server.schema.object_classes\n\
+         entries = c.extend.standard.paged_search('ou=people,dc=example,dc=org', '(objectClass=inetOrgPerson)', attributes=['mail'], paged_size=1, generator=False)\n\
+         print(sorted(e['attributes']['mail'][0] for e in entries if e['type'] == 'searchResEntry'))\n",
+        otp = RFC4226[0]
+    );
+    let out = Command::new(python).args(["-c", &script]).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("['alice@example.org', 'bob@example.org', 'carol@example.org']"),
+        "{text}"
+    );
+}
