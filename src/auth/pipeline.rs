@@ -94,7 +94,11 @@ impl Authenticator {
                     tracing::error!(target: "otpgate::auth", error = %e, held_back, "validate_check failed");
                 }
                 at.trace.add("error", e.to_string());
-                return Response::error(500, codes::INTERNAL, &format!("ERR500: {e}"));
+                return match &e {
+                    // the answer leaves the host: what failed, not which server or why
+                    AuthError::Directory(d) => user_store_error(d),
+                    _ => Response::error(500, codes::INTERNAL, &format!("ERR500: {e}")),
+                };
             }
         };
         if !cfg.events.select(EVENT, Position::Post).is_empty() {
@@ -189,15 +193,7 @@ impl Authenticator {
             )));
         }
         if let Some(e) = &at.directory_error {
-            return Err(AuthError::Respond(Response::error(
-                500,
-                codes::INTERNAL,
-                &format!(
-                    "The user store could not be asked (resolver {:?}: {}).",
-                    e.resolver,
-                    e.kind.label()
-                ),
-            )));
+            return Err(AuthError::Respond(user_store_error(e)));
         }
         let Some(user) = at.user.clone() else {
             return policy_steps::unknown_user(at);
@@ -428,6 +424,19 @@ pub(crate) async fn resolve_user(at: &mut Attempt<'_>, req: &Request) {
             at.directory_error = Some(e);
         }
     }
+}
+
+/// The answer when a resolver could not be asked (the audit row's trace has the details).
+fn user_store_error(e: &crate::users::DirectoryError) -> Response {
+    Response::error(
+        500,
+        codes::INTERNAL,
+        &format!(
+            "The user store could not be asked (resolver {:?}: {}).",
+            e.resolver,
+            e.kind.label()
+        ),
+    )
 }
 
 /// The answer when a handler aborts the request.
