@@ -3,6 +3,7 @@
 //! password and an OTP) and then made upstream, and every later operation is relayed to the
 //! upstream directory. Decoding is ldap3_proto's codec (bounded message size and depth).
 
+pub mod bind_cache;
 pub mod mapping;
 pub mod server;
 pub mod session;

@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
+use super::bind_cache::BindCache;
 use super::mapping;
 use super::settings::LdapProxySettings;
 use crate::auth::Authenticator;
@@ -35,6 +36,7 @@ const START_TLS: &str = "1.3.6.1.4.1.1466.20037";
 pub struct Proxy {
     settings: RwLock<Arc<LdapProxySettings>>,
     auth: Arc<Authenticator>,
+    cache: BindCache,
 }
 
 /// How a session on a plain connection ended.
@@ -48,6 +50,8 @@ enum Ended<S> {
 enum Bind {
     /// Accepted, with the upstream connection bound for the session.
     Bound(Box<Conn>),
+    /// Accepted from the bind cache, without a new OTP.
+    Cached(Box<Conn>),
     Refused(LdapResultCode, String),
 }
 
@@ -92,6 +96,7 @@ fn refuse(msg: &LdapMsg, code: LdapResultCode, text: &str) -> Option<LdapMsg> {
 impl Proxy {
     pub fn new(settings: LdapProxySettings, auth: Arc<Authenticator>) -> Self {
         Self {
+            cache: BindCache::new(settings.bind_cache, settings.bind_cache_size),
             settings: RwLock::new(Arc::new(settings)),
             auth,
         }
@@ -193,7 +198,7 @@ impl Proxy {
                         self.bind(s, b, peer).await
                     };
                     let (code, text) = match bind {
-                        Bind::Bound(conn) => {
+                        Bind::Bound(conn) | Bind::Cached(conn) => {
                             upstream = Some(conn);
                             (LdapResultCode::Success, String::new())
                         }
@@ -373,13 +378,19 @@ impl Proxy {
             Bind::Bound(c) => c,
             refused => return self.logged(b, peer, started, Some(&login), refused),
         };
+        if self.cache.hit(peer.ip(), &b.dn, password.expose()) {
+            return self.logged(b, peer, started, Some(&login), Bind::Cached(conn));
+        }
         let mut request = Request::user(&login, split.for_otpgate);
         request.realm = s.realm.clone();
         request.client = Some(peer.ip());
         request.origin = Origin::Ldap;
         let outcome = self.auth.validate_check(request).await;
         let bind = match outcome.response.authentication() {
-            Some("ACCEPT") => Bind::Bound(conn),
+            Some("ACCEPT") => {
+                self.cache.remember(peer.ip(), &b.dn, password.expose());
+                Bind::Bound(conn)
+            }
             Some("CHALLENGE") => Bind::Refused(
                 LdapResultCode::InvalidCredentials,
                 "a challenge cannot be answered in a bind; use a token without challenge-response"
@@ -410,6 +421,7 @@ impl Proxy {
     ) -> Bind {
         let (result, reason) = match &bind {
             Bind::Bound(_) => ("success", String::new()),
+            Bind::Cached(_) => ("success", "bind cache".to_owned()),
             Bind::Refused(code, text) => ("refused", format!("{code:?}: {text}")),
         };
         metrics::counter!("otpgate_ldap_binds_total", "result" => result).increment(1);

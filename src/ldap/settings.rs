@@ -54,6 +54,10 @@ pub struct RawLdapProxy {
     pub upstream_timeout: Option<f64>,
     /// Connections one source address may hold open (default 64).
     pub connections_per_source: Option<usize>,
+    /// Seconds the same DN and password from the same client are accepted again without a new
+    /// OTP (default 0: off), and how many such binds are kept (default 10,000).
+    pub bind_cache_seconds: Option<f64>,
+    pub bind_cache_size: Option<usize>,
 }
 
 pub use super::mapping::PasswordMode;
@@ -75,6 +79,8 @@ pub struct LdapProxySettings {
     pub idle_timeout: Duration,
     pub upstream_timeout: Duration,
     pub connections_per_source: usize,
+    pub bind_cache: Duration,
+    pub bind_cache_size: usize,
 }
 
 fn seconds(v: Option<f64>, default: f64, key: &str, issues: &mut Issues) -> Duration {
@@ -260,6 +266,11 @@ pub fn build(raw: &RawLdapProxy, base: &Path, issues: &mut Issues) -> Option<Lda
             issues,
         ),
         connections_per_source: raw.connections_per_source.unwrap_or(64).max(1),
+        bind_cache: match raw.bind_cache_seconds {
+            None | Some(0.0) => Duration::ZERO,
+            v => seconds(v, 0.0, "ldap_proxy.bind_cache_seconds", issues),
+        },
+        bind_cache_size: raw.bind_cache_size.unwrap_or(10_000),
     };
     (issues.len() == n).then_some(settings)
 }

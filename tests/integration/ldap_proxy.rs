@@ -343,3 +343,48 @@ fn python_ldap3_binds_reads_the_schema_and_pages() {
         "{text}"
     );
 }
+
+/// With the bind cache on, an application's repeated bind with the same password is accepted
+/// again without a new OTP; another password is checked as usual.
+#[test]
+fn the_bind_cache_accepts_a_repeated_bind_within_its_window() {
+    let slapd = Slapd::start(0);
+    let port = free_port();
+    let d = daemon(
+        &slapd,
+        port,
+        "password = \"password+otp\"\nbind_cache_seconds = 30\n",
+    );
+    d.cli_ok(&[
+        "token",
+        "enroll",
+        "--type",
+        "hotp",
+        "--serial",
+        "C1",
+        "--user",
+        "alice@corp",
+        "--key",
+        RFC4226_KEY_HEX,
+    ]);
+    let first = format!("alice-pw{}", RFC4226[0]);
+    for i in 0..3 {
+        let (code, out) = tool("ldapwhoami", port, ALICE, &first, &[]);
+        assert_eq!(code, 0, "bind {i}: {out}");
+    }
+    assert_eq!(
+        d.token("C1")["count"],
+        1,
+        "one OTP spent for the three binds"
+    );
+    let (code, out) = tool("ldapwhoami", port, ALICE, "alice-pw000000", &[]);
+    assert_eq!(code, 49, "{out}");
+    let (code, out) = tool(
+        "ldapwhoami",
+        port,
+        ALICE,
+        &format!("wrong{}", RFC4226[0]),
+        &[],
+    );
+    assert_eq!(code, 49, "the directory still checks the password: {out}");
+}
