@@ -33,6 +33,23 @@ fn daemon(slapd: &Slapd, port: u16, proxy: &str) -> Daemon {
     })
 }
 
+/// An HOTP token for alice without a PIN: in password+otp mode the directory password is the
+/// first factor.
+fn enroll_without_pin(d: &Daemon, serial: &str) {
+    d.cli_ok(&[
+        "token",
+        "enroll",
+        "--type",
+        "hotp",
+        "--serial",
+        serial,
+        "--user",
+        "alice@corp",
+        "--key",
+        RFC4226_KEY_HEX,
+    ]);
+}
+
 /// An OpenLDAP client tool against the proxy: (exit code, stdout and stderr).
 fn tool(name: &str, port: u16, dn: &str, password: &str, args: &[&str]) -> (i32, String) {
     let out = Command::new(name)
@@ -63,19 +80,7 @@ fn password_and_otp_bind_then_search_compare_and_whoami() {
     let slapd = Slapd::start(0);
     let port = free_port();
     let d = daemon(&slapd, port, "password = \"password+otp\"\n");
-    // a token without a PIN: the directory password is the first factor
-    d.cli_ok(&[
-        "token",
-        "enroll",
-        "--type",
-        "hotp",
-        "--serial",
-        "P1",
-        "--user",
-        "alice@corp",
-        "--key",
-        RFC4226_KEY_HEX,
-    ]);
+    enroll_without_pin(&d, "P1");
 
     let (code, out) = tool(
         "ldapwhoami",
@@ -247,18 +252,7 @@ fn starttls_and_ldaps_and_a_plain_bind_refused_where_tls_is_required() {
             dir.join("server.key").display()
         ),
     );
-    d.cli_ok(&[
-        "token",
-        "enroll",
-        "--type",
-        "hotp",
-        "--serial",
-        "T1",
-        "--user",
-        "alice@corp",
-        "--key",
-        RFC4226_KEY_HEX,
-    ]);
+    enroll_without_pin(&d, "T1");
     let run = |url: &str, extra: &[&str], otp: &str| {
         let out = Command::new("ldapwhoami")
             .env("LDAPTLS_CACERT", slapd.ca_file())
@@ -301,18 +295,7 @@ fn python_ldap3_binds_reads_the_schema_and_pages() {
     let slapd = Slapd::start(0);
     let port = free_port();
     let d = daemon(&slapd, port, "password = \"password+otp\"\n");
-    d.cli_ok(&[
-        "token",
-        "enroll",
-        "--type",
-        "hotp",
-        "--serial",
-        "PY1",
-        "--user",
-        "alice@corp",
-        "--key",
-        RFC4226_KEY_HEX,
-    ]);
+    enroll_without_pin(&d, "PY1");
     let python = std::env::var("OTPGATE_TEST_PYTHON").unwrap_or_else(|_| {
         let venv =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
@@ -355,18 +338,7 @@ fn the_bind_cache_accepts_a_repeated_bind_within_its_window() {
         port,
         "password = \"password+otp\"\nbind_cache_seconds = 30\n",
     );
-    d.cli_ok(&[
-        "token",
-        "enroll",
-        "--type",
-        "hotp",
-        "--serial",
-        "C1",
-        "--user",
-        "alice@corp",
-        "--key",
-        RFC4226_KEY_HEX,
-    ]);
+    enroll_without_pin(&d, "C1");
     let first = format!("alice-pw{}", RFC4226[0]);
     for i in 0..3 {
         let (code, out) = tool("ldapwhoami", port, ALICE, &first, &[]);
