@@ -4,7 +4,7 @@
 //! directory itself. Logins are keyed case-insensitively, as directories match them.
 
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
@@ -17,7 +17,7 @@ type Entries = LruCache<String, (Instant, Arc<UserRecord>)>;
 #[derive(Debug)]
 pub struct UserCache {
     ttl: Duration,
-    entries: Option<Mutex<Entries>>,
+    entries: Option<RwLock<Entries>>,
 }
 
 impl UserCache {
@@ -25,25 +25,31 @@ impl UserCache {
     pub fn new(ttl: Duration, size: usize) -> Self {
         let entries = NonZeroUsize::new(size)
             .filter(|_| !ttl.is_zero())
-            .map(|n| Mutex::new(LruCache::new(n)));
+            .map(|n| RwLock::new(LruCache::new(n)));
         Self { ttl, entries }
     }
 
+    /// A hit takes the lock shared (`peek` leaves the order alone): every login of a busy
+    /// node reads here, so readers must not queue behind each other. Eviction is then by
+    /// insertion, which the TTL bounds anyway.
     pub fn get(&self, login: &str) -> Option<Arc<UserRecord>> {
-        let mut map = self.entries.as_ref()?.lock().ok()?;
         let key = login.to_lowercase();
-        match map.get(&key) {
-            Some((at, record)) if at.elapsed() < self.ttl => Some(record.clone()),
-            Some(_) => {
-                map.pop(&key);
-                None
+        {
+            let map = self.entries.as_ref()?.read().ok()?;
+            match map.peek(&key) {
+                Some((at, record)) if at.elapsed() < self.ttl => return Some(record.clone()),
+                Some(_) => {}
+                None => return None,
             }
-            None => None,
         }
+        if let Some(mut map) = self.entries.as_ref().and_then(|m| m.write().ok()) {
+            map.pop(&key);
+        }
+        None
     }
 
     pub fn put(&self, login: &str, record: Arc<UserRecord>) {
-        if let Some(mut map) = self.entries.as_ref().and_then(|m| m.lock().ok()) {
+        if let Some(mut map) = self.entries.as_ref().and_then(|m| m.write().ok()) {
             map.put(login.to_lowercase(), (Instant::now(), record));
         }
     }
@@ -55,7 +61,7 @@ impl UserCache {
     pub fn len(&self) -> usize {
         self.entries
             .as_ref()
-            .and_then(|m| m.lock().ok())
+            .and_then(|m| m.read().ok())
             .map_or(0, |m| m.len())
     }
 }
@@ -77,7 +83,8 @@ mod tests {
         assert!(c.get("ALICE").is_some());
         c.put("carol", user("carol"));
         assert_eq!(c.len(), 2);
-        assert!(c.get("bob").is_none(), "the least recently used entry goes");
+        assert!(c.get("alice").is_none(), "the oldest entry goes");
+        assert!(c.get("bob").is_some());
         std::thread::sleep(Duration::from_millis(60));
         assert!(c.get("alice").is_none(), "expired");
         let off = UserCache::new(Duration::ZERO, 100);
