@@ -217,23 +217,9 @@ impl Daemon {
 
     /// The CLI with `input` on its standard input (a password for `--password-stdin`).
     pub fn cli_stdin(&self, args: &[&str], input: &str) -> Output {
-        use std::io::Write;
-        let mut child = Command::new(BIN)
-            .arg("-c")
-            .arg(&self.config)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        let mut cmd = Command::new(BIN);
+        cmd.arg("-c").arg(&self.config).args(args);
+        with_stdin(cmd, input)
     }
 
     /// Run an admin command that must succeed; returns stdout.
@@ -261,21 +247,22 @@ impl Daemon {
         }
     }
 
+    /// An HOTP token with RFC 4226's key, for `user`, with `pin`.
     pub fn enroll_hotp(&self, serial: &str, user: &str, pin: &str) {
-        self.cli_ok(&[
-            "token",
-            "enroll",
-            "--type",
-            "hotp",
-            "--serial",
-            serial,
-            "--user",
-            user,
-            "--pin",
-            pin,
-            "--key",
-            crate::harness::RFC4226_KEY_HEX,
-        ]);
+        self.enroll_rfc4226(serial, user, &["--pin", pin]);
+    }
+
+    /// The same token without a PIN (where another factor comes first, e.g. a directory
+    /// password).
+    pub fn enroll_hotp_without_pin(&self, serial: &str, user: &str) {
+        self.enroll_rfc4226(serial, user, &[]);
+    }
+
+    fn enroll_rfc4226(&self, serial: &str, user: &str, extra: &[&str]) {
+        let mut args = vec!["token", "enroll", "--type", "hotp", "--serial", serial];
+        args.extend(["--user", user, "--key", crate::harness::RFC4226_KEY_HEX]);
+        args.extend(extra);
+        self.cli_ok(&args);
     }
 
     pub fn token(&self, serial: &str) -> serde_json::Value {
@@ -364,24 +351,12 @@ impl Daemon {
         let bin = which("radclient").unwrap_or_else(|| {
             panic!("radclient not found: run scripts/test (it installs freeradius-utils)")
         });
-        let mut child = Command::new(bin)
-            .args(["-x", "-r", "1", "-t", "2"])
+        let mut cmd = Command::new(bin);
+        cmd.args(["-x", "-r", "1", "-t", "2"])
             .arg(self.radius.to_string())
             .arg(kind)
-            .arg(SECRET)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(attrs.join(", ").as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+            .arg(SECRET);
+        let out = with_stdin(cmd, &attrs.join(", "));
         RadclientReply::parse(&format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -424,6 +399,24 @@ impl Drop for Daemon {
 }
 
 /// Send `bytes` from `s` and wait for one datagram.
+/// Run `cmd` with `input` on its standard input; its output.
+fn with_stdin(mut cmd: Command, input: &str) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// Kill `pid` once this test process is gone, however it ends (a server a test started).
 pub fn kill_with_test_process(pid: u32) {
     let watchdog = format!(

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::daemon::{Daemon, Setup};
-use crate::harness::{RFC4226, RFC4226_KEY_HEX};
+use crate::harness::RFC4226;
 use crate::slapd::{SVC, SVC_PW, Slapd};
 
 const ALICE: &str = "uid=alice,ou=people,dc=example,dc=org";
@@ -31,23 +31,6 @@ fn daemon(slapd: &Slapd, port: u16, proxy: &str) -> Daemon {
         ),
         ..Default::default()
     })
-}
-
-/// An HOTP token for alice without a PIN: in password+otp mode the directory password is the
-/// first factor.
-fn enroll_without_pin(d: &Daemon, serial: &str) {
-    d.cli_ok(&[
-        "token",
-        "enroll",
-        "--type",
-        "hotp",
-        "--serial",
-        serial,
-        "--user",
-        "alice@corp",
-        "--key",
-        RFC4226_KEY_HEX,
-    ]);
 }
 
 /// An OpenLDAP client tool against the proxy: (exit code, stdout and stderr).
@@ -80,7 +63,7 @@ fn password_and_otp_bind_then_search_compare_and_whoami() {
     let slapd = Slapd::start(0);
     let port = free_port();
     let d = daemon(&slapd, port, "password = \"password+otp\"\n");
-    enroll_without_pin(&d, "P1");
+    d.enroll_hotp_without_pin("P1", "alice@corp");
 
     let (code, out) = tool(
         "ldapwhoami",
@@ -252,7 +235,7 @@ fn starttls_and_ldaps_and_a_plain_bind_refused_where_tls_is_required() {
             dir.join("server.key").display()
         ),
     );
-    enroll_without_pin(&d, "T1");
+    d.enroll_hotp_without_pin("T1", "alice@corp");
     let run = |url: &str, extra: &[&str], otp: &str| {
         let out = Command::new("ldapwhoami")
             .env("LDAPTLS_CACERT", slapd.ca_file())
@@ -295,7 +278,7 @@ fn python_ldap3_binds_reads_the_schema_and_pages() {
     let slapd = Slapd::start(0);
     let port = free_port();
     let d = daemon(&slapd, port, "password = \"password+otp\"\n");
-    enroll_without_pin(&d, "PY1");
+    d.enroll_hotp_without_pin("PY1", "alice@corp");
     let python = std::env::var("OTPGATE_TEST_PYTHON").unwrap_or_else(|_| {
         let venv =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
@@ -338,7 +321,7 @@ fn the_bind_cache_accepts_a_repeated_bind_within_its_window() {
         port,
         "password = \"password+otp\"\nbind_cache_seconds = 30\n",
     );
-    enroll_without_pin(&d, "C1");
+    d.enroll_hotp_without_pin("C1", "alice@corp");
     let first = format!("alice-pw{}", RFC4226[0]);
     for i in 0..3 {
         let (code, out) = tool("ldapwhoami", port, ALICE, &first, &[]);
