@@ -371,7 +371,12 @@ impl Directory {
         match self.find(login, realm).await {
             Ok(found) => found,
             Err(e) => {
-                tracing::warn!(target: "otpgate::users", error = %e, login, realm, "user lookup failed");
+                // the same for every lookup while the directory is down: a line per 10 s
+                static FAILED: crate::log_limit::Repeated =
+                    crate::log_limit::Repeated::new(std::time::Duration::from_secs(10));
+                if let Some(held_back) = FAILED.tick() {
+                    tracing::warn!(target: "otpgate::users", error = %e, login, realm, held_back, "user lookup failed");
+                }
                 None
             }
         }
