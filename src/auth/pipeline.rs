@@ -25,19 +25,7 @@ impl Authenticator {
         let now = self.clock.now();
         let mut at = Attempt::new(self, &cfg, now);
         // formatted once: the trace and the audit row both name it
-        let client = req.client_text();
-        at.trace.add(
-            "request",
-            format!(
-                "{} request: user={:?} realm={:?} serial={:?} transaction={:?} client={}",
-                req.origin.as_str(),
-                req.user.as_deref().unwrap_or(""),
-                req.realm.as_deref().unwrap_or(""),
-                req.serial.as_deref().unwrap_or(""),
-                req.transaction_id.as_deref().unwrap_or(""),
-                client,
-            ),
-        );
+        let client = trace_request(&mut at, &req);
         resolve_user(&mut at, &req).await;
         policy_steps::request_policies(&mut at, &mut req).await;
         let response = self.validate_with_events(&mut at, &mut req).await;
@@ -52,6 +40,33 @@ impl Authenticator {
             policies: at.policies.clone(),
             store_unavailable: at.store_unavailable,
         }
+    }
+
+    /// The audit row of a request its front-end refused before any token was asked (an
+    /// unsupported method, a directory that refused the bind): no token, policy or event
+    /// sees it, so no failcounter moves.
+    pub async fn refused_before_check(&self, req: &Request, reason: &str) {
+        let cfg = self.config();
+        let mut at = Attempt::new(self, &cfg, self.clock.now());
+        let client = trace_request(&mut at, req);
+        at.trace
+            .add("result", format!("REJECT by the front-end: {reason}"));
+        let (login, realm) = match &req.user {
+            Some(user) => cfg.directory.split_user_or(
+                user,
+                req.realm.as_deref(),
+                req.default_realm.as_deref(),
+            ),
+            None => Default::default(),
+        };
+        at.login = login;
+        at.realm = realm;
+        let response = Response::decided(false, Authentication::Reject, {
+            let mut detail = Map::new();
+            detail.insert("message".into(), reason.into());
+            detail
+        });
+        self.audit_validate(&at, req, &response, client).await;
     }
 
     /// PRE handlers → the check → POST handlers (spec §1.4). POST handlers do not run when the
@@ -369,6 +384,24 @@ impl Authenticator {
             self.audit.record(row).await;
         }
     }
+}
+
+/// The trace's first step, naming the request; returns the client as the audit row names it.
+fn trace_request(at: &mut Attempt<'_>, req: &Request) -> String {
+    let client = req.client_text();
+    at.trace.add(
+        "request",
+        format!(
+            "{} request: user={:?} realm={:?} serial={:?} transaction={:?} client={}",
+            req.origin.as_str(),
+            req.user.as_deref().unwrap_or(""),
+            req.realm.as_deref().unwrap_or(""),
+            req.serial.as_deref().unwrap_or(""),
+            req.transaction_id.as_deref().unwrap_or(""),
+            client,
+        ),
+    );
+    client
 }
 
 /// Split and resolve the request user (spec §1.4 step 1); resets what an earlier resolution

@@ -8,6 +8,7 @@ pub mod mapping;
 pub mod server;
 pub mod session;
 pub mod settings;
+mod upstream;
 
 pub use session::Proxy;
 pub use settings::{LdapProxySettings, RawLdapProxy};

@@ -19,18 +19,10 @@ use tokio_util::codec::Framed;
 use super::bind_cache::BindCache;
 use super::mapping;
 use super::settings::LdapProxySettings;
+use super::upstream::{self, Conn, START_TLS, Upstream};
 use crate::auth::Authenticator;
 use crate::message::{Origin, Request};
 use crate::secret::Secret;
-
-pub(super) type Conn = Framed<TcpStream, LdapCodec>;
-
-/// Bytes one message from the upstream directory may have: its answers (a schema entry, a
-/// large group) outgrow the limit set for clients.
-const UPSTREAM_MAX_MESSAGE: usize = 16 << 20;
-
-/// RFC 4511 §4.14: the StartTLS extended operation.
-const START_TLS: &str = "1.3.6.1.4.1.1466.20037";
 
 /// What the proxy needs of the daemon.
 pub struct Proxy {
@@ -304,87 +296,124 @@ impl Proxy {
         }
     }
 
-    /// Check a bind and make it upstream.
+    /// Check a bind and make it upstream; one log line and metric per bind, and an audit
+    /// row for a user's bind refused before the pipeline saw it.
     async fn bind(&self, s: &LdapProxySettings, b: &LdapBindRequest, peer: SocketAddr) -> Bind {
         let started = Instant::now();
+        let Decided { who, bind, checked } = self.decide(s, b, peer).await;
+        let (result, reason) = match &bind {
+            Bind::Bound(_) => ("success", String::new()),
+            Bind::Cached(_) => ("success", "bind cache".to_owned()),
+            Bind::Refused(code, text) => ("refused", format!("{code:?}: {text}")),
+        };
+        if let (Who::User(login), Bind::Refused(..), false) = (&who, &bind, checked) {
+            let request = self.request(s, login, String::new(), peer);
+            self.auth.refused_before_check(&request, &reason).await;
+        }
+        metrics::counter!("otpgate_ldap_binds_total", "result" => result).increment(1);
+        tracing::info!(
+            target: "otpgate::ldap",
+            client = %peer,
+            dn = %b.dn,
+            user = who.as_str(),
+            result,
+            reason = %reason,
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "bind"
+        );
+        bind
+    }
+
+    async fn decide(
+        &self,
+        s: &LdapProxySettings,
+        b: &LdapBindRequest,
+        peer: SocketAddr,
+    ) -> Decided {
+        let refused = |who, code, text: &str| Decided {
+            who,
+            bind: Bind::Refused(code, text.to_owned()),
+            checked: false,
+        };
         let password = match &b.cred {
-            LdapBindCred::Simple(pw) => Secret::new(pw.clone()),
+            LdapBindCred::Simple(pw) if !b.dn.is_empty() && !pw.is_empty() => {
+                Secret::new(pw.clone())
+            }
+            LdapBindCred::Simple(_) => {
+                return refused(
+                    Who::Nobody,
+                    LdapResultCode::AuthMethodNotSupported,
+                    "anonymous and unauthenticated binds are not accepted",
+                );
+            }
             _ => {
-                return self.logged(
-                    b,
-                    peer,
-                    started,
-                    None,
-                    Bind::Refused(
-                        LdapResultCode::AuthMethodNotSupported,
-                        "only simple binds are accepted".into(),
-                    ),
+                return refused(
+                    Who::Nobody,
+                    LdapResultCode::AuthMethodNotSupported,
+                    "only simple binds are accepted",
                 );
             }
         };
-        if b.dn.is_empty() || password.expose().is_empty() {
-            return self.logged(
-                b,
-                peer,
-                started,
-                None,
-                Bind::Refused(
-                    LdapResultCode::AuthMethodNotSupported,
-                    "anonymous and unauthenticated binds are not accepted".into(),
-                ),
-            );
-        }
         if s.service_accounts
             .iter()
             .any(|a| a.eq_ignore_ascii_case(&b.dn))
         {
-            let bind = self.upstream(s, &b.dn, password.expose()).await;
-            return self.logged(b, peer, started, Some("service account"), bind);
+            return Decided {
+                who: Who::Service,
+                bind: upstream::bind(s, &b.dn, password.expose()).await.into(),
+                checked: false,
+            };
         }
-        let Some(login) = mapping::login_of(&b.dn, &s.user_dn) else {
-            return self.logged(
-                b,
-                peer,
-                started,
-                None,
-                Bind::Refused(
+        let login = match self.login_of(s, &b.dn).await {
+            Ok(Some(login)) => login,
+            Ok(None) => {
+                return refused(
+                    Who::Nobody,
                     LdapResultCode::InvalidCredentials,
-                    "the DN names no user".into(),
-                ),
-            );
+                    "the DN names no user",
+                );
+            }
+            Err(e) => {
+                return refused(
+                    Who::Nobody,
+                    LdapResultCode::Unavailable,
+                    &format!("the user store could not be asked ({e})"),
+                );
+            }
         };
+        let who = Who::User(login.clone());
         let Some(split) = mapping::split(password.expose(), s.password) else {
-            return self.logged(
-                b,
-                peer,
-                started,
-                Some(&login),
-                Bind::Refused(
-                    LdapResultCode::InvalidCredentials,
-                    "the password holds no OTP".into(),
-                ),
+            return refused(
+                who,
+                LdapResultCode::InvalidCredentials,
+                "the password holds no OTP",
             );
         };
         // the upstream bind first: a wrong directory password, or a directory that is down,
         // burns no OTP
         let upstream = match (split.directory_password, &s.upstream_bind) {
-            (Some(pw), _) => self.upstream(s, &b.dn, pw).await,
-            (None, Some((dn, pw))) => self.upstream(s, dn, pw.expose()).await,
-            (None, None) => {
-                Bind::Refused(LdapResultCode::Unavailable, "no upstream account".into())
+            (Some(pw), _) => upstream::bind(s, &b.dn, pw).await,
+            (None, Some((dn, pw))) => upstream::bind(s, dn, pw.expose()).await,
+            (None, None) => Upstream::Unavailable("no upstream account".into()),
+        };
+        let conn = match Bind::from(upstream) {
+            Bind::Bound(c) => c,
+            bind => {
+                return Decided {
+                    who,
+                    bind,
+                    checked: false,
+                };
             }
         };
-        let conn = match upstream {
-            Bind::Bound(c) => c,
-            refused => return self.logged(b, peer, started, Some(&login), refused),
-        };
         if self.cache.hit(peer.ip(), &b.dn, password.expose()) {
-            return self.logged(b, peer, started, Some(&login), Bind::Cached(conn));
+            return Decided {
+                who,
+                bind: Bind::Cached(conn),
+                checked: false,
+            };
         }
-        let mut request = Request::user(&login, split.for_otpgate);
-        request.realm = s.realm.clone();
-        request.client = Some(peer.ip());
-        request.origin = Origin::Ldap;
+        let request = self.request(s, &login, split.for_otpgate.to_owned(), peer);
         let outcome = self.auth.validate_check(request).await;
         let bind = match outcome.response.authentication() {
             Some("ACCEPT") => {
@@ -408,81 +437,81 @@ impl Proxy {
                 )
             }
         };
-        self.logged(b, peer, started, Some(&login), bind)
-    }
-
-    fn logged(
-        &self,
-        b: &LdapBindRequest,
-        peer: SocketAddr,
-        started: Instant,
-        user: Option<&str>,
-        bind: Bind,
-    ) -> Bind {
-        let (result, reason) = match &bind {
-            Bind::Bound(_) => ("success", String::new()),
-            Bind::Cached(_) => ("success", "bind cache".to_owned()),
-            Bind::Refused(code, text) => ("refused", format!("{code:?}: {text}")),
-        };
-        metrics::counter!("otpgate_ldap_binds_total", "result" => result).increment(1);
-        tracing::info!(
-            target: "otpgate::ldap",
-            client = %peer,
-            dn = %b.dn,
-            user = user.unwrap_or(""),
-            result,
-            reason = %reason,
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-            "bind"
-        );
-        bind
-    }
-
-    /// Bind upstream as `dn`: the first server that answers decides.
-    async fn upstream(&self, s: &LdapProxySettings, dn: &str, password: &str) -> Bind {
-        let mut failures = Vec::new();
-        for host in &s.upstream {
-            let attempt = tokio::time::timeout(s.upstream_timeout, async {
-                let stream = TcpStream::connect(host).await?;
-                let mut conn =
-                    Framed::new(stream, LdapCodec::new(Some(UPSTREAM_MAX_MESSAGE), None));
-                conn.send(LdapMsg {
-                    msgid: 1,
-                    op: LdapOp::BindRequest(LdapBindRequest {
-                        version: 3,
-                        dn: dn.to_owned(),
-                        cred: LdapBindCred::Simple(password.to_owned()),
-                    }),
-                    ctrl: Vec::new(),
-                })
-                .await?;
-                let answer = conn.next().await.ok_or_else(|| {
-                    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed during the bind")
-                })??;
-                Ok::<_, std::io::Error>((conn, answer))
-            })
-            .await;
-            match attempt {
-                Ok(Ok((conn, answer))) => {
-                    return match answer.op {
-                        LdapOp::BindResponse(r) if r.res.code == LdapResultCode::Success => {
-                            Bind::Bound(Box::new(conn))
-                        }
-                        LdapOp::BindResponse(r) => Bind::Refused(r.res.code, r.res.message),
-                        _ => Bind::Refused(
-                            LdapResultCode::ProtocolError,
-                            "the directory answered the bind with something else".into(),
-                        ),
-                    };
-                }
-                Ok(Err(e)) => failures.push(format!("{host}: {e}")),
-                Err(_) => failures.push(format!("{host}: no answer in time")),
-            }
+        Decided {
+            who,
+            bind,
+            checked: true,
         }
-        Bind::Refused(
-            LdapResultCode::Unavailable,
-            format!("the directory is unavailable ({})", failures.join("; ")),
-        )
+    }
+
+    /// The login a bind DN names: by the templates, else (`user_dn_search`) by the entry the
+    /// realm's LDAP resolvers find at that DN.
+    async fn login_of(
+        &self,
+        s: &LdapProxySettings,
+        dn: &str,
+    ) -> Result<Option<String>, crate::users::DirectoryError> {
+        if let Some(login) = mapping::login_of(dn, &s.user_dn) {
+            return Ok(Some(login));
+        }
+        match (&s.realm, s.user_dn_search) {
+            (Some(realm), true) => self.auth.config().directory.login_of_dn(realm, dn).await,
+            _ => Ok(None),
+        }
+    }
+
+    fn request(
+        &self,
+        s: &LdapProxySettings,
+        login: &str,
+        pass: String,
+        peer: SocketAddr,
+    ) -> Request {
+        let mut request = Request::user(login, "");
+        request.pass = Secret::new(pass);
+        request.realm = s.realm.clone();
+        request.client = Some(peer.ip());
+        request.origin = Origin::Ldap;
+        request
+    }
+}
+
+/// A bind's decision, for the log line and the audit row.
+struct Decided {
+    who: Who,
+    bind: Bind,
+    /// The auth pipeline decided (and wrote the audit row).
+    checked: bool,
+}
+
+/// Whom a bind was for.
+enum Who {
+    /// No user: an anonymous bind, or a DN that maps to none.
+    Nobody,
+    Service,
+    User(String),
+}
+
+impl Who {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Nobody => "",
+            Self::Service => "service account",
+            Self::User(login) => login,
+        }
+    }
+}
+
+impl From<Upstream> for Bind {
+    fn from(u: Upstream) -> Self {
+        match u {
+            Upstream::Bound(conn) => Self::Bound(conn),
+            Upstream::Refused(code, text) => Self::Refused(code, text),
+            Upstream::Unavailable(why) => Self::Refused(
+                LdapResultCode::Unavailable,
+                format!("the directory is unavailable ({why})"),
+            ),
+        }
     }
 }
 

@@ -27,10 +27,17 @@ pub struct RawLdapProxy {
     /// Refuse binds that are not protected by TLS (LDAPS or StartTLS) (default: true when a
     /// certificate is set).
     pub require_tls: Option<bool>,
-    /// The directory behind the proxy: `ldap://host:port` URLs, tried in order.
+    /// The directory behind the proxy: `ldap://` or `ldaps://` URLs, tried in order.
     pub upstream: Vec<String>,
+    /// PEM CA certificates the upstream's certificate must chain to (`ldaps://`, StartTLS).
+    pub upstream_ca_file: Option<String>,
+    /// Ask `ldap://` upstream servers for StartTLS before binding.
+    pub upstream_starttls: Option<bool>,
     /// Templates mapping a bind DN to a login: `uid={user},ou=people,dc=example,dc=org`.
+    #[serde(default)]
     pub user_dn: Vec<String>,
+    /// Look a bind DN no template matches up in the realm's LDAP resolvers.
+    pub user_dn_search: Option<bool>,
     /// The realm of mapped users (default: the default realm).
     pub realm: Option<String>,
     /// `pin` (default): the whole password is checked by otpgate (PIN+OTP, or the directory
@@ -68,9 +75,11 @@ pub struct LdapProxySettings {
     pub listen_tls: Vec<SocketAddr>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub require_tls: bool,
-    /// `host:port` of each upstream server, in order.
-    pub upstream: Vec<String>,
+    /// The upstream servers, in order.
+    pub upstream: Vec<UpstreamServer>,
+    pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
     pub user_dn: Vec<String>,
+    pub user_dn_search: bool,
     pub realm: Option<String>,
     pub password: PasswordMode,
     pub service_accounts: Vec<String>,
@@ -81,6 +90,69 @@ pub struct LdapProxySettings {
     pub connections_per_source: usize,
     pub bind_cache: Duration,
     pub bind_cache_size: usize,
+}
+
+/// How the proxy speaks to one upstream server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    Plain,
+    Ldaps,
+    StartTls,
+}
+
+/// One upstream server from its URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamServer {
+    /// `host:port` to connect to.
+    pub addr: String,
+    /// The name its certificate must carry.
+    pub host: String,
+    pub security: Security,
+}
+
+impl UpstreamServer {
+    /// `ldap://host[:port]` or `ldaps://host[:port]`; `starttls` upgrades `ldap://`.
+    pub fn parse(url: &str, starttls: bool) -> Result<Self, String> {
+        let (rest, port, security) = if let Some(r) = url.strip_prefix("ldaps://") {
+            (r, 636, Security::Ldaps)
+        } else if let Some(r) = url.strip_prefix("ldap://") {
+            let security = if starttls {
+                Security::StartTls
+            } else {
+                Security::Plain
+            };
+            (r, 389, security)
+        } else {
+            return Err("not an ldap:// or ldaps:// URL".into());
+        };
+        let hostport = rest.trim_end_matches('/');
+        if hostport.is_empty() || hostport.contains('/') {
+            return Err("give scheme, host and port only".into());
+        }
+        // `host:port` or `[v6]:port` carry a port; `host`, `[v6]` and a bare v6 do not
+        let with_port = hostport
+            .rsplit_once(':')
+            .filter(|(h, _)| !h.contains(':') || h.ends_with(']'));
+        let (host, addr) = match with_port {
+            Some((h, p)) => {
+                p.parse::<u16>()
+                    .map_err(|_| format!("{p:?} is not a port"))?;
+                (h, hostport.to_owned())
+            }
+            None if hostport.contains(':') && !hostport.starts_with('[') => {
+                return Err("write an IPv6 address in brackets".into());
+            }
+            None => (hostport, format!("{hostport}:{port}")),
+        };
+        Ok(Self {
+            addr,
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            security,
+        })
+    }
 }
 
 fn seconds(v: Option<f64>, default: f64, key: &str, issues: &mut Issues) -> Duration {
@@ -149,33 +221,49 @@ pub fn build(raw: &RawLdapProxy, base: &Path, issues: &mut Issues) -> Option<Lda
             "requiring TLS needs tls_certificate and tls_key",
         );
     }
+    let starttls = raw.upstream_starttls.unwrap_or(false);
     let mut upstream = Vec::new();
     for (i, u) in raw.upstream.iter().enumerate() {
-        match u.strip_prefix("ldap://") {
-            Some(rest) => {
-                let host = rest.trim_end_matches('/');
-                upstream.push(if host.contains(':') && !host.ends_with(']') {
-                    host.to_owned()
-                } else {
-                    format!("{host}:389")
-                });
-            }
-            None => issues.push(
-                format!("ldap_proxy.upstream[{i}]"),
-                format!("{u:?}: the proxy speaks to its upstream by ldap:// (TLS upstream is not supported yet)"),
-            ),
+        match UpstreamServer::parse(u, starttls) {
+            Ok(server) => upstream.push(server),
+            Err(e) => issues.push(format!("ldap_proxy.upstream[{i}]"), format!("{u:?}: {e}")),
         }
     }
-    if upstream.is_empty() && raw.upstream.is_empty() {
+    if raw.upstream.is_empty() {
         issues.push(
             "ldap_proxy.upstream",
             "name at least one upstream directory",
         );
     }
-    if raw.user_dn.is_empty() {
+    let upstream_tls = match &raw.upstream_ca_file {
+        Some(f) => match crate::users::ldap::tls::client_config(&base.join(f)) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                issues.push("ldap_proxy.upstream_ca_file", e);
+                None
+            }
+        },
+        None => {
+            if upstream.iter().any(|u| u.security != Security::Plain) {
+                issues.push(
+                    "ldap_proxy.upstream_ca_file",
+                    "TLS to the upstream directory needs the CA that signed its certificate",
+                );
+            }
+            None
+        }
+    };
+    let user_dn_search = raw.user_dn_search.unwrap_or(false);
+    if user_dn_search && raw.realm.is_none() {
+        issues.push(
+            "ldap_proxy.user_dn_search",
+            "searching for bind DNs needs the realm whose LDAP resolvers to ask",
+        );
+    }
+    if raw.user_dn.is_empty() && !user_dn_search {
         issues.push(
             "ldap_proxy.user_dn",
-            "name at least one DN template with {user}",
+            "name at least one DN template with {user}, or set user_dn_search",
         );
     }
     for (i, t) in raw.user_dn.iter().enumerate() {
@@ -249,7 +337,9 @@ pub fn build(raw: &RawLdapProxy, base: &Path, issues: &mut Issues) -> Option<Lda
         tls,
         require_tls,
         upstream,
+        upstream_tls,
         user_dn: raw.user_dn.clone(),
+        user_dn_search,
         realm: raw.realm.clone(),
         password,
         service_accounts: raw.service_accounts.clone(),
@@ -294,4 +384,68 @@ fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, S
         .with_single_cert(chain, key)
         .map(Arc::new)
         .map_err(|e| format!("{}: {e}", cert.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_urls_give_address_certificate_name_and_security() {
+        let cases = [
+            (
+                "ldap://dir.example",
+                false,
+                "dir.example:389",
+                "dir.example",
+                Security::Plain,
+            ),
+            (
+                "ldap://dir.example:1389/",
+                true,
+                "dir.example:1389",
+                "dir.example",
+                Security::StartTls,
+            ),
+            (
+                "ldaps://dir.example",
+                false,
+                "dir.example:636",
+                "dir.example",
+                Security::Ldaps,
+            ),
+            (
+                "ldaps://[::1]:1636",
+                false,
+                "[::1]:1636",
+                "::1",
+                Security::Ldaps,
+            ),
+            ("ldap://[::1]", false, "[::1]:389", "::1", Security::Plain),
+            (
+                "ldaps://127.0.0.1",
+                true,
+                "127.0.0.1:636",
+                "127.0.0.1",
+                Security::Ldaps,
+            ),
+        ];
+        for (url, starttls, addr, host, security) in cases {
+            let u = UpstreamServer::parse(url, starttls).unwrap();
+            assert_eq!(
+                (u.addr.as_str(), u.host.as_str(), u.security),
+                (addr, host, security),
+                "{url}"
+            );
+        }
+        for bad in [
+            "http://x",
+            "ldap://",
+            "ldap://x:port",
+            "ldap://::1",
+            "ldap://x/dc=a",
+        ] {
+            assert!(UpstreamServer::parse(bad, false).is_err(), "{bad}");
+        }
+    }
 }

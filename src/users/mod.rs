@@ -192,6 +192,14 @@ impl Resolver {
         }
     }
 
+    /// The login of the entry at `dn`: only an LDAP resolver has DNs.
+    pub async fn login_of_dn(&self, dn: &str) -> Result<Option<String>, DirectoryError> {
+        match self {
+            Self::Ldap(l) => l.login_of_dn(dn).await,
+            Self::File(_) | Self::Sql(_) => Ok(None),
+        }
+    }
+
     /// The user's password: a bind for LDAP, the stored hash for the others.
     async fn check_password(
         &self,
@@ -360,6 +368,25 @@ impl Directory {
                     resolver: name.clone(),
                     record,
                 }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The login whose directory entry is `dn`, asking the realm's resolvers in order.
+    pub async fn login_of_dn(
+        &self,
+        realm: &str,
+        dn: &str,
+    ) -> Result<Option<String>, DirectoryError> {
+        let Some(realm) = self.realm(realm) else {
+            return Ok(None);
+        };
+        for name in &realm.resolvers {
+            if let Some(resolver) = self.resolvers.get(name)
+                && let Some(login) = resolver.login_of_dn(dn).await?
+            {
+                return Ok(Some(login));
             }
         }
         Ok(None)

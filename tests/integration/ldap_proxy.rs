@@ -18,16 +18,28 @@ fn free_port() -> u16 {
         .unwrap()
 }
 
-/// A daemon with the slapd's users in realm `corp` and the proxy on `port`.
+/// A daemon with the slapd's users in realm `corp` and the proxy on `port`, mapping DNs by
+/// template to the plain upstream.
 fn daemon(slapd: &Slapd, port: u16, proxy: &str) -> Daemon {
+    daemon_to(
+        slapd,
+        port,
+        &format!(
+            "upstream = [\"{}\"]\nuser_dn = [\"uid={{user}},ou=people,dc=example,dc=org\"]\n{proxy}",
+            slapd.url()
+        ),
+    )
+}
+
+/// A daemon with the slapd's users in realm `corp` and the proxy on `port`; `proxy` names
+/// the upstream and the mapping.
+fn daemon_to(slapd: &Slapd, port: u16, proxy: &str) -> Daemon {
     Daemon::start(&Setup {
         extra: format!(
             "{}[[realm]]\nname = \"corp\"\nresolvers = [\"ldap1\"]\n\
-             [ldap_proxy]\nlisten = [\"127.0.0.1:{port}\"]\nupstream = [\"{}\"]\n\
-             user_dn = [\"uid={{user}},ou=people,dc=example,dc=org\"]\nrealm = \"corp\"\n\
+             [ldap_proxy]\nlisten = [\"127.0.0.1:{port}\"]\nrealm = \"corp\"\n\
              service_accounts = [\"{SVC}\"]\n{proxy}",
             slapd.resolver("ldap1", ""),
-            slapd.url(),
         ),
         ..Default::default()
     })
@@ -210,8 +222,13 @@ fn pin_binds_upstream_as_the_service_account_and_a_stopped_directory_is_refused_
         "{:?}",
         start.elapsed()
     );
-    // the bind's log line says why
+    // the bind's log line and its audit row say why
     d.wait_for_log("the directory is unavailable", Duration::from_secs(5));
+    let audit = d.cli_ok(&["audit", "list", "--json"]);
+    assert!(
+        audit.contains("Unavailable: the directory is unavailable"),
+        "{audit}"
+    );
     assert_eq!(
         d.token("P2")["count"],
         1,
@@ -342,4 +359,180 @@ fn the_bind_cache_accepts_a_repeated_bind_within_its_window() {
         &[],
     );
     assert_eq!(code, 49, "the directory still checks the password: {out}");
+}
+
+/// TLS to the upstream (LDAPS, StartTLS) with its CA, DNs found by the realm's resolver
+/// instead of a template, and a modify relayed as the user; a wrong CA refuses the bind.
+#[test]
+fn tls_upstreams_dn_search_and_a_relayed_modify() {
+    let slapd = Slapd::start(0);
+    let ca = slapd.ca_file();
+    for (upstream, starttls) in [(slapd.tls_url(), false), (slapd.url(), true)] {
+        let port = free_port();
+        let d = daemon_to(
+            &slapd,
+            port,
+            &format!(
+                "password = \"password+otp\"\nupstream = [\"{upstream}\"]\n\
+                 upstream_starttls = {starttls}\nupstream_ca_file = \"{}\"\n\
+                 user_dn_search = true\n",
+                ca.display()
+            ),
+        );
+        d.enroll_hotp_without_pin("S1", "carol@corp");
+        let carol = "uid=carol,ou=people,dc=example,dc=org";
+        let (code, out) = tool(
+            "ldapwhoami",
+            port,
+            carol,
+            &format!("carol-pw{}", RFC4226[0]),
+            &[],
+        );
+        assert_eq!(code, 0, "{upstream}: {out}");
+        assert!(out.contains(&format!("dn:{carol}")), "{out}");
+        // a DN the resolver has no user entry for
+        let (code, out) = tool(
+            "ldapwhoami",
+            port,
+            "ou=people,dc=example,dc=org",
+            &format!("x{}", RFC4226[1]),
+            &[],
+        );
+        assert_eq!(code, 49, "{out}");
+    }
+
+    // ldapmodify through the proxy: the user changes her own directory password
+    let port = free_port();
+    let d = daemon(&slapd, port, "password = \"password+otp\"\n");
+    d.enroll_hotp_without_pin("M1", "bob@corp");
+    let bob = "uid=bob,ou=people,dc=example,dc=org";
+    let mut child = Command::new("ldapmodify")
+        .args([
+            "-x",
+            "-H",
+            &format!("ldap://127.0.0.1:{port}"),
+            "-D",
+            bob,
+            "-w",
+            &format!("bob-pw{}", RFC4226[0]),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        write!(
+            stdin,
+            "dn: {bob}\nchangetype: modify\nreplace: userPassword\nuserPassword: bob-new\n"
+        )
+        .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, out) = tool(
+        "ldapwhoami",
+        port,
+        bob,
+        &format!("bob-new{}", RFC4226[1]),
+        &[],
+    );
+    assert_eq!(code, 0, "the new directory password: {out}");
+
+    // an upstream whose certificate the configured CA did not sign, by LDAPS and by StartTLS
+    // (which shows the StartTLS upgrade above did happen)
+    for (upstream, starttls) in [(slapd.tls_url(), false), (slapd.url(), true)] {
+        let port = free_port();
+        let d = daemon_to(
+            &slapd,
+            port,
+            &format!(
+                "password = \"password+otp\"\nupstream = [\"{upstream}\"]\n\
+                 upstream_starttls = {starttls}\nupstream_ca_file = \"{}\"\n\
+                 user_dn = [\"uid={{user}},ou=people,dc=example,dc=org\"]\n",
+                slapd.other_ca_file().display()
+            ),
+        );
+        d.enroll_hotp_without_pin("W1", "alice@corp");
+        let (code, out) = tool(
+            "ldapwhoami",
+            port,
+            ALICE,
+            &format!("alice-pw{}", RFC4226[0]),
+            &[],
+        );
+        assert_eq!(code, 52, "{upstream}: unavailable: {out}");
+        d.wait_for_log("the directory is unavailable", Duration::from_secs(5));
+        assert_eq!(d.token("W1")["count"], 0, "no OTP spent");
+    }
+}
+
+/// Garbage, an oversized message and a flood of connections from one address end those
+/// connections; a client from another address is served all along.
+#[test]
+fn malformed_oversized_and_flooding_clients_do_not_harm_others() {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+
+    let slapd = Slapd::start(0);
+    let port = free_port();
+    let d = daemon(
+        &slapd,
+        port,
+        "password = \"password+otp\"\nmax_message_bytes = 4096\nconnections_per_source = 4\n",
+    );
+    d.enroll_hotp_without_pin("F1", "alice@corp");
+    let proxy: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let from = |source: &str| -> TcpStream {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&format!("{source}:0").parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        socket.connect(&proxy.into()).unwrap();
+        let s: TcpStream = socket.into();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    };
+    // closed by the proxy: read gives end of stream (or a reset), never an answer
+    let closed = |mut s: TcpStream, what: &str| {
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Ok(n) => panic!("{what}: answered {:?}", &buf[..n]),
+            Err(e) => panic!("{what}: still open ({e})"),
+        }
+    };
+
+    let mut garbage = from("127.0.0.2");
+    garbage.write_all(b"\x30\x05\x02\x01\x01\xff\xff").unwrap();
+    closed(garbage, "malformed BER");
+    // a SEQUENCE announcing 16 MiB, above max_message_bytes
+    let mut big = from("127.0.0.2");
+    big.write_all(&[0x30, 0x84, 0x01, 0x00, 0x00, 0x00, 0x02, 0x01, 0x01])
+        .unwrap();
+    big.write_all(&[0u8; 8192]).ok();
+    closed(big, "oversized message");
+
+    // four connections from 127.0.0.2 are allowed, the fifth is closed at once
+    let flood: Vec<TcpStream> = (0..4).map(|_| from("127.0.0.2")).collect();
+    closed(from("127.0.0.2"), "connection over the per-source limit");
+    // meanwhile 127.0.0.1 binds and searches
+    let (code, out) = tool(
+        "ldapwhoami",
+        port,
+        ALICE,
+        &format!("alice-pw{}", RFC4226[0]),
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    drop(flood);
+    d.wait_for_log("malformed LDAP message", Duration::from_secs(5));
 }

@@ -40,6 +40,32 @@ pub fn all_users(settings: &LdapSettings) -> String {
     format!("(&{}({first}=*))", wrapped(&settings.filter))
 }
 
+/// Whether `dn` is `base` or below it, comparing RDNs without case or spaces around `,`/`=`.
+pub fn dn_is_under(dn: &str, base: &str) -> bool {
+    // split at commas that no backslash escapes (`cn=Smith\, John`)
+    let rdns = |d: &str| -> Vec<String> {
+        let (mut out, mut cur, mut escaped) = (Vec::new(), String::new(), false);
+        for c in d.chars() {
+            match c {
+                ',' if !escaped => out.push(std::mem::take(&mut cur)),
+                _ => cur.push(c),
+            }
+            escaped = c == '\\' && !escaped;
+        }
+        out.push(cur);
+        out.iter()
+            .map(|r| {
+                r.split('=')
+                    .map(|p| p.trim().to_ascii_lowercase())
+                    .collect::<Vec<_>>()
+                    .join("=")
+            })
+            .collect()
+    };
+    let (dn, base) = (rdns(dn), rdns(base));
+    base.iter().all(|r| !r.is_empty()) && dn.len() >= base.len() && dn.ends_with(&base)
+}
+
 /// The groups naming `member` (a DN, or a login for `memberUid`), directly or — `in_chain` —
 /// through nested groups.
 pub fn groups_of(search: &GroupSearch, member: &str, in_chain: bool) -> String {
@@ -58,6 +84,22 @@ pub fn groups_of(search: &GroupSearch, member: &str, in_chain: bool) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_dn_is_under_its_base_whatever_the_case_and_spaces() {
+        let base = "ou=people,dc=example,dc=org";
+        for (dn, under) in [
+            ("uid=alice,ou=people,dc=example,dc=org", true),
+            ("UID=alice, OU=People, DC=Example, DC=org", true),
+            ("ou=people,dc=example,dc=org", true),
+            ("cn=Smith\\, John,ou=people,dc=example,dc=org", true),
+            ("uid=alice,ou=admins,dc=example,dc=org", false),
+            ("uid=alice,ou=people,dc=example,dc=org,dc=evil", false),
+            ("dc=org", false),
+        ] {
+            assert_eq!(dn_is_under(dn, base), under, "{dn}");
+        }
+    }
+
     use super::*;
     use crate::users::ldap::settings::*;
     use std::collections::BTreeMap;

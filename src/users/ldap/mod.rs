@@ -178,6 +178,30 @@ impl LdapResolver {
         Ok(Some(record))
     }
 
+    /// The login of the user entry at `dn` (the bind proxy maps a bind DN this way); `None`
+    /// for a DN outside the base DN or that names no user entry.
+    pub async fn login_of_dn(&self, dn: &str) -> Result<Option<String>, DirectoryError> {
+        let s = &self.settings;
+        if !filter::dn_is_under(dn, &s.base_dn) {
+            return Ok(None);
+        }
+        let entries = self
+            .search(
+                dn,
+                Scope::Base,
+                &filter::all_users(s),
+                &self.wanted_attributes(),
+                1,
+            )
+            .await
+            .map_err(|k| self.error(k))?;
+        Ok(entries
+            .into_iter()
+            .next()
+            .map(|e| self.record(e, Vec::new()).login.into_string())
+            .filter(|l| !l.is_empty()))
+    }
+
     /// Every user under the base DN, read in pages (no groups: a listing asks for them only
     /// when shown one by one).
     pub async fn users(&self) -> Result<Vec<Arc<UserRecord>>, DirectoryError> {
