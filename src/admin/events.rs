@@ -181,13 +181,14 @@ impl Authenticator {
         &self,
         serial: &str,
         pin: &Secret<String>,
+        encrypt: bool,
         origin: Origin,
     ) -> Result<(), AdminError> {
         let req = Self::admin_request(Some(serial), None, None, origin);
         self.with_events(
             "token_setpin",
             req,
-            self.token_set_pin_op(serial, pin, origin),
+            self.token_set_pin_op(serial, pin, encrypt, origin),
         )
         .await
     }

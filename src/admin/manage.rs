@@ -233,10 +233,8 @@ impl Authenticator {
             None => None,
         };
         let pin_hash = match &spec.pin {
-            Some(p) if !p.expose().is_empty() => {
-                Some(Secret::new(self.pins.hash(p.expose().clone()).await?))
-            }
-            _ => None,
+            Some(p) => self.stored_pin(&serial, p, spec.encrypt_pin).await?,
+            None => None,
         };
         let mut info = spec.info.clone();
         match kind {
@@ -445,22 +443,42 @@ impl Authenticator {
         Ok(())
     }
 
+    /// A PIN as the token row keeps it: an argon2 hash, or (`encrypt`) sealed with the key
+    /// file behind privacyIDEA's `@@` marker, for CHAP and MS-CHAP. An empty PIN is none.
+    async fn stored_pin(
+        &self,
+        serial: &str,
+        pin: &Secret<String>,
+        encrypt: bool,
+    ) -> Result<Option<Secret<String>>, AdminError> {
+        if pin.expose().is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Secret::new(if encrypt {
+            let sealed = self.key.seal(serial, pin.expose().as_bytes())?;
+            format!(
+                "{}{}",
+                crate::auth::proof::SEALED_PIN,
+                data_encoding::HEXLOWER.encode(&sealed)
+            )
+        } else {
+            self.pins.hash(pin.expose().clone()).await?
+        })))
+    }
+
     /// Set (or with an empty PIN, remove) the token PIN.
     pub(crate) async fn token_set_pin_op(
         &self,
         serial: &str,
         pin: &Secret<String>,
+        encrypt: bool,
         origin: Origin,
     ) -> Result<(), AdminError> {
         let t = self.token(serial).await?;
-        let hash = if pin.expose().is_empty() {
-            None
-        } else {
-            Some(self.pins.hash(pin.expose().clone()).await?)
-        };
+        let stored = self.stored_pin(&t.serial, pin, encrypt).await?;
         self.store
             .tokens()
-            .set_pin_hash(t.id, hash.as_deref())
+            .set_pin_hash(t.id, stored.as_ref().map(|s| s.expose().as_str()))
             .await?;
         self.audit_change("token_setpin", origin, &t).await;
         Ok(())

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::challenge::Entry;
 use super::pin::{self, OtpPin};
+use super::proof::Resolved;
 use super::response::{Authentication, Response, codes};
 use super::verify::{self, OtpCheck, Resync};
 use super::{Attempt, AuthError};
@@ -124,6 +125,39 @@ pub(crate) async fn check_token_list(
             splittable: false,
         });
     }
+
+    // A CHAP or MS-CHAP response: find the PIN and OTP it was made from; everything below
+    // then runs on that password as for PAP.
+    let resolved;
+    let pass = match at.proof.clone() {
+        None => pass,
+        Some(proof) => {
+            let tokens: Vec<(&Token, Option<&OtpGenerator>)> = if answering {
+                entries
+                    .iter()
+                    .map(|e| (&e.token, e.generator.as_ref()))
+                    .collect()
+            } else {
+                candidates
+                    .iter()
+                    .map(|c| (&c.token, c.generator.as_ref()))
+                    .collect()
+            };
+            resolved = super::proof::resolve(at, &tokens, &*proof, answering);
+            match &resolved {
+                Resolved::Found(p) => p,
+                Resolved::Untestable(why) if !answering => {
+                    return Ok(unfit_or_nothing(at, vec![why]));
+                }
+                // a wrong response fails every candidate, as a wrong PIN would
+                Resolved::Wrong if !answering && !candidates.is_empty() => {
+                    let all: Vec<usize> = (0..candidates.len()).collect();
+                    return invalid_branch(at, &candidates, &all).await;
+                }
+                _ => pass,
+            }
+        }
+    };
 
     if let Some(txid) = at.transaction_id.clone() {
         // boxed, as `create` below: the challenge branches' futures (their own queries) would
@@ -624,6 +658,13 @@ pub(crate) async fn pin_matches(
             Some(hash) => {
                 if candidate.is_empty() && hash.expose().is_empty() {
                     return Ok(true);
+                }
+                if let Some(sealed) = hash.expose().strip_prefix(super::proof::SEALED_PIN) {
+                    return Ok(
+                        super::proof::open_pin(at, &token.serial, sealed).is_some_and(|pin| {
+                            crate::secret::ct_eq(pin.expose().as_bytes(), candidate.as_bytes())
+                        }),
+                    );
                 }
                 at.auth
                     .pins

@@ -21,6 +21,7 @@ pub mod pin;
 pub mod pipeline;
 pub mod policy;
 mod policy_steps;
+pub mod proof;
 pub mod settings;
 pub mod verify;
 
@@ -30,7 +31,7 @@ use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
 use crate::crypto::{MasterKey, PinHasher};
-pub use crate::message::{Authentication, Decision, Origin, Request, Response, Trace};
+pub use crate::message::{Authentication, Decision, Origin, Proof, Request, Response, Trace};
 pub use crate::message::{request, response, trace, upstream};
 use crate::secret::Secret;
 use crate::store::audit::AuditSink;
@@ -250,6 +251,8 @@ pub(crate) struct Attempt<'a> {
     pub store_unavailable: bool,
     /// A resolver of the request's realm could not answer.
     pub directory_error: Option<crate::users::DirectoryError>,
+    /// The request's CHAP or MS-CHAP response, checked against each token's window.
+    pub proof: Option<Arc<dyn Proof>>,
 }
 
 impl<'a> Attempt<'a> {
@@ -278,6 +281,7 @@ impl<'a> Attempt<'a> {
             post_state: Vec::new(),
             store_unavailable: false,
             directory_error: None,
+            proof: None,
         }
     }
 

@@ -26,6 +26,7 @@ impl Authenticator {
         let mut at = Attempt::new(self, &cfg, now);
         // formatted once: the trace and the audit row both name it
         let client = trace_request(&mut at, &req);
+        at.proof = req.proof.clone();
         resolve_user(&mut at, &req).await;
         policy_steps::request_policies(&mut at, &mut req).await;
         let response = self.validate_with_events(&mut at, &mut req).await;
@@ -392,8 +393,12 @@ fn trace_request(at: &mut Attempt<'_>, req: &Request) -> String {
     at.trace.add(
         "request",
         format!(
-            "{} request: user={:?} realm={:?} serial={:?} transaction={:?} client={}",
+            "{} request{}: user={:?} realm={:?} serial={:?} transaction={:?} client={}",
             req.origin.as_str(),
+            req.proof
+                .as_ref()
+                .map(|p| format!(" by {}", p.method()))
+                .unwrap_or_default(),
             req.user.as_deref().unwrap_or(""),
             req.realm.as_deref().unwrap_or(""),
             req.serial.as_deref().unwrap_or(""),

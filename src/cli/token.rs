@@ -54,6 +54,10 @@ pub enum TokenCommand {
         serial: String,
         #[arg(long, env = "OTPGATE_PIN", hide_env_values = true)]
         pin: String,
+        /// Store the PIN encrypted with the key file instead of hashed: needed for CHAP and
+        /// MS-CHAP logins, at the cost that the key file opens it (docs/radius-methods.md).
+        #[arg(long = "encrypt-pin")]
+        encrypt_pin: bool,
     },
     /// Reset the failcounter.
     Reset {
@@ -108,6 +112,10 @@ pub struct EnrollArgs {
     realm: Option<String>,
     #[arg(long, env = "OTPGATE_PIN", hide_env_values = true)]
     pin: Option<String>,
+    /// Store the PIN encrypted with the key file instead of hashed: needed for CHAP and
+    /// MS-CHAP logins (docs/radius-methods.md).
+    #[arg(long = "encrypt-pin", requires = "pin")]
+    encrypt_pin: bool,
     /// The key as hex (default: 20 random bytes).
     #[arg(long, conflicts_with = "key_base32")]
     key: Option<String>,
@@ -274,8 +282,13 @@ pub(super) async fn run(config: &Path, cmd: TokenCommand) -> anyhow::Result<Exit
                 outln!("{serial}: unassigned");
                 Ok(())
             }
-            TokenCommand::SetPin { serial, pin } => {
-                auth.token_set_pin(&serial, &Secret::new(pin), o).await?;
+            TokenCommand::SetPin {
+                serial,
+                pin,
+                encrypt_pin,
+            } => {
+                auth.token_set_pin(&serial, &Secret::new(pin), encrypt_pin, o)
+                    .await?;
                 outln!("{serial}: PIN set");
                 Ok(())
             }
@@ -325,6 +338,7 @@ async fn enroll(auth: &crate::auth::Authenticator, a: EnrollArgs) -> anyhow::Res
         hashlib: a.hashlib.as_deref().map(parse_hashlib).transpose()?,
         time_step: a.timestep,
         pin: a.pin.map(Secret::new),
+        encrypt_pin: a.encrypt_pin,
         user: a.user,
         realm: a.realm,
         description: a.description,
@@ -573,7 +587,7 @@ async fn import(auth: &crate::auth::Authenticator, a: ImportArgs) -> anyhow::Res
         let mut pending = futures_util::stream::FuturesUnordered::new();
         for s in &serials {
             let pin = Secret::new(pin.clone());
-            pending.push(async move { auth.token_set_pin(s, &pin, Origin::Cli).await });
+            pending.push(async move { auth.token_set_pin(s, &pin, false, Origin::Cli).await });
         }
         use futures_util::StreamExt;
         while let Some(r) = pending.next().await {

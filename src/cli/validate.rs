@@ -51,6 +51,7 @@ pub(super) async fn run(config: &Path, args: ValidateArgs) -> anyhow::Result<Exi
         origin: Origin::Cli,
         params: Default::default(),
         admin: None,
+        proof: None,
     };
     let outcome = opened.auth.validate_check(request).await;
     outln!("{}", serde_json::to_string_pretty(&outcome.response.body)?);

@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use super::{KeyMode, StartError, open};
 use crate::auth::Authenticator;
 use crate::config::{self, Config, ConfigError};
-use crate::radius::server::RadiusServer;
+use crate::radius::server::{Port, RadiusServer};
 use crate::store::Backend;
 
 #[derive(Debug, thiserror::Error)]
@@ -94,13 +94,20 @@ pub async fn serve(path: &Path) -> Result<(), ServeError> {
                 .await
                 .map_err(ServeError::Bind)?;
             let server = RadiusServer::new(opened.auth.clone(), settings.clone());
-            for socket in sockets {
+            for (socket, port) in sockets {
                 let local = socket.local_addr().map_err(ServeError::Bind)?;
-                tracing::info!(address = %local, clients = settings.clients.len(), "RADIUS listening");
+                match port {
+                    Port::Authentication => {
+                        tracing::info!(address = %local, clients = settings.clients.len(), "RADIUS listening")
+                    }
+                    Port::Accounting => {
+                        tracing::info!(address = %local, "RADIUS accounting listening")
+                    }
+                }
                 tracker.spawn(
                     server
                         .clone()
-                        .run(socket, shutdown.clone(), tracker.clone()),
+                        .run(socket, port, shutdown.clone(), tracker.clone()),
                 );
             }
             tracker.spawn(server.clone().housekeeping(shutdown.clone()));
@@ -309,6 +316,9 @@ fn reload(
     }
     match (&new.radius, &running.radius) {
         (Some(n), Some(r)) if n.listen != r.listen => needs_restart.push("radius.listen"),
+        (Some(n), Some(r)) if n.accounting_listen != r.accounting_listen => {
+            needs_restart.push("radius.accounting_listen")
+        }
         (Some(_), None) | (None, Some(_)) => needs_restart.push("[radius]"),
         _ => {}
     }

@@ -10,6 +10,6 @@ pub mod response;
 pub mod trace;
 pub mod upstream;
 
-pub use request::{Origin, Request, is_true};
+pub use request::{Origin, Proof, Request, is_true};
 pub use response::{Authentication, Decision, Response};
 pub use trace::Trace;

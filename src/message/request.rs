@@ -28,6 +28,16 @@ impl Origin {
     }
 }
 
+/// A credential the core cannot read but can test: a CHAP or MS-CHAP response. The core hands
+/// it each password it would accept (PIN + OTP for each OTP in a token's window); only the
+/// front-end knows the protocol's math.
+pub trait Proof: Send + Sync + std::fmt::Debug {
+    /// The method's name for the decision trace (`chap`, `mschap`, `mschapv2`).
+    fn method(&self) -> &'static str;
+    /// Whether `password` yields the response the client sent.
+    fn verify(&self, password: &str) -> bool;
+}
+
 /// A `/validate/check` request (spec §4.1).
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -54,6 +64,8 @@ pub struct Request {
     /// The administrator acting (CLI, admin API); `None` for authentication requests, whose
     /// logged-in role is `user`.
     pub admin: Option<String>,
+    /// A challenge-response credential instead of `pass` (which stays empty).
+    pub proof: Option<std::sync::Arc<dyn Proof>>,
 }
 
 impl Request {
@@ -89,6 +101,7 @@ impl Request {
             origin: Origin::Cli,
             params: BTreeMap::new(),
             admin: None,
+            proof: None,
         }
     }
 

@@ -19,6 +19,7 @@ pub const NAS_IDENTIFIER: u8 = 32;
 pub const PROXY_STATE: u8 = 33;
 pub const ACCT_STATUS_TYPE: u8 = 40;
 pub const ACCT_SESSION_ID: u8 = 44;
+pub const CHAP_CHALLENGE: u8 = 60;
 pub const NAS_PORT_TYPE: u8 = 61;
 pub const EAP_MESSAGE: u8 = 79;
 pub const MESSAGE_AUTHENTICATOR: u8 = 80;

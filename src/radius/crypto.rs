@@ -72,13 +72,23 @@ fn message_authenticator_over(
 }
 
 /// The authenticator a reply's Message-Authenticator is computed with: the request's, except
-/// for Accounting-Response, which uses zeros like the Accounting-Request it answers (as
-/// FreeRADIUS and pyrad do).
-fn reply_ma_vector(code: Code, request_authenticator: &[u8; 16]) -> [u8; 16] {
-    if code == Code::AccountingResponse {
+/// for the answer to an Accounting-Request, which uses zeros like the request (as FreeRADIUS
+/// and pyrad do). A Status-Server's Accounting-Response uses the request's (RFC 5997 §3).
+fn reply_ma_vector(request_code: Code, request_authenticator: &[u8; 16]) -> [u8; 16] {
+    if request_code == Code::AccountingRequest {
         [0; 16]
     } else {
         *request_authenticator
+    }
+}
+
+/// The request a reply of this code answers when nothing else is known: Accounting-Response
+/// to Accounting-Request, everything else to Access-Request.
+fn usual_request(reply_code: Code) -> Code {
+    if reply_code == Code::AccountingResponse {
+        Code::AccountingRequest
+    } else {
+        Code::AccessRequest
     }
 }
 
@@ -165,9 +175,23 @@ pub fn sign_response(reply: &mut [u8], request_authenticator: &[u8; 16], secret:
     let Ok(p) = Packet::decode(reply) else {
         return;
     };
+    let request_code = usual_request(p.code());
+    sign_response_to(reply, request_code, request_authenticator, secret);
+}
+
+/// [`sign_response`] for a reply to a request of `request_code`.
+pub fn sign_response_to(
+    reply: &mut [u8],
+    request_code: Code,
+    request_authenticator: &[u8; 16],
+    secret: &[u8],
+) {
+    let Ok(p) = Packet::decode(reply) else {
+        return;
+    };
     let ma_at = find_message_authenticator(&p).ok().flatten();
     if let Some(at) = ma_at {
-        let vector = reply_ma_vector(p.code(), request_authenticator);
+        let vector = reply_ma_vector(request_code, request_authenticator);
         let ma = message_authenticator_over(reply, at, Some(&vector), secret);
         if let Some(slot) = reply.get_mut(at..at + 16) {
             slot.copy_from_slice(&ma);
@@ -240,7 +264,7 @@ pub fn verify_response(
     let ma_at = find_message_authenticator(reply)?;
     match ma_at {
         Some(at) => {
-            let vector = reply_ma_vector(reply.code(), request_authenticator);
+            let vector = reply_ma_vector(usual_request(reply.code()), request_authenticator);
             let expected = message_authenticator_over(bytes, at, Some(&vector), secret);
             if !ct_eq(&expected, bytes.get(at..at + 16).unwrap_or(&[])) {
                 return Err(VerifyError::BadMessageAuthenticator);

@@ -2,6 +2,7 @@
 //!
 //! - [`packet`], [`attr`], [`crypto`]: the sans-IO codec (no tokio, no sockets), bounded and
 //!   fuzzed; verification returns proof values;
+//! - [`credential`], [`mschap`]: which credential a request carries; CHAP and MS-CHAP math;
 //! - [`dictionary`]: FreeRADIUS-format dictionaries for reply attributes;
 //! - [`settings`]: `[radius]` configuration, clients and reply rules;
 //! - [`dedup`]: the duplicate-request cache; [`translate`]: pure packet ↔ core mapping;
@@ -10,10 +11,12 @@
 
 pub mod attr;
 pub mod client;
+pub mod credential;
 pub mod crypto;
 pub mod dedup;
 pub mod dictionary;
 mod drops;
+pub mod mschap;
 pub mod packet;
 pub mod server;
 pub mod settings;

@@ -19,14 +19,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::attr;
+use super::credential::Credential;
 use super::crypto::{self, Authentic, VerifyError};
 use super::dedup::{DedupCache, Key, Seen};
 use super::drops::DropLog;
 use super::packet::{Code, OwnedPacket, Packet};
 use super::settings::{ClientDef, MaPolicy, RadiusSettings};
 use super::translate::{self, Reply};
-use crate::auth::Authenticator;
 use crate::auth::ledger::Claim;
+use crate::auth::{Authentication, Authenticator, Request, Response};
 use crate::clock::Stopwatch;
 
 /// Ask for `bytes` of receive buffer: `SO_RCVBUFFORCE` where the process may exceed
@@ -99,6 +100,13 @@ impl std::fmt::Debug for RadiusServer {
     }
 }
 
+/// What a listening socket is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    Authentication,
+    Accounting,
+}
+
 fn drop_counter(client: &str, reason: &'static str) {
     metrics::counter!("otpgate_radius_dropped_total", "client" => client.to_owned(), "reason" => reason)
         .increment(1);
@@ -148,14 +156,20 @@ impl RadiusServer {
     }
 
     /// Bind every configured listen address.
-    pub async fn bind(settings: &RadiusSettings) -> std::io::Result<Vec<Arc<UdpSocket>>> {
+    pub async fn bind(settings: &RadiusSettings) -> std::io::Result<Vec<(Arc<UdpSocket>, Port)>> {
         let mut sockets = Vec::new();
-        for addr in &settings.listen {
+        let all = (settings.listen.iter().map(|a| (a, Port::Authentication))).chain(
+            settings
+                .accounting_listen
+                .iter()
+                .map(|a| (a, Port::Accounting)),
+        );
+        for (addr, port) in all {
             let socket = bind_udp(*addr).map_err(|e| {
                 std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
             })?;
             enlarge_receive_buffer(&socket, *addr, settings.receive_buffer);
-            sockets.push(Arc::new(socket));
+            sockets.push((Arc::new(socket), port));
         }
         Ok(sockets)
     }
@@ -164,6 +178,7 @@ impl RadiusServer {
     pub async fn run(
         self: Arc<Self>,
         socket: Arc<UdpSocket>,
+        port: Port,
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) {
@@ -200,7 +215,7 @@ impl RadiusServer {
             let Some(datagram) = buf.get(..n) else {
                 continue;
             };
-            self.on_datagram(datagram, source, &socket, &tracker);
+            self.on_datagram(datagram, source, port, &socket, &tracker);
         }
     }
 
@@ -208,6 +223,7 @@ impl RadiusServer {
         self: &Arc<Self>,
         datagram: &[u8],
         source: SocketAddr,
+        port: Port,
         socket: &Arc<UdpSocket>,
         tracker: &TaskTracker,
     ) {
@@ -233,10 +249,14 @@ impl RadiusServer {
         let code = packet.code();
         metrics::counter!("otpgate_radius_requests_total", "client" => client.name.clone(), "code" => code.name())
             .increment(1);
-        if !matches!(
-            code,
-            Code::AccessRequest | Code::StatusServer | Code::AccountingRequest
-        ) {
+        let served = match port {
+            Port::Authentication => matches!(
+                code,
+                Code::AccessRequest | Code::StatusServer | Code::AccountingRequest
+            ),
+            Port::Accounting => matches!(code, Code::StatusServer | Code::AccountingRequest),
+        };
+        if !served {
             drop_counter(&client.name, "unsupported_code");
             if let Some(held_back) = self.drops.client(&client.name, "unsupported_code") {
                 tracing::warn!(target: "otpgate::radius", client = %client.name, code = code.as_u8(), held_back, "packet with an unsupported code dropped");
@@ -305,8 +325,13 @@ impl RadiusServer {
         }
         match code {
             Code::StatusServer => {
-                // RFC 5997: an Access-Accept says the server is alive.
-                let reply = bare_reply(&packet, Code::AccessAccept, client);
+                // RFC 5997 §3: alive is an Access-Accept on the authentication port and an
+                // Accounting-Response on the accounting port
+                let answer = match port {
+                    Port::Authentication => Code::AccessAccept,
+                    Port::Accounting => Code::AccountingResponse,
+                };
+                let reply = bare_reply(&packet, answer, client);
                 self.send(tracker, key, reply, socket, source, &client.name);
             }
             Code::AccountingRequest => {
@@ -411,6 +436,16 @@ impl RadiusServer {
             key,
         } = request;
         let packet = packet.packet();
+        let credential = Credential::of(&packet, &proof, &client);
+        if let Credential::Unsupported(what) = credential {
+            let request = translate::to_request(&packet, &proof, &credential, &client, source.ip());
+            let reply = self
+                .refuse_unsupported(what, request, &packet, &credential, &client, &settings)
+                .await;
+            self.reply(&reply, key, &mut guard, &client.name, &socket, source)
+                .await;
+            return;
+        }
         let fingerprint = settings
             .shared_ledger
             .unwrap_or_else(|| self.auth.shared_store())
@@ -444,7 +479,7 @@ impl RadiusServer {
                 }
             }
         }
-        let request = translate::to_request(&packet, &proof, &client, source.ip());
+        let request = translate::to_request(&packet, &proof, &credential, &client, source.ip());
         let user = request.user.clone().unwrap_or_default();
         let outcome = self.auth.validate_check(request).await;
         if outcome.store_unavailable && settings.no_reply_when_store_unavailable {
@@ -466,16 +501,13 @@ impl RadiusServer {
             &packet,
             &outcome.response,
             outcome.user.as_ref(),
+            &credential,
             &settings,
             &client,
         );
         let code = reply.code.name();
-        self.dedup.finish(key, &reply.bytes);
-        guard.armed = false;
-        metrics::counter!("otpgate_radius_replies_total", "client" => client.name.clone(), "code" => code).increment(1);
-        if let Err(e) = socket.send_to(&reply.bytes, source).await {
-            tracing::warn!(target: "otpgate::radius", error = %e, to = %source, "send failed");
-        }
+        self.reply(&reply, key, &mut guard, &client.name, &socket, source)
+            .await;
         if let Some(fp) = fingerprint {
             self.auth.record_answer(&fp, &reply.bytes);
         }
@@ -489,6 +521,55 @@ impl RadiusServer {
             duration_ms = watch.elapsed().as_secs_f64() * 1000.0,
             "Access-Request"
         );
+    }
+
+    /// Send a request's reply and keep it for retransmits.
+    async fn reply(
+        &self,
+        reply: &Reply,
+        key: Key,
+        guard: &mut Abandon<'_>,
+        client: &str,
+        socket: &UdpSocket,
+        source: SocketAddr,
+    ) {
+        self.dedup.finish(key, &reply.bytes);
+        guard.armed = false;
+        metrics::counter!("otpgate_radius_replies_total", "client" => client.to_owned(), "code" => reply.code.name()).increment(1);
+        if let Err(e) = socket.send_to(&reply.bytes, source).await {
+            tracing::warn!(target: "otpgate::radius", error = %e, to = %source, "send failed");
+        }
+    }
+
+    /// An Access-Request with a method otpgate does not take (EAP) or no credential at all:
+    /// rejected with a message naming it, an audit row, a metric and a rate-limited log line;
+    /// no token is looked at, so no failcounter moves.
+    async fn refuse_unsupported(
+        &self,
+        what: &'static str,
+        request: Request,
+        packet: &Packet<'_>,
+        credential: &Credential,
+        client: &ClientDef,
+        settings: &RadiusSettings,
+    ) -> Reply {
+        let message =
+            format!("otpgate does not accept {what}; use PAP, CHAP, MS-CHAP or MS-CHAPv2");
+        metrics::counter!("otpgate_radius_unsupported_total", "client" => client.name.clone(), "method" => what).increment(1);
+        if let Some(held_back) = self.drops.client(&client.name, what) {
+            tracing::warn!(
+                target: "otpgate::radius",
+                client = %client.name,
+                user = request.user.as_deref().unwrap_or(""),
+                held_back,
+                "Access-Request rejected: {message}"
+            );
+        }
+        self.auth.refused_before_check(&request, &message).await;
+        let mut detail = serde_json::Map::new();
+        detail.insert("message".into(), message.into());
+        let response = Response::decided(false, Authentication::Reject, detail);
+        translate::access_reply(packet, &response, None, credential, settings, client)
     }
 
     /// Periodic work: sweep the duplicate cache, report clients that send no

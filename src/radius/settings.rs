@@ -21,6 +21,10 @@ use crate::secret::Secret;
 pub struct RawRadius {
     /// Addresses to listen on (default `["0.0.0.0:1812", "[::]:1812"]`).
     pub listen: Option<Vec<String>>,
+    /// Accounting addresses: Accounting-Requests and Status-Server (RFC 5997) answered with
+    /// an Accounting-Response (default `["0.0.0.0:1813", "[::]:1813"]` when `listen` is not
+    /// given either, else none).
+    pub accounting_listen: Option<Vec<String>>,
     /// Directory holding the `dictionary` file (default /usr/share/otpgate/dictionaries).
     pub dictionaries: Option<String>,
     /// Requests processed at once (default 1024). While all are busy, further datagrams wait
@@ -163,6 +167,7 @@ pub const DEFAULT_RECEIVE_BUFFER: usize = 4 << 20;
 #[derive(Debug, Clone)]
 pub struct RadiusSettings {
     pub listen: Vec<SocketAddr>,
+    pub accounting_listen: Vec<SocketAddr>,
     pub dictionary: Arc<Dictionary>,
     pub max_in_flight: usize,
     pub receive_buffer: usize,
@@ -197,25 +202,62 @@ fn split_tag(name: &str) -> (&str, Option<&str>) {
 }
 
 /// Validate `[radius]`.
+/// Socket addresses from `key`, or the defaults when it is not given.
+fn addresses(
+    given: Option<&[String]>,
+    defaults: &[&str],
+    key: &str,
+    issues: &mut Issues,
+) -> Vec<SocketAddr> {
+    let owned: Vec<String>;
+    let list: &[String] = match given {
+        Some(l) => l,
+        None => {
+            owned = defaults.iter().map(|d| (*d).to_owned()).collect();
+            &owned
+        }
+    };
+    let mut out = Vec::new();
+    for (i, a) in list.iter().enumerate() {
+        match a.parse::<SocketAddr>() {
+            Ok(sa) => out.push(sa),
+            Err(_) => issues.push(
+                format!("{key}[{i}]"),
+                format!("{a:?} is not an address:port (use [::1]:1812 for IPv6)"),
+            ),
+        }
+    }
+    out
+}
+
 pub fn build(
     raw: &RawRadius,
     base: &Path,
     directory: &crate::users::Directory,
     issues: &mut Issues,
 ) -> Option<RadiusSettings> {
-    let mut listen = Vec::new();
-    let addrs = raw
-        .listen
-        .clone()
-        .unwrap_or_else(|| vec!["0.0.0.0:1812".into(), "[::]:1812".into()]);
-    for (i, a) in addrs.iter().enumerate() {
-        match a.parse::<SocketAddr>() {
-            Ok(sa) => listen.push(sa),
-            Err(_) => issues.push(
-                format!("radius.listen[{i}]"),
-                format!("{a:?} is not an address:port (use [::1]:1812 for IPv6)"),
-            ),
-        }
+    let listen = addresses(
+        raw.listen.as_deref(),
+        &["0.0.0.0:1812", "[::]:1812"],
+        "radius.listen",
+        issues,
+    );
+    let default_accounting: &[&str] = if raw.listen.is_none() {
+        &["0.0.0.0:1813", "[::]:1813"]
+    } else {
+        &[]
+    };
+    let accounting_listen = addresses(
+        raw.accounting_listen.as_deref(),
+        default_accounting,
+        "radius.accounting_listen",
+        issues,
+    );
+    if let Some(both) = listen.iter().find(|a| accounting_listen.contains(a)) {
+        issues.push(
+            "radius.accounting_listen",
+            format!("{both} is also in radius.listen"),
+        );
     }
     let dict_dir = resolve_path(
         base,
@@ -428,6 +470,7 @@ pub fn build(
 
     Some(RadiusSettings {
         listen,
+        accounting_listen,
         dictionary: Arc::new(dictionary),
         max_in_flight: raw.max_in_flight.unwrap_or(1024).max(1),
         receive_buffer: raw.receive_buffer.unwrap_or(DEFAULT_RECEIVE_BUFFER),

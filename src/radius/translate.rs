@@ -10,12 +10,12 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use super::attr;
+use super::credential::Credential;
 use super::crypto::{self, Authentic};
 use super::dictionary::{AttrDef, Dictionary};
 use super::packet::{Builder, Code, EncodeError, Packet};
 use super::settings::{ClientDef, ClientIpFrom, RadiusSettings, ReplyValue};
 use crate::auth::{Decision, Origin, Request, Response};
-use crate::secret::Secret;
 use crate::users::ResolvedUser;
 
 /// Build the core request from a verified Access-Request. The proof argument makes sure the
@@ -23,6 +23,7 @@ use crate::users::ResolvedUser;
 pub fn to_request(
     p: &Packet<'_>,
     _proof: &Authentic,
+    credential: &Credential,
     client: &ClientDef,
     source: IpAddr,
 ) -> Request {
@@ -30,13 +31,7 @@ pub fn to_request(
         p.attr(kind)
             .map(|v| String::from_utf8_lossy(v).into_owned())
     };
-    let pass = p
-        .attr(attr::USER_PASSWORD)
-        .and_then(|hidden| {
-            crypto::unhide_password(hidden, p.authenticator(), client.secret.expose()).ok()
-        })
-        .map(|bytes| Secret::new(String::from_utf8_lossy(bytes.expose()).into_owned()))
-        .unwrap_or_default();
+    let (pass, proof) = credential.into_request_parts();
     let transaction_id = p.attr(attr::STATE).map(|s| match std::str::from_utf8(s) {
         Ok(t) => t.to_owned(),
         Err(_) => data_encoding::HEXLOWER.encode(s),
@@ -81,6 +76,7 @@ pub fn to_request(
         origin: Origin::Radius,
         params,
         admin: None,
+        proof,
     }
 }
 
@@ -215,6 +211,7 @@ pub fn access_reply(
     request: &Packet<'_>,
     response: &Response,
     user: Option<&ResolvedUser>,
+    credential: &Credential,
     settings: &RadiusSettings,
     client: &ClientDef,
 ) -> Reply {
@@ -233,6 +230,7 @@ pub fn access_reply(
                     rule_attributes(settings, u, &mut b);
                 }
                 answer_attributes(&settings.dictionary, response.body.get("detail"), &mut b);
+                credential.accept_attributes(request, client, &mut b)?;
             }
             Decision::Challenge => {
                 if let Some(tx) = response.transaction_id() {
@@ -250,6 +248,7 @@ pub fn access_reply(
                 if !text.is_empty() {
                     b.attr_split(attr::REPLY_MESSAGE, text.as_bytes())?;
                 }
+                credential.reject_attributes(&mut b)?;
             }
         }
         Ok(())
@@ -276,7 +275,12 @@ pub fn start_reply(request: &Packet<'_>, code: Code) -> Builder {
 /// Set the length, the Message-Authenticator and the Response Authenticator.
 pub fn finish_reply(b: Builder, request: &Packet<'_>, client: &ClientDef) -> Vec<u8> {
     let mut bytes = b.finish();
-    crypto::sign_response(&mut bytes, request.authenticator(), client.secret.expose());
+    crypto::sign_response_to(
+        &mut bytes,
+        request.code(),
+        request.authenticator(),
+        client.secret.expose(),
+    );
     bytes
 }
 
@@ -318,6 +322,8 @@ mod tests {
 mod round_trip {
     use std::time::Duration;
 
+    use crate::secret::Secret;
+
     use serde_json::{Map, json};
 
     use super::*;
@@ -341,6 +347,7 @@ mod round_trip {
     fn settings() -> RadiusSettings {
         RadiusSettings {
             listen: vec![],
+            accounting_listen: vec![],
             dictionary: Default::default(),
             max_in_flight: 1,
             receive_buffer: 0,
@@ -377,7 +384,14 @@ mod round_trip {
         let bytes = request(None);
         let p = Packet::decode(&bytes).unwrap();
         let proof = crypto::verify_request(&p, b"s3cret", true, true).unwrap();
-        let req = to_request(&p, &proof, &client(), "127.0.0.1".parse().unwrap());
+        let credential = Credential::of(&p, &proof, &client());
+        let req = to_request(
+            &p,
+            &proof,
+            &credential,
+            &client(),
+            "127.0.0.1".parse().unwrap(),
+        );
         assert_eq!(req.user.as_deref(), Some("alice"));
         assert_eq!(req.pass.expose(), "pin");
         assert_eq!(req.default_realm.as_deref(), Some("corp"));
@@ -387,7 +401,15 @@ mod round_trip {
         detail.insert("message".into(), json!("please enter otp: "));
         detail.insert("transaction_id".into(), json!("01234567890123456789"));
         let answer = Response::decided(false, Authentication::Challenge, detail);
-        let reply = access_reply(&p, &answer, None, &settings(), &client()).bytes;
+        let reply = access_reply(
+            &p,
+            &answer,
+            None,
+            &Credential::Unsupported("test"),
+            &settings(),
+            &client(),
+        )
+        .bytes;
         let r = Packet::decode(&reply).unwrap();
         assert_eq!(r.code(), Code::AccessChallenge);
         assert!(crypto::verify_response(&r, p.authenticator(), b"s3cret", true).is_ok());
@@ -400,7 +422,14 @@ mod round_trip {
         let next = request(r.attr(attr::STATE));
         let p2 = Packet::decode(&next).unwrap();
         let proof = crypto::verify_request(&p2, b"s3cret", true, true).unwrap();
-        let req = to_request(&p2, &proof, &client(), "127.0.0.1".parse().unwrap());
+        let credential = Credential::of(&p2, &proof, &client());
+        let req = to_request(
+            &p2,
+            &proof,
+            &credential,
+            &client(),
+            "127.0.0.1".parse().unwrap(),
+        );
         assert_eq!(req.transaction_id.as_deref(), Some("01234567890123456789"));
 
         // the radius crate decodes the challenge as well
@@ -439,7 +468,15 @@ mod round_trip {
         detail.insert("message".into(), json!("please enter otp: "));
         detail.insert("transaction_id".into(), json!("01234567890123456789"));
         let answer = Response::decided(false, Authentication::Challenge, detail);
-        let reply = access_reply(&p, &answer, None, &settings(), &client()).bytes;
+        let reply = access_reply(
+            &p,
+            &answer,
+            None,
+            &Credential::Unsupported("test"),
+            &settings(),
+            &client(),
+        )
+        .bytes;
         assert_eq!(
             Packet::decode(&reply)
                 .unwrap()

@@ -35,6 +35,9 @@ pub struct EnrollSpec {
     pub hashlib: Option<HashLib>,
     pub time_step: Option<i64>,
     pub pin: Option<Secret<String>>,
+    /// Store the PIN encrypted with the key file instead of hashed (privacyIDEA's
+    /// `encryptpin`): what CHAP and MS-CHAP need.
+    pub encrypt_pin: bool,
     /// `user` parameter and optional realm.
     pub user: Option<String>,
     pub realm: Option<String>,

@@ -16,7 +16,7 @@ pub struct TotpTiming {
 
 impl TotpTiming {
     /// Counters to try: `[T − W/step, T + W/step)`, lower bound ≥ 0.
-    fn candidates(&self, now_unix: i64) -> std::ops::Range<i64> {
+    pub fn candidates(&self, now_unix: i64) -> std::ops::Range<i64> {
         let step = self.step.max(1);
         let t = time_counter(now_unix + self.shift, step);
         let w = self.window.max(0) / step;

@@ -365,8 +365,27 @@ impl Daemon {
     }
 
     /// pyrad (PyPI, in the test venv); see tests/fixtures/pyrad_client.py for the spec.
-    pub fn pyrad(&self, mut spec: serde_json::Value) -> serde_json::Value {
-        spec["port"] = self.radius.port().into();
+    pub fn pyrad(&self, spec: serde_json::Value) -> serde_json::Value {
+        self.python_client("pyrad_client.py", self.radius.port(), spec)
+    }
+
+    /// An independent MS-CHAPv2 client; see tests/fixtures/mschapv2_client.py.
+    pub fn mschapv2(&self, user: &str, password: &str) -> serde_json::Value {
+        self.python_client(
+            "mschapv2_client.py",
+            self.radius.port(),
+            serde_json::json!({"user": user, "password": password, "secret": SECRET}),
+        )
+    }
+
+    /// A client script of tests/fixtures run with the test venv's Python on `port`.
+    pub fn python_client(
+        &self,
+        script: &str,
+        port: u16,
+        mut spec: serde_json::Value,
+    ) -> serde_json::Value {
+        spec["port"] = port.into();
         let python = std::env::var("OTPGATE_TEST_PYTHON").unwrap_or_else(|_| {
             let venv = repo().join("target/test-venv/bin/python");
             assert!(
@@ -376,13 +395,13 @@ impl Daemon {
             venv.display().to_string()
         });
         let out = Command::new(python)
-            .arg(repo().join("tests/fixtures/pyrad_client.py"))
+            .arg(repo().join("tests/fixtures").join(script))
             .arg(spec.to_string())
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "pyrad failed: {}",
+            "{script} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).unwrap()
@@ -462,7 +481,7 @@ pub struct RadclientReply {
 }
 
 impl RadclientReply {
-    fn parse(text: &str) -> Self {
+    pub fn parse(text: &str) -> Self {
         let mut r = Self {
             raw: text.to_owned(),
             ..Default::default()

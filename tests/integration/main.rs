@@ -21,6 +21,7 @@ mod ldap;
 mod ldap_proxy;
 mod login_index;
 mod mariadb;
+mod methods;
 mod outage;
 mod pg;
 mod policies;

@@ -1,0 +1,152 @@
+//! CHAP and MS-CHAP credentials: the client sent a response made from its password, not the
+//! password. Each password a token would accept now (its PIN in clear, then each OTP of its
+//! window) is handed to the front-end's [`Proof`]; the one that fits becomes the request's
+//! password and the ordinary check runs on it, with its replay, failcounter and events.
+
+use super::pin::OtpPin;
+use super::verify;
+use super::{Attempt, Proof};
+use crate::secret::Secret;
+use crate::token::{OtpGenerator, Token, TokenType};
+
+/// How a token PIN stored encrypted instead of hashed begins (privacyIDEA's marker).
+pub const SEALED_PIN: &str = "@@";
+
+/// What the tokens' candidates said to a proof.
+pub(crate) enum Resolved {
+    /// The password the response was made from.
+    Found(Secret<String>),
+    /// No candidate fits: a wrong PIN or OTP, a failure like PAP's.
+    Wrong,
+    /// No token could be tried (PINs only hashed, `otppin = userstore`): not the user's
+    /// fault, so no failure is counted. The reason is for the answer.
+    Untestable(&'static str),
+}
+
+/// The password among `tokens`' candidates that the proof accepts; every token looked at
+/// leaves a trace line. `otp_only`: a challenge answer, which carries no PIN.
+pub(crate) fn resolve(
+    at: &mut Attempt<'_>,
+    tokens: &[(&Token, Option<&OtpGenerator>)],
+    proof: &dyn Proof,
+    otp_only: bool,
+) -> Resolved {
+    let prepend = at.cfg.system.prepend_pin;
+    let (mut tried, mut why_not) = (false, None);
+    for (token, generator) in tokens {
+        let pin = if otp_only {
+            Ok(Secret::default())
+        } else {
+            clear_pin(at, token)
+        };
+        let pin = match pin {
+            Ok(pin) => pin,
+            Err(why) => {
+                at.trace
+                    .add("token", format!("{} ({}): {why}", token.serial, token.kind));
+                why_not = Some(why);
+                continue;
+            }
+        };
+        tried = true;
+        for otp in window(at, token, *generator) {
+            let candidate = match (prepend, otp.is_empty()) {
+                (_, true) => pin.expose().clone(),
+                (true, false) => format!("{}{otp}", pin.expose()),
+                (false, false) => format!("{otp}{}", pin.expose()),
+            };
+            if proof.verify(&candidate) {
+                at.trace.add(
+                    "token",
+                    format!(
+                        "{} ({}): the {} response fits a PIN and OTP of its window",
+                        token.serial,
+                        token.kind,
+                        proof.method()
+                    ),
+                );
+                return Resolved::Found(Secret::new(candidate));
+            }
+        }
+    }
+    match (tried, why_not) {
+        (false, Some(why)) => Resolved::Untestable(why),
+        _ => {
+            at.trace.add(
+                "result",
+                format!(
+                    "no PIN and OTP of any token's window fits the {} response",
+                    proof.method()
+                ),
+            );
+            Resolved::Wrong
+        }
+    }
+}
+
+/// The token's PIN in clear, or why it cannot be had.
+fn clear_pin(at: &Attempt<'_>, token: &Token) -> Result<Secret<String>, &'static str> {
+    match at.flags.otppin {
+        OtpPin::None => Ok(Secret::default()),
+        OtpPin::UserStore => Err(
+            "otppin=userstore needs the directory password in clear, which CHAP and MS-CHAP do not send",
+        ),
+        OtpPin::TokenPin => {
+            let Some(stored) = token.pin_hash.as_ref().filter(|h| !h.expose().is_empty()) else {
+                return Ok(Secret::default());
+            };
+            let Some(sealed) = stored.expose().strip_prefix(SEALED_PIN) else {
+                return Err(
+                    "the PIN is stored hashed; CHAP and MS-CHAP need it set with --encrypt-pin",
+                );
+            };
+            open_pin(at, &token.serial, sealed).ok_or("the encrypted PIN cannot be opened")
+        }
+    }
+}
+
+/// Open a PIN sealed by [`seal_pin`]'s format (hex after the marker).
+pub(crate) fn open_pin(at: &Attempt<'_>, serial: &str, sealed_hex: &str) -> Option<Secret<String>> {
+    let sealed = data_encoding::HEXLOWER_PERMISSIVE
+        .decode(sealed_hex.as_bytes())
+        .ok()?;
+    let plain = at.auth.key.open(serial, &sealed).ok()?;
+    String::from_utf8(plain.expose().clone())
+        .ok()
+        .map(Secret::new)
+}
+
+/// The OTP values the token accepts now, and the one it accepted last (so that a replay is
+/// told apart from a wrong PIN); one empty value for a token without OTP (spass).
+fn window(at: &Attempt<'_>, token: &Token, generator: Option<&OtpGenerator>) -> Vec<String> {
+    let Some(g) = generator else {
+        return if token.kind == TokenType::Spass {
+            vec![String::new()]
+        } else {
+            Vec::new()
+        };
+    };
+    let digits = token.otplen();
+    let count = u64::try_from(token.otp_counter).unwrap_or(0);
+    let counters: Vec<u64> = match token.kind {
+        TokenType::Totp => {
+            let timing = verify::totp_timing(token, &at.cfg.system);
+            let mut c: Vec<u64> = timing
+                .candidates(at.now.timestamp())
+                .filter_map(|c| u64::try_from(c).ok())
+                .collect();
+            if count > 0 {
+                c.push(count);
+            }
+            c
+        }
+        _ => {
+            let window = u64::try_from(token.count_window).unwrap_or(10).max(1);
+            (count.saturating_sub(1)..count.saturating_add(window)).collect()
+        }
+    };
+    counters
+        .into_iter()
+        .map(|c| g.value(c, digits).as_str().to_owned())
+        .collect()
+}
