@@ -50,6 +50,7 @@ impl Authenticator {
                 resolver: resolved.as_ref().map_or("", |u| u.resolver.as_str()),
                 user: &login,
                 client: request.client,
+                request: Some(request),
             })
             .matched
     }

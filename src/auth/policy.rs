@@ -14,6 +14,8 @@ use serde::Deserialize;
 
 use super::pin::OtpPin;
 use crate::issues::Issues;
+use crate::message::Request;
+use crate::message::nas::NasMatch;
 use crate::token::TokenType;
 
 /// `[[policy]]` as written.
@@ -38,6 +40,18 @@ pub struct RawPolicy {
     /// Client addresses or networks.
     #[serde(default)]
     pub client: Vec<String>,
+    /// RADIUS client names (`[[radius.client]] name`): exact, or `/regex/`.
+    #[serde(default)]
+    pub radius_client: Vec<String>,
+    /// NAS-Identifier values: exact, or `/regex/`.
+    #[serde(default)]
+    pub nas_identifier: Vec<String>,
+    /// NAS-IP-Address values: exact, or `/regex/`.
+    #[serde(default)]
+    pub nas_ip_address: Vec<String>,
+    /// Called-Station-Id values: exact, or `/regex/`.
+    #[serde(default)]
+    pub called_station_id: Vec<String>,
     /// Action name → value (privacyIDEA names).
     pub actions: std::collections::BTreeMap<String, toml::Value>,
 }
@@ -138,6 +152,8 @@ pub struct Policy {
     resolvers: Vec<String>,
     users: Vec<String>,
     clients: Vec<IpNet>,
+    /// The NAS the request must come through (all of them must match).
+    nas: Vec<NasMatch>,
     /// (action name, value)
     pub actions: Vec<(String, Action)>,
 }
@@ -149,6 +165,8 @@ pub struct Subject<'a> {
     pub resolver: &'a str,
     pub user: &'a str,
     pub client: Option<IpAddr>,
+    /// The request, for the NAS conditions; `None` matches no policy that has them.
+    pub request: Option<&'a Request>,
 }
 
 impl Policy {
@@ -159,6 +177,10 @@ impl Policy {
             && (self.clients.is_empty()
                 || s.client
                     .is_some_and(|ip| self.clients.iter().any(|n| n.contains(&ip))))
+            && self
+                .nas
+                .iter()
+                .all(|m| s.request.is_some_and(|r| m.matches(r)))
     }
 }
 
@@ -341,6 +363,22 @@ impl Policies {
                     ),
                 }
             }
+            let mut nas = Vec::new();
+            for (k, values) in [
+                ("radius_client", &r.radius_client),
+                ("nas_identifier", &r.nas_identifier),
+                ("nas_ip_address", &r.nas_ip_address),
+                ("called_station_id", &r.called_station_id),
+            ] {
+                if values.is_empty() {
+                    continue;
+                }
+                match NasMatch::parse(k, values) {
+                    Some(Ok(m)) => nas.push(m),
+                    Some(Err(e)) => issues.push(format!("{key}.{k}"), e),
+                    None => {}
+                }
+            }
             let mut actions = Vec::new();
             for (name, value) in &r.actions {
                 let allowed = match scope {
@@ -384,6 +422,7 @@ impl Policies {
                 resolvers: r.resolver.clone(),
                 users: r.user.clone(),
                 clients,
+                nas,
                 actions,
             });
         }

@@ -30,12 +30,13 @@ fn reject(at: &mut Attempt<'_>, message: String) -> Response {
     Response::decided(false, Authentication::Reject, detail)
 }
 
-fn subject<'a>(at: &'a Attempt<'_>, req: &Request) -> Subject<'a> {
+fn subject<'a>(at: &'a Attempt<'_>, req: &'a Request) -> Subject<'a> {
     Subject {
         realm: &at.realm,
         resolver: at.user.as_ref().map_or("", |u| u.resolver.as_str()),
         user: &at.login,
         client: req.client,
+        request: Some(req),
     }
 }
 

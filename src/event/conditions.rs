@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::compare::{Comparison, Kind, replace_now};
 use super::context::Context;
 use super::is_true;
+use crate::message::nas::{self, NasMatch};
 use crate::message::response::json_at;
 use crate::store::StoreError;
 
@@ -98,6 +99,8 @@ pub enum Condition {
     Counter(Comparison),
     ChallengeSession(Regex),
     ChallengeExpired(bool),
+    /// `radius_client`, `nas_identifier`, `nas_ip_address`, `called_station_id`.
+    Nas(NasMatch),
 }
 
 /// Every condition name otpgate knows.
@@ -132,6 +135,10 @@ pub const NAMES: &[&str] = &[
     "counter",
     "challenge_session",
     "challenge_expired",
+    "radius_client",
+    "nas_identifier",
+    "nas_ip_address",
+    "called_station_id",
 ];
 
 const CONTAINER_CONDITIONS: &[&str] = &[
@@ -247,6 +254,19 @@ impl Condition {
             "counter" => Self::Counter(comparison(value, Kind::Generic)?),
             "challenge_session" => Self::ChallengeSession(regex(value, true)?),
             "challenge_expired" => Self::ChallengeExpired(flag),
+            n if nas::KEYS.iter().any(|(k, _)| *k == n) => {
+                // one `/regex/` (it may hold commas), else a comma list of exact values
+                let v = value.trim();
+                let values = if v.len() > 1 && v.starts_with('/') && v.ends_with('/') {
+                    vec![v.to_owned()]
+                } else {
+                    list(v)
+                };
+                match NasMatch::parse(n, &values) {
+                    Some(m) => Self::Nas(m?),
+                    None => return Err(format!("unknown condition {n:?}")),
+                }
+            }
             n if CONTAINER_CONDITIONS.contains(&n) => {
                 return Err(format!(
                     "{n}: token containers are not supported by otpgate"
@@ -288,6 +308,7 @@ impl Condition {
             Self::Counter(_) => "counter",
             Self::ChallengeSession(_) => "challenge_session",
             Self::ChallengeExpired(_) => "challenge_expired",
+            Self::Nas(m) => m.key,
         }
     }
 
@@ -362,6 +383,12 @@ impl Condition {
             Self::ClientIp(nets) => match ctx.client() {
                 None => Unknown("no client address".into()),
                 Some(ip) => yes(nets.contains(ip), &|| format!("client {ip} is not listed")),
+            },
+            Self::Nas(m) => match m.value(ctx.request) {
+                None => Unknown(format!("the request has no {}", m.key)),
+                Some(v) => yes(m.matches(ctx.request), &|| {
+                    format!("{} {v:?} is not listed", m.key)
+                }),
             },
             Self::Serial(re) => match ctx.serial().await? {
                 None => Unknown("no serial".into()),
@@ -595,6 +622,7 @@ mod tests {
             ("result_authentication", "accept"),
             ("container_state", "x"),
             ("blabla", "x"),
+            ("called_station_id", "/(/"),
         ] {
             assert!(Condition::parse(name, value).is_err(), "{name}={value}");
         }
@@ -621,6 +649,22 @@ mod tests {
         assert!(!n.contains("10.1.2.3".parse().unwrap()));
         assert!(!n.contains("10.2.0.1".parse().unwrap()));
         assert!(!n.contains("192.168.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn nas_conditions_take_a_list_or_one_pattern_with_commas() {
+        let Condition::Nas(m) = Condition::parse("nas_identifier", "/sw-[0-9]{1,3}/").unwrap()
+        else {
+            panic!()
+        };
+        let mut r = crate::message::Request::user("alice", "");
+        r.params.insert("NAS-Identifier".into(), "sw-101".into());
+        assert!(m.matches(&r));
+        let Condition::Nas(m) = Condition::parse("radius_client", "vpn, switches").unwrap() else {
+            panic!()
+        };
+        r.params.insert("radius_client".into(), "switches".into());
+        assert!(m.matches(&r));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! It imports nothing of the core, so the authentication path, the event engine and the
 //! front-ends can all use it.
 
+pub mod nas;
 pub mod request;
 pub mod response;
 pub mod trace;

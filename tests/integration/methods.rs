@@ -177,3 +177,42 @@ fn status_server_on_the_accounting_port_gets_an_accounting_response() {
     );
     assert_eq!(reply["timeout"], true, "{reply}");
 }
+
+/// One otpgate, two kinds of NAS: switches (NAS-Identifier `sw-…`) take the OTP alone, the VPN
+/// wants PIN and OTP; a policy for another RADIUS client name does not apply here.
+#[test]
+fn policies_tell_nas_identities_apart() {
+    let d = Daemon::start(&Setup {
+        extra: "[[policy]]\nname = \"switches\"\nscope = \"authentication\"\n\
+                nas_identifier = [\"/sw-[0-9]+/\"]\nactions = { otppin = \"none\" }\n\
+                [[policy]]\nname = \"elsewhere\"\nscope = \"authorization\"\n\
+                radius_client = [\"other\"]\nactions = { tokentype = \"totp\" }\n"
+            .into(),
+        ..Default::default()
+    });
+    enroll(&d, "P1", "alice", &["--pin", "1234"]);
+    let login = |nas: &str, password: String| {
+        d.pyrad(json!({"user": "alice", "password": password, "attrs": {"NAS-Identifier": nas}}))["code"]
+            .clone()
+    };
+    assert_eq!(
+        login("sw-17", RFC4226[0].to_owned()),
+        2,
+        "switch: OTP alone"
+    );
+    assert_eq!(
+        login("vpn-1", RFC4226[1].to_owned()),
+        3,
+        "VPN: the PIN is missing"
+    );
+    assert_eq!(
+        login("vpn-1", format!("1234{}", RFC4226[2])),
+        2,
+        "VPN: PIN and OTP"
+    );
+    assert_eq!(
+        login("sw-17x", RFC4226[3].to_owned()),
+        3,
+        "the pattern matches whole values"
+    );
+}
