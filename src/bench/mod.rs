@@ -55,6 +55,9 @@ pub struct Plan {
     pub pin: String,
     /// Appended to every user name (`@realm`).
     pub suffix: String,
+    pub method: crate::radius::client::Method,
+    /// Counters the OTP is ahead of the server's (how deep into its window it searches).
+    pub otp_offset: u64,
     pub server_pid: Option<u32>,
 }
 
@@ -190,12 +193,14 @@ impl Shared {
     /// The claimed user's request with that user's next OTP.
     fn request_for(&self, user: usize, id: u8) -> Option<(Vec<u8>, [u8; 16])> {
         let u = self.users.get(user)?;
-        let counter = u.next.fetch_add(1, Ordering::Relaxed);
+        let skip = self.plan.otp_offset;
+        let counter = u.next.fetch_add(1 + skip, Ordering::Relaxed) + skip;
         let otp = u.generator.value(counter, u.digits);
         let req = AccessRequest {
             user: format!("{}{}", u.name, self.plan.suffix),
             password: Secret::new(format!("{}{}", self.plan.pin, otp.as_str())),
             message_authenticator: true,
+            method: self.plan.method,
             ..Default::default()
         };
         encode_access_request(&req, id, &self.plan.secret).ok()
@@ -792,6 +797,8 @@ mod tests {
             timeout,
             pin: String::new(),
             suffix: String::new(),
+            method: Default::default(),
+            otp_offset: 0,
             server_pid: None,
         }
     }

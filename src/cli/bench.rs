@@ -29,6 +29,13 @@ pub struct BenchArgs {
     /// Appended to each user name, e.g. `@bench`.
     #[arg(long, default_value = "")]
     suffix: String,
+    /// How the password travels: pap, chap or mschapv2.
+    #[arg(long, value_enum, default_value = "pap")]
+    method: crate::radius::client::Method,
+    /// Send the OTP this many counters ahead of the token's, so the server searches that far
+    /// into its window (9 with the default window of 10: the last candidate).
+    #[arg(long, default_value_t = 0)]
+    otp_offset: u64,
     /// Closed loop: this many requests outstanding.
     #[arg(long, conflicts_with = "rate")]
     concurrency: Option<usize>,
@@ -87,6 +94,8 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             timeout: Duration::from_millis(args.timeout_ms.max(1)),
             pin: args.pin,
             suffix: args.suffix,
+            method: args.method,
+            otp_offset: args.otp_offset,
             server_pid: args.server_pid,
         },
         users,

@@ -44,6 +44,9 @@ pub struct RadtestArgs {
     /// Leave the Message-Authenticator out (to test a server's BlastRADIUS setting).
     #[arg(long)]
     no_message_authenticator: bool,
+    /// How the password travels: pap, chap or mschapv2.
+    #[arg(long, value_enum, default_value = "pap")]
+    method: client::Method,
     /// Seconds to wait for each try.
     #[arg(long, default_value_t = 3)]
     timeout: u64,
@@ -90,6 +93,7 @@ pub(super) async fn run(config: &Path, args: RadtestArgs) -> anyhow::Result<Exit
             nas_identifier: args.nas_identifier.clone(),
             extra: Vec::new(),
             message_authenticator: !args.no_message_authenticator,
+            method: args.method,
         };
         client::authenticate(server, secret, &req, timeout, args.tries).await
     };

@@ -110,6 +110,21 @@ pub async fn serve(path: &Path) -> Result<(), ServeError> {
                         .run(socket, port, shutdown.clone(), tracker.clone()),
                 );
             }
+            if let Some(radsec) = &settings.radsec {
+                for listener in crate::radius::radsec::bind(&radsec.listen)
+                    .await
+                    .map_err(ServeError::Bind)?
+                {
+                    let local = listener.local_addr().map_err(ServeError::Bind)?;
+                    tracing::info!(address = %local, "RadSec listening");
+                    tracker.spawn(crate::radius::radsec::run(
+                        server.clone(),
+                        listener,
+                        shutdown.clone(),
+                        tracker.clone(),
+                    ));
+                }
+            }
             tracker.spawn(server.clone().housekeeping(shutdown.clone()));
             Some(server)
         }
@@ -318,6 +333,11 @@ fn reload(
         (Some(n), Some(r)) if n.listen != r.listen => needs_restart.push("radius.listen"),
         (Some(n), Some(r)) if n.accounting_listen != r.accounting_listen => {
             needs_restart.push("radius.accounting_listen")
+        }
+        (Some(n), Some(r))
+            if n.radsec.as_ref().map(|x| &x.listen) != r.radsec.as_ref().map(|x| &x.listen) =>
+        {
+            needs_restart.push("radius.radsec.listen")
         }
         (Some(_), None) | (None, Some(_)) => needs_restart.push("[radius]"),
         _ => {}

@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
+use md5::{Digest, Md5};
+
 use super::attr;
 use super::crypto::{self, PasswordError, VerifyError};
+use super::mschap;
 use super::packet::{Builder, Code, DecodeError, EncodeError, Packet};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +40,20 @@ pub struct AccessRequest {
     pub extra: Vec<(u8, Vec<u8>)>,
     /// Send a Message-Authenticator (default in `radtest`).
     pub message_authenticator: bool,
+    /// How the password travels.
+    pub method: Method,
+}
+
+/// How an Access-Request carries the password.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Method {
+    /// User-Password, hidden with the secret.
+    #[default]
+    Pap,
+    /// CHAP-Password over the Request Authenticator as the challenge.
+    Chap,
+    /// MS-CHAP-Challenge and MS-CHAP2-Response.
+    Mschapv2,
 }
 
 /// What came back.
@@ -81,8 +98,38 @@ pub fn encode_access_request(
         b.attr(attr::MESSAGE_AUTHENTICATOR, &[0; 16])?;
     }
     b.attr(attr::USER_NAME, req.user.as_bytes())?;
-    let hidden = crypto::hide_password(req.password.expose().as_bytes(), &authenticator, secret)?;
-    b.attr(attr::USER_PASSWORD, &hidden)?;
+    let password = req.password.expose();
+    match req.method {
+        Method::Pap => {
+            let hidden = crypto::hide_password(password.as_bytes(), &authenticator, secret)?;
+            b.attr(attr::USER_PASSWORD, &hidden)?;
+        }
+        Method::Chap => {
+            let ident = authenticator[0];
+            let digest = Md5::new()
+                .chain_update([ident])
+                .chain_update(password.as_bytes())
+                .chain_update(authenticator)
+                .finalize();
+            let mut value = vec![ident];
+            value.extend_from_slice(&digest);
+            b.attr(attr::CHAP_PASSWORD, &value)?;
+        }
+        Method::Mschapv2 => {
+            let (mut auth, mut peer) = ([0u8; 16], [0u8; 16]);
+            for challenge in [&mut auth, &mut peer] {
+                getrandom::fill(challenge).map_err(|e| std::io::Error::other(e.to_string()))?;
+            }
+            let name = req.user.rsplit('\\').next().unwrap_or_default();
+            let nt = mschap::v2_nt_response(&auth, &peer, name.as_bytes(), password);
+            let mut response = vec![authenticator[0], 0];
+            response.extend_from_slice(&peer);
+            response.extend_from_slice(&[0; 8]);
+            response.extend_from_slice(&nt);
+            b.vsa(mschap::MICROSOFT, mschap::MS_CHAP_CHALLENGE, &auth)?;
+            b.vsa(mschap::MICROSOFT, mschap::MS_CHAP2_RESPONSE, &response)?;
+        }
+    }
     if let Some(state) = &req.state {
         b.attr(attr::STATE, state)?;
     }

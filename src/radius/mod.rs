@@ -7,6 +7,7 @@
 //! - [`settings`]: `[radius]` configuration, clients and reply rules;
 //! - [`dedup`]: the duplicate-request cache; [`translate`]: pure packet ↔ core mapping;
 //! - [`server`]: UDP sockets (the only file here that does I/O besides [`client`]);
+//! - [`radsec`]: RADIUS over TLS (RFC 6614) on TCP, feeding the same path as UDP;
 //! - [`client`]: our own client for `radtest`, passthru, federation and benchmarks.
 
 pub mod attr;
@@ -18,6 +19,7 @@ pub mod dictionary;
 mod drops;
 pub mod mschap;
 pub mod packet;
+pub mod radsec;
 pub mod server;
 pub mod settings;
 pub mod translate;

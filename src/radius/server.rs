@@ -215,27 +215,42 @@ impl RadiusServer {
             let Some(datagram) = buf.get(..n) else {
                 continue;
             };
-            self.on_datagram(datagram, source, port, &socket, &tracker);
+            let settings = self.settings();
+            let Some(client) = settings.client_for(source.ip()) else {
+                drop_counter("unknown", "unknown_client");
+                if self.drops.unknown(source.ip()) {
+                    tracing::warn!(target: "otpgate::radius", source = %source, "datagram from an unknown client dropped (no [[radius.client]] matches); more in the next minute are summed up in one line");
+                }
+                continue;
+            };
+            if client.radsec_only {
+                drop_counter(&client.name, "udp_from_radsec_client");
+                if let Some(held_back) = self.drops.client(&client.name, "udp_from_radsec_client") {
+                    tracing::warn!(target: "otpgate::radius", client = %client.name, source = %source, held_back, "UDP datagram from a RadSec-only client dropped");
+                }
+                continue;
+            }
+            let reply_to = ReplyTo::Udp(socket.clone(), source);
+            self.on_packet(
+                datagram, source, port, &settings, client, reply_to, &tracker,
+            );
         }
     }
 
-    fn on_datagram(
+    /// One packet from a known client, by UDP or over a RadSec connection: verify, answer
+    /// retransmits from the duplicate cache, and start the request's task.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_packet(
         self: &Arc<Self>,
         datagram: &[u8],
         source: SocketAddr,
         port: Port,
-        socket: &Arc<UdpSocket>,
+        settings: &Arc<RadiusSettings>,
+        client: &ClientDef,
+        reply_to: ReplyTo,
         tracker: &TaskTracker,
     ) {
         let now = Instant::now();
-        let settings = self.settings();
-        let Some(client) = settings.client_for(source.ip()) else {
-            drop_counter("unknown", "unknown_client");
-            if self.drops.unknown(source.ip()) {
-                tracing::warn!(target: "otpgate::radius", source = %source, "datagram from an unknown client dropped (no [[radius.client]] matches); more in the next minute are summed up in one line");
-            }
-            return;
-        };
         let packet = match Packet::decode(datagram) {
             Ok(p) => p,
             Err(e) => {
@@ -315,11 +330,11 @@ impl RadiusServer {
             }
             Seen::Answered { code, attributes } => {
                 let reply = translate::rebuild_reply(&packet, code, &attributes, client);
-                self.answer_retransmit(socket, tracker, reply, source, &client.name);
+                self.answer_retransmit(&reply_to, tracker, reply, &client.name);
                 return;
             }
             Seen::Verbatim(reply) => {
-                self.answer_retransmit(socket, tracker, reply, source, &client.name);
+                self.answer_retransmit(&reply_to, tracker, reply, &client.name);
                 return;
             }
         }
@@ -332,7 +347,7 @@ impl RadiusServer {
                     Port::Accounting => Code::AccountingResponse,
                 };
                 let reply = bare_reply(&packet, answer, client);
-                self.send(tracker, key, reply, socket, source, &client.name);
+                self.send(tracker, key, reply, &reply_to, &client.name);
             }
             Code::AccountingRequest => {
                 let status = packet
@@ -355,7 +370,7 @@ impl RadiusServer {
                     "Accounting-Request answered (otpgate does not store accounting)"
                 );
                 let reply = bare_reply(&packet, Code::AccountingResponse, client);
-                self.send(tracker, key, reply, socket, source, &client.name);
+                self.send(tracker, key, reply, &reply_to, &client.name);
             }
             _ => {
                 let Ok(permit) = self.permits.clone().try_acquire_owned() else {
@@ -371,8 +386,8 @@ impl RadiusServer {
                     packet: packet.to_owned_packet(),
                     proof,
                     client: client.clone(),
-                    settings,
-                    socket: socket.clone(),
+                    settings: settings.clone(),
+                    reply_to,
                     source,
                     key,
                 };
@@ -392,16 +407,15 @@ impl RadiusServer {
 
     fn answer_retransmit(
         &self,
-        socket: &Arc<UdpSocket>,
+        reply_to: &ReplyTo,
         tracker: &TaskTracker,
         reply: Vec<u8>,
-        to: SocketAddr,
         client: &str,
     ) {
         metrics::counter!("otpgate_radius_duplicates_answered_total", "client" => client.to_owned()).increment(1);
-        let socket = socket.clone();
+        let reply_to = reply_to.clone();
         tracker.spawn(async move {
-            let _ = socket.send_to(&reply, to).await;
+            let _ = reply_to.send(&reply).await;
         });
     }
 
@@ -410,16 +424,15 @@ impl RadiusServer {
         tracker: &TaskTracker,
         key: Key,
         reply: Reply,
-        socket: &Arc<UdpSocket>,
-        to: SocketAddr,
+        reply_to: &ReplyTo,
         client: &str,
     ) {
         self.dedup.finish(key, &reply.bytes);
         metrics::counter!("otpgate_radius_replies_total", "client" => client.to_owned(), "code" => reply.code.name()).increment(1);
-        let socket = socket.clone();
+        let reply_to = reply_to.clone();
         tracker.spawn(async move {
-            if let Err(e) = socket.send_to(&reply.bytes, to).await {
-                tracing::warn!(target: "otpgate::radius", error = %e, to = %to, "send failed");
+            if let Err(e) = reply_to.send(&reply.bytes).await {
+                tracing::warn!(target: "otpgate::radius", error = %e, to = %reply_to, "send failed");
             }
         });
     }
@@ -431,7 +444,7 @@ impl RadiusServer {
             proof,
             client,
             settings,
-            socket,
+            reply_to,
             source,
             key,
         } = request;
@@ -442,7 +455,7 @@ impl RadiusServer {
             let reply = self
                 .refuse_unsupported(what, request, &packet, &credential, &client, &settings)
                 .await;
-            self.reply(&reply, key, &mut guard, &client.name, &socket, source)
+            self.reply(&reply, key, &mut guard, &client.name, &reply_to)
                 .await;
             return;
         }
@@ -465,7 +478,7 @@ impl RadiusServer {
                     guard.armed = false;
                     metrics::counter!("otpgate_radius_ledger_answers_total", "client" => client.name.clone()).increment(1);
                     tracing::info!(target: "otpgate::radius", client = %client.name, source = %source, "retransmit answered with another node's reply (request ledger)");
-                    let _ = socket.send_to(&answer, source).await;
+                    let _ = reply_to.send(&answer).await;
                     return;
                 }
                 Ok(Claim::InFlight) => {
@@ -506,7 +519,7 @@ impl RadiusServer {
             &client,
         );
         let code = reply.code.name();
-        self.reply(&reply, key, &mut guard, &client.name, &socket, source)
+        self.reply(&reply, key, &mut guard, &client.name, &reply_to)
             .await;
         if let Some(fp) = fingerprint {
             self.auth.record_answer(&fp, &reply.bytes);
@@ -530,14 +543,13 @@ impl RadiusServer {
         key: Key,
         guard: &mut Abandon<'_>,
         client: &str,
-        socket: &UdpSocket,
-        source: SocketAddr,
+        reply_to: &ReplyTo,
     ) {
         self.dedup.finish(key, &reply.bytes);
         guard.armed = false;
         metrics::counter!("otpgate_radius_replies_total", "client" => client.to_owned(), "code" => reply.code.name()).increment(1);
-        if let Err(e) = socket.send_to(&reply.bytes, source).await {
-            tracing::warn!(target: "otpgate::radius", error = %e, to = %source, "send failed");
+        if let Err(e) = reply_to.send(&reply.bytes).await {
+            tracing::warn!(target: "otpgate::radius", error = %e, to = %reply_to, "send failed");
         }
     }
 
@@ -621,9 +633,38 @@ struct Verified {
     client: ClientDef,
     /// The configuration it was checked against; it is answered by the same one.
     settings: Arc<RadiusSettings>,
-    socket: Arc<UdpSocket>,
+    reply_to: ReplyTo,
     source: SocketAddr,
     key: Key,
+}
+
+/// Where a request's answer goes: back out of the UDP socket it came in on, or into the
+/// writer of the RadSec connection it came over.
+#[derive(Debug, Clone)]
+pub(super) enum ReplyTo {
+    Udp(Arc<UdpSocket>, SocketAddr),
+    Stream(tokio::sync::mpsc::Sender<Vec<u8>>, SocketAddr),
+}
+
+impl ReplyTo {
+    async fn send(&self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Self::Udp(socket, to) => socket.send_to(bytes, *to).await.map(|_| ()),
+            Self::Stream(tx, _) => tx
+                .send(bytes.to_vec())
+                .await
+                .map_err(|_| std::io::Error::other("the RadSec connection is closed")),
+        }
+    }
+}
+
+impl std::fmt::Display for ReplyTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Udp(_, to) => write!(f, "{to}"),
+            Self::Stream(_, to) => write!(f, "{to} (RadSec)"),
+        }
+    }
 }
 
 /// A reply without attributes of its own (Status-Server, Accounting).

@@ -54,6 +54,8 @@ pub struct RawRadius {
     pub clients: Vec<RawClient>,
     #[serde(default, rename = "reply")]
     pub replies: Vec<RawReply>,
+    /// RADIUS over TLS (RFC 6614).
+    pub radsec: Option<super::radsec::settings::RawRadsec>,
 }
 
 /// `[[radius.client]]`: one NAS or a network of them.
@@ -79,6 +81,14 @@ pub struct RawClient {
     /// `check-config` warns when a login may wait longer for a mail, an SMS, a webhook or a
     /// remote server.
     pub timeout: Option<f64>,
+    /// The NAS speaks RadSec only (`[radius.radsec]`): no secret needed, UDP from it dropped.
+    pub radsec: Option<bool>,
+    /// RadSec: SHA-256 fingerprints (hex, colons allowed) its certificate must have one of.
+    #[serde(default)]
+    pub tls_fingerprint: Vec<String>,
+    /// RadSec: common names its certificate's subject must have one of.
+    #[serde(default)]
+    pub tls_common_name: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -133,6 +143,10 @@ pub struct ClientDef {
     pub client_ip_from: ClientIpFrom,
     /// How long the NAS waits for an answer.
     pub timeout: Duration,
+    /// Served over RadSec only.
+    pub radsec_only: bool,
+    /// What its RadSec certificate must be (empty: any the CA signed).
+    pub tls_pins: super::radsec::settings::TlsPins,
 }
 
 /// A reply attribute value: fixed bytes, or a template encoded per request.
@@ -180,6 +194,7 @@ pub struct RadiusSettings {
     /// Most specific network first.
     pub clients: Vec<ClientDef>,
     pub replies: Vec<ReplyRule>,
+    pub radsec: Option<super::radsec::settings::RadsecSettings>,
 }
 
 impl RadiusSettings {
@@ -332,14 +347,21 @@ pub fn build(
                     }
                 }
             }
+            (None, None) if c.radsec == Some(true) => Some(super::radsec::SECRET.to_owned()),
             (None, None) => {
                 issues.push(
                     format!("{key}.secret"),
-                    "a client needs secret or secret_file",
+                    "a client needs secret or secret_file (or radsec = true)",
                 );
                 None
             }
         };
+        let tls_pins = super::radsec::settings::TlsPins::parse(
+            &c.tls_fingerprint,
+            &c.tls_common_name,
+            &key,
+            issues,
+        );
         if secret.as_deref() == Some("") {
             issues.push(
                 format!("{key}.secret"),
@@ -389,6 +411,8 @@ pub fn build(
                 require_ma,
                 limit_proxy_state: c.limit_proxy_state.unwrap_or(true),
                 client_ip_from,
+                radsec_only: c.radsec == Some(true),
+                tls_pins,
                 timeout: match c.timeout {
                     Some(s) if s > 0.0 && s <= 600.0 => Duration::from_secs_f64(s),
                     None => Duration::from_secs(3),
@@ -484,6 +508,10 @@ pub fn build(
         no_reply_when_store_unavailable,
         clients,
         replies,
+        radsec: raw
+            .radsec
+            .as_ref()
+            .and_then(|r| super::radsec::settings::build(r, base, issues)),
     })
 }
 

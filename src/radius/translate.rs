@@ -341,6 +341,8 @@ mod round_trip {
             limit_proxy_state: true,
             client_ip_from: ClientIpFrom::Packet,
             timeout: Duration::from_secs(3),
+            radsec_only: false,
+            tls_pins: Default::default(),
         }
     }
 
@@ -358,6 +360,7 @@ mod round_trip {
             no_reply_when_store_unavailable: false,
             clients: vec![client()],
             replies: vec![],
+            radsec: None,
         }
     }
 

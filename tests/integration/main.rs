@@ -26,6 +26,7 @@ mod outage;
 mod pg;
 mod policies;
 mod radius;
+mod radsec;
 mod recipes;
 mod reliability;
 mod scenarios;
