@@ -11,6 +11,7 @@
 //! - [`manage`]: enroll, assign, enable … shared by the CLI and the HTTP API;
 //! - [`trace`]: the decision trace stored with each audit row.
 
+pub mod api_audit;
 pub mod challenge;
 pub mod check;
 pub mod delivery;
@@ -21,8 +22,10 @@ pub mod pin;
 pub mod pipeline;
 pub mod policy;
 mod policy_steps;
+mod poll;
 pub mod proof;
 pub mod settings;
+mod trigger;
 pub mod verify;
 
 use std::sync::{Arc, RwLock};
@@ -253,6 +256,7 @@ pub(crate) struct Attempt<'a> {
     pub directory_error: Option<crate::users::DirectoryError>,
     /// The request's CHAP or MS-CHAP response, checked against each token's window.
     pub proof: Option<Arc<dyn Proof>>,
+    pub endpoint: pipeline::Endpoint,
 }
 
 impl<'a> Attempt<'a> {
@@ -282,6 +286,7 @@ impl<'a> Attempt<'a> {
             store_unavailable: false,
             directory_error: None,
             proof: None,
+            endpoint: Default::default(),
         }
     }
 

@@ -14,16 +14,48 @@ use super::policy_steps;
 use super::response::{Authentication, Response, codes};
 use super::{Attempt, AuthError, Authenticator, Outcome, Request};
 
-const EVENT: &str = "validate_check";
 use crate::store::audit::AuditRow;
+
+/// What a request through the pipeline asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Endpoint {
+    /// `/validate/check`: authenticate.
+    #[default]
+    Check,
+    /// `/validate/triggerchallenge`: create challenges for the user's tokens, no PIN needed
+    /// (a service account asked).
+    TriggerChallenge,
+}
+
+impl Endpoint {
+    /// The event its handlers are defined for, and its audit rows' name.
+    pub(crate) fn event(self) -> &'static str {
+        match self {
+            Self::Check => "validate_check",
+            Self::TriggerChallenge => "validate_triggerchallenge",
+        }
+    }
+}
 
 impl Authenticator {
     /// Run one authentication request through the whole pipeline and write its audit row.
     pub async fn validate_check(&self, req: Request) -> Outcome {
+        self.run_request(req, Endpoint::Check).await
+    }
+
+    /// Create challenges for the request's user (or serial) without a PIN, as privacyIDEA's
+    /// `/validate/triggerchallenge` does for service accounts: policies, events and the audit
+    /// row as for a check. `result.value` is the number of challenges.
+    pub async fn trigger_challenge(&self, req: Request) -> Outcome {
+        self.run_request(req, Endpoint::TriggerChallenge).await
+    }
+
+    async fn run_request(&self, req: Request, endpoint: Endpoint) -> Outcome {
         let mut req = req;
         let cfg = self.config();
         let now = self.clock.now();
         let mut at = Attempt::new(self, &cfg, now);
+        at.endpoint = endpoint;
         // formatted once: the trace and the audit row both name it
         let client = trace_request(&mut at, &req);
         at.proof = req.proof.clone();
@@ -75,7 +107,8 @@ impl Authenticator {
     async fn validate_with_events(&self, at: &mut Attempt<'_>, req: &mut Request) -> Response {
         let cfg = at.cfg;
         // a phase copies the attempt's user, serials and token states: only for definitions
-        if !cfg.events.select(EVENT, Position::Pre).is_empty() {
+        let event = at.endpoint.event();
+        if !cfg.events.select(event, Position::Pre).is_empty() {
             let mut phase = self.phase(at, req, None, Position::Pre);
             let outcome = phase.run().await;
             let reset_user = phase.reset_user;
@@ -90,7 +123,11 @@ impl Authenticator {
             }
         }
         at.transaction_id = req.transaction_id.clone().filter(|t| !t.is_empty());
-        let mut response = match self.run_validate(at, req).await {
+        let run = match at.endpoint {
+            Endpoint::Check => self.run_validate(at, req).await,
+            Endpoint::TriggerChallenge => super::trigger::run(at, req).await,
+        };
+        let mut response = match run {
             Ok(r) => r,
             Err(AuthError::Respond(r)) => {
                 at.trace.add(
@@ -107,7 +144,7 @@ impl Authenticator {
                 if !at.store_unavailable
                     && let Some(held_back) = FAILED.tick()
                 {
-                    tracing::error!(target: "otpgate::auth", error = %e, held_back, "validate_check failed");
+                    tracing::error!(target: "otpgate::auth", error = %e, held_back, "{event} failed");
                 }
                 at.trace.add("error", e.to_string());
                 return match &e {
@@ -117,7 +154,7 @@ impl Authenticator {
                 };
             }
         };
-        if !cfg.events.select(EVENT, Position::Post).is_empty() {
+        if !cfg.events.select(event, Position::Post).is_empty() {
             let mut phase = self.phase(at, req, Some(&mut response), Position::Post);
             if let Err(abort) = phase.run().await {
                 return aborted(at, abort);
@@ -134,7 +171,8 @@ impl Authenticator {
         response: Option<&'p mut Response>,
         position: Position,
     ) -> Phase<'p, 'a> {
-        let mut scope = Scope::new(at.auth, at.cfg.event_env(), EVENT, position, at.now);
+        let event = at.endpoint.event();
+        let mut scope = Scope::new(at.auth, at.cfg.event_env(), event, position, at.now);
         scope.request_user = at.user.clone();
         scope.audit_serials = at.serials.clone();
         scope.known_tokens = at.post_state.clone();
@@ -359,7 +397,7 @@ impl Authenticator {
             id: None,
             time_us: at.now.timestamp_micros(),
             node: self.node.clone(),
-            event: Cow::Borrowed("validate_check"),
+            event: Cow::Borrowed(at.endpoint.event()),
             origin: Cow::Borrowed(req.origin.as_str()),
             success: response.value(),
             authentication: response.authentication().unwrap_or("").into(),
@@ -465,7 +503,7 @@ pub(crate) async fn resolve_user(at: &mut Attempt<'_>, req: &Request) {
 }
 
 /// The answer when a resolver could not be asked (the audit row's trace has the details).
-fn user_store_error(e: &crate::users::DirectoryError) -> Response {
+pub(super) fn user_store_error(e: &crate::users::DirectoryError) -> Response {
     Response::error(
         500,
         codes::INTERNAL,

@@ -45,6 +45,8 @@ pub struct Config {
     pub http_validate: bool,
     /// Peers allowed to name the client address (`[http] client_override_from`).
     pub http_trusted: Vec<ipnet::IpNet>,
+    /// `[[api_account]]`, `[http]` TLS and token lifetime.
+    pub http_api: crate::http::settings::ApiSettings,
     pub handlers: crate::event::HandlerSettings,
     pub events: Arc<crate::event::Definitions>,
     pub smtp: Vec<crate::notify::SmtpServer>,

@@ -58,6 +58,9 @@ pub struct RawConfig {
     /// Authentication and authorization policies.
     #[serde(default)]
     pub policy: Vec<crate::auth::policy::RawPolicy>,
+    /// Service accounts of the HTTP API (`/auth`, then `/validate/triggerchallenge`).
+    #[serde(default)]
+    pub api_account: Vec<crate::http::settings::RawApiAccount>,
     /// User resolvers.
     #[serde(default, rename = "resolver")]
     pub resolvers: Vec<RawResolver>,
@@ -244,6 +247,11 @@ pub struct RawHttp {
     /// otpgate forwarding with `forward_client_ip`), as addresses or CIDRs.
     #[serde(default)]
     pub client_override_from: Vec<String>,
+    /// PEM certificate chain and key: the listener speaks HTTPS (clients send passwords).
+    pub tls_certificate: Option<String>,
+    pub tls_key: Option<String>,
+    /// Seconds a token from `/auth` stays valid (default 3600).
+    pub token_lifetime: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

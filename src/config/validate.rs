@@ -117,6 +117,16 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             ),
         }
     }
+    let http_api = crate::http::settings::build(
+        &raw.api_account,
+        (
+            raw.http.as_ref().and_then(|h| h.tls_certificate.as_deref()),
+            raw.http.as_ref().and_then(|h| h.tls_key.as_deref()),
+        ),
+        raw.http.as_ref().and_then(|h| h.token_lifetime),
+        &base,
+        &mut issues,
+    );
     let handlers = super::outbound::handlers(&raw, &base, &mut issues);
     let smtp = super::outbound::smtp(&raw, &base, &mut issues);
     let sms = super::outbound::sms(&raw, &mut issues);
@@ -190,6 +200,7 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         http_listen,
         http_validate: raw.http.as_ref().is_some_and(|h| h.validate_check),
         http_trusted,
+        http_api,
         handlers,
         events: Arc::new(events),
         smtp,

@@ -44,6 +44,9 @@ pub enum SealError {
 /// The 32-byte key that seals token secrets.
 pub struct MasterKey {
     cipher: Aes256Gcm,
+    /// The key that signs API tokens (`/auth`), derived from the same file so that every
+    /// node with it accepts the others' tokens; never the sealing key itself.
+    api_signing: Secret<Vec<u8>>,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -126,9 +129,19 @@ impl MasterKey {
         if bytes.len() != KEY_LEN {
             return None;
         }
-        Aes256Gcm::new_from_slice(bytes)
-            .ok()
-            .map(|cipher| Self { cipher })
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(bytes).ok()?;
+        mac.update(b"otpgate API token signing key");
+        let api_signing = Secret::new(mac.finalize().into_bytes().to_vec());
+        Aes256Gcm::new_from_slice(bytes).ok().map(|cipher| Self {
+            cipher,
+            api_signing,
+        })
+    }
+
+    /// The key that signs and checks API tokens.
+    pub fn api_signing_key(&self) -> &[u8] {
+        self.api_signing.expose()
     }
 
     /// Seal `plaintext` for the token `serial`.

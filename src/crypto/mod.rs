@@ -2,11 +2,13 @@
 //!
 //! - [`keyfile`]: the 32-byte master key in a 0600 file and AES-256-GCM sealing of token keys,
 //!   with the token serial as associated data so a sealed key cannot be moved to another token.
+//! - [`tls`]: TLS server configurations from PEM certificate and key files.
 //! - [`pin`]: argon2id PHC hashes for token PINs and user-store passwords, verified off the
 //!   async workers with a cap on concurrent hashes (each one holds ~19 MiB).
 
 pub mod keyfile;
 pub mod pin;
+pub mod tls;
 
 pub use keyfile::{MasterKey, SealError};
 pub use pin::{Argon2Settings, PinError, PinHasher};

@@ -177,6 +177,7 @@ pub async fn serve(path: &Path) -> Result<(), ServeError> {
             metrics,
             config.http_validate,
             config.http_trusted.clone(),
+            config.http_api.clone(),
         )
         .into_make_service_with_connect_info::<SocketAddr>();
         let stop = shutdown.clone();

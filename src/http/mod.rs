@@ -2,6 +2,11 @@
 //! answers and takes writes). A front-end like the others: it never touches the store
 //! directly beyond the authenticator's health check.
 
+mod api;
+mod envelope;
+mod jwt;
+mod params;
+pub mod settings;
 mod validate;
 
 use std::sync::{Arc, OnceLock};
@@ -55,13 +60,14 @@ struct AppState {
     metrics: Option<PrometheusHandle>,
 }
 
-/// The operations router; with `validate_check`, also `/validate/check` (trusting the `client`
-/// parameter only from the `trusted` networks).
+/// The operations router; with `validate_check`, also privacyIDEA's `/validate/*` and `/auth`
+/// (trusting the `client` parameter only from the `trusted` networks).
 pub fn router(
     auth: Arc<Authenticator>,
     metrics: Option<PrometheusHandle>,
     validate_check: bool,
     trusted: Vec<ipnet::IpNet>,
+    api: settings::ApiSettings,
 ) -> Router {
     let ops = Router::new()
         .route("/metrics", get(render_metrics))
@@ -73,16 +79,44 @@ pub fn router(
     if !validate_check {
         return ops;
     }
-    let state = Arc::new(validate::ValidateState { auth, trusted });
+    let state = Arc::new(validate::ApiState {
+        auth,
+        trusted,
+        settings: api,
+        throttle: Default::default(),
+        dummy_hash: Default::default(),
+    });
     ops.merge(
         Router::new()
             .route(
                 "/validate/check",
                 get(validate::check).post(validate::check),
             )
+            .route(
+                "/validate/radiuscheck",
+                get(validate::check).post(validate::check),
+            )
+            .route(
+                "/validate/samlcheck",
+                get(validate::check).post(validate::check),
+            )
+            .route(
+                "/validate/triggerchallenge",
+                get(validate::trigger_challenge).post(validate::trigger_challenge),
+            )
+            .route("/validate/polltransaction", get(validate::poll_transaction))
+            .route(
+                "/validate/polltransaction/{transaction_id}",
+                get(validate::poll_transaction),
+            )
+            .route("/auth", axum::routing::post(api::auth))
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
             .with_state(state),
     )
 }
+
+/// Bytes a request body may have: a login is a few hundred.
+const MAX_BODY: usize = 64 * 1024;
 
 async fn render_metrics(State(state): State<AppState>) -> String {
     // read at each scrape: the breaker keeps no gauge of its own

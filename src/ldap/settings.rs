@@ -192,13 +192,15 @@ pub fn build(raw: &RawLdapProxy, base: &Path, issues: &mut Issues) -> Option<Lda
         );
     }
     let tls = match (&raw.tls_certificate, &raw.tls_key) {
-        (Some(cert), Some(key)) => match server_config(&base.join(cert), &base.join(key)) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                issues.push("ldap_proxy.tls_certificate", e);
-                None
+        (Some(cert), Some(key)) => {
+            match crate::crypto::tls::server_config(&base.join(cert), &base.join(key)) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    issues.push("ldap_proxy.tls_certificate", e);
+                    None
+                }
             }
-        },
+        }
         (None, None) => None,
         _ => {
             issues.push(
@@ -363,27 +365,6 @@ pub fn build(raw: &RawLdapProxy, base: &Path, issues: &mut Issues) -> Option<Lda
         bind_cache_size: raw.bind_cache_size.unwrap_or(10_000),
     };
     (issues.len() == n).then_some(settings)
-}
-
-/// A TLS server configuration from PEM files.
-fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: {e}", cert.display()))?;
-    if chain.is_empty() {
-        return Err(format!("{}: no certificate in it", cert.display()));
-    }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map(Arc::new)
-        .map_err(|e| format!("{}: {e}", cert.display()))
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ pub enum Decision {
 }
 
 /// The document's `version`.
-const VERSION: &str = concat!("otpgate ", env!("CARGO_PKG_VERSION"));
+pub const VERSION: &str = concat!("otpgate ", env!("CARGO_PKG_VERSION"));
 
 /// The answer: an HTTP-like status and the JSON document.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,10 +112,13 @@ impl Response {
             .unwrap_or(false)
     }
 
+    /// `result.value` as a success: true, or (triggerchallenge) a number of challenges > 0.
     pub fn value(&self) -> bool {
-        json_at(&self.body, "/result/value")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
+        match json_at(&self.body, "/result/value") {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::Number(n)) => n.as_u64().is_some_and(|n| n > 0),
+            _ => false,
+        }
     }
 
     pub fn authentication(&self) -> Option<&str> {

@@ -86,9 +86,14 @@ impl Remotes {
             &self.http_no_verify
         };
         let endpoint = format!("{url}/validate/check");
+        // JSON, not a form: privacyIDEA percent-decodes form values a second time
+        let body: Map<String, Value> = params
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
         let resp = client
             .post(&endpoint)
-            .form(&params)
+            .json(&body)
             .timeout(def.timeout)
             .send()
             .await

@@ -127,6 +127,22 @@ impl Store {
         .await
     }
 
+    /// Every challenge of one transaction (`/validate/polltransaction`).
+    pub async fn challenges_of_transaction(
+        &self,
+        transaction_id: &str,
+    ) -> Result<Vec<ChallengeRow>, StoreError> {
+        self.guarded(async {
+            let sql = format!("{COLUMNS}WHERE transaction_id = $1 ORDER BY id");
+            let rows = Query::owned(sql)
+                .bind(transaction_id)
+                .fetch_all(self.db())
+                .await?;
+            rows.iter().map(from_row).collect()
+        })
+        .await
+    }
+
     /// Remove every challenge of a transaction (after a successful answer).
     pub async fn delete_transaction(&self, transaction_id: &str) -> Result<u64, StoreError> {
         self.rows_changed(

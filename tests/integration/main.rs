@@ -24,6 +24,7 @@ mod mariadb;
 mod methods;
 mod outage;
 mod pg;
+mod pi_api;
 mod policies;
 mod radius;
 mod radsec;
