@@ -166,11 +166,13 @@ pub async fn serve(path: &Path) -> Result<(), ServeError> {
             .await
             .map_err(|e| ServeError::Bind(with_addr(e, addr)))?;
         let local = listener.local_addr().map_err(ServeError::Bind)?;
+        let tls = config.http_api.tls.clone();
         tracing::info!(
             address = %local,
             validate_check = config.http_validate,
+            https = tls.is_some(),
             "HTTP listening (/metrics, /healthz{})",
-            if config.http_validate { ", /validate/check" } else { "" }
+            if config.http_validate { ", /validate/*, /auth" } else { "" }
         );
         let app = crate::http::router(
             opened.auth.clone(),
@@ -179,12 +181,24 @@ pub async fn serve(path: &Path) -> Result<(), ServeError> {
             config.http_trusted.clone(),
             config.http_api.clone(),
         )
-        .into_make_service_with_connect_info::<SocketAddr>();
+        .into_make_service_with_connect_info::<crate::http::Peer>();
         let stop = shutdown.clone();
         tracker.spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
+            let served = match tls {
+                None => {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async move { stop.cancelled().await })
+                        .await
+                }
+                Some(tls) => match crate::http::tls::TlsListener::new(listener, tls) {
+                    Ok(l) => {
+                        axum::serve(l, app)
+                            .with_graceful_shutdown(async move { stop.cancelled().await })
+                            .await
+                    }
+                    Err(e) => Err(e),
+                },
+            };
             if let Err(e) = served {
                 tracing::error!(error = %e, "HTTP listener failed");
             }
@@ -327,8 +341,26 @@ fn reload(
     if new.http_listen != running.http_listen
         || new.http_validate != running.http_validate
         || new.http_trusted != running.http_trusted
+        || new.http_api.tls.is_some() != running.http_api.tls.is_some()
+        || new.http_api.token_lifetime != running.http_api.token_lifetime
     {
         needs_restart.push("[http]");
+    }
+    let accounts = |c: &Config| -> Vec<(String, String, Vec<String>)> {
+        c.http_api
+            .accounts
+            .iter()
+            .map(|a| {
+                (
+                    a.name.clone(),
+                    a.password_hash.expose().clone(),
+                    a.rights.clone(),
+                )
+            })
+            .collect()
+    };
+    if accounts(&new) != accounts(running) {
+        needs_restart.push("[[api_account]]");
     }
     match (&new.radius, &running.radius) {
         (Some(n), Some(r)) if n.listen != r.listen => needs_restart.push("radius.listen"),

@@ -3,7 +3,7 @@
 //! challenge. Failed logins are counted per source address and throttled.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -63,7 +63,7 @@ impl Throttle {
 /// `POST /auth` with `username` and `password`: a signed token for an API account.
 pub(super) async fn auth(
     State(state): State<Arc<ApiState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(super::Peer(peer)): ConnectInfo<super::Peer>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,

@@ -7,6 +7,7 @@ mod envelope;
 mod jwt;
 mod params;
 pub mod settings;
+pub mod tls;
 mod validate;
 
 use std::sync::{Arc, OnceLock};
@@ -51,6 +52,27 @@ pub async fn metrics_upkeep(handle: PrometheusHandle, shutdown: CancellationToke
             () = shutdown.cancelled() => return,
             _ = tick.tick() => handle.run_upkeep(),
         }
+    }
+}
+
+/// The client's address, from a plain or a TLS listener.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for Peer
+{
+    fn connect_info(s: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Self(*s.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tls::TlsListener>>
+    for Peer
+{
+    fn connect_info(s: axum::serve::IncomingStream<'_, tls::TlsListener>) -> Self {
+        Self(*s.remote_addr())
     }
 }
 

@@ -2,7 +2,7 @@
 //! LDAP proxy, PAM, the Credential Provider, Keycloak, ADFS, simpleSAMLphp), so that they can
 //! point at otpgate unchanged. Enabled with `[http] validate_check = true`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -99,7 +99,7 @@ enum Shape {
 /// `/validate/check`, `/validate/radiuscheck` and `/validate/samlcheck`.
 pub(super) async fn check(
     State(state): State<Arc<ApiState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(super::Peer(peer)): ConnectInfo<super::Peer>,
     uri: Uri,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -173,7 +173,7 @@ fn saml(mut r: Response, user: Option<&crate::users::ResolvedUser>) -> Response 
 /// `/validate/triggerchallenge`: an API account with the `triggerchallenge` right.
 pub(super) async fn trigger_challenge(
     State(state): State<Arc<ApiState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(super::Peer(peer)): ConnectInfo<super::Peer>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
@@ -198,7 +198,7 @@ pub(super) async fn trigger_challenge(
 /// `/validate/polltransaction` (`transaction_id` as a parameter or in the path).
 pub(super) async fn poll_transaction(
     State(state): State<Arc<ApiState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(super::Peer(peer)): ConnectInfo<super::Peer>,
     path: Option<Path<String>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,

@@ -26,6 +26,8 @@ pub struct Setup {
     pub extra: String,
     /// Serve `/validate/check` on the HTTP listener.
     pub http_validate: bool,
+    /// Keys added to `[http]`.
+    pub http: String,
     /// Another database than the node's own SQLite file (e.g. a shared PostgreSQL).
     pub database: Option<String>,
     /// Keys added to `[database]`.
@@ -77,8 +79,8 @@ pub fn config_text(dir: &Path, s: &Setup) -> String {
             String::new()
         } else {
             format!(
-                "[http]\nlisten = \"127.0.0.1:0\"\nvalidate_check = {}\n",
-                s.http_validate
+                "[http]\nlisten = \"127.0.0.1:0\"\nvalidate_check = {}\n{}\n",
+                s.http_validate, s.http
             )
         },
         node = s.node.as_deref().unwrap_or("bb"),

@@ -383,3 +383,40 @@ fn bad_tokens_and_bad_requests_change_nothing() {
 fn base64_url_nopad(bytes: &[u8]) -> String {
     data_encoding::BASE64URL_NOPAD.encode(bytes)
 }
+
+/// With a certificate the listener speaks HTTPS only (clients send passwords).
+#[test]
+fn https_when_a_certificate_is_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = crate::radsec::Ca::new(dir.path(), "ca");
+    let (cert, key) = ca.leaf(dir.path(), "server", "otpgate", false);
+    let d = Daemon::start(&Setup {
+        http_validate: true,
+        http: format!(
+            "tls_certificate = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+        ..Default::default()
+    });
+    enroll(&d, "S1", "alice", None);
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--cacert"])
+        .arg(dir.path().join("ca.pem"))
+        .arg(format!(
+            "https://127.0.0.1:{}/validate/check",
+            d.http.port()
+        ))
+        .args(["-d", &format!("user=alice&pass={}", RFC4226[0])])
+        .output()
+        .expect("curl");
+    let r = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(r["result"]["authentication"], "ACCEPT", "{r}");
+    // plain HTTP gets no answer from the TLS listener
+    let plain = std::process::Command::new("curl")
+        .args(["-s", "-m", "3"])
+        .arg(format!("http://127.0.0.1:{}/healthz", d.http.port()))
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("ok"));
+}

@@ -16,12 +16,12 @@ use serde_json::json;
 use crate::daemon::{Daemon, SECRET, Setup};
 use crate::harness::{RFC4226, RFC4226_KEY_HEX};
 
-struct Ca {
+pub(crate) struct Ca {
     issuer: Issuer<'static, KeyPair>,
 }
 
 impl Ca {
-    fn new(dir: &Path, name: &str) -> Self {
+    pub(crate) fn new(dir: &Path, name: &str) -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params
@@ -37,7 +37,13 @@ impl Ca {
     }
 
     /// A leaf certificate and key as `<name>.pem` / `<name>.key`; `expired`: valid in 2020 only.
-    fn leaf(&self, dir: &Path, name: &str, cn: &str, expired: bool) -> (PathBuf, PathBuf) {
+    pub(crate) fn leaf(
+        &self,
+        dir: &Path,
+        name: &str,
+        cn: &str,
+        expired: bool,
+    ) -> (PathBuf, PathBuf) {
         let mut params =
             CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
