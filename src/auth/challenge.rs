@@ -296,6 +296,8 @@ pub(crate) async fn create(
         json!(vec![txid.clone(); challenges.len()]),
     );
     detail.insert("multi_challenge".into(), Value::Array(challenges));
+    // every challenge otpgate makes is answered by typing the OTP
+    detail.insert("preferred_client_mode".into(), json!("interactive"));
     detail.insert("serial".into(), json!(last.serial));
     detail.insert("type".into(), json!(last.kind.as_str()));
     detail.insert("client_mode".into(), json!("interactive"));

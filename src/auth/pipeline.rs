@@ -63,6 +63,7 @@ impl Authenticator {
         policy_steps::request_policies(&mut at, &mut req).await;
         let response = self.validate_with_events(&mut at, &mut req).await;
         let response = policy_steps::authorize(&mut at, response);
+        let response = policy_steps::user_in_response(&at, response);
         let response = policy_steps::hide_details(&at, response);
         self.lock_events(&mut at, &req, &response).await;
         self.audit_validate(&at, &req, &response, client).await;

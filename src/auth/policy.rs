@@ -108,6 +108,8 @@ pub enum Action {
     SetRealm(String),
     Mangle(Vec<Mangle>),
     HideSpecificErrorMessage,
+    AddUserInResponse,
+    AddResolverInResponse,
     AuthMaxFail(Rate),
     AuthMaxSuccess(Rate),
     LastAuth(TimeDelta),
@@ -133,6 +135,8 @@ const AUTHN: &[&str] = &[
     "hide_specific_error_message",
 ];
 const AUTHZ: &[&str] = &[
+    "add_user_in_response",
+    "add_resolver_in_response",
     "auth_max_fail",
     "auth_max_success",
     "last_auth",
@@ -508,6 +512,9 @@ fn parse_action(
         "increase_failcounter_on_challenge" if flag() => Action::IncreaseFailcounterOnChallenge,
         "reset_all_user_tokens" if flag() => Action::ResetAllUserTokens,
         "hide_specific_error_message" if flag() => Action::HideSpecificErrorMessage,
+        "add_user_in_response" if flag() => Action::AddUserInResponse,
+        "add_resolver_in_response" if flag() => Action::AddResolverInResponse,
+        "add_user_in_response" | "add_resolver_in_response" => return Ok(None),
         "passOnNoUser"
         | "passOnNoToken"
         | "force_challenge_response"

@@ -8,7 +8,7 @@
 //! - [`authorize`]: after the POST handlers: `tokentype`, `serial`, `tokeninfo`;
 //! - [`hide_details`]: `hide_specific_error_message`, last of all.
 
-use serde_json::{Map, json};
+use serde_json::{Map, Value, json};
 
 use super::policy::{Passthru, Subject};
 use super::response::{Authentication, Response, codes};
@@ -299,6 +299,39 @@ pub(crate) fn authorize(at: &mut Attempt<'_>, response: Response) -> Response {
 }
 
 /// `hide_specific_error_message`: errors and rejects say only that authentication failed.
+/// `add_user_in_response` (on ACCEPT: `detail.user`, the user's attributes) and
+/// `add_resolver_in_response` (on success: `detail.user-resolver`, `detail.user-realm`).
+pub(crate) fn user_in_response(at: &Attempt<'_>, mut response: Response) -> Response {
+    let Some(user) = at.user.as_ref() else {
+        return response;
+    };
+    let accepted = response.authentication() == Some("ACCEPT");
+    let add_user = accepted && at.policy.flag("add_user_in_response").is_some();
+    let add_resolver = response.value() && at.policy.flag("add_resolver_in_response").is_some();
+    let Some(detail) = response.detail_mut() else {
+        return response;
+    };
+    if add_user {
+        let rec = &user.record;
+        let mut info = Map::new();
+        info.insert("username".into(), json!(user.login));
+        info.insert("givenname".into(), json!(rec.givenname()));
+        info.insert("surname".into(), json!(rec.surname()));
+        for key in ["email", "mobile", "phone"] {
+            info.insert(key.into(), json!(rec.attribute(key).unwrap_or_default()));
+        }
+        for (k, v) in rec.free_attributes() {
+            info.insert(k.clone(), json!(v));
+        }
+        detail.insert("user".into(), Value::Object(info));
+    }
+    if add_resolver {
+        detail.insert("user-resolver".into(), json!(user.resolver));
+        detail.insert("user-realm".into(), json!(user.realm));
+    }
+    response
+}
+
 pub(crate) fn hide_details(at: &Attempt<'_>, mut response: Response) -> Response {
     if at.policy.flag("hide_specific_error_message").is_none() || response.value() {
         return response;

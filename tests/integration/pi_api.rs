@@ -200,6 +200,7 @@ fn keycloak_authenticates_triggers_and_checks_with_the_transaction() {
         assert_eq!(t["result"]["value"], 1, "{t}");
         assert_eq!(t["result"]["authentication"], "CHALLENGE", "{t}");
         assert_eq!(t["detail"]["multi_challenge"][0]["serial"], "K1", "{t}");
+        assert_eq!(t["detail"]["preferred_client_mode"], "interactive", "{t}");
     }
     let (_, body) = d.http(
         "POST",
@@ -419,4 +420,31 @@ fn https_when_a_certificate_is_configured() {
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&plain.stdout).contains("ok"));
+}
+
+/// The authorization policies that put the user into the answer, for clients that read it.
+#[test]
+fn add_user_and_resolver_in_response() {
+    let d = start(
+        "[[policy]]\nname = \"details\"\nscope = \"authorization\"\n\
+         actions = { add_user_in_response = true, add_resolver_in_response = true }\n",
+    );
+    enroll(&d, "U1", "alice", None);
+    let (_, r) = post(
+        &d,
+        "/validate/check",
+        "curl",
+        &[("user", "alice"), ("pass", "000000")],
+    );
+    assert!(r["detail"]["user"].is_null(), "not on a reject: {r}");
+    let (_, r) = post(
+        &d,
+        "/validate/check",
+        "curl",
+        &[("user", "alice"), ("pass", RFC4226[0])],
+    );
+    assert_eq!(r["detail"]["user"]["email"], "alice@example.com", "{r}");
+    assert_eq!(r["detail"]["user"]["username"], "alice", "{r}");
+    assert_eq!(r["detail"]["user-resolver"], "resolver1", "{r}");
+    assert_eq!(r["detail"]["user-realm"], "realm1", "{r}");
 }
