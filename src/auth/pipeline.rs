@@ -241,11 +241,7 @@ impl Authenticator {
             return self.check_serial(at, req, serial).await;
         }
         if at.login.is_empty() {
-            return Err(AuthError::Respond(Response::error(
-                400,
-                codes::PARAMETER,
-                "You need to specify a serial, user or credential_id.",
-            )));
+            return Err(no_user_or_serial());
         }
         if let Some(e) = &at.directory_error {
             return Err(AuthError::Respond(user_store_error(e)));
@@ -271,21 +267,8 @@ impl Authenticator {
         if let Some(kind) = req.token_type.as_deref().filter(|t| !t.is_empty()) {
             tokens.retain(|t| t.kind.as_str().eq_ignore_ascii_case(kind));
         }
-        at.trace.add(
-            "token",
-            format!(
-                "candidates: {}",
-                if tokens.is_empty() {
-                    "none".to_owned()
-                } else {
-                    tokens
-                        .iter()
-                        .map(|t| format!("{} ({})", t.serial, t.kind))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                }
-            ),
-        );
+        at.trace
+            .add("token", format!("candidates: {}", token_list(&tokens)));
         if let Some(answer) = policy_steps::before_check(at, req, tokens.len()).await? {
             return Ok(answer);
         }
@@ -501,6 +484,27 @@ pub(crate) async fn resolve_user(at: &mut Attempt<'_>, req: &Request) {
             at.directory_error = Some(e);
         }
     }
+}
+
+/// Tokens as the trace names them: `SERIAL (type), …` or `none`.
+pub(super) fn token_list(tokens: &[crate::token::Token]) -> String {
+    if tokens.is_empty() {
+        return "none".to_owned();
+    }
+    tokens
+        .iter()
+        .map(|t| format!("{} ({})", t.serial, t.kind))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A request that names neither a user nor a serial.
+pub(super) fn no_user_or_serial() -> AuthError {
+    AuthError::Respond(Response::error(
+        400,
+        codes::PARAMETER,
+        "You need to specify a serial, user or credential_id.",
+    ))
 }
 
 /// The answer when a resolver could not be asked (the audit row's trace has the details).

@@ -6,7 +6,7 @@
 use serde_json::{Map, Value, json};
 
 use super::challenge;
-use super::pipeline::user_store_error;
+use super::pipeline::{no_user_or_serial, token_list, user_store_error};
 use super::response::{Authentication, Response, codes};
 use super::{Attempt, AuthError, Request};
 use crate::token::TokenType;
@@ -14,11 +14,7 @@ use crate::token::TokenType;
 pub(super) async fn run(at: &mut Attempt<'_>, req: &Request) -> Result<Response, AuthError> {
     let serial = req.serial.as_deref().filter(|s| !s.is_empty());
     if serial.is_none() && at.login.is_empty() {
-        return Err(AuthError::Respond(Response::error(
-            400,
-            codes::PARAMETER,
-            "You need to specify a serial, user or credential_id.",
-        )));
+        return Err(no_user_or_serial());
     }
     if let Some(e) = &at.directory_error {
         return Err(AuthError::Respond(user_store_error(e)));
@@ -71,18 +67,7 @@ pub(super) async fn run(at: &mut Attempt<'_>, req: &Request) -> Result<Response,
     tokens.retain(|t| !t.revoked && t.kind != TokenType::Spass);
     at.trace.add(
         "token",
-        format!(
-            "challenge-capable: {}",
-            if tokens.is_empty() {
-                "none".to_owned()
-            } else {
-                tokens
-                    .iter()
-                    .map(|t| format!("{} ({})", t.serial, t.kind))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
-        ),
+        format!("challenge-capable: {}", token_list(&tokens)),
     );
     if tokens.is_empty() {
         at.trace

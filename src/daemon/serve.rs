@@ -111,10 +111,7 @@ pub async fn serve(path: &Path) -> Result<(), ServeError> {
                 );
             }
             if let Some(radsec) = &settings.radsec {
-                for listener in crate::radius::radsec::bind(&radsec.listen)
-                    .await
-                    .map_err(ServeError::Bind)?
-                {
+                for listener in bind_tcp(&radsec.listen).await.map_err(ServeError::Bind)? {
                     let local = listener.local_addr().map_err(ServeError::Bind)?;
                     tracing::info!(address = %local, "RadSec listening");
                     tracker.spawn(crate::radius::radsec::run(
@@ -132,10 +129,8 @@ pub async fn serve(path: &Path) -> Result<(), ServeError> {
     };
     let ldap_proxy = match &config.ldap_proxy {
         Some(settings) => {
-            let plain = crate::ldap::server::bind(&settings.listen)
-                .await
-                .map_err(ServeError::Bind)?;
-            let tls = crate::ldap::server::bind(&settings.listen_tls)
+            let plain = bind_tcp(&settings.listen).await.map_err(ServeError::Bind)?;
+            let tls = bind_tcp(&settings.listen_tls)
                 .await
                 .map_err(ServeError::Bind)?;
             let proxy = Arc::new(crate::ldap::Proxy::new(
@@ -297,6 +292,18 @@ async fn open_when_reachable(config: &Config) -> Result<super::Opened, StartErro
 
 fn with_addr(e: std::io::Error, addr: SocketAddr) -> std::io::Error {
     std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+}
+
+/// A TCP listener on every address (the LDAP proxy, RadSec).
+async fn bind_tcp(addrs: &[SocketAddr]) -> std::io::Result<Vec<tokio::net::TcpListener>> {
+    let mut out = Vec::new();
+    for addr in addrs {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| with_addr(e, *addr))?;
+        out.push(l);
+    }
+    Ok(out)
 }
 
 /// Re-read the configuration; keep the running one if the new file is bad.

@@ -14,7 +14,6 @@ use serde_json::json;
 
 use super::envelope::{Reply, error};
 use super::jwt::{self, Claims};
-use super::params;
 use super::validate::ApiState;
 
 /// privacyIDEA's error codes of `/auth` and the token check.
@@ -69,9 +68,9 @@ pub(super) async fn auth(
     body: Bytes,
 ) -> Reply {
     let ip = peer.ip();
-    let params = match params::parse(query.as_deref(), &headers, &body) {
+    let params = match state.params(query.as_deref(), &headers, &body) {
         Ok(p) => p,
-        Err(e) => return error(400, crate::auth::response::codes::PARAMETER, &e),
+        Err(reply) => return reply,
     };
     let name = params.get("username").map(String::as_str).unwrap_or("");
     if name.is_empty() {

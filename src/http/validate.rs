@@ -45,7 +45,7 @@ impl ApiState {
     }
 
     /// The request's parameters, or the parameter error to answer with.
-    fn params(
+    pub(super) fn params(
         &self,
         query: Option<&str>,
         headers: &HeaderMap,

@@ -2,7 +2,7 @@
 //! to a session; stop accepting at shutdown and let sessions end with their clients.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
@@ -38,18 +38,6 @@ impl PerSource {
             }
         }
     }
-}
-
-/// Bind every listen address.
-pub async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>> {
-    let mut out = Vec::new();
-    for addr in addrs {
-        let l = TcpListener::bind(addr)
-            .await
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-        out.push(l);
-    }
-    Ok(out)
 }
 
 /// Accept until `shutdown`; `tls`: an LDAPS listener.

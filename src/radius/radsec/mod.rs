@@ -29,18 +29,6 @@ pub const SECRET: &str = "radsec";
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Bind every RadSec listen address.
-pub async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>> {
-    let mut out = Vec::new();
-    for addr in addrs {
-        let l = TcpListener::bind(addr)
-            .await
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-        out.push(l);
-    }
-    Ok(out)
-}
-
 /// Accept connections until `shutdown`; each runs on `tracker`.
 pub async fn run(
     server: Arc<RadiusServer>,
