@@ -1,10 +1,16 @@
-//! Audit rows of the HTTP API's own endpoints (`/auth`, `/validate/polltransaction`), which do
-//! not run the authentication pipeline.
+//! Audit rows and POST event handlers of the HTTP API's own endpoints (`/auth`,
+//! `/validate/polltransaction`), which do not run the authentication pipeline.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use super::Authenticator;
+use serde_json::{Map, json};
+
+use super::response::{Authentication, Response};
+use super::{Authenticator, Origin, Request};
+use crate::event::context::Scope;
+use crate::event::{Phase, Position};
+use crate::message::Trace;
 use crate::store::audit::AuditRow;
 
 /// One API request for the audit trail.
@@ -22,6 +28,49 @@ pub struct ApiEvent<'a> {
 }
 
 impl Authenticator {
+    /// The audit row of an API request, then the POST handlers defined for its event (they
+    /// see the request's user, client and success; they cannot change the answer).
+    pub async fn api_event(&self, e: ApiEvent<'_>) {
+        let cfg = self.config();
+        let (event, user, client, success) = (e.event, e.user.to_owned(), e.client, e.success);
+        let message = e.info.clone();
+        self.audit_api(e).await;
+        if !cfg.events.listens(event) {
+            return;
+        }
+        let mut request = Request {
+            user: Some(user).filter(|u| !u.is_empty()),
+            client,
+            origin: Origin::Http,
+            ..Request::empty()
+        };
+        let mut detail = Map::new();
+        detail.insert("message".into(), json!(message));
+        let authentication = if success {
+            Authentication::Accept
+        } else {
+            Authentication::Reject
+        };
+        let mut response = Response::decided(success, authentication, detail);
+        let mut trace = Trace::new();
+        let mut phase = Phase {
+            scope: Scope::new(
+                self,
+                cfg.event_env(),
+                event,
+                Position::Post,
+                self.clock.now(),
+            ),
+            request: &mut request,
+            response: Some(&mut response),
+            trace: &mut trace,
+            reset_user: false,
+        };
+        if let Err(abort) = phase.run().await {
+            tracing::info!(target: "otpgate::http", event, error = %abort, "event handler ended the request");
+        }
+    }
+
     pub async fn audit_api(&self, e: ApiEvent<'_>) {
         self.audit
             .record(AuditRow {

@@ -56,6 +56,8 @@ pub use crate::message::is_true;
 /// those simply never run, and `check-config` says so.
 pub const KNOWN_EVENTS: &[&str] = &[
     "validate_check",
+    "validate_triggerchallenge",
+    "auth",
     "token_init",
     "token_delete",
     "token_disable",

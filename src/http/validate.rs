@@ -33,7 +33,7 @@ pub(super) struct ApiState {
 impl ApiState {
     pub(super) async fn audit_auth(&self, user: &str, ip: IpAddr, success: bool, info: &str) {
         self.auth
-            .audit_api(ApiEvent {
+            .api_event(ApiEvent {
                 event: "auth",
                 user,
                 client: Some(ip),

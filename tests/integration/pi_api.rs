@@ -270,7 +270,11 @@ fn radiuscheck_and_samlcheck_shapes() {
 /// clear error each, and nothing changed.
 #[test]
 fn bad_tokens_and_bad_requests_change_nothing() {
-    let d = start("");
+    let d = start(
+        "[[event]]\nname = \"api-login-failed\"\nevent = \"auth\"\nhandler = \"Logging\"\n\
+         action = \"logging\"\nconditions = { result_value = \"False\" }\n\
+         options = { message = \"api-login-failed {client_ip}\" }\n",
+    );
     enroll(&d, "B1", "alice", Some("1234"));
     let key = otpgate::crypto::MasterKey::load(&d.config.with_file_name("secret.key")).unwrap();
     let sign = |name: &str, rights: &[&str], exp: i64, key: &[u8]| {
@@ -332,7 +336,7 @@ fn bad_tokens_and_bad_requests_change_nothing() {
     let (s, body) = d.http("POST", "/validate/triggerchallenge", &[FORM], b"user=alice");
     assert_eq!(s, 401, "{body}");
 
-    // wrong passwords are counted and throttled per source
+    // wrong passwords are counted, fire the `auth` handlers and are throttled per source
     for _ in 0..5 {
         let (s, _) = post(
             &d,
@@ -349,6 +353,10 @@ fn bad_tokens_and_bad_requests_change_nothing() {
         &[("username", "keycloak"), ("password", "kc-secret")],
     );
     assert_eq!(s, 429, "throttled even with the right password: {r}");
+    d.wait_for_log(
+        "api-login-failed 127.0.0.1",
+        std::time::Duration::from_secs(5),
+    );
 
     for (body, what) in [
         (
