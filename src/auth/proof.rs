@@ -150,3 +150,67 @@ fn window(at: &Attempt<'_>, token: &Token, generator: Option<&OtpGenerator>) -> 
         .map(|c| g.value(c, digits).as_str().to_owned())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::fixture::{Fixture, answer};
+    use crate::message::{Origin, Proof, Request};
+    use crate::secret::Secret;
+
+    /// What a front-end's proof does, without its protocol: the password it was made from.
+    #[derive(Debug)]
+    struct MadeFrom(&'static str);
+
+    impl Proof for MadeFrom {
+        fn method(&self) -> &'static str {
+            "test"
+        }
+        fn verify(&self, password: &str) -> bool {
+            password == self.0
+        }
+    }
+
+    fn request(made_from: &'static str) -> Request {
+        let mut r = Request::user("alice", "");
+        r.proof = Some(Arc::new(MadeFrom(made_from)));
+        r
+    }
+
+    /// HOTP1 (RFC 4226 key, counter 0, PIN `pin`): the window's candidates, a replay, a wrong
+    /// response and a hashed PIN, each with what it leaves in the failcounter.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn responses_are_matched_against_the_window_with_the_clear_pin() {
+        let f = Fixture::baseline().await;
+        // hashed PIN: nothing can be tried, and it is not the user's failure
+        let r = f.check(request("pin755224")).await;
+        assert_eq!(answer(&r).0, "REJECT");
+        assert!(answer(&r).1.contains("--encrypt-pin"), "{:?}", answer(&r));
+        assert_eq!(f.token("HOTP1").await.failcount, 0);
+
+        f.auth
+            .token_set_pin("HOTP1", &Secret::new("pin".into()), true, Origin::Cli)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            f.token("HOTP1")
+                .await
+                .pin_hash
+                .is_some_and(|h| h.expose().starts_with(super::SEALED_PIN))
+        );
+        // the third OTP of the window (counter 2)
+        let r = f.check(request("pin359152")).await;
+        assert_eq!(answer(&r).0, "ACCEPT", "{:?}", answer(&r));
+        assert_eq!(f.token("HOTP1").await.otp_counter, 3);
+        let r = f.check(request("pin359152")).await;
+        assert_eq!(answer(&r).1, "wrong otp value. previous otp used again");
+        let before = f.token("HOTP1").await.failcount;
+        let r = f.check(request("pin000000")).await;
+        assert_eq!(answer(&r).0, "REJECT");
+        assert_eq!(f.token("HOTP1").await.failcount, before + 1);
+        // PAP still works with the sealed PIN
+        let r = f.check(Request::user("alice", "pin969429")).await;
+        assert_eq!(answer(&r).0, "ACCEPT", "{:?}", answer(&r));
+    }
+}
