@@ -6,8 +6,8 @@
 //! - [`dictionary`]: FreeRADIUS-format dictionaries for reply attributes;
 //! - [`settings`]: `[radius]` configuration, clients and reply rules;
 //! - [`dedup`]: the duplicate-request cache; [`translate`]: pure packet ↔ core mapping;
-//! - [`server`]: UDP sockets (the only file here that does I/O besides [`client`]);
-//! - [`radsec`]: RADIUS over TLS (RFC 6614) on TCP, feeding the same path as UDP;
+//! - [`server`]: UDP sockets and the packet path; [`radsec`]: RADIUS over TLS (RFC 6614) on
+//!   TCP, feeding that path (these and [`client`] are the files here that do I/O);
 //! - [`client`]: our own client for `radtest`, passthru, federation and benchmarks.
 
 pub mod attr;
