@@ -1,6 +1,6 @@
 //! The UDP side of the RADIUS front-end, and the packet path it shares with RadSec
 //! (`on_packet`: RadSec's connections feed it their packets and get the answers back through
-//! a [`ReplyTo`]).
+//! a `ReplyTo`).
 //!
 //! Per datagram, in the receive loop: decode (bounded), find the client, verify the shared
 //! secret and Message-Authenticator (BlastRADIUS rules), consult the duplicate cache, take a
