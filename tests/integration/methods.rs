@@ -65,6 +65,22 @@ fn chap_mschap_and_mschapv2_accept_pin_and_otp_and_count_only_real_failures() {
     assert_eq!(reply["keys_valid"], true, "MPPE keys: {reply}");
     assert_eq!(d.token("C1")["count"], 3);
 
+    // otpgate's own client (the load generator's) speaks MS-CHAPv2 too
+    let out = Command::new(crate::daemon::BIN)
+        .args([
+            "radtest", "--method", "mschapv2", "--secret", SECRET, "--user", "alice",
+        ])
+        .args(["--password", &otp(3), "--server", &d.radius.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(d.token("C1")["count"], 4);
+
     let before = failcount(&d, "C1");
     let reply = d.mschapv2("alice", "1234000000");
     assert_eq!(reply["code"], 3, "{reply}");

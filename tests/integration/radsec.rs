@@ -232,3 +232,24 @@ fn radsecproxy_relays_radclient_to_otpgate_over_tls() {
     );
     f.d.wait_for_log("RadSec connection open", Duration::from_secs(5));
 }
+
+/// A new certificate takes effect with a reload: connections after it get the new one.
+#[test]
+fn a_reload_brings_a_new_server_certificate() {
+    let f = start();
+    let p = f.dir.path();
+    let reply = f.client(Some("nas"), json!({"code": "status"}));
+    assert_eq!(reply["codes"], json!([2]), "{reply}");
+    // the server's files now hold a certificate from a CA the NAS does not trust
+    let stranger = Ca::new(p, "stranger-ca");
+    let (cert, key) = stranger.leaf(p, "stranger", "otpgate", false);
+    std::fs::copy(cert, p.join("server.pem")).unwrap();
+    std::fs::copy(key, p.join("server.key")).unwrap();
+    f.d.sighup();
+    f.d.wait_for_log("configuration reloaded", Duration::from_secs(10));
+    let reply = f.client(Some("nas"), json!({"code": "status"}));
+    assert!(
+        reply["error"].is_string(),
+        "the new certificate is served: {reply}"
+    );
+}
