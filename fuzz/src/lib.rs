@@ -1,5 +1,6 @@
 //! The sans-IO RADIUS codec, compiled on its own for fuzzing: the same source files as the
-//! daemon's `radius::{packet, attr, crypto}` and `secret`, without tokio, sqlx or anything else.
+//! daemon's `radius::{packet, attr, crypto}`, `secret`, the LDAP proxy's mapping and the HTTP
+//! API's parameter parser, without tokio, sqlx or anything else.
 //! That this builds at all is a check that the codec stays free of I/O.
 
 #[path = "../../src/radius/attr.rs"]
@@ -12,6 +13,8 @@ pub mod packet;
 pub mod secret;
 #[path = "../../src/ldap/mapping.rs"]
 pub mod ldap_mapping;
+#[path = "../../src/http/params.rs"]
+pub mod http_params;
 
 /// The paths the codec files use (`crate::radius::attr`).
 pub mod radius {

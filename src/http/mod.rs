@@ -5,7 +5,7 @@
 mod api;
 mod envelope;
 mod jwt;
-mod params;
+pub mod params;
 pub mod settings;
 pub mod tls;
 mod validate;

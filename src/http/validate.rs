@@ -51,7 +51,17 @@ impl ApiState {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<Params, Reply> {
-        params::parse(query, headers, body).map_err(|e| error(400, codes::PARAMETER, &e))
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        };
+        let json = header("content-type")
+            .trim_start()
+            .starts_with("application/json");
+        params::parse(query, header("user-agent"), json, body)
+            .map_err(|e| error(400, codes::PARAMETER, &e))
     }
 
     /// The core request: user, realm, serial, pass, transaction (`state` too), type, the
