@@ -75,7 +75,7 @@ impl Credential {
     }
 
     /// The request's password and proof as the core takes them.
-    pub fn into_request_parts(&self) -> (Secret<String>, Option<Arc<dyn Proof>>) {
+    pub fn request_parts(&self) -> (Secret<String>, Option<Arc<dyn Proof>>) {
         match self {
             Self::Password(p) => (p.clone(), None),
             Self::Chap(p) => (Secret::default(), Some(p.clone())),

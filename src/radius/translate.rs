@@ -31,7 +31,7 @@ pub fn to_request(
         p.attr(kind)
             .map(|v| String::from_utf8_lossy(v).into_owned())
     };
-    let (pass, proof) = credential.into_request_parts();
+    let (pass, proof) = credential.request_parts();
     let transaction_id = p.attr(attr::STATE).map(|s| match std::str::from_utf8(s) {
         Ok(t) => t.to_owned(),
         Err(_) => data_encoding::HEXLOWER.encode(s),

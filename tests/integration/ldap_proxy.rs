@@ -45,6 +45,11 @@ fn daemon_to(slapd: &Slapd, port: u16, proxy: &str) -> Daemon {
     })
 }
 
+/// `ldapwhoami` against the proxy: (exit code, its output).
+fn whoami(port: u16, dn: &str, password: &str) -> (i32, String) {
+    tool("ldapwhoami", port, dn, password, &[])
+}
+
 /// An OpenLDAP client tool against the proxy: (exit code, stdout and stderr).
 fn tool(name: &str, port: u16, dn: &str, password: &str, args: &[&str]) -> (i32, String) {
     let out = Command::new(name)
@@ -77,13 +82,7 @@ fn password_and_otp_bind_then_search_compare_and_whoami() {
     let d = daemon(&slapd, port, "password = \"password+otp\"\n");
     d.enroll_hotp_without_pin("P1", "alice@corp");
 
-    let (code, out) = tool(
-        "ldapwhoami",
-        port,
-        ALICE,
-        &format!("alice-pw{}", RFC4226[0]),
-        &[],
-    );
+    let (code, out) = whoami(port, ALICE, &format!("alice-pw{}", RFC4226[0]));
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&format!("dn:{ALICE}")), "{out}");
 
@@ -116,33 +115,15 @@ fn password_and_otp_bind_then_search_compare_and_whoami() {
     assert_eq!(code, 6, "compareTrue: {out}");
 
     // a replayed OTP, a wrong one, a wrong directory password
-    let (code, out) = tool(
-        "ldapwhoami",
-        port,
-        ALICE,
-        &format!("alice-pw{}", RFC4226[2]),
-        &[],
-    );
+    let (code, out) = whoami(port, ALICE, &format!("alice-pw{}", RFC4226[2]));
     assert_eq!(code, 49, "replay: {out}");
     let before = d.token("P1")["failcount"].as_i64().unwrap();
-    let (code, out) = tool("ldapwhoami", port, ALICE, "alice-pw000000", &[]);
+    let (code, out) = whoami(port, ALICE, "alice-pw000000");
     assert_eq!(code, 49, "wrong OTP: {out}");
     assert_eq!(d.token("P1")["failcount"].as_i64().unwrap(), before + 1);
-    let (code, out) = tool(
-        "ldapwhoami",
-        port,
-        ALICE,
-        &format!("wrong{}", RFC4226[3]),
-        &[],
-    );
+    let (code, out) = whoami(port, ALICE, &format!("wrong{}", RFC4226[3]));
     assert_eq!(code, 49, "wrong password: {out}");
-    let (code, out) = tool(
-        "ldapwhoami",
-        port,
-        ALICE,
-        &format!("alice-pw{}", RFC4226[3]),
-        &[],
-    );
+    let (code, out) = whoami(port, ALICE, &format!("alice-pw{}", RFC4226[3]));
     assert_eq!(
         code, 0,
         "the OTP was not burnt by the wrong password: {out}"
@@ -159,7 +140,7 @@ fn password_and_otp_bind_then_search_compare_and_whoami() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("bob@example.org"), "{out}");
     // anonymous and unknown DNs
-    let (code, out) = tool("ldapwhoami", port, "", "", &[]);
+    let (code, out) = whoami(port, "", "");
     assert_eq!(code, 7, "authMethodNotSupported: {out}");
     let (code, out) = tool(
         "ldapwhoami",
@@ -186,36 +167,18 @@ fn pin_binds_upstream_as_the_service_account_and_a_stopped_directory_is_refused_
         ),
     );
     d.enroll_hotp("P2", "alice@corp", "pin");
-    let (code, out) = tool(
-        "ldapwhoami",
-        port,
-        ALICE,
-        &format!("pin{}", RFC4226[0]),
-        &[],
-    );
+    let (code, out) = whoami(port, ALICE, &format!("pin{}", RFC4226[0]));
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains(&format!("dn:{SVC}")),
         "bound upstream as the service account: {out}"
     );
-    let (code, out) = tool(
-        "ldapwhoami",
-        port,
-        ALICE,
-        &format!("nip{}", RFC4226[1]),
-        &[],
-    );
+    let (code, out) = whoami(port, ALICE, &format!("nip{}", RFC4226[1]));
     assert_eq!(code, 49, "{out}");
 
     slapd.stop();
     let start = Instant::now();
-    let (code, out) = tool(
-        "ldapwhoami",
-        port,
-        ALICE,
-        &format!("pin{}", RFC4226[1]),
-        &[],
-    );
+    let (code, out) = whoami(port, ALICE, &format!("pin{}", RFC4226[1]));
     assert!(code == 49 || code == 52, "{code}: {out}");
     assert!(
         start.elapsed() < Duration::from_secs(3),
@@ -349,15 +312,9 @@ fn the_bind_cache_accepts_a_repeated_bind_within_its_window() {
         1,
         "one OTP spent for the three binds"
     );
-    let (code, out) = tool("ldapwhoami", port, ALICE, "alice-pw000000", &[]);
+    let (code, out) = whoami(port, ALICE, "alice-pw000000");
     assert_eq!(code, 49, "{out}");
-    let (code, out) = tool(
-        "ldapwhoami",
-        port,
-        ALICE,
-        &format!("wrong{}", RFC4226[0]),
-        &[],
-    );
+    let (code, out) = whoami(port, ALICE, &format!("wrong{}", RFC4226[0]));
     assert_eq!(code, 49, "the directory still checks the password: {out}");
 }
 
@@ -381,13 +338,7 @@ fn tls_upstreams_dn_search_and_a_relayed_modify() {
         );
         d.enroll_hotp_without_pin("S1", "carol@corp");
         let carol = "uid=carol,ou=people,dc=example,dc=org";
-        let (code, out) = tool(
-            "ldapwhoami",
-            port,
-            carol,
-            &format!("carol-pw{}", RFC4226[0]),
-            &[],
-        );
+        let (code, out) = whoami(port, carol, &format!("carol-pw{}", RFC4226[0]));
         assert_eq!(code, 0, "{upstream}: {out}");
         assert!(out.contains(&format!("dn:{carol}")), "{out}");
         // a DN the resolver has no user entry for
@@ -436,13 +387,7 @@ fn tls_upstreams_dn_search_and_a_relayed_modify() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (code, out) = tool(
-        "ldapwhoami",
-        port,
-        bob,
-        &format!("bob-new{}", RFC4226[1]),
-        &[],
-    );
+    let (code, out) = whoami(port, bob, &format!("bob-new{}", RFC4226[1]));
     assert_eq!(code, 0, "the new directory password: {out}");
 
     // an upstream whose certificate the configured CA did not sign, by LDAPS and by StartTLS
@@ -460,13 +405,7 @@ fn tls_upstreams_dn_search_and_a_relayed_modify() {
             ),
         );
         d.enroll_hotp_without_pin("W1", "alice@corp");
-        let (code, out) = tool(
-            "ldapwhoami",
-            port,
-            ALICE,
-            &format!("alice-pw{}", RFC4226[0]),
-            &[],
-        );
+        let (code, out) = whoami(port, ALICE, &format!("alice-pw{}", RFC4226[0]));
         assert_eq!(code, 52, "{upstream}: unavailable: {out}");
         d.wait_for_log("the directory is unavailable", Duration::from_secs(5));
         assert_eq!(d.token("W1")["count"], 0, "no OTP spent");
@@ -525,13 +464,7 @@ fn malformed_oversized_and_flooding_clients_do_not_harm_others() {
     let flood: Vec<TcpStream> = (0..4).map(|_| from("127.0.0.2")).collect();
     closed(from("127.0.0.2"), "connection over the per-source limit");
     // meanwhile 127.0.0.1 binds and searches
-    let (code, out) = tool(
-        "ldapwhoami",
-        port,
-        ALICE,
-        &format!("alice-pw{}", RFC4226[0]),
-        &[],
-    );
+    let (code, out) = whoami(port, ALICE, &format!("alice-pw{}", RFC4226[0]));
     assert_eq!(code, 0, "{out}");
     drop(flood);
     d.wait_for_log("malformed LDAP message", Duration::from_secs(5));
