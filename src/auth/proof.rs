@@ -49,7 +49,20 @@ pub(crate) fn resolve(
             }
         };
         tried = true;
-        for otp in window(at, token, *generator) {
+        // values are made one at a time: a match early in the window stops the HMACs
+        let otps: Box<dyn Iterator<Item = String>> = match generator {
+            _ if token.kind == TokenType::Spass => Box::new(std::iter::once(String::new())),
+            None => Box::new(std::iter::empty()),
+            Some(g) => {
+                let digits = token.otplen();
+                Box::new(
+                    window(at, token)
+                        .into_iter()
+                        .map(move |c| g.value(c, digits).as_str().to_owned()),
+                )
+            }
+        };
+        for otp in otps {
             let candidate = match (prepend, otp.is_empty()) {
                 (_, true) => pin.expose().clone(),
                 (true, false) => format!("{}{otp}", pin.expose()),
@@ -116,19 +129,11 @@ pub(crate) fn open_pin(at: &Attempt<'_>, serial: &str, sealed_hex: &str) -> Opti
         .map(Secret::new)
 }
 
-/// The OTP values the token accepts now, and the one it accepted last (so that a replay is
-/// told apart from a wrong PIN); one empty value for a token without OTP (spass).
-fn window(at: &Attempt<'_>, token: &Token, generator: Option<&OtpGenerator>) -> Vec<String> {
-    let Some(g) = generator else {
-        return if token.kind == TokenType::Spass {
-            vec![String::new()]
-        } else {
-            Vec::new()
-        };
-    };
-    let digits = token.otplen();
+/// The counters whose OTP values the token accepts now, and the one it accepted last (so that
+/// a replay is told apart from a wrong PIN).
+fn window(at: &Attempt<'_>, token: &Token) -> Vec<u64> {
     let count = u64::try_from(token.otp_counter).unwrap_or(0);
-    let counters: Vec<u64> = match token.kind {
+    match token.kind {
         TokenType::Totp => {
             let timing = verify::totp_timing(token, &at.cfg.system);
             let mut c: Vec<u64> = timing
@@ -144,11 +149,7 @@ fn window(at: &Attempt<'_>, token: &Token, generator: Option<&OtpGenerator>) -> 
             let window = u64::try_from(token.count_window).unwrap_or(10).max(1);
             (count.saturating_sub(1)..count.saturating_add(window)).collect()
         }
-    };
-    counters
-        .into_iter()
-        .map(|c| g.value(c, digits).as_str().to_owned())
-        .collect()
+    }
 }
 
 #[cfg(test)]
