@@ -43,6 +43,7 @@ pub mod issues;
 pub mod ldap;
 pub mod log_limit;
 pub mod message;
+pub mod migrate;
 pub mod notify;
 pub mod radius;
 pub mod remote;

@@ -116,7 +116,7 @@ pub fn parse_validity(
 }
 
 impl Authenticator {
-    async fn admin_audit(
+    pub(super) async fn admin_audit(
         &self,
         event: &'static str,
         origin: Origin,
@@ -293,6 +293,7 @@ impl Authenticator {
             info,
             realms: owner.iter().map(|o| o.realm.clone()).collect(),
             created: now.timestamp(),
+            history: Default::default(),
         };
         if let Err(e) = self.store.tokens().insert(&new).await {
             self.admin_audit(
@@ -445,7 +446,7 @@ impl Authenticator {
 
     /// A PIN as the token row keeps it: an argon2 hash, or (`encrypt`) sealed with the key
     /// file behind privacyIDEA's `@@` marker, for CHAP and MS-CHAP. An empty PIN is none.
-    async fn stored_pin(
+    pub(super) async fn stored_pin(
         &self,
         serial: &str,
         pin: &Secret<String>,
@@ -744,6 +745,7 @@ impl Authenticator {
                 info: BTreeMap::new(),
                 realms,
                 created: now,
+                history: Default::default(),
             });
         }
         let imported = new.len();

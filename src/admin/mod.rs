@@ -8,3 +8,4 @@ mod actions;
 pub mod event_test;
 pub mod events;
 pub mod manage;
+pub mod migrate;

@@ -23,6 +23,7 @@ mod audit;
 mod bench;
 mod event;
 mod generate;
+mod import;
 mod radtest;
 mod token;
 mod user;
@@ -74,6 +75,9 @@ pub enum Command {
     /// Event handler definitions: list, show, and test which would run.
     #[command(subcommand)]
     Event(event::EventCommand),
+    /// Move a site over from another system: `import privacyidea`.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
     /// Ask the directory: list users, show one with its attributes and groups, check a
     /// password.
     #[command(subcommand)]
@@ -114,6 +118,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(cmd) => audit::run(&cli.config, cmd).await,
         Command::Event(cmd) => event::run(&cli.config, cmd).await,
         Command::User(cmd) => user::run(&cli.config, cmd).await,
+        Command::Import(cmd) => import::run(&cli.config, cmd).await,
         Command::Generate(cmd) => generate::run(cmd),
         Command::HashPassword => hash_password(&cli.config),
         Command::Radtest(args) => radtest::run(&cli.config, args).await,

@@ -262,26 +262,9 @@ fn sql(r: &RawResolver, key: &str, base: &Path, issues: &mut Issues) -> Option<S
             );
             None
         }
-        Some(d) if d.starts_with("postgres://") || d.starts_with("postgresql://") => {
-            Some(SqlDatabase::Postgres(d.to_owned()))
-        }
-        Some(d) if d.starts_with("mysql://") || d.starts_with("mariadb://") => {
-            Some(SqlDatabase::MySql(d.to_owned()))
-        }
-        Some(d) if d.starts_with("sqlite:") => {
-            let path = d.trim_start_matches("sqlite:").trim_start_matches("//");
-            Some(SqlDatabase::Sqlite(resolve_path(base, path)))
-        }
-        Some(d) => {
-            issues.push(
-                format!("{key}.database"),
-                format!(
-                    "{:?} is not a postgres://, mysql://, mariadb:// or sqlite: address",
-                    d.split('@').next_back().unwrap_or("")
-                ),
-            );
-            None
-        }
+        Some(d) => SqlDatabase::parse(d, base)
+            .map_err(|e| issues.push(format!("{key}.database"), e))
+            .ok(),
     };
     let lookup = match (&r.query, &r.table) {
         (Some(_), Some(_)) => {

@@ -47,6 +47,19 @@ pub struct NewToken {
     pub info: BTreeMap<String, String>,
     pub realms: Vec<String>,
     pub created: i64,
+    /// The state a token brings along from another system (`import privacyidea`); zero for
+    /// a new one.
+    pub history: History,
+}
+
+/// Counters and flags of a token's past.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    pub revoked: bool,
+    pub failcount: i64,
+    pub count_auth: i64,
+    pub count_auth_success: i64,
+    pub last_auth: Option<String>,
 }
 
 /// Which tokens to list.
@@ -204,71 +217,19 @@ impl TokenStore<'_> {
     /// Insert a token with its tokeninfo and realms in one transaction.
     pub async fn insert(&self, t: &NewToken) -> Result<i64, StoreError> {
         let mut tx = self.store.begin_write().await?;
-        let (login, realm, resolver) = match &t.owner {
-            Some(o) => (
-                Some(o.login.as_str()),
-                Some(o.realm.as_str()),
-                Some(o.resolver.as_str()),
-            ),
-            None => (None, None, None),
-        };
-        let inserted = query(
-            "INSERT INTO token (serial, tokentype, description, owner_login, owner_realm, \
-             owner_resolver, active, maxfail, otp_counter, count_window, otplen, hashlib, \
-             time_step, time_window, time_shift, pin_hash, key_sealed, rollout_state, \
-             validity_start, validity_end, count_auth_max, count_auth_success_max, created) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18, $19, $20, $21, $22, $23) RETURNING id",
-        )
-        .bind(&t.serial)
-        .bind(t.kind.as_str())
-        .bind(&t.description)
-        .bind(login)
-        .bind(realm)
-        .bind(resolver)
-        .bind(i64::from(t.active))
-        .bind(t.maxfail)
-        .bind(t.otp_counter)
-        .bind(t.count_window)
-        .bind(t.otplen)
-        .bind(t.hashlib.as_str())
-        .bind(t.time_step)
-        .bind(t.time_window)
-        .bind(t.time_shift)
-        .bind(t.pin_hash.as_ref().map(|h| h.expose().as_str()))
-        .bind(t.key_sealed.as_deref())
-        .bind(&t.rollout_state)
-        .bind(t.validity_start.as_deref())
-        .bind(t.validity_end.as_deref())
-        .bind(t.count_auth_max)
-        .bind(t.count_auth_success_max)
-        .bind(t.created)
-        .fetch_one(&mut tx)
-        .await;
-        let id: i64 = match inserted {
-            Ok(row) => row.try_get("id")?,
-            Err(e) if e.is_unique_violation() => {
-                return Err(StoreError::DuplicateSerial(t.serial.clone()));
-            }
-            Err(e) => return Err(e),
-        };
-        for (key, value) in &t.info {
-            query("INSERT INTO tokeninfo (token_id, key, value) VALUES ($1, $2, $3)")
-                .bind(id)
-                .bind(key)
-                .bind(value)
-                .execute(&mut tx)
-                .await?;
-        }
-        for realm in &t.realms {
-            query("INSERT INTO tokenrealm (token_id, realm) VALUES ($1, $2)")
-                .bind(id)
-                .bind(realm)
-                .execute(&mut tx)
-                .await?;
-        }
+        let id = insert_in(&mut tx, t).await?;
         tx.commit().await?;
         Ok(id)
+    }
+
+    /// Insert tokens with their tokeninfo and realms in one transaction: all or none.
+    pub async fn insert_all(&self, tokens: &[NewToken]) -> Result<(), StoreError> {
+        let mut tx = self.store.begin_write().await?;
+        for t in tokens {
+            insert_in(&mut tx, t).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Insert many tokens (no tokeninfo) in one transaction: all or none. A serial that
@@ -1051,6 +1012,80 @@ async fn increase_info(tx: &mut Tx, id: i64, key: &str, by: i64) -> Result<(), S
         .execute(&mut *tx)
         .await?;
     Ok(())
+}
+
+/// One token with its tokeninfo and realms, inside the caller's transaction.
+async fn insert_in(tx: &mut Tx, t: &NewToken) -> Result<i64, StoreError> {
+    let (login, realm, resolver) = match &t.owner {
+        Some(o) => (
+            Some(o.login.as_str()),
+            Some(o.realm.as_str()),
+            Some(o.resolver.as_str()),
+        ),
+        None => (None, None, None),
+    };
+    let inserted = query(
+        "INSERT INTO token (serial, tokentype, description, owner_login, owner_realm, \
+         owner_resolver, active, maxfail, otp_counter, count_window, otplen, hashlib, \
+         time_step, time_window, time_shift, pin_hash, key_sealed, rollout_state, \
+         validity_start, validity_end, count_auth_max, count_auth_success_max, created, \
+         revoked, failcount, count_auth, count_auth_success, last_auth) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+         $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28) RETURNING id",
+    )
+    .bind(&t.serial)
+    .bind(t.kind.as_str())
+    .bind(&t.description)
+    .bind(login)
+    .bind(realm)
+    .bind(resolver)
+    .bind(i64::from(t.active))
+    .bind(t.maxfail)
+    .bind(t.otp_counter)
+    .bind(t.count_window)
+    .bind(t.otplen)
+    .bind(t.hashlib.as_str())
+    .bind(t.time_step)
+    .bind(t.time_window)
+    .bind(t.time_shift)
+    .bind(t.pin_hash.as_ref().map(|h| h.expose().as_str()))
+    .bind(t.key_sealed.as_deref())
+    .bind(&t.rollout_state)
+    .bind(t.validity_start.as_deref())
+    .bind(t.validity_end.as_deref())
+    .bind(t.count_auth_max)
+    .bind(t.count_auth_success_max)
+    .bind(t.created)
+    .bind(i64::from(t.history.revoked))
+    .bind(t.history.failcount)
+    .bind(t.history.count_auth)
+    .bind(t.history.count_auth_success)
+    .bind(t.history.last_auth.as_deref())
+    .fetch_one(&mut *tx)
+    .await;
+    let id: i64 = match inserted {
+        Ok(row) => row.try_get("id")?,
+        Err(e) if e.is_unique_violation() => {
+            return Err(StoreError::DuplicateSerial(t.serial.clone()));
+        }
+        Err(e) => return Err(e),
+    };
+    for (key, value) in &t.info {
+        query("INSERT INTO tokeninfo (token_id, key, value) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for realm in &t.realms {
+        query("INSERT INTO tokenrealm (token_id, realm) VALUES ($1, $2)")
+            .bind(id)
+            .bind(realm)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(id)
 }
 
 #[cfg(test)]

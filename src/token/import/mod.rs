@@ -1,13 +1,11 @@
 //! Token seed files, parsed: OATH CSV (`oath_csv`) and PSKC (`pskc`, RFC 6030: plain, with a
 //! pre-shared key, or with a key derived from a password). How admins load hardware-token
-//! seeds, and how the benchmark loads 100,000 tokens. `privacyidea_crypto` opens the secrets
-//! of a privacyIDEA database (its encKey), the first part of importing one.
+//! seeds, and how the benchmark loads 100,000 tokens.
 //!
 //! Pure: text in, tokens out. Storing them (one transaction) is
 //! `Authenticator::import_tokens` in `admin::manage`.
 
 mod oath_csv;
-pub mod privacyidea_crypto;
 mod pskc;
 mod pskc_crypto;
 

@@ -4,20 +4,20 @@
 //! SQLite is read with rusqlite and PostgreSQL with sqlx, the drivers of the store; MariaDB
 //! and MySQL with sqlx's MySQL driver. Every query is bounded by the resolver's timeout.
 
+mod driver;
 pub mod statements;
+
+pub use driver::{TextDb, TextRow};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-
-use sqlx::{Column, Row};
 
 use super::cache::UserCache;
 use super::error::{DirectoryError, ErrorKind};
 use super::{UserDetails, UserRecord};
 use crate::secret::Secret;
-use statements::Dialect;
 
 /// How users are found in the database.
 #[derive(Debug, Clone)]
@@ -44,6 +44,30 @@ pub enum SqlDatabase {
     MySql(String),
 }
 
+impl SqlDatabase {
+    /// From a `postgres://`, `mysql://`, `mariadb://` or `sqlite:` address; a relative SQLite
+    /// path is taken from `base`.
+    pub fn parse(url: &str, base: &std::path::Path) -> Result<Self, String> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(url.to_owned()))
+        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            Ok(Self::MySql(url.to_owned()))
+        } else if let Some(path) = url.strip_prefix("sqlite:") {
+            let path = PathBuf::from(path.trim_start_matches("//"));
+            Ok(Self::Sqlite(if path.is_absolute() {
+                path
+            } else {
+                base.join(path)
+            }))
+        } else {
+            Err(format!(
+                "{:?} is not a postgres://, mysql://, mariadb:// or sqlite: address",
+                url.split('@').next_back().unwrap_or("")
+            ))
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SqlSettings {
     pub database: SqlDatabase,
@@ -56,19 +80,10 @@ pub struct SqlSettings {
     pub cache_size: usize,
 }
 
-enum Driver {
-    Sqlite {
-        path: PathBuf,
-        conn: Arc<Mutex<Option<rusqlite::Connection>>>,
-    },
-    Postgres(sqlx::PgPool),
-    MySql(sqlx::MySqlPool),
-}
-
 pub struct SqlResolver {
     name: String,
     settings: SqlSettings,
-    driver: Driver,
+    db: TextDb,
     cache: UserCache,
 }
 
@@ -80,63 +95,26 @@ impl std::fmt::Debug for SqlResolver {
     }
 }
 
-/// One result row as text: column name → value (NULL left out).
-type TextRow = Vec<(String, String)>;
-
 impl SqlResolver {
     /// Pools connect lazily: a database that is down at start is an error at the first
     /// lookup, not a daemon that does not start.
     pub fn new(name: &str, settings: SqlSettings) -> Result<Self, String> {
-        let driver = match &settings.database {
-            SqlDatabase::Sqlite(path) => Driver::Sqlite {
-                path: path.clone(),
-                conn: Arc::default(),
-            },
-            SqlDatabase::Postgres(url) => {
-                let mut opts: sqlx::postgres::PgConnectOptions =
-                    url.parse().map_err(|e| format!("{e}"))?;
-                if let Some(pw) = &settings.password {
-                    opts = opts.password(pw.expose());
-                }
-                Driver::Postgres(
-                    sqlx::postgres::PgPoolOptions::new()
-                        .max_connections(settings.pool_size)
-                        .acquire_timeout(settings.timeout)
-                        .connect_lazy_with(opts),
-                )
-            }
-            SqlDatabase::MySql(url) => {
-                let url = url.replacen("mariadb://", "mysql://", 1);
-                let mut opts: sqlx::mysql::MySqlConnectOptions =
-                    url.parse().map_err(|e| format!("{e}"))?;
-                if let Some(pw) = &settings.password {
-                    opts = opts.password(pw.expose());
-                }
-                Driver::MySql(
-                    sqlx::mysql::MySqlPoolOptions::new()
-                        .max_connections(settings.pool_size)
-                        .acquire_timeout(settings.timeout)
-                        .connect_lazy_with(opts),
-                )
-            }
-        };
+        let db = TextDb::open(
+            &settings.database,
+            settings.password.as_ref(),
+            settings.pool_size,
+            settings.timeout,
+        )?;
         Ok(Self {
             name: name.to_owned(),
             cache: UserCache::new(settings.cache_ttl, settings.cache_size),
             settings,
-            driver,
+            db,
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    fn dialect(&self) -> Dialect {
-        match self.driver {
-            Driver::Postgres(_) => Dialect::Dollar,
-            _ => Dialect::Question,
-        }
     }
 
     fn error(&self, kind: ErrorKind) -> DirectoryError {
@@ -150,7 +128,7 @@ impl SqlResolver {
         if let Some(hit) = self.cache.get(login) {
             return Ok(Some(hit));
         }
-        let (sql, names) = statements::user_query(&self.settings.lookup, self.dialect());
+        let (sql, names) = statements::user_query(&self.settings.lookup, self.db.dialect());
         let rows = self.run(sql, Some(login.to_owned()), names).await?;
         let count = rows.len();
         let record = match (rows.into_iter().next(), count) {
@@ -184,32 +162,7 @@ impl SqlResolver {
         param: Option<String>,
         names: Option<Vec<String>>,
     ) -> Result<Vec<TextRow>, DirectoryError> {
-        let work = async {
-            match &self.driver {
-                Driver::Sqlite { path, conn } => {
-                    let (path, conn) = (path.clone(), conn.clone());
-                    tokio::task::spawn_blocking(move || sqlite_rows(&path, &conn, &sql, param))
-                        .await
-                        .map_err(|e| ErrorKind::Unreachable(e.to_string()))?
-                }
-                Driver::Postgres(pool) => {
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    if let Some(p) = param {
-                        q = q.bind(p);
-                    }
-                    let rows = q.fetch_all(pool).await.map_err(sqlx_kind)?;
-                    Ok(rows.iter().map(pg_text).collect())
-                }
-                Driver::MySql(pool) => {
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    if let Some(p) = param {
-                        q = q.bind(p);
-                    }
-                    let rows = q.fetch_all(pool).await.map_err(sqlx_kind)?;
-                    Ok(rows.iter().map(my_text).collect())
-                }
-            }
-        };
+        let work = self.db.rows(sql, param);
         let rows: Vec<TextRow> = match tokio::time::timeout(self.settings.timeout, work).await {
             Ok(r) => r.map_err(|k| self.error(k))?,
             Err(_) => {
@@ -234,116 +187,6 @@ impl SqlResolver {
         })
     }
 }
-
-fn sqlx_kind(e: sqlx::Error) -> ErrorKind {
-    match e {
-        sqlx::Error::PoolTimedOut => ErrorKind::Timeout("no database connection in time".into()),
-        sqlx::Error::Database(d) => ErrorKind::Refused(d.message().to_owned()),
-        other => ErrorKind::Unreachable(other.to_string()),
-    }
-}
-
-fn sqlite_rows(
-    path: &std::path::Path,
-    slot: &Mutex<Option<rusqlite::Connection>>,
-    sql: &str,
-    param: Option<String>,
-) -> Result<Vec<TextRow>, ErrorKind> {
-    use rusqlite::types::ValueRef;
-    let mut guard = slot
-        .lock()
-        .map_err(|_| ErrorKind::Unreachable("connection lock poisoned".into()))?;
-    let conn = match guard.take() {
-        Some(c) => c,
-        None => {
-            let c = rusqlite::Connection::open_with_flags(
-                path,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .map_err(|e| ErrorKind::Unreachable(format!("{}: {e}", path.display())))?;
-            c.busy_timeout(Duration::from_secs(1)).ok();
-            c
-        }
-    };
-    let result = (|| {
-        let mut stmt = conn.prepare_cached(sql)?;
-        let names: Vec<String> = stmt
-            .column_names()
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
-        let params: Vec<&dyn rusqlite::ToSql> = match &param {
-            Some(p) => vec![p],
-            None => vec![],
-        };
-        let mut rows = stmt.query(params.as_slice())?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let mut r = Vec::new();
-            for (i, n) in names.iter().enumerate() {
-                let v = match row.get_ref(i)? {
-                    ValueRef::Null => continue,
-                    ValueRef::Integer(n) => n.to_string(),
-                    ValueRef::Real(f) => f.to_string(),
-                    ValueRef::Text(t) | ValueRef::Blob(t) => {
-                        String::from_utf8_lossy(t).into_owned()
-                    }
-                };
-                r.push((n.clone(), v));
-            }
-            out.push(r);
-        }
-        Ok::<_, rusqlite::Error>(out)
-    })();
-    match result {
-        Ok(rows) => {
-            *guard = Some(conn);
-            Ok(rows)
-        }
-        // a connection that failed is opened anew next time
-        Err(e) => Err(ErrorKind::Refused(e.to_string())),
-    }
-}
-
-/// A row's values as text, whatever their SQL type (text, integers, booleans).
-macro_rules! text_row {
-    ($name:ident, $row:ty) => {
-        fn $name(row: &$row) -> TextRow {
-            let mut out = Vec::new();
-            for (i, c) in row.columns().iter().enumerate() {
-                let v = row
-                    .try_get::<Option<String>, _>(i)
-                    .ok()
-                    .flatten()
-                    .or_else(|| {
-                        row.try_get::<Option<i64>, _>(i)
-                            .ok()
-                            .flatten()
-                            .map(|n| n.to_string())
-                    })
-                    .or_else(|| {
-                        row.try_get::<Option<i32>, _>(i)
-                            .ok()
-                            .flatten()
-                            .map(|n| n.to_string())
-                    })
-                    .or_else(|| {
-                        row.try_get::<Option<bool>, _>(i)
-                            .ok()
-                            .flatten()
-                            .map(|b| b.to_string())
-                    });
-                if let Some(v) = v {
-                    out.push((c.name().to_owned(), v));
-                }
-            }
-            out
-        }
-    };
-}
-text_row!(pg_text, sqlx::postgres::PgRow);
-text_row!(my_text, sqlx::mysql::MySqlRow);
 
 /// A row by privacyIDEA names as a user; `groups` is a list separated by `,` or `;`.
 fn record(row: TextRow) -> UserRecord {

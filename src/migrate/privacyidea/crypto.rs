@@ -2,7 +2,8 @@
 //! database: the encKey file holds three AES-256 keys of 32 bytes (token, config, value); a
 //! token's seed is stored as the hex of the seed, AES-256-CBC-encrypted with the token key under
 //! the row's IV with PKCS#7 padding — or, from old versions, hexed once more, ended with
-//! `\x01\x02` and zero-padded. An encrypted token PIN is `@@` and then `iv:cipher` in hex.
+//! `\x01\x02` and zero-padded. An encrypted token PIN is `@@` and then `iv:cipher` in hex; a
+//! resolver's password is `iv:cipher` under the config key.
 
 use crate::secret::Secret;
 
@@ -20,6 +21,7 @@ pub enum PiCryptoError {
 /// The key slots of an encKey file.
 pub struct EncKey {
     token: Secret<Vec<u8>>,
+    config: Secret<Vec<u8>>,
 }
 
 impl std::fmt::Debug for EncKey {
@@ -36,6 +38,7 @@ impl EncKey {
         }
         Ok(Self {
             token: Secret::new(bytes[..32].to_vec()),
+            config: Secret::new(bytes[32..64].to_vec()),
         })
     }
 
@@ -47,7 +50,7 @@ impl EncKey {
     ) -> Result<Secret<Vec<u8>>, PiCryptoError> {
         let ct = hex(key_enc, "key_enc")?;
         let iv = hex(key_iv, "key_iv")?;
-        let hex_seed = Secret::new(self.open(&ct, &iv)?);
+        let hex_seed = Secret::new(open(&self.token, &ct, &iv)?);
         data_encoding::HEXLOWER_PERMISSIVE
             .decode(hex_seed.expose())
             .map(Secret::new)
@@ -56,39 +59,49 @@ impl EncKey {
 
     /// A token PIN stored encrypted (`pin_hash` = `@@iv:cipher`, privacyIDEA's `encryptpin`).
     pub fn token_pin(&self, stored: &str) -> Result<Secret<String>, PiCryptoError> {
-        let (iv, ct) = stored
-            .strip_prefix("@@")
-            .unwrap_or(stored)
-            .split_once(':')
-            .ok_or(PiCryptoError::Hex("the encrypted PIN"))?;
-        let plain = self.open(&hex(ct, "the encrypted PIN")?, &hex(iv, "the PIN's IV")?)?;
-        String::from_utf8(plain)
-            .map(Secret::new)
-            .map_err(|_| PiCryptoError::Decrypt)
+        let stored = stored.strip_prefix("@@").unwrap_or(stored);
+        open_text(&self.token, stored, "the encrypted PIN")
     }
 
-    /// AES-256-CBC with the token key; PKCS#7, else the legacy hex padding.
-    fn open(&self, ct: &[u8], iv: &[u8]) -> Result<Vec<u8>, PiCryptoError> {
-        use cbc::cipher::block_padding::{NoPadding, Pkcs7};
-        use cbc::cipher::{BlockModeDecrypt, KeyIvInit};
-        let dec = || {
-            cbc::Decryptor::<aes::Aes256>::new_from_slices(self.token.expose(), iv)
-                .map_err(|_| PiCryptoError::Decrypt)
-        };
-        if let Ok(plain) = dec()?.decrypt_padded_vec::<Pkcs7>(ct) {
-            return Ok(plain);
-        }
-        let raw = dec()?
-            .decrypt_padded_vec::<NoPadding>(ct)
-            .map_err(|_| PiCryptoError::Decrypt)?;
-        let end = raw
-            .windows(2)
-            .rposition(|w| w == b"\x01\x02")
-            .ok_or(PiCryptoError::Decrypt)?;
-        data_encoding::HEXLOWER_PERMISSIVE
-            .decode(&raw[..end])
-            .map_err(|_| PiCryptoError::Decrypt)
+    /// A password in a resolver's configuration (`iv:cipher`, privacyIDEA's `encryptPassword`).
+    pub fn config_password(&self, stored: &str) -> Result<Secret<String>, PiCryptoError> {
+        open_text(&self.config, stored, "the encrypted password")
     }
+}
+
+fn open_text(
+    key: &Secret<Vec<u8>>,
+    stored: &str,
+    what: &'static str,
+) -> Result<Secret<String>, PiCryptoError> {
+    let (iv, ct) = stored.split_once(':').ok_or(PiCryptoError::Hex(what))?;
+    let plain = open(key, &hex(ct, what)?, &hex(iv, "the IV")?)?;
+    String::from_utf8(plain)
+        .map(Secret::new)
+        .map_err(|_| PiCryptoError::Decrypt)
+}
+
+/// AES-256-CBC; PKCS#7, else the legacy hex padding.
+fn open(key: &Secret<Vec<u8>>, ct: &[u8], iv: &[u8]) -> Result<Vec<u8>, PiCryptoError> {
+    use cbc::cipher::block_padding::{NoPadding, Pkcs7};
+    use cbc::cipher::{BlockModeDecrypt, KeyIvInit};
+    let dec = || {
+        cbc::Decryptor::<aes::Aes256>::new_from_slices(key.expose(), iv)
+            .map_err(|_| PiCryptoError::Decrypt)
+    };
+    if let Ok(plain) = dec()?.decrypt_padded_vec::<Pkcs7>(ct) {
+        return Ok(plain);
+    }
+    let raw = dec()?
+        .decrypt_padded_vec::<NoPadding>(ct)
+        .map_err(|_| PiCryptoError::Decrypt)?;
+    let end = raw
+        .windows(2)
+        .rposition(|w| w == b"\x01\x02")
+        .ok_or(PiCryptoError::Decrypt)?;
+    data_encoding::HEXLOWER_PERMISSIVE
+        .decode(&raw[..end])
+        .map_err(|_| PiCryptoError::Decrypt)
 }
 
 fn hex(text: &str, what: &'static str) -> Result<Vec<u8>, PiCryptoError> {
@@ -103,7 +116,8 @@ mod tests {
 
     // Made by privacyIDEA 3.14's own DefaultSecurityModule (PyPI) with this encKey: encrypt()
     // of the RFC 4226 seed's hex under IV 00..0f, encrypt_pin("1234"); the legacy value by hand
-    // in the old format, which privacyIDEA's decrypt() opens to the same seed.
+    // in the old format, which privacyIDEA's decrypt() opens to the same seed;
+    // encrypt_password("bind pw").
     const ENCKEY: &str = "82d5fd369cf5adecc76c85cbc3d7b7ccae12e8774e84390ea6bcdd897a12799415fc1f61b4709dca6977fc0fe5cb6d4a03e46427480cc568babbe8ee0d87d60842139ce1d5bfaeeebb0a565a8aa8b8723c50703525e1de845889a8cc3d4e5368";
     const SEED: &[u8] = b"12345678901234567890";
 
@@ -132,6 +146,10 @@ mod tests {
             .token_pin("@@dd30468bdf50429b2609cf6f64ad4d12:f7549edd25eb978d75a0a53f58cbd824")
             .unwrap();
         assert_eq!(pin.expose(), "1234");
+        let pw = k
+            .config_password("f44d1d8176b29e8a648b9e52afb56d94:9a78dfccc9f1045f027d65d4adc39b6b")
+            .unwrap();
+        assert_eq!(pw.expose(), "bind pw");
     }
 
     #[test]

@@ -1,0 +1,3 @@
+//! Moving a site over from another system: `otpgate import privacyidea` ([`privacyidea`]).
+
+pub mod privacyidea;
