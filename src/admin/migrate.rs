@@ -1,4 +1,4 @@
-//! Storing a privacyIDEA import ([`crate::migrate::privacyidea::Plan`]'s tokens): keys sealed
+//! Storing the tokens of a privacyIDEA import (`otpgate import privacyidea`): keys sealed
 //! with otpgate's key, PINs kept as argon2 hashes or sealed again, all in one transaction.
 
 use std::collections::HashSet;
@@ -8,9 +8,9 @@ use serde::Serialize;
 use super::manage::AdminError;
 use crate::auth::Authenticator;
 use crate::message::Origin;
-use crate::migrate::privacyidea::{PIN_RESET_REQUIRED, PinPlan, PlannedToken};
 use crate::secret::Secret;
 use crate::store::tokens::{History, NewToken};
+use crate::token::import::{PIN_RESET_REQUIRED, PinPlan, PlannedToken};
 
 /// What an import stored.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -25,6 +25,7 @@ mod methods;
 mod outage;
 mod pg;
 mod pi_api;
+mod pi_import;
 mod policies;
 mod radius;
 mod radsec;

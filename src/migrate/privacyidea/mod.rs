@@ -14,8 +14,8 @@ pub mod tokens;
 
 use std::path::Path;
 
+pub use crate::token::import::{PIN_RESET_REQUIRED, PinPlan, PlannedToken};
 pub use config_out::Sections;
-pub use tokens::{PIN_RESET_REQUIRED, PinPlan, PlannedToken};
 
 /// What did not come over, or came over changed: one line each.
 #[derive(Debug, Default)]
@@ -70,6 +70,18 @@ pub async fn prepare(
 ) -> Result<Plan, ImportError> {
     let key = crypto::EncKey::from_bytes(enckey).map_err(|e| ImportError::Key(e.to_string()))?;
     let data = source::Source::open(database)?.read().await?;
+    let seeds: Vec<(&str, &str)> = data
+        .tokens
+        .iter()
+        .map(|t| (t.row.text("key_enc"), t.row.text("key_iv")))
+        .filter(|(k, _)| !k.is_empty())
+        .collect();
+    if !seeds.is_empty() && seeds.iter().all(|(k, iv)| key.token_seed(k, iv).is_err()) {
+        return Err(ImportError::Key(format!(
+            "it opens none of the {} token seeds: is it this privacyIDEA's encKey?",
+            seeds.len()
+        )));
+    }
     let mut notes = Notes::default();
     let logins = owners::look_up(&data.tokens, &data.resolvers, &key).await;
     let tokens = tokens::plan(&data.tokens, &key, &logins, &mut notes);
@@ -124,6 +136,20 @@ pub fn settle(
             }
             keep
         });
+    }
+    if let Some(default) = raw.realms.iter().find(|r| r.default) {
+        for realm in &mut sections.realm {
+            if realm.remove("default").is_some() {
+                let name = realm.get("name").and_then(|v| v.as_str()).unwrap_or("");
+                notes.change(
+                    &format!("realm {name}"),
+                    format!(
+                        "not the default realm: the configuration's is {}",
+                        default.name
+                    ),
+                );
+            }
+        }
     }
     // each round removes at least one entry or action, so this ends
     loop {

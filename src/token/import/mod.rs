@@ -5,10 +5,12 @@
 //! Pure: text in, tokens out. Storing them (one transaction) is
 //! `Authenticator::import_tokens` in `admin::manage`.
 
+mod moved;
 mod oath_csv;
 mod pskc;
 mod pskc_crypto;
 
+pub use moved::{PIN_RESET_REQUIRED, PinPlan, PlannedToken};
 pub use oath_csv::parse_oath_csv;
 pub use pskc::parse_pskc;
 pub use pskc_crypto::PskcKeys;
