@@ -256,3 +256,58 @@ fn a_privacyidea_site_on_mariadb_moves_over() {
     );
     move_site(home.path(), &uri);
 }
+
+/// Owners in LDAP: privacyIDEA records them by entryUUID or by DN; the import finds their
+/// logins through the imported LDAP resolvers (bind password decrypted), and they log in.
+#[test]
+fn owners_in_an_ldap_directory_are_found_by_entryuuid_and_by_dn() {
+    let slapd = crate::slapd::Slapd::start(0);
+    let home = tempfile::tempdir().unwrap();
+    let uri = format!("sqlite:///{}", home.path().join("pi.sqlite").display());
+    site(&[
+        "setup",
+        home.path().to_str().unwrap(),
+        "--db-uri",
+        &uri,
+        "--ldap",
+        &slapd.url(),
+    ]);
+    let mut d = Daemon::start(&Setup::default());
+    let out = import(&d, &uri, &home.path().join("enckey"), &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("imported 9 token(s)"), "{}", text(&out));
+    let by_uuid = d.token("LDAPHOTP1");
+    assert_eq!(
+        (&by_uuid["user"], &by_uuid["realm"]),
+        (&"alice".into(), &"ldapuuid".into())
+    );
+    let by_dn = d.token("LDAPHOTP2");
+    assert_eq!(
+        (&by_dn["user"], &by_dn["realm"]),
+        (&"carol".into(), &"ldapdn".into())
+    );
+
+    let generated =
+        std::fs::read_to_string(d.config.with_file_name("privacyidea-import.toml")).unwrap();
+    assert!(
+        generated.contains("bind_password = \"svc-pw\""),
+        "{generated}"
+    );
+    let mut config = std::fs::read_to_string(&d.config).unwrap();
+    config.push_str(&generated);
+    std::fs::write(&d.config, config).unwrap();
+    d.restart();
+    let h = |c| hotp(KEY, c, 6, HashLib::Sha1);
+    assert_eq!(
+        radius(&d, "alice@ldapuuid", &format!("ldappin{}", h(0))),
+        "Access-Accept"
+    );
+    assert_eq!(
+        radius(&d, "carol@ldapdn", &format!("ldappin{}", h(0))),
+        "Access-Accept"
+    );
+    assert_eq!(
+        radius(&d, "carol@ldapdn", &format!("ldappin{}", h(0))),
+        "Access-Reject"
+    );
+}

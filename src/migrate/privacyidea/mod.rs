@@ -83,10 +83,10 @@ pub async fn prepare(
         )));
     }
     let mut notes = Notes::default();
-    let logins = owners::look_up(&data.tokens, &data.resolvers, &key).await;
-    let tokens = tokens::plan(&data.tokens, &key, &logins, &mut notes);
     let sections = config_out::sections(&data, &key, &mut notes);
-    let sections = settle(config, config_text, sections, &mut notes)?;
+    let (sections, merged) = settle(config, config_text, sections, &mut notes)?;
+    let logins = owners::look_up(&data.tokens, &data.resolvers, &key, &merged.directory).await;
+    let tokens = tokens::plan(&data.tokens, &key, &logins, &mut notes);
     Ok(Plan {
         source_tokens: data.tokens.len(),
         tokens,
@@ -97,13 +97,14 @@ pub async fn prepare(
 
 /// Leave out what is in the configuration already (by name), then what otpgate's validation
 /// refuses — one policy action at a time, else the whole entry — until the configuration with
-/// the rest validates. Problems in the current configuration itself are errors.
+/// the rest validates; the sections and the configuration they make with the current one.
+/// Problems in the current configuration itself are errors.
 pub fn settle(
     path: &Path,
     current: &str,
     mut sections: Sections,
     notes: &mut Notes,
-) -> Result<Sections, ImportError> {
+) -> Result<(Sections, crate::config::Config), ImportError> {
     let invalid = |e: crate::config::ConfigError| ImportError::Invalid(e.to_string());
     let raw = crate::config::parse(path, current).map_err(invalid)?;
     let existing: [(&str, Vec<String>); 4] = [
@@ -156,7 +157,7 @@ pub fn settle(
         let merged = format!("{current}\n{}", sections.to_toml());
         let raw = crate::config::parse(path, &merged).map_err(invalid)?;
         let issues = match crate::config::validate::validate(path, raw) {
-            Ok(_) => return Ok(sections),
+            Ok(config) => return Ok((sections, config)),
             Err(crate::config::ConfigError::Invalid { issues, .. }) => issues,
             Err(e) => return Err(invalid(e)),
         };

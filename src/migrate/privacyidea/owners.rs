@@ -1,6 +1,8 @@
 //! privacyIDEA records a token's owner as (resolver, user id); otpgate as a login. The logins are
 //! read from the users' own store the way privacyIDEA's resolver would: an SQL resolver's table
-//! (its `Map` names the id and login columns), a passwd resolver's file.
+//! (its `Map` names the id and login columns), a passwd resolver's file, an LDAP resolver's
+//! directory (the entry at the DN, or the one whose `UIDTYPE` attribute holds the id) through
+//! otpgate's resolver of the same name.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -11,19 +13,36 @@ use super::tokens::OwnerLogins;
 use crate::secret::Secret;
 use crate::users::sql::statements::is_identifier;
 use crate::users::sql::{SqlDatabase, TextDb};
+use crate::users::{Directory, Resolver};
 
 /// The login of every token owner, or why it cannot be found.
-pub async fn look_up(tokens: &[PiToken], resolvers: &[PiResolver], key: &EncKey) -> OwnerLogins {
+pub async fn look_up(
+    tokens: &[PiToken],
+    resolvers: &[PiResolver],
+    key: &EncKey,
+    directory: &Directory,
+) -> OwnerLogins {
     let mut wanted: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for o in tokens.iter().filter_map(|t| t.owner.as_ref()) {
         wanted.entry(&o.resolver).or_default().push(&o.user_id);
     }
     let mut out = OwnerLogins::new();
     for (name, ids) in wanted {
-        let found = match resolvers.iter().find(|r| r.name == name) {
-            None => Err(format!("resolver {name} is not in the database")),
-            Some(r) => logins_of(r, key).await,
+        let Some(r) = resolvers.iter().find(|r| r.name == name) else {
+            for id in ids {
+                let why = format!("resolver {name} is not in the database");
+                out.insert((name.to_owned(), id.to_owned()), Err(why));
+            }
+            continue;
         };
+        if r.rtype.eq_ignore_ascii_case("ldapresolver") {
+            for id in ids {
+                let login = ldap_login(r, id, directory).await;
+                out.insert((name.to_owned(), id.to_owned()), login);
+            }
+            continue;
+        }
+        let found = logins_of(r, key).await;
         for id in ids {
             let login = match &found {
                 Ok(map) => map
@@ -36,6 +55,28 @@ pub async fn look_up(tokens: &[PiToken], resolvers: &[PiResolver], key: &EncKey)
         }
     }
     out
+}
+
+/// One LDAP owner, asked of otpgate's resolver of that name (the imported one, or the
+/// configuration's own).
+async fn ldap_login(r: &PiResolver, id: &str, directory: &Directory) -> Result<String, String> {
+    let Some(Resolver::Ldap(ldap)) = directory.resolver(&r.name) else {
+        return Err(format!(
+            "resolver {} is not an LDAP resolver in the configuration",
+            r.name
+        ));
+    };
+    let uid_type = r.config.get("UIDTYPE").map_or("DN", |v| v.0.trim());
+    let found = if uid_type.is_empty() || uid_type.eq_ignore_ascii_case("DN") {
+        ldap.login_of_dn(id).await
+    } else {
+        ldap.login_of_attribute(uid_type, id).await
+    };
+    match found {
+        Ok(Some(login)) => Ok(login),
+        Ok(None) => Err(format!("user {id} is not in resolver {}", r.name)),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// user id → login, for every user of the resolver.
@@ -52,8 +93,8 @@ async fn logins_of(r: &PiResolver, key: &EncKey) -> Result<HashMap<String, Strin
             Ok(passwd(&text))
         }
         other => Err(format!(
-            "resolver {} is a {other}; otpgate looks owners up in sqlresolver and \
-             passwdresolver only",
+            "resolver {} is a {other}; otpgate looks owners up in SQL, passwd and LDAP \
+             resolvers",
             r.name
         )),
     }

@@ -40,6 +40,51 @@ pub fn all_users(settings: &LdapSettings) -> String {
     format!("(&{}({first}=*))", wrapped(&settings.filter))
 }
 
+/// The user entry whose `attribute` holds `value` (an id such as `entryUUID`). AD's
+/// `objectGUID` is binary: its text form (as privacyIDEA writes it) is matched byte by byte.
+pub fn by_attribute(settings: &LdapSettings, attribute: &str, value: &str) -> Option<String> {
+    if !attribute
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        || attribute.is_empty()
+    {
+        return None;
+    }
+    let value = if attribute.eq_ignore_ascii_case("objectGUID") {
+        guid_bytes(value)?
+            .iter()
+            .map(|b| format!("\\{b:02x}"))
+            .collect()
+    } else {
+        ldap_escape(value).into_owned()
+    };
+    Some(format!(
+        "(&{}({attribute}={value}))",
+        wrapped(&settings.filter)
+    ))
+}
+
+/// A GUID's text form to AD's byte order (the first three groups little-endian).
+fn guid_bytes(text: &str) -> Option<Vec<u8>> {
+    let hex: String = text
+        .trim_matches(|c| c == '{' || c == '}')
+        .chars()
+        .filter(|c| *c != '-')
+        .collect();
+    let b = data_encoding::HEXLOWER_PERMISSIVE
+        .decode(hex.as_bytes())
+        .ok()?;
+    if b.len() != 16 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(16);
+    out.extend(b[0..4].iter().rev());
+    out.extend(b[4..6].iter().rev());
+    out.extend(b[6..8].iter().rev());
+    out.extend_from_slice(&b[8..]);
+    Some(out)
+}
+
 /// Whether `dn` is `base` or below it, comparing RDNs without case or spaces around `,`/`=`.
 pub fn dn_is_under(dn: &str, base: &str) -> bool {
     // split at commas that no backslash escapes (`cn=Smith\, John`)
@@ -104,6 +149,24 @@ mod tests {
     use crate::users::ldap::settings::*;
     use std::collections::BTreeMap;
     use std::time::Duration;
+
+    #[test]
+    fn ids_are_matched_escaped_and_guids_as_bytes() {
+        let s = settings("objectClass=person", &["uid"]);
+        assert_eq!(
+            by_attribute(&s, "entryUUID", "5e3c*)").as_deref(),
+            Some("(&(objectClass=person)(entryUUID=5e3c\\2a\\29))")
+        );
+        // privacyIDEA's str(UUID(bytes_le=…)) of the bytes 00 01 02 … 0f
+        assert_eq!(
+            by_attribute(&s, "objectGUID", "03020100-0504-0706-0809-0a0b0c0d0e0f").as_deref(),
+            Some(
+                "(&(objectClass=person)(objectGUID=\\00\\01\\02\\03\\04\\05\\06\\07\\08\\09\\0a\\0b\\0c\\0d\\0e\\0f))"
+            )
+        );
+        assert_eq!(by_attribute(&s, "uid)(x", "a"), None);
+        assert_eq!(by_attribute(&s, "objectGUID", "not-a-guid"), None);
+    }
 
     fn settings(filter: &str, logins: &[&str]) -> LdapSettings {
         LdapSettings {

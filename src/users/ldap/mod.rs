@@ -202,6 +202,40 @@ impl LdapResolver {
             .filter(|l| !l.is_empty()))
     }
 
+    /// The login of the one user entry whose `attribute` holds `value` (`import privacyidea`
+    /// maps owners recorded by `entryUUID` or `objectGUID` this way).
+    pub async fn login_of_attribute(
+        &self,
+        attribute: &str,
+        value: &str,
+    ) -> Result<Option<String>, DirectoryError> {
+        let s = &self.settings;
+        let Some(filter) = filter::by_attribute(s, attribute, value) else {
+            return Ok(None);
+        };
+        let entries = self
+            .search(
+                &s.base_dn,
+                self.scope(),
+                &filter,
+                &self.wanted_attributes(),
+                2,
+            )
+            .await
+            .map_err(|k| self.error(k))?;
+        if entries.len() > 1 {
+            return Err(self.error(ErrorKind::Ambiguous {
+                login: format!("{attribute}={value}"),
+                count: entries.len(),
+            }));
+        }
+        Ok(entries
+            .into_iter()
+            .next()
+            .map(|e| self.record(e, Vec::new()).login.into_string())
+            .filter(|l| !l.is_empty()))
+    }
+
     /// Every user under the base DN, read in pages (no groups: a listing asks for them only
     /// when shown one by one).
     pub async fn users(&self) -> Result<Vec<Arc<UserRecord>>, DirectoryError> {
