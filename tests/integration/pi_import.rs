@@ -1,6 +1,6 @@
 //! `otpgate import privacyidea` against a real privacyIDEA 3.14 (PyPI, in target/pi-venv, set
 //! up by scripts/test): its site is built through its own REST API
-//! (tests/fixtures/privacyidea_site.py), on SQLite and on MariaDB; then the same users log in
+//! (tests/fixtures/privacyidea_site.py), on SQLite, MariaDB and PostgreSQL; then the same users log in
 //! to otpgate with their PINs and next OTPs, and the imported event definitions do to the
 //! tokens what privacyIDEA's did for the same requests.
 
@@ -309,5 +309,17 @@ fn owners_in_an_ldap_directory_are_found_by_entryuuid_and_by_dn() {
     assert_eq!(
         radius(&d, "carol@ldapdn", &format!("ldappin{}", h(0))),
         "Access-Reject"
+    );
+}
+
+#[test]
+fn a_privacyidea_site_on_postgresql_moves_over() {
+    let url = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(crate::pg::fresh_database());
+    let home = tempfile::tempdir().unwrap();
+    move_site(
+        home.path(),
+        &url.replacen("postgres://", "postgresql+psycopg2://", 1),
     );
 }
