@@ -23,6 +23,9 @@ pub trait AdminOutcome {
 }
 
 impl AdminOutcome for () {}
+impl AdminOutcome for Vec<String> {}
+impl AdminOutcome for super::manage::ImportReport {}
+impl AdminOutcome for super::migrate::PiImportReport {}
 impl AdminOutcome for bool {}
 impl AdminOutcome for Owner {}
 impl AdminOutcome for Enrolled {
@@ -106,6 +109,45 @@ impl Authenticator {
             origin,
             ..Request::empty()
         }
+    }
+
+    /// Set the token's realms (`token_realm`).
+    pub async fn token_realms(
+        &self,
+        serial: &str,
+        realms: &[String],
+        origin: Origin,
+    ) -> Result<Vec<String>, AdminError> {
+        let req = Self::admin_request(Some(serial), None, None, origin);
+        self.with_events(
+            "token_realm",
+            req,
+            self.token_realms_op(serial, realms, origin),
+        )
+        .await
+    }
+
+    /// Load tokens from a seed file (`token_load`).
+    pub async fn token_load(
+        &self,
+        tokens: Vec<crate::token::import::ImportedToken>,
+        realm: Option<&str>,
+        origin: Origin,
+    ) -> Result<super::manage::ImportReport, AdminError> {
+        let req = Self::admin_request(None, None, realm, origin);
+        self.with_events("token_load", req, self.import_tokens(tokens, realm, origin))
+            .await
+    }
+
+    /// Load the tokens of a privacyIDEA import (`token_load`).
+    pub async fn token_load_privacyidea(
+        &self,
+        tokens: Vec<crate::token::import::PlannedToken>,
+        origin: Origin,
+    ) -> Result<super::migrate::PiImportReport, AdminError> {
+        let req = Self::admin_request(None, None, None, origin);
+        self.with_events("token_load", req, self.import_privacyidea(tokens, origin))
+            .await
     }
 
     /// Create a token (`token_init`).

@@ -395,6 +395,52 @@ impl Authenticator {
         Ok(())
     }
 
+    /// Replace the token's realms (privacyIDEA's `/token/realm`); every realm must exist, and
+    /// an owner's realm stays.
+    pub(crate) async fn token_realms_op(
+        &self,
+        serial: &str,
+        realms: &[String],
+        origin: Origin,
+    ) -> Result<Vec<String>, AdminError> {
+        let t = self.token(serial).await?;
+        let cfg = self.config();
+        let mut list = Vec::new();
+        for r in realms {
+            let Some(realm) = cfg.directory.realm(r) else {
+                return Err(AdminError::Invalid(format!("unknown realm {r:?}")));
+            };
+            list.push(realm.name.clone());
+        }
+        if let Some(o) = &t.owner
+            && !list.contains(&o.realm)
+        {
+            list.push(o.realm.clone());
+        }
+        list.sort();
+        list.dedup();
+        self.store
+            .tokens()
+            .change(
+                &[t.id],
+                &[crate::store::tokens::TokenChange::Realms {
+                    realms: &list,
+                    replace: true,
+                }],
+            )
+            .await?;
+        self.admin_audit(
+            "token_realm",
+            origin,
+            &t.serial,
+            t.owner.as_ref(),
+            true,
+            format!("realms {}", list.join(",")),
+        )
+        .await;
+        Ok(list)
+    }
+
     pub(crate) async fn token_delete_op(
         &self,
         serial: &str,

@@ -1,4 +1,4 @@
-//! `otpgate event list|show|test`.
+//! `otpgate event list|show|test|counters`.
 //!
 //! `test` evaluates every definition for a request and an assumed answer, printing which ones
 //! would run and the condition that stops each of the others. It authenticates nothing, runs no
@@ -29,6 +29,11 @@ pub enum EventCommand {
     },
     /// Which definitions would run for a request and an answer (nothing is executed).
     Test(TestArgs),
+    /// The Counter handler's counters, summed over all nodes.
+    Counters {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -154,6 +159,24 @@ pub(super) async fn run(config: &Path, cmd: EventCommand) -> anyhow::Result<Exit
                 outln!("options:");
                 for (k, v) in &d.options {
                     outln!("  {k} = {v:?}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        EventCommand::Counters { json } => {
+            let opened = super::open_admin(config).await?;
+            let counters = opened.auth.store().counters().await;
+            opened.close().await;
+            let counters = counters?;
+            if json {
+                let map: Map<String, serde_json::Value> =
+                    counters.into_iter().map(|(k, v)| (k, json!(v))).collect();
+                outln!("{}", serde_json::to_string_pretty(&map)?);
+            } else if counters.is_empty() {
+                outln!("no counters");
+            } else {
+                for (name, value) in counters {
+                    outln!("{name:<32} {value}");
                 }
             }
             Ok(ExitCode::SUCCESS)

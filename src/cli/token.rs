@@ -73,6 +73,12 @@ pub enum TokenCommand {
     },
     /// Load token seeds from an OATH CSV or PSKC (RFC 6030) file, in one transaction.
     Import(ImportArgs),
+    /// Set the realms a token belongs to (an owner's realm always stays).
+    Realms {
+        serial: String,
+        #[arg(required = true)]
+        realms: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -311,6 +317,11 @@ pub(super) async fn run(config: &Path, cmd: TokenCommand) -> anyhow::Result<Exit
                 Ok(())
             }
             TokenCommand::Import(args) => import(&auth, args).await,
+            TokenCommand::Realms { serial, realms } => {
+                let set = auth.token_realms(&serial, &realms, o).await?;
+                outln!("{serial}: realms {}", set.join(", "));
+                Ok(())
+            }
         }
     }
     .await;
@@ -580,7 +591,7 @@ async fn import(auth: &crate::auth::Authenticator, a: ImportArgs) -> anyhow::Res
     let parsed = tokens.len();
     let serials: Vec<String> = tokens.iter().map(|t| t.serial.clone()).collect();
     let report = auth
-        .import_tokens(tokens, a.realm.as_deref(), Origin::Cli)
+        .token_load(tokens, a.realm.as_deref(), Origin::Cli)
         .await?;
     if let Some(pin) = &a.pin {
         // one hash per token, computed in parallel within the hasher's concurrency cap

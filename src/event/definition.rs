@@ -225,8 +225,17 @@ pub fn build(raw: &[RawEvent], env: &BuildEnv, issues: &mut Issues) -> Definitio
         }
         for e in &events {
             if !KNOWN_EVENTS.contains(&e.as_str()) {
-                tracing::warn!(definition = %r.name, event = %e, "event definition listens to an event otpgate does not fire");
+                push(
+                    ".event",
+                    format!(
+                        "otpgate never raises {e:?} (it raises: {})",
+                        KNOWN_EVENTS.join(", ")
+                    ),
+                );
             }
+        }
+        if raw[..i].iter().any(|other| other.name == r.name) {
+            push(".name", "another definition has this name".into());
         }
         let Some(module) = Module::parse(&r.handler) else {
             push(

@@ -52,8 +52,7 @@ impl Position {
 
 pub use crate::message::is_true;
 
-/// Events otpgate fires. Definitions may name others (imported privacyIDEA configurations);
-/// those simply never run, and `check-config` says so.
+/// Events otpgate raises; a definition naming another is a configuration error.
 pub const KNOWN_EVENTS: &[&str] = &[
     "validate_check",
     "validate_triggerchallenge",
@@ -71,6 +70,8 @@ pub const KNOWN_EVENTS: &[&str] = &[
     "token_set",
     "token_locked",
     "token_unlocked",
+    "token_load",
+    "token_realm",
 ];
 
 /// Runtime settings of the handler modules (`[handlers]`).

@@ -151,6 +151,13 @@ async fn render_metrics(State(state): State<AppState>) -> String {
     let (connections, idle) = state.auth.store().pool_connections();
     metrics::gauge!("otpgate_store_pool_connections").set(f64::from(connections));
     metrics::gauge!("otpgate_store_pool_idle").set(idle as f64);
+    // the Counter handler's counters, summed over the nodes; a slow store skips a scrape
+    let counters = state.auth.store().counters();
+    if let Ok(Ok(counters)) = tokio::time::timeout(Duration::from_secs(2), counters).await {
+        for (name, value) in counters {
+            metrics::gauge!("otpgate_event_counter", "name" => name).set(value as f64);
+        }
+    }
     state
         .metrics
         .as_ref()

@@ -16,7 +16,23 @@ const COUNTER_SUM_SQL: &str =
 /// Every node's row of a counter to 0.
 const COUNTER_ZERO_SQL: &str = "UPDATE event_counter SET value = 0 WHERE name = $1";
 
+/// Every counter summed over all nodes, by name.
+const COUNTERS_ALL_SQL: &str = "SELECT name, CAST(COALESCE(SUM(value), 0) AS BIGINT) AS v \
+     FROM event_counter GROUP BY name ORDER BY name";
+
 impl Store {
+    /// Every counter with its value summed over all nodes, by name.
+    pub async fn counters(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.guarded(async {
+            self.writer().flush().await?;
+            let rows = query(COUNTERS_ALL_SQL).fetch_all(self.db()).await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get::<String>("name")?, r.try_get::<i64>("v")?)))
+                .collect()
+        })
+        .await
+    }
+
     /// The counter summed over all nodes (missing = 0).
     pub async fn counter_value(&self, name: &str) -> Result<i64, StoreError> {
         self.guarded(async {

@@ -820,15 +820,15 @@ impl TokenChange<'_> {
                  pin_hash = NULL, failcount = 0, failcounter_exceeded = NULL WHERE id = $1",
             )],
             Self::Delete => vec![
-                one("DELETE FROM tokeninfo WHERE token_id = $1"),
-                one("DELETE FROM tokenrealm WHERE token_id = $1"),
-                one("DELETE FROM tokengroup WHERE token_id = $1"),
-                one("DELETE FROM token WHERE id = $1"),
+                one("DELETE FROM tokeninfo WHERE token_id = "),
+                one("DELETE FROM tokenrealm WHERE token_id = "),
+                one("DELETE FROM tokengroup WHERE token_id = "),
+                one("DELETE FROM token WHERE id = "),
             ],
             Self::Realms { realms, replace } => {
                 let mut v = Vec::new();
                 if *replace {
-                    v.push(one("DELETE FROM tokenrealm WHERE token_id = $1"));
+                    v.push(one("DELETE FROM tokenrealm WHERE token_id = "));
                 }
                 for r in *realms {
                     let mut q = Sql::new("INSERT INTO tokenrealm (token_id, realm) VALUES (");

@@ -14,6 +14,7 @@ mod cli;
 mod cluster;
 mod daemon;
 mod durability;
+mod event_engine;
 mod events;
 mod harness;
 mod import;

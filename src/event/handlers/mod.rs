@@ -2,6 +2,7 @@
 //! configuration is loaded, and gets a fresh [`Run`] each time its definition fires.
 
 pub mod counter;
+pub mod enroll_params;
 pub mod federation;
 pub mod logging;
 pub mod mangler;
@@ -123,7 +124,7 @@ impl Action {
     ) -> Result<Self, String> {
         let action = action.trim();
         Ok(match module {
-            Module::Token => Self::Token(token::TokenAction::parse(action, opts, position)?),
+            Module::Token => Self::Token(token::TokenAction::parse(action, opts, position, env)?),
             Module::UserNotification => {
                 Self::Notify(notification::NotifyAction::parse(action, opts, env)?)
             }

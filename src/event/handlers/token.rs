@@ -1,21 +1,23 @@
 //! `Token` (spec §3.1): change the tokens the request is about.
 //!
 //! The action applies to the context's serial list (the request's token), or — beyond upstream
-//! (#1769, #3726) — with option `tokens = "user"` to all of the user's tokens, or with
-//! `tokens = "type:hotp"` to the user's tokens of one type. A change to several tokens is one
+//! (#1769, #3726) — with option `tokens = "user"` to all of the user's tokens, with
+//! `tokens = "type:hotp"` to the user's tokens of one type, with `tokens = "unassigned"` or
+//! `"disabled"` (optionally `:<type>`) to every such token. A change to several tokens is one
 //! transaction: all change or none. Action names are case-insensitive.
 
 use std::collections::BTreeMap;
 
 use serde_json::json;
 
+use super::enroll_params::EnrollParams;
 use super::{Done, HandlerError, Run};
 use crate::dates::parse_validity;
 use crate::event::Position;
+use crate::event::definition::BuildEnv;
 use crate::event::options::Options;
 use crate::event::tags::{Tags, render_time_tags};
-use crate::secret::Secret;
-use crate::store::tokens::{IntColumn, OptColumn, TokenChange};
+use crate::store::tokens::{IntColumn, OptColumn, TokenChange, TokenFilter};
 use crate::token::TokenType;
 use crate::token::enroll::EnrollSpec;
 
@@ -49,6 +51,37 @@ pub enum Selection {
     User,
     /// The user's tokens of one type.
     UserType(TokenType),
+    /// Every token without an owner, optionally of one type.
+    Unassigned(Option<TokenType>),
+    /// Every disabled token, optionally of one type.
+    Disabled(Option<TokenType>),
+}
+
+impl Selection {
+    /// `request` (or empty), `user`, `type:<t>`, `unassigned[:<t>]`, `disabled[:<t>]`.
+    fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let (head, kind) = match text.split_once(':') {
+            Some((h, k)) => match TokenType::parse(k) {
+                Some(t) => (h, Some(t)),
+                None => return Err(format!("tokens {text:?}: {k:?} is not a token type")),
+            },
+            None => (text, None),
+        };
+        Ok(match (head, kind) {
+            ("" | "request", None) => Self::Request,
+            ("user", None) => Self::User,
+            ("type", Some(t)) => Self::UserType(t),
+            ("unassigned", k) => Self::Unassigned(k),
+            ("disabled", k) => Self::Disabled(k),
+            _ => {
+                return Err(format!(
+                    "tokens {text:?}: use request, user, type:<tokentype>, \
+                     unassigned[:<tokentype>] or disabled[:<tokentype>]"
+                ));
+            }
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -60,7 +93,7 @@ pub struct Enroll {
     pub dynamic_phone: bool,
     pub smtp_identifier: Option<String>,
     pub sms_identifier: Option<String>,
-    pub params: BTreeMap<String, String>,
+    pub params: EnrollParams,
 }
 
 #[derive(Debug, Clone)]
@@ -121,44 +154,6 @@ fn check_time_tags(template: &str) -> Result<(), String> {
         })
 }
 
-/// `additional_params`: a JSON object, or a Python dict with single quotes.
-fn parse_params(text: &str) -> Result<BTreeMap<String, String>, String> {
-    if text.trim().is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    let value: serde_json::Value = serde_json::from_str(text)
-        .or_else(|_| serde_json::from_str(&text.replace('\'', "\"")))
-        .map_err(|e| format!("additional_params is not a JSON object: {e}"))?;
-    let obj = value
-        .as_object()
-        .ok_or("additional_params must be an object")?;
-    Ok(obj
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                },
-            )
-        })
-        .collect())
-}
-
-const ENROLL_PARAMS: &[&str] = &[
-    "pin",
-    "otpkey",
-    "genkey",
-    "hashlib",
-    "otplen",
-    "description",
-    "serial",
-    "timeStep",
-    "email",
-    "phone",
-];
-
 fn validity_option(opts: &mut Options, key: &str) -> Result<Option<String>, String> {
     match opts.text(key).map(|v| v.trim().to_owned()) {
         None => Ok(None),
@@ -171,19 +166,13 @@ fn validity_option(opts: &mut Options, key: &str) -> Result<Option<String>, Stri
 }
 
 impl TokenAction {
-    pub fn parse(action: &str, opts: &mut Options, position: Position) -> Result<Self, String> {
-        let selection = match opts.text("tokens").as_deref().map(str::trim) {
-            None | Some("") | Some("request") => Selection::Request,
-            Some("user") => Selection::User,
-            Some(other) => match other.strip_prefix("type:").and_then(TokenType::parse) {
-                Some(t) => Selection::UserType(t),
-                None => {
-                    return Err(format!(
-                        "tokens {other:?}: use request, user or type:<tokentype>"
-                    ));
-                }
-            },
-        };
+    pub fn parse(
+        action: &str,
+        opts: &mut Options,
+        position: Position,
+        env: &BuildEnv,
+    ) -> Result<Self, String> {
+        let selection = Selection::parse(opts.text("tokens").as_deref().unwrap_or(""))?;
         let int = |opts: &mut Options, key: &str| -> Result<Option<i64>, String> { opts.int(key) };
         let op = match action.to_ascii_lowercase().as_str() {
             "set tokenrealm" => Op::SetTokenRealm {
@@ -205,21 +194,31 @@ impl TokenAction {
                     return Err("container: token containers are not supported".into());
                 }
                 opts.allow(&["motppin"]);
-                let params = parse_params(&opts.text("additional_params").unwrap_or_default())?;
-                if let Some(bad) = params.keys().find(|k| !ENROLL_PARAMS.contains(&k.as_str())) {
+                let params =
+                    EnrollParams::parse(&opts.text("additional_params").unwrap_or_default())?;
+                let kind = params.kind.unwrap_or(kind);
+                let smtp_identifier = opts.text("smtp_identifier").filter(|s| !s.is_empty());
+                if let Some(s) = &smtp_identifier
+                    && !env.smtp.contains(s)
+                {
+                    return Err(format!("smtp_identifier {s:?}: no [[smtp]] has this name"));
+                }
+                let sms_identifier = opts.text("sms_identifier").filter(|s| !s.is_empty());
+                if let Some(s) = &sms_identifier
+                    && !env.sms.contains(s)
+                {
                     return Err(format!(
-                        "additional_params: unknown key {bad:?} (known: {})",
-                        ENROLL_PARAMS.join(", ")
+                        "sms_identifier {s:?}: no [[sms_gateway]] has this name"
                     ));
                 }
                 Op::Enroll(Box::new(Enroll {
                     kind,
                     assign_user: opts.flag("user"),
                     realm: opts.text("realm").filter(|r| !r.trim().is_empty()),
-                    dynamic_email: opts.flag("dynamic_email"),
-                    dynamic_phone: opts.flag("dynamic_phone"),
-                    smtp_identifier: opts.text("smtp_identifier").filter(|s| !s.is_empty()),
-                    sms_identifier: opts.text("sms_identifier").filter(|s| !s.is_empty()),
+                    dynamic_email: opts.flag("dynamic_email") || params.dynamic_email,
+                    dynamic_phone: opts.flag("dynamic_phone") || params.dynamic_phone,
+                    smtp_identifier,
+                    sms_identifier,
                     params,
                 }))
             }
@@ -308,6 +307,29 @@ impl TokenAction {
                     }
                 }
                 Ok(out)
+            }
+            Selection::Unassigned(kind) | Selection::Disabled(kind) => {
+                let filter = match self.selection {
+                    Selection::Unassigned(_) => TokenFilter {
+                        assigned: Some(false),
+                        kind,
+                        ..TokenFilter::default()
+                    },
+                    _ => TokenFilter {
+                        active: Some(false),
+                        kind,
+                        ..TokenFilter::default()
+                    },
+                };
+                let tokens = run
+                    .scope
+                    .actions
+                    .store()
+                    .tokens()
+                    .list(&filter)
+                    .await
+                    .map_err(HandlerError::store)?;
+                Ok(tokens.into_iter().map(|t| (t.id, t.serial)).collect())
             }
             Selection::User | Selection::UserType(_) => {
                 let tokens = ctx.user_tokens().await.map_err(HandlerError::store)?;
@@ -468,7 +490,7 @@ async fn enroll(e: &Enroll, run: &mut Run<'_, '_>) -> Result<Done, HandlerError>
     if e.assign_user && user.is_none() {
         return Ok(Done::nothing("no user to assign the token to"));
     }
-    let p = |k: &str| e.params.get(k).cloned();
+    let p = &e.params;
     let mut info = BTreeMap::new();
     if let Some(s) = &e.smtp_identifier {
         info.insert("smtp_identifier".to_owned(), s.clone());
@@ -476,27 +498,21 @@ async fn enroll(e: &Enroll, run: &mut Run<'_, '_>) -> Result<Done, HandlerError>
     if let Some(s) = &e.sms_identifier {
         info.insert("sms_identifier".to_owned(), s.clone());
     }
-    let key = match (p("otpkey"), p("genkey").as_deref()) {
-        (Some(k), _) if !k.is_empty() => Some(
-            crate::token::enroll::parse_hex_key(&k)
-                .map_err(|err| HandlerError::new("ParameterError", err.to_string()))?,
-        ),
-        _ => None,
-    };
     let spec = EnrollSpec {
         kind: Some(e.kind),
-        serial: p("serial"),
-        key,
-        otplen: p("otplen").and_then(|v| v.parse().ok()),
-        hashlib: p("hashlib").and_then(|h| crate::token::HashLib::parse(&h)),
-        time_step: p("timeStep").and_then(|v| v.parse().ok()),
-        pin: p("pin").map(Secret::new),
+        serial: p.serial.clone(),
+        key: p.key.clone(),
+        otplen: p.otplen,
+        hashlib: p.hashlib,
+        time_step: p.time_step,
+        pin: p.pin.clone(),
+        encrypt_pin: p.encrypt_pin,
         user: user.as_ref().map(|u| u.login.clone()),
         realm: user.as_ref().map(|u| u.realm.clone()),
-        description: p("description").unwrap_or_default(),
+        description: p.description.clone().unwrap_or_default(),
         info,
-        email: p("email"),
-        phone: p("phone"),
+        email: p.email.clone(),
+        phone: p.phone.clone(),
         dynamic_email: e.dynamic_email,
         dynamic_phone: e.dynamic_phone,
         ..Default::default()

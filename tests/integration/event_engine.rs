@@ -1,0 +1,212 @@
+//! The event engine through the running daemon: RADIUS logins and admin commands fire the
+//! definitions, and the tests read the state they leave (tokens, counters, metrics). Every
+//! "nothing happened" has a positive control in the same test.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use otpgate::clock::{Clock, SystemClock};
+use otpgate::token::HashLib;
+use otpgate::token::otp::{hotp, time_counter};
+
+use crate::daemon::{BIN, Daemon, Setup, config_text};
+use crate::harness::RFC4226;
+
+fn login(d: &Daemon, user: &str, password: &str) -> String {
+    d.radclient(
+        "auth",
+        &[
+            &format!("User-Name = {user}"),
+            &format!("User-Password = \"{password}\""),
+            "Message-Authenticator = 0x00",
+        ],
+    )
+    .code
+}
+
+fn with_events(extra: &str) -> Daemon {
+    Daemon::start(&Setup {
+        extra: extra.to_owned(),
+        ..Setup::default()
+    })
+}
+
+#[test]
+fn selectors_unassigned_and_disabled_change_every_such_token() {
+    let d = with_events(
+        "[[event]]\nname = \"disable-spare-hotp\"\nevent = \"validate_check\"\nhandler = \"Token\"\n\
+         action = \"disable\"\nordering = 1\nconditions = { result_value = \"True\" }\n\
+         options = { tokens = \"unassigned:hotp\" }\n\
+         [[event]]\nname = \"tag-disabled\"\nevent = \"validate_check\"\nhandler = \"Token\"\n\
+         action = \"set description\"\nordering = 2\nconditions = { result_value = \"True\" }\n\
+         options = { tokens = \"disabled\", description = \"parked\" }\n",
+    );
+    d.enroll_hotp("ALICE1", "alice", "pin");
+    d.cli_ok(&["token", "enroll", "--type", "hotp", "--serial", "SPARE1"]);
+    d.cli_ok(&["token", "enroll", "--type", "totp", "--serial", "SPARE2"]);
+    d.enroll_hotp("BOB1", "bob", "pin");
+    d.cli_ok(&["token", "disable", "BOB1"]);
+
+    // a failed login: the conditions do not hold, nothing changes
+    assert_eq!(login(&d, "alice", "pin000000"), "Access-Reject");
+    assert_eq!(d.token("SPARE1")["active"], true);
+    assert_eq!(d.token("BOB1")["description"], "");
+
+    assert_eq!(
+        login(&d, "alice", &format!("pin{}", RFC4226[0])),
+        "Access-Accept"
+    );
+    assert_eq!(
+        d.token("SPARE1")["active"],
+        false,
+        "unassigned HOTP disabled"
+    );
+    assert_eq!(d.token("SPARE2")["active"], true, "a TOTP is not selected");
+    assert_eq!(
+        d.token("ALICE1")["active"],
+        true,
+        "an assigned token is not selected"
+    );
+    // the second definition sees the first one's change
+    assert_eq!(d.token("SPARE1")["description"], "parked");
+    assert_eq!(d.token("BOB1")["description"], "parked");
+    assert_eq!(d.token("SPARE2")["description"], "");
+    assert_eq!(d.token("ALICE1")["description"], "");
+}
+
+/// privacyIDEA's documented example, verbatim: the token is a SHA-256 TOTP with that key.
+#[test]
+fn additional_params_from_the_documentation_enroll_a_totp() {
+    let d = with_events(
+        "[[event]]\nname = \"first-token\"\nevent = \"validate_check\"\nhandler = \"Token\"\n\
+         action = \"enroll\"\nconditions = { result_value = \"False\" }\n\
+         options = { tokentype = \"hotp\", user = \"1\", additional_params = \
+         '{\"hashlib\": \"sha256\", \"type\": \"totp\", \"genkey\": 0, \"otpkey\": \"31323334\"}' }\n",
+    );
+    assert_eq!(login(&d, "carol", "whatever"), "Access-Reject");
+    let listed = d.cli_ok(&["token", "list", "--user", "carol"]);
+    let serial = listed
+        .lines()
+        .find(|l| l.contains("totp"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no TOTP for carol: {listed}"))
+        .to_owned();
+    assert_eq!(d.token(&serial)["info"]["hashlib"], "sha256");
+    let now = SystemClock.now().timestamp();
+    let otp = hotp(b"1234", time_counter(now, 30) as u64, 6, HashLib::Sha256);
+    assert_eq!(login(&d, "carol", &otp), "Access-Accept");
+}
+
+#[test]
+fn token_load_and_token_realm_fire_and_counters_can_be_read() {
+    let d = with_events(
+        "[[event]]\nname = \"count-loads\"\nevent = \"token_load\"\nhandler = \"Counter\"\n\
+         action = \"increase_counter\"\noptions = { counter_name = \"loads\" }\n\
+         [[event]]\nname = \"count-realms\"\nevent = \"token_realm\"\nhandler = \"Counter\"\n\
+         action = \"increase_counter\"\noptions = { counter_name = \"realm_changes\" }\n",
+    );
+    assert!(d.cli_ok(&["event", "counters"]).contains("no counters"));
+    let csv = d.dir().join("seeds.csv");
+    std::fs::write(
+        &csv,
+        "OATH0001, 3132333435363738393031323334353637383930, hotp, 6, 0\n",
+    )
+    .unwrap();
+    d.cli_ok(&["token", "import", csv.to_str().unwrap()]);
+    let set = d.cli_ok(&["token", "realms", "OATH0001", "realm1", "realm3"]);
+    assert!(set.contains("realms realm1, realm3"), "{set}");
+    assert_eq!(
+        d.token("OATH0001")["realms"],
+        serde_json::json!(["realm1", "realm3"])
+    );
+    let bad = d.cli(&["token", "realms", "OATH0001", "nowhere"]);
+    assert!(!bad.status.success());
+
+    let counters: serde_json::Value =
+        serde_json::from_str(&d.cli_ok(&["event", "counters", "--json"])).unwrap();
+    assert_eq!(
+        counters,
+        serde_json::json!({"loads": 1, "realm_changes": 1})
+    );
+    assert_eq!(d.metric("otpgate_event_counter{name=\"loads\"}"), 1.0);
+    assert_eq!(
+        d.metric("otpgate_event_counter{name=\"realm_changes\"}"),
+        1.0
+    );
+}
+
+/// What cannot run is refused at load, each with its key.
+#[test]
+fn definitions_that_could_never_run_as_written_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("users.toml"), crate::harness::users_file()).unwrap();
+    let check = |events: &str| -> String {
+        let config = dir.path().join("otpgate.toml");
+        let setup = Setup {
+            extra: events.to_owned(),
+            ..Setup::default()
+        };
+        std::fs::write(&config, config_text(dir.path(), &setup)).unwrap();
+        // it holds the RADIUS secret: check-config refuses a file others can read
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let out = Command::new(BIN)
+            .args(["check-config", "-c"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let def = |name: &str, event: &str, options: &str| {
+        format!(
+            "[[event]]\nname = \"{name}\"\nevent = \"{event}\"\nhandler = \"Token\"\n\
+             action = \"enroll\"\noptions = {{ tokentype = \"hotp\", {options} }}\n"
+        )
+    };
+    let ok = check(&def("a", "validate_check", "user = \"1\""));
+    assert!(ok.contains(": OK"), "{ok}");
+    for (events, want) in [
+        (
+            def("a", "token_lost", "user = \"1\""),
+            "event[0].event: event \"a\": otpgate never raises \"token_lost\"",
+        ),
+        (
+            format!(
+                "{}{}",
+                def("twin", "validate_check", "user = \"1\""),
+                def("twin", "token_init", "user = \"1\"")
+            ),
+            "event[1].name: event \"twin\": another definition has this name",
+        ),
+        (
+            def(
+                "a",
+                "validate_check",
+                "additional_params = '{\"hashlib\": \"md5\"}'",
+            ),
+            "use sha1, sha256 or sha512",
+        ),
+        (
+            def(
+                "a",
+                "validate_check",
+                "additional_params = '{\"otplen\": \"x\"}'",
+            ),
+            "use a number",
+        ),
+        (
+            def(
+                "a",
+                "validate_check",
+                "smtp_identifier = \"no-such-server\"",
+            ),
+            "smtp_identifier \"no-such-server\": no [[smtp]] has this name",
+        ),
+    ] {
+        let out = check(&events);
+        assert!(out.contains(want), "{events}\n→ {out}");
+    }
+}
