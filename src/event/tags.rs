@@ -224,7 +224,8 @@ pub fn request_tag(ctx: &Context<'_, '_>, base_url: &str, name: &str) -> Option<
             .format("%Y-%m-%d")
             .to_string(),
         "client_ip" => ctx.client().map(|ip| ip.to_string()).unwrap_or_default(),
-        "ua_browser" | "ua_string" => ctx.request.param("user_agent").unwrap_or_default(),
+        "ua_string" => user_agent_tags(ctx.request).1.to_owned(),
+        "ua_browser" => user_agent_tags(ctx.request).0.to_owned(),
         _ => return None,
     })
 }
@@ -319,11 +320,42 @@ pub fn action_path(event: &str) -> String {
     }
 }
 
+/// `{ua_browser}` and `{ua_string}`: the client software is HTTP's `User-Agent`, for RADIUS
+/// the NAS-Identifier (the NAS's name for itself); the browser is privacyIDEA's product name
+/// at its start (`privacyIDEA-LDAP-Proxy` of `privacyIDEA-LDAP-Proxy/1.2 …`, `Mozilla`).
+pub fn user_agent_tags(r: &crate::message::Request) -> (&str, &str) {
+    let ua = r
+        .params
+        .get("User-Agent")
+        .or_else(|| r.params.get("NAS-Identifier"))
+        .map_or("", String::as_str);
+    let end = ua
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .unwrap_or(ua.len());
+    (&ua[..end], ua)
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
 
     use super::*;
+
+    #[test]
+    fn user_agents_name_their_product() {
+        let mut r = crate::message::Request::empty();
+        assert_eq!(user_agent_tags(&r), ("", ""));
+        r.params.insert("NAS-Identifier".into(), "vpn-gw1".into());
+        assert_eq!(user_agent_tags(&r), ("vpn-gw1", "vpn-gw1"));
+        r.params.insert(
+            "User-Agent".into(),
+            "FreeRADIUS/3.0 privacyidea_radius.pm".into(),
+        );
+        assert_eq!(
+            user_agent_tags(&r),
+            ("FreeRADIUS", "FreeRADIUS/3.0 privacyidea_radius.pm")
+        );
+    }
 
     #[test]
     fn python_format_rules() {

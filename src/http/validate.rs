@@ -88,10 +88,12 @@ impl ApiState {
         {
             req.client = Some(ip);
         }
+        req.params.extend(p);
+        // after the parameters: a form field of this name does not stand in for the header
+        req.params.remove("User-Agent");
         if let Some(ua) = headers.get("user-agent").and_then(|v| v.to_str().ok()) {
             req.params.insert("User-Agent".into(), ua.to_owned());
         }
-        req.params.extend(p);
         req
     }
 }

@@ -210,3 +210,98 @@ fn definitions_that_could_never_run_as_written_are_refused() {
         assert!(out.contains(want), "{events}\n→ {out}");
     }
 }
+
+/// `{ua_browser}` and `{ua_string}`: HTTP's User-Agent (a form field of that name does not
+/// stand in for it), RADIUS's NAS-Identifier; `{username}`, `{realm}`, `{client_ip}` beside.
+#[test]
+fn user_agent_and_request_tags_reach_the_token() {
+    let d = Daemon::start(&Setup {
+        http_validate: true,
+        extra: "[[event]]\nname = \"stamp\"\nevent = \"validate_check\"\nhandler = \"Token\"\n\
+                action = \"set tokeninfo\"\nconditions = { result_value = \"True\" }\n\
+                options = { key = \"seen\", value = \"{ua_browser}|{ua_string}|{username}@{realm}|{client_ip}\" }\n"
+            .to_owned(),
+        ..Setup::default()
+    });
+    d.enroll_hotp("ALICE1", "alice", "pin");
+    let r = d.radclient(
+        "auth",
+        &[
+            "User-Name = alice",
+            &format!("User-Password = \"pin{}\"", RFC4226[0]),
+            "NAS-Identifier = vpn-gw1",
+            "Message-Authenticator = 0x00",
+        ],
+    );
+    assert_eq!(r.code, "Access-Accept");
+    assert_eq!(
+        d.token("ALICE1")["info"]["seen"],
+        "vpn-gw1|vpn-gw1|alice@realm1|127.0.0.1"
+    );
+    let body = format!("user=alice&pass=pin{}&User-Agent=spoofed", RFC4226[1]);
+    let (status, answer) = d.http(
+        "POST",
+        "/validate/check",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("User-Agent", "privacyIDEA-LDAP-Proxy/1.2 python-requests"),
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        d.token("ALICE1")["info"]["seen"],
+        "privacyIDEA-LDAP-Proxy|privacyIDEA-LDAP-Proxy/1.2 python-requests|alice@realm1|127.0.0.1"
+    );
+}
+
+/// `To = logged_in_user`: the administrator acting, found in the directory by the login;
+/// a mail without a recipient fails the action and the audit row says why.
+#[test]
+fn logged_in_user_mail_reaches_the_admin_and_no_recipient_is_a_failure() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let smtp = rt.block_on(crate::sinks::SmtpSink::start());
+    let d = with_events(&format!(
+        "{}[[event]]\nname = \"tell-admin\"\nevent = \"token_enable\"\nhandler = \"UserNotification\"\n\
+         action = \"sendmail\"\noptions = {{ emailconfig = \"mail1\", To = \"logged_in_user\", \
+         subject = \"{{serial}} enabled\" }}\n",
+        smtp.config("mail1")
+    ));
+    d.enroll_hotp("T1", "bob", "pin");
+    let as_admin = |login: &str| {
+        let out = Command::new(BIN)
+            .arg("-c")
+            .arg(&d.config)
+            .args(["token", "enable", "T1"])
+            .env("USER", login)
+            .env_remove("SUDO_USER")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    as_admin("alice");
+    let mails = rt.block_on(smtp.wait_for(1, std::time::Duration::from_secs(5)));
+    assert_eq!(mails[0].to, vec!["alice@example.com"]);
+    assert_eq!(mails[0].subject(), Some("T1 enabled"));
+
+    as_admin("nobody-in-the-directory");
+    let rows: serde_json::Value =
+        serde_json::from_str(&d.cli_ok(&["audit", "list", "--json", "--limit", "20"])).unwrap();
+    let runs: Vec<&serde_json::Value> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["event"] == "POST-EVENT token_enable>>UserNotification:sendmail")
+        .collect();
+    assert_eq!(runs.len(), 2, "{rows:#}");
+    // newest first
+    assert_eq!(runs[0]["success"], false);
+    let info = runs[0]["info"].as_str().unwrap();
+    assert!(info.contains("no recipient: no logged-in user"), "{info}");
+    assert_eq!(runs[1]["success"], true);
+    assert_eq!(smtp.mails().len(), 1, "no second mail");
+}

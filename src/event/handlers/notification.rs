@@ -20,7 +20,8 @@ const DEFAULT_SMS: &str = "{action} was performed on your token {serial}";
 pub enum Recipient {
     /// The token owner; the address is in this user attribute.
     TokenOwner(String),
-    /// The logged-in user (for validate_check: nobody).
+    /// The administrator acting, found in the directory by the admin's login (for an
+    /// authentication: nobody).
     LoggedInUser(String),
     /// Every user of a realm that has an email address.
     AdminRealm(String),
@@ -29,6 +30,18 @@ pub enum Recipient {
 }
 
 impl Recipient {
+    /// Why nobody was found, for the trace.
+    fn describe(&self) -> String {
+        match self {
+            Self::TokenOwner(attr) => format!("no token owner with an attribute {attr}"),
+            Self::LoggedInUser(attr) => {
+                format!("no logged-in user (an administrator) with an attribute {attr}")
+            }
+            Self::AdminRealm(realm) => format!("no user of realm {realm} has an email"),
+            Self::Email(_) | Self::None => "no address".into(),
+        }
+    }
+
     fn parse(kind: &str, opts: &mut Options, prefix: &str) -> Result<Self, String> {
         Ok(match kind.trim() {
             "" | "tokenowner" => Self::TokenOwner(
@@ -191,8 +204,8 @@ impl NotifyAction {
             } => {
                 let recipients = recipients_of(run, to).await?;
                 let Some(first) = recipients.first() else {
-                    // upstream returns true when nobody can be determined (issue #4281)
-                    return Ok(Done::ok_with("no recipient"));
+                    // upstream reports success here (#4281); a mail nobody gets is a failure
+                    return Ok(Done::nothing(format!("no recipient: {}", to.describe())));
                 };
                 tags.set("recipient_givenname", first.1.clone());
                 tags.set("recipient_surname", first.2.clone());
@@ -223,7 +236,7 @@ impl NotifyAction {
             Self::SendSms { gateway, body } => {
                 let user = run.determined_user().await?;
                 let Some(phone) = user.and_then(|u| u.record.attribute("mobile")) else {
-                    return Ok(Done::ok_with("no recipient"));
+                    return Ok(Done::nothing("no recipient: the token owner has no mobile"));
                 };
                 let text = tags
                     .render(body, false)
@@ -275,7 +288,29 @@ async fn recipients_of(
     r: &Recipient,
 ) -> Result<Vec<(String, String, String)>, HandlerError> {
     Ok(match r {
-        Recipient::None | Recipient::LoggedInUser(_) => Vec::new(),
+        Recipient::None => Vec::new(),
+        Recipient::LoggedInUser(attr) => {
+            // the administrator acting, looked up like a login (CLI: the invoking account)
+            let Some(admin) = run.request.admin.clone() else {
+                return Ok(Vec::new());
+            };
+            let directory = &run.scope.env.directory;
+            let (login, realm) = directory.split_user(&admin, None);
+            directory
+                .find_or_log(&login, &realm)
+                .await
+                .and_then(|u| {
+                    u.record.attribute(attr).map(|a| {
+                        (
+                            a,
+                            u.record.givenname().to_owned(),
+                            u.record.surname().to_owned(),
+                        )
+                    })
+                })
+                .into_iter()
+                .collect()
+        }
         Recipient::TokenOwner(attr) => {
             let user = run.determined_user().await?;
             user.and_then(|u| {

@@ -463,9 +463,9 @@ impl TokenAction {
                 .map(|c| c.to_string())
                 .unwrap_or_default(),
         );
-        let ua = run.request.param("user_agent").unwrap_or_default();
-        tags.set("ua_browser", ua.clone());
-        tags.set("ua_string", ua);
+        let (browser, ua) = crate::event::tags::user_agent_tags(run.request);
+        tags.set("ua_browser", browser.to_owned());
+        tags.set("ua_string", ua.to_owned());
         // errata 5: the request user's login and realm (upstream writes "N/A")
         let user = run.determined_user().await?;
         tags.set(
