@@ -40,7 +40,7 @@ pub enum AuditCommand {
     },
 }
 
-fn local(us: i64) -> String {
+pub(super) fn local(us: i64) -> String {
     Utc.timestamp_micros(us)
         .single()
         .map(|t: DateTime<Utc>| {

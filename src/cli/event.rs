@@ -28,7 +28,7 @@ pub enum EventCommand {
         json: bool,
     },
     /// Which definitions would run for a request and an answer (nothing is executed).
-    Test(TestArgs),
+    Test(Box<TestArgs>),
     /// The Counter handler's counters, summed over all nodes.
     Counters {
         #[arg(long)]
@@ -60,6 +60,10 @@ pub struct TestArgs {
     /// Extra request parameters, `name=value` (e.g. NAS-Identifier=vpn1).
     #[arg(long = "param")]
     params: Vec<String>,
+    /// Instead of one request: the last N audited authentications (validate_check), and per
+    /// definition on how many of them, and which, it would have run.
+    #[arg(long, value_name = "N", conflicts_with_all = ["user", "realm", "serial", "transaction_id", "client", "params"])]
+    replay: Option<i64>,
     #[arg(long)]
     json: bool,
 }
@@ -181,6 +185,9 @@ pub(super) async fn run(config: &Path, cmd: EventCommand) -> anyhow::Result<Exit
             }
             Ok(ExitCode::SUCCESS)
         }
+        EventCommand::Test(args) if args.replay.is_some() => {
+            replay(config, args.replay.unwrap_or(1), args.json).await
+        }
         EventCommand::Test(args) => {
             let response = answer(&args)?;
             let opened = super::open_admin(config).await?;
@@ -253,4 +260,51 @@ pub(super) async fn run(config: &Path, cmd: EventCommand) -> anyhow::Result<Exit
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn replay(config: &Path, n: i64, json: bool) -> anyhow::Result<ExitCode> {
+    if !(1..=100_000).contains(&n) {
+        anyhow::bail!("--replay {n}: give 1 to 100000 requests");
+    }
+    let opened = super::open_admin(config).await?;
+    let replay = opened.auth.event_replay(n).await;
+    opened.close().await;
+    let replay = replay?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&replay)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let when = |us: Option<i64>| us.map(super::audit::local).unwrap_or_default();
+    outln!(
+        "replayed {} audited authentication(s), {} … {}; token and counter conditions read \
+         today's state",
+        replay.requests,
+        when(replay.oldest_us),
+        when(replay.newest_us)
+    );
+    if replay.definitions.is_empty() {
+        outln!("no definition listens to validate_check");
+    }
+    for d in &replay.definitions {
+        let ids: Vec<String> = d.audit_ids.iter().map(ToString::to_string).collect();
+        outln!(
+            "  {:<4} {:<24} {:<34} {:>6} of {}{}{}",
+            d.position,
+            d.name,
+            d.handler,
+            d.fired,
+            replay.requests,
+            if d.active { "" } else { " (inactive)" },
+            if ids.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "  audit {}{}",
+                    ids.join(", "),
+                    if d.fired > ids.len() { ", …" } else { "" }
+                )
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

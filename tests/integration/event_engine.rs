@@ -305,3 +305,74 @@ fn logged_in_user_mail_reaches_the_admin_and_no_recipient_is_a_failure() {
     assert_eq!(runs[1]["success"], true);
     assert_eq!(smtp.mails().len(), 1, "no second mail");
 }
+
+/// `event test --replay N`: the definitions' conditions against the last N audited logins;
+/// for an active Counter the replay's count is what really happened, and an inactive rule
+/// shows what it would have done.
+#[test]
+fn replay_counts_what_fired_and_what_would_have() {
+    let d = with_events(
+        "[[event]]\nname = \"count-failures\"\nevent = \"validate_check\"\nhandler = \"Counter\"\n\
+         action = \"increase_counter\"\nconditions = { result_value = \"False\" }\n\
+         options = { counter_name = \"failures\" }\n\
+         [[event]]\nname = \"planned-alice-alert\"\nactive = false\nevent = \"validate_check\"\n\
+         handler = \"Logging\"\naction = \"logging\"\n\
+         conditions = { result_value = \"False\", user_info = \"username == alice\" }\n\
+         [[event]]\nname = \"on-enable\"\nevent = \"token_enable\"\nhandler = \"Logging\"\n\
+         action = \"logging\"\n",
+    );
+    d.enroll_hotp("A1", "alice", "pin");
+    d.enroll_hotp("B1", "bob", "pin");
+    assert_eq!(login(&d, "alice", "pin000000"), "Access-Reject");
+    assert_eq!(
+        login(&d, "alice", &format!("pin{}", RFC4226[0])),
+        "Access-Accept"
+    );
+    assert_eq!(login(&d, "bob", "pin111111"), "Access-Reject");
+    assert_eq!(login(&d, "alice", "wrong"), "Access-Reject");
+    assert_eq!(
+        login(&d, "bob", &format!("pin{}", RFC4226[0])),
+        "Access-Accept"
+    );
+
+    let replay: serde_json::Value =
+        serde_json::from_str(&d.cli_ok(&["event", "test", "--replay", "100", "--json"])).unwrap();
+    assert_eq!(replay["requests"], 5);
+    let line = |name: &str| {
+        replay["definitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not in {replay:#}"))
+    };
+    let counters: serde_json::Value =
+        serde_json::from_str(&d.cli_ok(&["event", "counters", "--json"])).unwrap();
+    assert_eq!(counters["failures"], 3);
+    assert_eq!(line("count-failures")["fired"], counters["failures"]);
+    let planned = line("planned-alice-alert");
+    assert_eq!(
+        (planned["fired"].clone(), planned["active"].clone()),
+        (2.into(), false.into())
+    );
+    assert_eq!(planned["audit_ids"].as_array().unwrap().len(), 2);
+    assert!(
+        replay["definitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["name"] != "on-enable"),
+        "only definitions on validate_check are replayed"
+    );
+    // the last two only
+    let two: serde_json::Value =
+        serde_json::from_str(&d.cli_ok(&["event", "test", "--replay", "2", "--json"])).unwrap();
+    assert_eq!(two["requests"], 2);
+    let text = d.cli_ok(&["event", "test", "--replay", "100"]);
+    assert!(
+        text.contains("replayed 5 audited authentication(s)"),
+        "{text}"
+    );
+    assert!(text.contains("planned-alice-alert"), "{text}");
+}
