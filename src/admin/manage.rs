@@ -79,6 +79,9 @@ pub struct TokenView {
     pub has_pin: bool,
     pub rollout_state: String,
     pub realms: Vec<String>,
+    /// Token groups (the Token handler's `add tokengroup`); only `token show` fills them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
     pub info: BTreeMap<String, String>,
 }
 
@@ -102,6 +105,7 @@ impl TokenView {
             has_pin: t.pin_hash.is_some(),
             rollout_state: t.rollout_state.clone(),
             realms,
+            groups: Vec::new(),
             info: t.tokeninfo_map(),
         }
     }
@@ -359,7 +363,9 @@ impl Authenticator {
     pub async fn token_view(&self, serial: &str) -> Result<TokenView, AdminError> {
         let t = self.token(serial).await?;
         let realms = self.store.tokens().realms(t.id).await?;
-        Ok(TokenView::new(&t, realms))
+        let mut view = TokenView::new(&t, realms);
+        view.groups = self.store.tokens().groups(t.id).await?;
+        Ok(view)
     }
 
     pub(crate) async fn token_enable_op(

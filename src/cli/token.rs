@@ -492,6 +492,9 @@ fn print_view(v: &TokenView) {
     outln!("otplen:        {}", v.otplen);
     outln!("pin:           {}", if v.has_pin { "set" } else { "none" });
     outln!("realms:        {}", v.realms.join(", "));
+    if !v.groups.is_empty() {
+        outln!("groups:        {}", v.groups.join(", "));
+    }
     outln!("tokeninfo:");
     for (k, val) in &v.info {
         outln!("  {k} = {val}");

@@ -817,7 +817,7 @@ impl TokenChange<'_> {
             Self::InfoIncrease { .. } => vec![],
             Self::Unassign => vec![one(
                 "UPDATE token SET owner_login = NULL, owner_realm = NULL, owner_resolver = NULL, \
-                 pin_hash = NULL, failcount = 0, failcounter_exceeded = NULL WHERE id = $1",
+                 pin_hash = NULL, failcount = 0, failcounter_exceeded = NULL WHERE id = ",
             )],
             Self::Delete => vec![
                 one("DELETE FROM tokeninfo WHERE token_id = "),

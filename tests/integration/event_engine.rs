@@ -376,3 +376,115 @@ fn replay_counts_what_fired_and_what_would_have() {
     );
     assert!(text.contains("planned-alice-alert"), "{text}");
 }
+
+/// Every Token action on the request's token, fired by `otpgate token enable` and told
+/// apart by the `serial` condition; each token shows the action's effect, and the others
+/// none of it.
+#[test]
+fn token_actions_change_the_request_token() {
+    let def = |name: &str, serial: &str, action: &str, options: &str| {
+        format!(
+            "[[event]]\nname = \"{name}\"\nevent = \"token_enable\"\nhandler = \"Token\"\n\
+             action = \"{action}\"\nconditions = {{ serial = \"^{serial}$\" }}\noptions = {{ {options} }}\n"
+        )
+    };
+    let defs = [
+        def(
+            "realm",
+            "T-REALM",
+            "set tokenrealm",
+            "realm = \"realm3\", only_realm = \"1\"",
+        ),
+        def("delete", "T-DEL", "delete", ""),
+        def("unassign", "T-UNASSIGN", "unassign", ""),
+        def(
+            "window",
+            "T-COUNT",
+            "set countwindow",
+            "\"count window\" = \"33\"",
+        ),
+        def(
+            "seen",
+            "T-INFO",
+            "increase tokeninfo",
+            "key = \"seen\", increment = \"2\"",
+        ),
+        def(
+            "fail",
+            "T-FAIL",
+            "change failcounter",
+            "\"change fail counter\" = \"+3\"",
+        ),
+        def(
+            "maxfail",
+            "T-MAX",
+            "set max failcount",
+            "\"max failcount\" = \"4\"",
+        ),
+        def(
+            "group-add",
+            "T-GROUP",
+            "add tokengroup",
+            "tokengroup = \"laptops\"",
+        ),
+        def(
+            "until",
+            "T-VALID",
+            "set validity",
+            "\"valid till\" = \"+10m\"",
+        ),
+    ]
+    .concat();
+    let d = with_events(&defs);
+    for serial in [
+        "T-REALM",
+        "T-DEL",
+        "T-UNASSIGN",
+        "T-COUNT",
+        "T-INFO",
+        "T-FAIL",
+        "T-MAX",
+        "T-GROUP",
+        "T-VALID",
+    ] {
+        d.enroll_hotp(serial, "bob", "pin");
+        d.cli_ok(&["token", "disable", serial]);
+    }
+    let before = d.token("T-COUNT");
+    for serial in [
+        "T-REALM",
+        "T-DEL",
+        "T-UNASSIGN",
+        "T-COUNT",
+        "T-INFO",
+        "T-FAIL",
+        "T-MAX",
+        "T-GROUP",
+        "T-VALID",
+    ] {
+        d.cli_ok(&["token", "enable", serial]);
+    }
+    assert_eq!(d.token("T-REALM")["realms"], serde_json::json!(["realm3"]));
+    assert!(
+        !d.cli(&["token", "show", "T-DEL"]).status.success(),
+        "deleted"
+    );
+    assert_eq!(d.token("T-UNASSIGN")["user"], serde_json::Value::Null);
+    assert_eq!(d.token("T-COUNT")["count_window"], 33);
+    assert_eq!(d.token("T-INFO")["info"]["seen"], "2");
+    d.cli_ok(&["token", "enable", "T-INFO"]);
+    assert_eq!(d.token("T-INFO")["info"]["seen"], "4", "increased again");
+    assert_eq!(d.token("T-FAIL")["failcount"], 3);
+    assert_eq!(d.token("T-MAX")["maxfail"], 4);
+    assert_eq!(d.token("T-GROUP")["groups"], serde_json::json!(["laptops"]));
+    let till = d.token("T-VALID")["info"]["validity_period_end"].clone();
+    assert!(till.as_str().is_some_and(|t| t.starts_with("20")), "{till}");
+    // no action reached a token its condition does not name
+    let untouched = d.token("T-COUNT");
+    assert_eq!(untouched["user"], "bob");
+    assert_eq!(untouched["failcount"], before["failcount"]);
+    assert_eq!(untouched["maxfail"], before["maxfail"]);
+    assert_eq!(untouched["realms"], before["realms"]);
+    assert!(untouched["info"].get("seen").is_none());
+    assert!(untouched.get("groups").is_none());
+}
