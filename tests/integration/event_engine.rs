@@ -488,3 +488,64 @@ fn token_actions_change_the_request_token() {
     assert!(untouched["info"].get("seen").is_none());
     assert!(untouched.get("groups").is_none());
 }
+
+/// Token, answer and client conditions on one real login, observed through the Logging
+/// handler's lines in the daemon's log; the last definition is the positive control that the
+/// lines of this request are all written.
+#[test]
+fn conditions_on_a_real_login_and_the_logging_lines() {
+    let logging = |name: &str, ordering: u32, condition: &str| {
+        format!(
+            "[[event]]\nname = \"{name}\"\nevent = \"validate_check\"\nhandler = \"Logging\"\n\
+             action = \"logging\"\nordering = {ordering}\nconditions = {{ {condition} }}\n\
+             options = {{ level = \"WARNING\", message = \"{name} fired for {{serial}} of {{username}}\" }}\n"
+        )
+    };
+    let holds = [
+        ("realm3", "tokenrealm = \"realm3\""),
+        ("resolver", "tokenresolver = \"resolver1\""),
+        ("owned", "token_has_owner = \"True\""),
+        ("valid", "token_validity_period = \"True\""),
+        ("loopback", "client_ip = \"127.0.0.0/8, !10.0.0.1\""),
+        ("matching", "detail_message = \"^matching\""),
+        ("accepted", "result_authentication = \"ACCEPT\""),
+        ("serial", "serial = \"A1\""),
+    ];
+    let fails = [
+        ("orphaned", "token_is_orphaned = \"True\""),
+        ("rolling-out", "rollout_state = \"clientwait\""),
+        ("elsewhere", "client_ip = \"10.0.0.0/8\""),
+        ("realm9", "tokenrealm = \"realm9\""),
+        ("other-serial", "serial = \"B\""),
+    ];
+    let mut defs = String::new();
+    for (i, (name, c)) in holds.iter().chain(fails.iter()).enumerate() {
+        defs.push_str(&logging(name, i as u32, c));
+    }
+    defs.push_str(&logging("zz-last", 99, "result_value = \"True\""));
+    let d = with_events(&defs);
+    d.enroll_hotp("A1", "alice", "pin");
+    d.cli_ok(&["token", "realms", "A1", "realm1", "realm3"]);
+    assert_eq!(
+        login(&d, "alice", &format!("pin{}", RFC4226[0])),
+        "Access-Accept"
+    );
+    d.wait_for_log(
+        "zz-last fired for A1 of alice",
+        std::time::Duration::from_secs(5),
+    );
+    let log = d.log();
+    for (name, _) in holds {
+        assert!(
+            log.contains(&format!("{name} fired for A1 of alice")),
+            "{name}:\n{log}"
+        );
+    }
+    for (name, _) in fails {
+        assert!(!log.contains(&format!("{name} fired")), "{name}:\n{log}");
+    }
+    assert!(
+        log.contains("WARN"),
+        "the level is the configured one:\n{log}"
+    );
+}
