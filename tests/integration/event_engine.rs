@@ -549,3 +549,119 @@ fn conditions_on_a_real_login_and_the_logging_lines() {
         "the level is the configured one:\n{log}"
     );
 }
+
+/// `sendsms` reaches a real HTTP gateway; a Federation to a server that is down ends the
+/// request (its `abort_on_error` defaults to true) and with `abort_on_error = false` does not;
+/// a `background` script runs while the answer is already out (it blocks on a FIFO the test
+/// opens only afterwards).
+#[test]
+fn sms_abort_on_error_and_background_scripts() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let gateway = rt.block_on(crate::sinks::HttpSink::start());
+    let scripts = tempfile::tempdir().unwrap();
+    let gate = scripts.path().join("gate");
+    let out = scripts.path().join("out");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&gate)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let script = scripts.path().join("wait-for-gate.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nread line < {gate}\necho \"$line $*\" > {out}.tmp && mv {out}.tmp {out}\n",
+            gate = gate.display(),
+            out = out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/", dead.local_addr().unwrap());
+    drop(dead);
+    let d = with_events(&format!(
+        "[handlers]\nscript_directory = \"{scripts}\"\n\
+         [[sms_gateway]]\nname = \"gw\"\nurl = \"{sms}\"\nmethod = \"GET\"\ntimeout = 3\n\
+         parameters = {{ to = \"{{phone}}\", text = \"{{message}}\" }}\n\
+         [[event]]\nname = \"sms-on-login\"\nevent = \"validate_check\"\nhandler = \"UserNotification\"\n\
+         action = \"sendsms\"\nconditions = {{ result_value = \"True\", user_info = \"username == alice\" }}\n\
+         options = {{ smsconfig = \"gw\", body = \"login with {{serial}}\" }}\n\
+         [[remote]]\nname = \"down\"\ntype = \"privacyidea\"\nurl = \"{dead_url}\"\n\
+         [[event]]\nname = \"forward-bob\"\nevent = \"validate_check\"\nhandler = \"Federation\"\n\
+         action = \"forward\"\nconditions = {{ user_info = \"username == bob\" }}\n\
+         options = {{ privacyIDEA = \"down\" }}\n\
+         [[event]]\nname = \"forward-carol\"\nevent = \"validate_check\"\nhandler = \"Federation\"\n\
+         action = \"forward\"\nabort_on_error = false\nconditions = {{ user_info = \"username == carol\" }}\n\
+         options = {{ privacyIDEA = \"down\" }}\n\
+         [[event]]\nname = \"script\"\nevent = \"validate_check\"\nhandler = \"Script\"\n\
+         action = \"wait-for-gate.sh\"\nconditions = {{ result_value = \"True\", user_info = \"username == alice\" }}\n\
+         options = {{ background = \"background\", serial = \"1\" }}\n",
+        scripts = scripts.path().display(),
+        sms = gateway.url("/send"),
+    ));
+    d.enroll_hotp("A1", "alice", "pin");
+    d.enroll_hotp("B1", "bob", "pin");
+    d.enroll_hotp("C1", "carol", "pin");
+
+    assert_eq!(
+        login(&d, "bob", &format!("pin{}", RFC4226[0])),
+        "Access-Reject"
+    );
+    assert_eq!(
+        login(&d, "carol", &format!("pin{}", RFC4226[0])),
+        "Access-Accept"
+    );
+    // the answer came while the script still waits at the gate
+    assert_eq!(
+        login(&d, "alice", &format!("pin{}", RFC4226[0])),
+        "Access-Accept"
+    );
+    assert!(!out.exists());
+    std::fs::write(&gate, "opened\n").unwrap();
+    let start = std::time::Instant::now();
+    while !out.exists() {
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "the background script never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap().trim(),
+        "opened --serial A1"
+    );
+
+    let sms = rt.block_on(gateway.wait_for(1, std::time::Duration::from_secs(5)));
+    assert_eq!(sms.len(), 1, "one SMS, for alice only");
+    assert!(
+        sms[0].query.contains("to=%2B4915100000001"),
+        "{}",
+        sms[0].query
+    );
+    assert!(
+        sms[0].query.contains("login+with+A1") || sms[0].query.contains("login%20with%20A1"),
+        "{}",
+        sms[0].query
+    );
+    // both forwards failed; only bob's ended his request
+    for user in ["bob", "carol"] {
+        // audit rows are written behind the answer
+        let listed = d.cli_until(
+            &["audit", "list", "--json", "--user", user],
+            "Federation:forward",
+            std::time::Duration::from_secs(5),
+        );
+        let rows: serde_json::Value = serde_json::from_str(&listed).unwrap();
+        let run = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["event"] == "POST-EVENT validate_check>>Federation:forward")
+            .cloned()
+            .unwrap_or_else(|| panic!("{user}: {rows:#}"));
+        assert_eq!(run["success"], false, "{user}");
+    }
+}
