@@ -20,6 +20,9 @@ pub trait AdminOutcome {
     fn serial(&self) -> Option<String> {
         None
     }
+
+    /// Further `detail` of the POST answer.
+    fn detail(&self, _detail: &mut Map<String, serde_json::Value>) {}
 }
 
 impl AdminOutcome for () {}
@@ -31,6 +34,17 @@ impl AdminOutcome for Owner {}
 impl AdminOutcome for Enrolled {
     fn serial(&self) -> Option<String> {
         Some(self.serial.clone())
+    }
+
+    /// privacyIDEA's `googleurl` of `/token/init`: the enrolment URI for `{googleurl_value}`
+    /// and `attach_qrcode`. Only the POST handlers see it: the CLI prints its own.
+    fn detail(&self, detail: &mut Map<String, serde_json::Value>) {
+        if let Some(uri) = &self.uri {
+            detail.insert(
+                "googleurl".into(),
+                json!({"description": "URL for google Authenticator", "img": "", "value": uri.expose()}),
+            );
+        }
     }
 }
 
@@ -81,6 +95,7 @@ impl Authenticator {
         if let Some(serial) = out.serial().or_else(|| request.serial.clone()) {
             detail.insert("serial".into(), json!(serial));
         }
+        out.detail(&mut detail);
         let mut response = admin_response(detail);
         let mut post = Scope::new(self, cfg.event_env(), event, Position::Post, now);
         post.request_user = user;

@@ -122,6 +122,7 @@ pub(crate) async fn send_otp(at: &mut Attempt<'_>, token: &Token) -> Result<i64,
                 subject: fill(&delivery.email_subject),
                 body: fill(&delivery.email_body),
                 html: false,
+                attachments: Vec::new(),
             };
             at.cfg.notifier.send_mail(server.as_deref(), &mail).await?;
         }

@@ -11,7 +11,7 @@ pub mod smtp;
 use std::collections::HashMap;
 
 pub use sms::{SmsBody, SmsGateway, SmsMethod};
-pub use smtp::{Mail, SmtpServer, SmtpTls};
+pub use smtp::{Attachment, Mail, SmtpServer, SmtpTls};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use lettre::message::header::ContentType;
-use lettre::message::{Mailbox, SinglePart};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
@@ -44,6 +44,16 @@ pub struct Mail {
     pub subject: String,
     pub body: String,
     pub html: bool,
+    pub attachments: Vec<Attachment>,
+}
+
+/// A file sent with a mail (the enrolment QR code).
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub filename: String,
+    /// `image/png`, …
+    pub content_type: String,
+    pub body: Vec<u8>,
 }
 
 pub(super) struct Sender {
@@ -128,7 +138,21 @@ fn build(from: &str, mail: &Mail) -> Result<Message, NotifyError> {
     } else {
         ContentType::TEXT_PLAIN
     };
-    b.singlepart(SinglePart::builder().header(kind).body(mail.body.clone()))
+    let text = SinglePart::builder().header(kind).body(mail.body.clone());
+    if mail.attachments.is_empty() {
+        return b
+            .singlepart(text)
+            .map_err(|e| NotifyError::Message(e.to_string()));
+    }
+    let mut parts = MultiPart::mixed().singlepart(text);
+    for a in &mail.attachments {
+        let ct = ContentType::parse(&a.content_type)
+            .map_err(|e| NotifyError::Message(format!("{}: {e}", a.content_type)))?;
+        parts = parts.singlepart(
+            lettre::message::Attachment::new(a.filename.clone()).body(a.body.clone(), ct),
+        );
+    }
+    b.multipart(parts)
         .map_err(|e| NotifyError::Message(e.to_string()))
 }
 
@@ -153,5 +177,25 @@ mod tests {
             ..mail
         };
         assert!(build("otpgate@example.com", &bad).is_err());
+    }
+
+    #[test]
+    fn attachments_make_a_multipart_message() {
+        let mail = Mail {
+            to: vec!["alice@example.com".into()],
+            subject: "s".into(),
+            body: "your token".into(),
+            attachments: vec![Attachment {
+                filename: "qrcode.png".into(),
+                content_type: "image/png".into(),
+                body: vec![0x89, b'P', b'N', b'G'],
+            }],
+            ..Default::default()
+        };
+        let text =
+            String::from_utf8(build("otpgate@example.com", &mail).unwrap().formatted()).unwrap();
+        assert!(text.contains("multipart/mixed"), "{text}");
+        assert!(text.contains("filename=\"qrcode.png\""), "{text}");
+        assert!(text.contains("Content-Type: image/png"), "{text}");
     }
 }

@@ -174,9 +174,50 @@ pub fn qr_terminal(uri: &str) -> Result<String, EnrollError> {
         .build())
 }
 
+/// The URI as a QR code in a PNG (grey levels, 4 pixels a module, a 4-module quiet zone), for
+/// an enrolment mail's attachment.
+pub fn qr_png(uri: &str) -> Result<Vec<u8>, EnrollError> {
+    const SCALE: usize = 4;
+    const QUIET: usize = 4;
+    let code = qrcode::QrCode::new(uri.as_bytes()).map_err(|e| EnrollError::Qr(e.to_string()))?;
+    let width = code.width();
+    let colors = code.to_colors();
+    let side = (width + 2 * QUIET) * SCALE;
+    let mut pixels = vec![255u8; side * side];
+    for (i, c) in colors.iter().enumerate() {
+        if *c != qrcode::Color::Dark {
+            continue;
+        }
+        let (mx, my) = (i % width + QUIET, i / width + QUIET);
+        for y in my * SCALE..(my + 1) * SCALE {
+            pixels[y * side + mx * SCALE..y * side + (mx + 1) * SCALE].fill(0);
+        }
+    }
+    let mut out = Vec::new();
+    let side32 = u32::try_from(side).map_err(|e| EnrollError::Qr(e.to_string()))?;
+    let mut enc = png::Encoder::new(&mut out, side32, side32);
+    enc.set_color(png::ColorType::Grayscale);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.write_header()
+        .and_then(|mut w| w.write_image_data(&pixels))
+        .map_err(|e| EnrollError::Qr(e.to_string()))?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn qr_codes_become_pngs() {
+        let png = qr_png("otpauth://hotp/T1?secret=GEZDGNBV&counter=0").unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        let decoder = png::Decoder::new(std::io::Cursor::new(png));
+        let reader = decoder.read_info().unwrap();
+        let info = reader.info();
+        assert_eq!(info.width, info.height);
+        assert_eq!(info.width % 4, 0);
+    }
 
     #[test]
     fn hex_and_base32_keys() {

@@ -665,3 +665,36 @@ fn sms_abort_on_error_and_background_scripts() {
         assert_eq!(run["success"], false, "{user}");
     }
 }
+
+/// privacyIDEA's enrolment mail: on `token_init`, `{googleurl_value}` is the otpauth:// URI
+/// and `attach_qrcode` attaches it as a PNG; a spass token has no URI and no attachment.
+#[test]
+fn enrolment_mail_carries_the_uri_and_the_qr_code() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let smtp = rt.block_on(crate::sinks::SmtpSink::start());
+    let d = with_events(&format!(
+        "{}[[event]]\nname = \"welcome\"\nevent = \"token_init\"\nhandler = \"UserNotification\"\n\
+         action = \"sendmail\"\noptions = {{ emailconfig = \"mail1\", To = \"tokenowner\", \
+         attach_qrcode = \"1\", subject = \"your {{tokentype}} {{serial}}\", body = \"scan {{googleurl_value}}\" }}\n",
+        smtp.config("mail1")
+    ));
+    d.enroll_hotp("H1", "alice", "pin");
+    let mails = rt.block_on(smtp.wait_for(1, std::time::Duration::from_secs(5)));
+    let m = &mails[0];
+    assert_eq!(m.to, vec!["alice@example.com"]);
+    assert_eq!(m.subject(), Some("your hotp H1"));
+    assert!(m.data.contains("multipart/mixed"), "{}", m.data);
+    assert!(m.data.contains("filename=\"qrcode.png\""), "{}", m.data);
+    assert!(m.data.contains("otpauth://hotp/"), "{}", m.data);
+    // the PNG's signature, base64
+    assert!(m.data.contains("iVBORw0KGgo"), "{}", m.data);
+
+    d.cli_ok(&[
+        "token", "enroll", "--type", "spass", "--serial", "S1", "--user", "carol", "--pin", "x",
+    ]);
+    let mails = rt.block_on(smtp.wait_for(2, std::time::Duration::from_secs(5)));
+    let m = &mails[1];
+    assert_eq!(m.subject(), Some("your spass S1"));
+    assert!(!m.data.contains("qrcode.png"), "{}", m.data);
+    assert!(!m.data.contains("otpauth://"), "{}", m.data);
+}

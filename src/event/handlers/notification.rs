@@ -7,7 +7,7 @@ use super::{Done, HandlerError, Run};
 use crate::event::definition::BuildEnv;
 use crate::event::options::Options;
 use crate::event::tags::notification_tags;
-use crate::notify::Mail;
+use crate::notify::{Attachment, Mail};
 
 pub const ACTIONS: &[&str] = &["sendmail", "sendsms", "savefile"];
 
@@ -84,6 +84,8 @@ pub enum NotifyAction {
         subject: String,
         body: String,
         html: bool,
+        /// Attach the enrolled token's QR code as a PNG (`token_init`).
+        attach_qrcode: bool,
     },
     SendSms {
         gateway: String,
@@ -127,9 +129,7 @@ impl NotifyAction {
                 } else {
                     Recipient::parse(&reply_kind, opts, "reply_to")?
                 };
-                if opts.flag("attach_qrcode") {
-                    return Err("attach_qrcode: otpgate does not render enrollment QR images into mails; leave it out".into());
-                }
+                let attach_qrcode = opts.flag("attach_qrcode");
                 let html = match opts.text("mimetype").as_deref().map(str::trim) {
                     None | Some("") | Some("plain") => false,
                     Some("html") => true,
@@ -139,6 +139,7 @@ impl NotifyAction {
                     server,
                     to,
                     reply_to,
+                    attach_qrcode,
                     subject: opts
                         .text("subject")
                         .filter(|s| !s.is_empty())
@@ -201,6 +202,7 @@ impl NotifyAction {
                 subject,
                 body,
                 html,
+                attach_qrcode,
             } => {
                 let recipients = recipients_of(run, to).await?;
                 let Some(first) = recipients.first() else {
@@ -224,6 +226,15 @@ impl NotifyAction {
                     subject: render(subject, false)?,
                     body: render(body, *html)?,
                     html: *html,
+                    attachments: match tags.get("googleurl_value").filter(|u| !u.is_empty()) {
+                        Some(uri) if *attach_qrcode => vec![Attachment {
+                            filename: "qrcode.png".into(),
+                            content_type: "image/png".into(),
+                            body: crate::token::enroll::qr_png(uri)
+                                .map_err(|e| HandlerError::new("QrError", e.to_string()))?,
+                        }],
+                        _ => Vec::new(),
+                    },
                 };
                 match env.notifier.send_mail(Some(server), &mail).await {
                     Ok(()) => Ok(Done::ok_with(format!("Sent to {}", mail.to.join(", ")))),
