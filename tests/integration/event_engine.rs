@@ -698,3 +698,127 @@ fn enrolment_mail_carries_the_uri_and_the_qr_code() {
     assert!(!m.data.contains("qrcode.png"), "{}", m.data);
     assert!(!m.data.contains("otpauth://"), "{}", m.data);
 }
+
+/// `challenge_expired` and `challenge_session` around a RADIUS challenge: after the request
+/// that triggered it (POST: the answer names the new challenge) and before the request that
+/// answers it (PRE: its State names it; after a right answer the challenge is gone), with
+/// `skip_unknown = false` so that "no challenge" does not count as fulfilled; `{now}-12d`
+/// written into a tokeninfo and compared with `{now}` offsets.
+#[test]
+fn challenge_and_time_offset_conditions_on_a_challenge_login() {
+    let logging = |name: &str, ordering: u32, condition: &str| {
+        let position = if name.starts_with("pre-") {
+            "pre"
+        } else {
+            "post"
+        };
+        format!(
+            "[[event]]\nname = \"{name}\"\nevent = \"validate_check\"\nhandler = \"Logging\"\n\
+             action = \"logging\"\nposition = \"{position}\"\nordering = {ordering}\nskip_unknown = false\n\
+             conditions = {{ {condition} }}\n\
+             options = {{ level = \"WARNING\", message = \"{name} fired for {{serial}}\" }}\n"
+        )
+    };
+    let mut defs = String::from(
+        "[[policy]]\nname = \"cr\"\nscope = \"authentication\"\nactions = { challenge_response = \"hotp\" }\n\
+         [[event]]\nname = \"stamp\"\nevent = \"validate_check\"\nhandler = \"Token\"\n\
+         action = \"set tokeninfo\"\nordering = 1\nconditions = { result_authentication = \"CHALLENGE\" }\n\
+         options = { key = \"challenged\", value = \"{now}-12d\" }\n",
+    );
+    for (i, (name, c)) in [
+        ("unexpired", "challenge_expired = \"False\""),
+        ("pre-unexpired", "challenge_expired = \"False\""),
+        ("expired", "challenge_expired = \"True\""),
+        ("sessionless", "challenge_session = \"^$\""),
+        ("twelve-days-ago", "tokeninfo = \"challenged < {now}-11d\""),
+        (
+            "thirteen-days-ago",
+            "tokeninfo = \"challenged < {now}-13d\"",
+        ),
+        ("zz-last", "result_value = \"True\""),
+    ]
+    .iter()
+    .enumerate()
+    {
+        defs.push_str(&logging(name, 10 + i as u32, c));
+    }
+    let d = with_events(&defs);
+    d.enroll_hotp("A1", "alice", "pin");
+    let r = d.radclient(
+        "auth",
+        &[
+            "User-Name = alice",
+            "User-Password = pin",
+            "Message-Authenticator = 0x00",
+        ],
+    );
+    assert_eq!(r.code, "Access-Challenge", "{}", r.raw);
+    let state = r.attr("State").expect("State").to_owned();
+    let r = d.radclient(
+        "auth",
+        &[
+            "User-Name = alice",
+            &format!("User-Password = {}", RFC4226[0]),
+            &format!("State = {state}"),
+            "Message-Authenticator = 0x00",
+        ],
+    );
+    assert_eq!(r.code, "Access-Accept", "{}", r.raw);
+    d.wait_for_log("zz-last fired for A1", std::time::Duration::from_secs(5));
+    let log = d.log();
+    for fired in ["unexpired", "pre-unexpired", "sessionless"] {
+        assert_eq!(
+            log.matches(&format!(" {fired} fired for A1")).count(),
+            1,
+            "{fired}:\n{log}"
+        );
+    }
+    // written after the challenge, read after the answer
+    assert!(log.contains("twelve-days-ago fired for A1"), "{log}");
+    for not in ["expired fired", "thirteen-days-ago fired"] {
+        assert!(
+            !log.contains(&format!(" {not}")) && !log.contains(&format!("\"{not}")),
+            "{not}:\n{log}"
+        );
+    }
+}
+
+/// `enroll` of an SMS token with `dynamic_phone` on a user's failed first login: the next
+/// login with the PIN from `additional_params` sends the OTP to the mobile in the directory.
+#[test]
+fn enroll_an_sms_token_with_dynamic_phone() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let gateway = rt.block_on(crate::sinks::HttpSink::start());
+    let d = with_events(&format!(
+        "[[sms_gateway]]\nname = \"gw\"\nurl = \"{}\"\nmethod = \"GET\"\ntimeout = 3\n\
+         parameters = {{ to = \"{{phone}}\", text = \"{{message}}\" }}\n\
+         [[event]]\nname = \"sms-for-newcomers\"\nevent = \"validate_check\"\nhandler = \"Token\"\n\
+         action = \"enroll\"\nconditions = {{ result_value = \"False\", user_token_number = \"0\" }}\n\
+         options = {{ tokentype = \"sms\", user = \"1\", dynamic_phone = \"1\", sms_identifier = \"gw\", \
+         additional_params = '{{\"pin\": \"smspin\"}}' }}\n",
+        gateway.url("/send")
+    ));
+    assert_eq!(login(&d, "carol", "anything"), "Access-Reject");
+    let listed = d.cli_ok(&["token", "list", "--user", "carol"]);
+    assert!(listed.contains(" sms "), "{listed}");
+    assert!(gateway.requests().is_empty(), "enrolling sends nothing");
+    let r = d.radclient(
+        "auth",
+        &[
+            "User-Name = carol",
+            "User-Password = smspin",
+            "Message-Authenticator = 0x00",
+        ],
+    );
+    assert_eq!(r.code, "Access-Challenge", "{}", r.raw);
+    let sent = rt.block_on(gateway.wait_for(1, std::time::Duration::from_secs(5)));
+    assert!(
+        sent[0].query.contains("to=%2B4915100000003"),
+        "{}",
+        sent[0].query
+    );
+    // a second failed login does not enroll a second token (the user has one now)
+    assert_eq!(login(&d, "carol", "anything"), "Access-Reject");
+    let listed = d.cli_ok(&["token", "list", "--user", "carol"]);
+    assert!(listed.contains("1 token(s)"), "{listed}");
+}
