@@ -295,6 +295,19 @@ impl Context<'_, '_> {
                     .await;
             }
         }
+        if self.scope.env.definitions.keeps_user_attributes()
+            && let Some(u) = &mut user
+        {
+            let custom = self
+                .scope
+                .actions
+                .store()
+                .user_attributes(&u.realm, &u.login)
+                .await?;
+            if !custom.is_empty() {
+                u.record = Arc::new(u.record.with_attributes(custom));
+            }
+        }
         self.scope.cache.user = Some(user.clone());
         Ok(user)
     }

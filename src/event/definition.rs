@@ -87,6 +87,8 @@ pub struct Definitions {
     by_event: HashMap<String, [Vec<Arc<Definition>>; 2]>,
     /// How many distinct conditions the definitions have (see `Definition::condition_ids`).
     distinct_conditions: usize,
+    /// A CustomUserAttributes definition exists: users are read with their custom attributes.
+    custom_attributes: bool,
 }
 
 impl Definitions {
@@ -105,6 +107,11 @@ impl Definitions {
 
     pub fn all(&self) -> &[Arc<Definition>] {
         &self.all
+    }
+
+    /// Whether users need their custom attributes (a store read) when determined.
+    pub fn keeps_user_attributes(&self) -> bool {
+        self.custom_attributes
     }
 
     pub fn is_empty(&self) -> bool {
@@ -129,10 +136,14 @@ impl Definitions {
                 by_event.entry(e.clone()).or_default()[position_index(d.position)].push(d.clone());
             }
         }
+        let custom_attributes = all
+            .iter()
+            .any(|d| d.active && d.module == Module::CustomUserAttributes);
         Self {
             all,
             by_event,
             distinct_conditions,
+            custom_attributes,
         }
     }
 }
@@ -184,7 +195,7 @@ pub struct RawEvent {
     /// Events this definition listens to, e.g. `["validate_check"]`.
     pub event: StringOrList,
     /// The handler module: Token, UserNotification, Script, Counter, Logging, WebHook,
-    /// RequestMangler, ResponseMangler, Federation.
+    /// RequestMangler, ResponseMangler, Federation, CustomUserAttributes.
     #[serde(alias = "handlermodule")]
     pub handler: String,
     pub action: String,

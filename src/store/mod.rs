@@ -44,6 +44,7 @@ mod queued_counters;
 pub(crate) mod sqlite;
 mod statements;
 pub mod tokens;
+mod user_attributes;
 
 pub use sqlite::inspect::{Inspection, inspect as inspect_sqlite};
 

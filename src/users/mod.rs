@@ -92,6 +92,28 @@ impl UserRecord {
         self.groups().iter().any(|g| group_matches(g, group))
     }
 
+    /// The record with these attributes over the directory's (custom user attributes).
+    pub fn with_attributes(&self, extra: BTreeMap<String, String>) -> Self {
+        let mut details = self.details().cloned().unwrap_or_default();
+        for (k, v) in extra {
+            match k.as_str() {
+                "givenname" => details.givenname = v,
+                "surname" => details.surname = v,
+                "email" => details.email = v,
+                "mobile" => details.mobile = v,
+                "phone" => details.phone = v,
+                _ => {
+                    details.attributes.insert(k, vec![v]);
+                }
+            }
+        }
+        Self {
+            login: self.login.clone(),
+            password_hash: self.password_hash.clone(),
+            details: Some(Box::new(details)),
+        }
+    }
+
     /// The free attributes and their values.
     pub fn free_attributes(&self) -> impl Iterator<Item = (&String, &Vec<String>)> {
         self.details().into_iter().flat_map(|d| d.attributes.iter())

@@ -822,3 +822,69 @@ fn enroll_an_sms_token_with_dynamic_phone() {
     let listed = d.cli_ok(&["token", "list", "--user", "carol"]);
     assert!(listed.contains("1 token(s)"), "{listed}");
 }
+
+/// CustomUserAttributes: a login stores the NAS it came through as the user's attribute, a
+/// later definition's `user_info` condition reads it in the same request, a failed login
+/// deletes it.
+#[test]
+fn custom_user_attributes_are_set_read_and_deleted() {
+    let d = with_events(
+        "[[event]]\nname = \"remember-nas\"\nevent = \"validate_check\"\nhandler = \"CustomUserAttributes\"\n\
+         action = \"set_custom_user_attributes\"\nordering = 1\nconditions = { result_value = \"True\" }\n\
+         options = { user = \"tokenowner\", attrkey = \"last_nas\", attrvalue = \"{ua_browser}\" }\n\
+         [[event]]\nname = \"forget-nas\"\nevent = \"validate_check\"\nhandler = \"CustomUserAttributes\"\n\
+         action = \"delete_custom_user_attributes\"\nordering = 1\nconditions = { result_value = \"False\" }\n\
+         options = { user = \"tokenowner\", attrkey = \"last_nas\" }\n\
+         [[event]]\nname = \"came-via-gw1\"\nevent = \"validate_check\"\nhandler = \"Logging\"\n\
+         action = \"logging\"\nordering = 2\nconditions = { user_info = \"last_nas == vpn-gw1\" }\n\
+         options = { level = \"WARNING\", message = \"came-via-gw1 fired {serial}\" }\n\
+         [[event]]\nname = \"zz-last\"\nevent = \"validate_check\"\nhandler = \"Logging\"\n\
+         action = \"logging\"\nordering = 3\n\
+         options = { level = \"WARNING\", message = \"zz-last fired {serial}\" }\n",
+    );
+    d.enroll_hotp("A1", "alice", "pin");
+    let via = |nas: &str, password: &str| {
+        d.radclient(
+            "auth",
+            &[
+                "User-Name = alice",
+                &format!("User-Password = \"{password}\""),
+                &format!("NAS-Identifier = {nas}"),
+                "Message-Authenticator = 0x00",
+            ],
+        )
+        .code
+    };
+    let wait_count = |n: usize| {
+        let start = std::time::Instant::now();
+        while d.log().matches("zz-last fired").count() < n {
+            assert!(start.elapsed().as_secs() < 5, "{}", d.log());
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        d.log().matches("came-via-gw1 fired").count()
+    };
+    assert_eq!(
+        via("vpn-gw1", &format!("pin{}", RFC4226[0])),
+        "Access-Accept"
+    );
+    assert_eq!(wait_count(1), 1, "set, then read in the same request");
+    assert_eq!(via("vpn-gw1", "pin000000"), "Access-Reject");
+    assert_eq!(wait_count(2), 1, "deleted before it is read");
+    assert_eq!(
+        via("vpn-gw2", &format!("pin{}", RFC4226[1])),
+        "Access-Accept"
+    );
+    assert_eq!(wait_count(3), 1, "another NAS: another value");
+    assert_eq!(
+        via("vpn-gw1", &format!("pin{}", RFC4226[2])),
+        "Access-Accept"
+    );
+    assert_eq!(wait_count(4), 2);
+    let rows = d.cli_until(
+        &["audit", "list", "--json", "--user", "alice"],
+        "CustomUserAttributes:delete_custom_user_attributes",
+        std::time::Duration::from_secs(5),
+    );
+    assert!(rows.contains("last_nas deleted for alice@realm1"), "{rows}");
+    assert!(rows.contains("last_nas set for alice@realm1"), "{rows}");
+}

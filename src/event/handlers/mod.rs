@@ -2,6 +2,7 @@
 //! configuration is loaded, and gets a fresh [`Run`] each time its definition fires.
 
 pub mod counter;
+pub mod custom_attributes;
 pub mod enroll_params;
 pub mod federation;
 pub mod logging;
@@ -30,10 +31,11 @@ pub enum Module {
     RequestMangler,
     ResponseMangler,
     Federation,
+    CustomUserAttributes,
 }
 
 impl Module {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Token,
         Self::UserNotification,
         Self::Script,
@@ -43,6 +45,7 @@ impl Module {
         Self::RequestMangler,
         Self::ResponseMangler,
         Self::Federation,
+        Self::CustomUserAttributes,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +59,7 @@ impl Module {
             Self::RequestMangler => "RequestMangler",
             Self::ResponseMangler => "ResponseMangler",
             Self::Federation => "Federation",
+            Self::CustomUserAttributes => "CustomUserAttributes",
         }
     }
 
@@ -96,6 +100,7 @@ impl Module {
             Self::RequestMangler => &["delete", "set"],
             Self::ResponseMangler => &["delete", "set"],
             Self::Federation => &["forward"],
+            Self::CustomUserAttributes => custom_attributes::ACTIONS,
         }
     }
 }
@@ -112,6 +117,7 @@ pub enum Action {
     RequestMangler(mangler::RequestAction),
     ResponseMangler(mangler::ResponseAction),
     Federation(federation::ForwardAction),
+    CustomAttribute(custom_attributes::CustomAttributeAction),
 }
 
 impl Action {
@@ -141,6 +147,9 @@ impl Action {
             Module::Federation => {
                 Self::Federation(federation::ForwardAction::parse(action, opts, env)?)
             }
+            Module::CustomUserAttributes => Self::CustomAttribute(
+                custom_attributes::CustomAttributeAction::parse(action, opts)?,
+            ),
         })
     }
 
@@ -157,7 +166,8 @@ impl Action {
             | Self::WebHook(_)
             | Self::RequestMangler(_)
             | Self::ResponseMangler(_)
-            | Self::Federation(_) => Effect::Anything,
+            | Self::Federation(_)
+            | Self::CustomAttribute(_) => Effect::Anything,
         }
     }
 
@@ -172,6 +182,7 @@ impl Action {
             Self::RequestMangler(a) => a.run(run),
             Self::ResponseMangler(a) => a.run(run),
             Self::Federation(a) => a.run(run).await,
+            Self::CustomAttribute(a) => a.run(run).await,
         }
     }
 }

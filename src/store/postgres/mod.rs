@@ -130,6 +130,11 @@ pub(in crate::store) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "commit probe",
         include_str!("../../../migrations/postgres/0008_commit_probe.sql"),
     ),
+    (
+        9,
+        "custom user attributes",
+        include_str!("../../../migrations/postgres/0009_user_attribute.sql"),
+    ),
 ];
 
 /// Whether a PostgreSQL connection given back to the pool answers a ping within `limit`.

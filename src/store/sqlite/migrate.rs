@@ -51,6 +51,11 @@ pub(in crate::store) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "commit probe",
         include_str!("../../../migrations/sqlite/0007_commit_probe.sql"),
     ),
+    (
+        8,
+        "custom user attributes",
+        include_str!("../../../migrations/sqlite/0008_user_attribute.sql"),
+    ),
 ];
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
     version BIGINT PRIMARY KEY,
