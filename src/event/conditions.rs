@@ -384,8 +384,9 @@ impl Condition {
                 None => Unknown("no client address".into()),
                 Some(ip) => yes(nets.contains(ip), &|| format!("client {ip} is not listed")),
             },
+            // documented: a request without the attribute does not fire (not "unknown")
             Self::Nas(m) => match m.value(ctx.request) {
-                None => Unknown(format!("the request has no {}", m.key)),
+                None => Fails(format!("the request has no {}", m.key)),
                 Some(v) => yes(m.matches(ctx.request), &|| {
                     format!("{} {v:?} is not listed", m.key)
                 }),

@@ -888,3 +888,129 @@ fn custom_user_attributes_are_set_read_and_deleted() {
     assert!(rows.contains("last_nas deleted for alice@realm1"), "{rows}");
     assert!(rows.contains("last_nas set for alice@realm1"), "{rows}");
 }
+
+/// Every admin operation raises its event: a Counter per event, then each operation once.
+#[test]
+fn every_admin_operation_raises_its_event() {
+    let events = [
+        "token_init",
+        "token_set",
+        "token_setpin",
+        "token_disable",
+        "token_enable",
+        "token_unassign",
+        "token_assign",
+        "token_resync",
+        "token_realm",
+        "token_revoke",
+        "token_delete",
+    ];
+    let defs: String = events
+        .iter()
+        .map(|e| {
+            format!(
+                "[[event]]\nname = \"count-{e}\"\nevent = \"{e}\"\nhandler = \"Counter\"\n\
+                 action = \"increase_counter\"\noptions = {{ counter_name = \"{e}\" }}\n"
+            )
+        })
+        .collect();
+    let d = with_events(&defs);
+    d.enroll_hotp("T1", "alice", "pin");
+    d.cli_ok(&["token", "set", "T1", "--description", "fob"]);
+    d.cli_ok(&["token", "set-pin", "T1", "--pin", "newpin"]);
+    d.cli_ok(&["token", "disable", "T1"]);
+    d.cli_ok(&["token", "enable", "T1"]);
+    d.cli_ok(&["token", "unassign", "T1"]);
+    d.cli_ok(&["token", "assign", "T1", "--user", "bob"]);
+    d.cli_ok(&["token", "resync", "T1", RFC4226[3], RFC4226[4]]);
+    d.cli_ok(&["token", "realms", "T1", "realm1", "realm3"]);
+    d.cli_ok(&["token", "revoke", "T1"]);
+    d.cli_ok(&["token", "delete", "T1"]);
+    let counters: serde_json::Value =
+        serde_json::from_str(&d.cli_ok(&["event", "counters", "--json"])).unwrap();
+    for e in events {
+        assert_eq!(counters[e], 1, "{e}: {counters}");
+    }
+}
+
+/// The notification tags of a login, rendered into a real mail.
+#[test]
+fn notification_tags_of_a_login_reach_the_mail() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let smtp = rt.block_on(crate::sinks::SmtpSink::start());
+    let d = with_events(&format!(
+        "[handlers]\nbase_url = \"https://otp.example.org/\"\n{}\
+         [[event]]\nname = \"tags\"\nevent = \"validate_check\"\nhandler = \"UserNotification\"\n\
+         action = \"sendmail\"\nconditions = {{ result_value = \"True\" }}\n\
+         options = {{ emailconfig = \"mail1\", To = \"tokenowner\", subject = \"tags\", body = \
+         \"g={{givenname}} s={{surname}} u={{username}} r={{userrealm}} d={{tokendescription}} \
+         t={{tokentype}} n={{serial}} rg={{recipient_givenname}} a={{action}} url={{url}} \
+         ip={{client_ip}} date={{date}} time={{time}}\" }}\n",
+        smtp.config("mail1")
+    ));
+    d.enroll_hotp("T1", "alice", "pin");
+    d.cli_ok(&["token", "set", "T1", "--description", "blue fob"]);
+    assert_eq!(
+        login(&d, "alice", &format!("pin{}", RFC4226[0])),
+        "Access-Accept"
+    );
+    let mails = rt.block_on(smtp.wait_for(1, std::time::Duration::from_secs(5)));
+    let body = mails[0].body();
+    let today = SystemClock.now().with_timezone(&chrono::Local).format("%Y-%m-%d").to_string();
+    for want in [
+        "g=Alice s=Smith u=alice r=realm1 d=blue fob t=hotp n=T1 rg=Alice",
+        "a=/validate/check url=https://otp.example.org/ ip=127.0.0.1",
+        &format!("date={today}"),
+    ] {
+        assert!(body.contains(want), "{want:?} in {body:?}");
+    }
+    assert!(body.contains(" time="), "{body}");
+}
+
+/// NAS-IP-Address and Called-Station-Id conditions, and add/remove tokengroup, on logins.
+#[test]
+fn nas_conditions_and_token_groups_on_logins() {
+    let d = with_events(
+        "[[event]]\nname = \"groups\"\nevent = \"validate_check\"\nhandler = \"Token\"\n\
+         action = \"add tokengroup\"\nconditions = { result_value = \"True\", nas_ip_address = \"10.1.2.3\" }\n\
+         options = { tokengroup = \"office\" }\n\
+         [[event]]\nname = \"ungroup\"\nevent = \"validate_check\"\nhandler = \"Token\"\n\
+         action = \"remove tokengroup\"\nconditions = { result_value = \"True\", called_station_id = \"/.*-guest$/\" }\n\
+         options = { tokengroup = \"office\" }\n",
+    );
+    d.enroll_hotp("T1", "alice", "pin");
+    let via = |attrs: &[&str], otp: &str| {
+        let pw = format!("User-Password = \"pin{otp}\"");
+        let mut all = vec![
+            "User-Name = alice",
+            pw.as_str(),
+            "Message-Authenticator = 0x00",
+        ];
+        all.extend_from_slice(attrs);
+        d.radclient("auth", &all).code
+    };
+    assert_eq!(
+        via(&["NAS-IP-Address = 10.9.9.9"], RFC4226[0]),
+        "Access-Accept"
+    );
+    assert!(d.token("T1").get("groups").is_none(), "another NAS");
+    assert_eq!(
+        via(&["NAS-IP-Address = 10.1.2.3"], RFC4226[1]),
+        "Access-Accept"
+    );
+    assert_eq!(d.token("T1")["groups"], serde_json::json!(["office"]));
+    assert_eq!(
+        via(&["Called-Station-Id = \"ssid-corp\""], RFC4226[2]),
+        "Access-Accept"
+    );
+    assert_eq!(
+        d.token("T1")["groups"],
+        serde_json::json!(["office"]),
+        "not a guest SSID"
+    );
+    assert_eq!(
+        via(&["Called-Station-Id = \"ssid-guest\""], RFC4226[3]),
+        "Access-Accept"
+    );
+    assert!(d.token("T1").get("groups").is_none(), "removed");
+}
