@@ -956,7 +956,11 @@ fn notification_tags_of_a_login_reach_the_mail() {
     );
     let mails = rt.block_on(smtp.wait_for(1, std::time::Duration::from_secs(5)));
     let body = mails[0].body();
-    let today = SystemClock.now().with_timezone(&chrono::Local).format("%Y-%m-%d").to_string();
+    let today = SystemClock
+        .now()
+        .with_timezone(&chrono::Local)
+        .format("%Y-%m-%d")
+        .to_string();
     for want in [
         "g=Alice s=Smith u=alice r=realm1 d=blue fob t=hotp n=T1 rg=Alice",
         "a=/validate/check url=https://otp.example.org/ ip=127.0.0.1",
@@ -967,7 +971,8 @@ fn notification_tags_of_a_login_reach_the_mail() {
     assert!(body.contains(" time="), "{body}");
 }
 
-/// NAS-IP-Address and Called-Station-Id conditions, and add/remove tokengroup, on logins.
+/// The NAS conditions (NAS-IP-Address, Called-Station-Id, NAS-Identifier, the RADIUS client)
+/// on logins, driving add/remove tokengroup and set tokeninfo.
 #[test]
 fn nas_conditions_and_token_groups_on_logins() {
     let d = with_events(
@@ -976,7 +981,10 @@ fn nas_conditions_and_token_groups_on_logins() {
          options = { tokengroup = \"office\" }\n\
          [[event]]\nname = \"ungroup\"\nevent = \"validate_check\"\nhandler = \"Token\"\n\
          action = \"remove tokengroup\"\nconditions = { result_value = \"True\", called_station_id = \"/.*-guest$/\" }\n\
-         options = { tokengroup = \"office\" }\n",
+         options = { tokengroup = \"office\" }\n\
+         [[event]]\nname = \"via\"\nevent = \"validate_check\"\nhandler = \"Token\"\n\
+         action = \"set tokeninfo\"\nconditions = { nas_identifier = \"vpn-gw1\", radius_client = \"loopback\" }\n\
+         options = { key = \"via\", value = \"gw1\" }\n",
     );
     d.enroll_hotp("T1", "alice", "pin");
     let via = |attrs: &[&str], otp: &str| {
@@ -1013,4 +1021,13 @@ fn nas_conditions_and_token_groups_on_logins() {
         "Access-Accept"
     );
     assert!(d.token("T1").get("groups").is_none(), "removed");
+    assert!(
+        d.token("T1")["info"].get("via").is_none(),
+        "no NAS-Identifier yet"
+    );
+    assert_eq!(
+        via(&["NAS-Identifier = vpn-gw1"], RFC4226[4]),
+        "Access-Accept"
+    );
+    assert_eq!(d.token("T1")["info"]["via"], "gw1");
 }
