@@ -78,14 +78,7 @@ impl CustomAttributeAction {
     pub async fn run(&self, run: &mut Run<'_, '_>) -> Result<Done, HandlerError> {
         let user = match self.whose {
             Whose::TokenOwner => run.determined_user().await?,
-            Whose::LoggedInUser => match run.request.admin.clone() {
-                Some(admin) => {
-                    let directory = &run.scope.env.directory;
-                    let (login, realm) = directory.split_user(&admin, None);
-                    directory.find_or_log(&login, &realm).await
-                }
-                None => None,
-            },
+            Whose::LoggedInUser => run.logged_in_user().await,
         };
         let Some(user) = user else {
             return Ok(Done::nothing(match self.whose {

@@ -213,6 +213,15 @@ impl<'a> Run<'_, 'a> {
         self.scope.view(&*self.request, self.response.as_deref())
     }
 
+    /// The administrator acting (`logged_in_user`), found in the directory by the login; the
+    /// CLI's is the invoking login. Authentications have none.
+    pub async fn logged_in_user(&self) -> Option<ResolvedUser> {
+        let admin = self.request.admin.as_deref()?;
+        let directory = &self.scope.env.directory;
+        let (login, realm) = directory.split_user(admin, None);
+        directory.find_or_log(&login, &realm).await
+    }
+
     /// The determined user (spec §1.7), if there is one.
     pub async fn determined_user(&mut self) -> Result<Option<ResolvedUser>, HandlerError> {
         Ok(self

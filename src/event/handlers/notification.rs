@@ -8,6 +8,7 @@ use crate::event::definition::BuildEnv;
 use crate::event::options::Options;
 use crate::event::tags::notification_tags;
 use crate::notify::{Attachment, Mail};
+use crate::users::ResolvedUser;
 
 pub const ACTIONS: &[&str] = &["sendmail", "sendsms", "savefile"];
 
@@ -300,42 +301,18 @@ async fn recipients_of(
 ) -> Result<Vec<(String, String, String)>, HandlerError> {
     Ok(match r {
         Recipient::None => Vec::new(),
-        Recipient::LoggedInUser(attr) => {
-            // the administrator acting, looked up like a login (CLI: the invoking account)
-            let Some(admin) = run.request.admin.clone() else {
-                return Ok(Vec::new());
-            };
-            let directory = &run.scope.env.directory;
-            let (login, realm) = directory.split_user(&admin, None);
-            directory
-                .find_or_log(&login, &realm)
-                .await
-                .and_then(|u| {
-                    u.record.attribute(attr).map(|a| {
-                        (
-                            a,
-                            u.record.givenname().to_owned(),
-                            u.record.surname().to_owned(),
-                        )
-                    })
-                })
-                .into_iter()
-                .collect()
-        }
-        Recipient::TokenOwner(attr) => {
-            let user = run.determined_user().await?;
-            user.and_then(|u| {
-                u.record.attribute(attr).map(|a| {
-                    (
-                        a,
-                        u.record.givenname().to_owned(),
-                        u.record.surname().to_owned(),
-                    )
-                })
-            })
+        Recipient::LoggedInUser(attr) => run
+            .logged_in_user()
+            .await
+            .and_then(|u| addressed(&u, attr))
             .into_iter()
-            .collect()
-        }
+            .collect(),
+        Recipient::TokenOwner(attr) => run
+            .determined_user()
+            .await?
+            .and_then(|u| addressed(&u, attr))
+            .into_iter()
+            .collect(),
         Recipient::AdminRealm(realm) => run
             .scope
             .env
@@ -346,21 +323,24 @@ async fn recipients_of(
                 tracing::warn!(target: "otpgate::event", error = %e, "the admin realm's users could not be read");
                 Vec::new()
             })
-            .into_iter()
-            .filter_map(|u| {
-                u.record.attribute("email").map(|a| {
-                    (
-                        a,
-                        u.record.givenname().to_owned(),
-                        u.record.surname().to_owned(),
-                    )
-                })
-            })
+            .iter()
+            .filter_map(|u| addressed(u, "email"))
             .collect(),
         Recipient::Email(list) => list
             .iter()
             .map(|a| (a.clone(), String::new(), String::new()))
             .collect(),
+    })
+}
+
+/// (address, givenname, surname) of a user with the address attribute.
+fn addressed(u: &ResolvedUser, attr: &str) -> Option<(String, String, String)> {
+    u.record.attribute(attr).map(|a| {
+        (
+            a,
+            u.record.givenname().to_owned(),
+            u.record.surname().to_owned(),
+        )
     })
 }
 
