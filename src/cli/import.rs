@@ -60,7 +60,13 @@ pub(super) async fn run(config: &Path, cmd: ImportCommand) -> anyhow::Result<Exi
         // the TOML is complete and valid before any token is stored; it lands after them
         let staged = staged_file(&out, &toml_file(&plan, &a.database))?;
         let Plan { tokens, .. } = plan;
-        let report = auth.token_load_privacyidea(tokens, Origin::Cli).await?;
+        let report = match auth.token_load_privacyidea(tokens, Origin::Cli).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = std::fs::remove_file(&staged);
+                return Err(e.into());
+            }
+        };
         std::fs::rename(&staged, &out).with_context(|| format!("{}", out.display()))?;
         outln!(
             "imported {} token(s) ({} present already, left as they are); PINs: {} argon2 \

@@ -122,14 +122,11 @@ fn token(
     };
     let int_info = |k: &str| info.get(k).and_then(|v| v.trim().parse::<i64>().ok());
     let time_based = kind == TokenType::Totp;
-    let mut rest: BTreeMap<String, String> = info
+    let rest: BTreeMap<String, String> = info
         .iter()
         .filter(|(k, _)| !COLUMNS.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if kind == TokenType::Email {
-        rest.entry("email".into()).or_default();
-    }
     let mut realms: Vec<String> = t.realms.iter().map(|x| x.to_ascii_lowercase()).collect();
     if let Some(o) = &owner
         && !realms.contains(&o.realm)
