@@ -902,6 +902,7 @@ fn every_admin_operation_raises_its_event() {
         "token_assign",
         "token_resync",
         "token_realm",
+        "token_reset",
         "token_revoke",
         "token_delete",
     ];
@@ -924,6 +925,7 @@ fn every_admin_operation_raises_its_event() {
     d.cli_ok(&["token", "assign", "T1", "--user", "bob"]);
     d.cli_ok(&["token", "resync", "T1", RFC4226[3], RFC4226[4]]);
     d.cli_ok(&["token", "realms", "T1", "realm1", "realm3"]);
+    d.cli_ok(&["token", "reset", "T1"]);
     d.cli_ok(&["token", "revoke", "T1"]);
     d.cli_ok(&["token", "delete", "T1"]);
     let counters: serde_json::Value =
@@ -944,7 +946,7 @@ fn notification_tags_of_a_login_reach_the_mail() {
          action = \"sendmail\"\nconditions = {{ result_value = \"True\" }}\n\
          options = {{ emailconfig = \"mail1\", To = \"tokenowner\", subject = \"tags\", body = \
          \"g={{givenname}} s={{surname}} u={{username}} r={{userrealm}} d={{tokendescription}} \
-         t={{tokentype}} n={{serial}} rg={{recipient_givenname}} a={{action}} url={{url}} \
+         t={{tokentype}} n={{serial}} rg={{recipient_givenname}} rs={{recipient_surname}} a={{action}} url={{url}} \
          ip={{client_ip}} date={{date}} time={{time}}\" }}\n",
         smtp.config("mail1")
     ));
@@ -962,7 +964,7 @@ fn notification_tags_of_a_login_reach_the_mail() {
         .format("%Y-%m-%d")
         .to_string();
     for want in [
-        "g=Alice s=Smith u=alice r=realm1 d=blue fob t=hotp n=T1 rg=Alice",
+        "g=Alice s=Smith u=alice r=realm1 d=blue fob t=hotp n=T1 rg=Alice rs=Smith",
         "a=/validate/check url=https://otp.example.org/ ip=127.0.0.1",
         &format!("date={today}"),
     ] {

@@ -31,8 +31,13 @@ fn pi_python() -> String {
     })
 }
 
+/// One privacyIDEA at a time: its setup takes seconds of CPU, and the suite's timing-sensitive
+/// tests run beside these on CI's two cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Run the site script; its JSON.
 fn site(args: &[&str]) -> serde_json::Value {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = Command::new(pi_python())
         .arg(repo().join("tests/fixtures/privacyidea_site.py"))
         .args(args)
