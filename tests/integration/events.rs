@@ -76,12 +76,16 @@ async fn scenario_47_mail_on_failure_only() {
     );
     let r = h.user("alice", "pin755224").await;
     assert_answer(&r, "ACCEPT", "matching 1 tokens");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(smtp.mails().len(), 1, "a mail was sent on success");
+    // positive control: the next failure mails; handlers finish before the answer, so a mail
+    // of the success would have arrived before it
+    let r = h.user("alice", "pin000000").await;
+    assert_answer(&r, "REJECT", "wrong otp value");
+    assert_eq!(smtp.wait_for(2, WAIT).await.len(), 2);
+    assert_eq!(smtp.mails().len(), 2, "a mail was sent on success");
     let rows = h
         .audit("POST-EVENT validate_check>>UserNotification:sendmail")
         .await;
-    assert_eq!(rows.len(), 1);
+    assert_eq!(rows.len(), 2);
     assert!(rows[0].success);
     assert_eq!(rows[0].info, "notify-sec (Sent to sec@example.com)");
     h.close().await;
@@ -90,11 +94,26 @@ async fn scenario_47_mail_on_failure_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_48_inactive_definition_never_runs() {
     let smtp = SmtpSink::start().await;
-    let h = Harness::with_config(SQLITE, "", &mail_handler(&smtp, false)).await;
+    // positive control: an active copy of the definition with another recipient
+    let control = mail_handler(&smtp, true)
+        .replace("notify-sec", "control")
+        .replace("sec@example.com", "control@example.com");
+    let control = &control[control.find("[[event]]").unwrap_or(0)..];
+    let h = Harness::with_config(
+        SQLITE,
+        "",
+        &format!("{}{control}", mail_handler(&smtp, false)),
+    )
+    .await;
     h.user("alice", "pin000000").await;
     h.user("alice", "pin755224").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(smtp.mails().is_empty());
+    let mails = smtp.wait_for(1, WAIT).await;
+    assert_eq!(smtp.mails().len(), 1);
+    assert_eq!(
+        mails[0].to,
+        vec!["control@example.com"],
+        "the inactive one sent"
+    );
     h.close().await;
 }
 
