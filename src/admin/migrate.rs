@@ -29,13 +29,8 @@ impl Authenticator {
         &self,
         tokens: &[PlannedToken],
     ) -> Result<HashSet<String>, AdminError> {
-        let mut present = HashSet::new();
-        for t in tokens {
-            if self.store.tokens().by_serial(&t.serial).await?.is_some() {
-                present.insert(t.serial.clone());
-            }
-        }
-        Ok(present)
+        let serials: Vec<&str> = tokens.iter().map(|t| t.serial.as_str()).collect();
+        Ok(self.store.tokens().existing_serials(&serials).await?)
     }
 
     /// Store the tokens of a privacyIDEA import that are not stored yet: all or none.

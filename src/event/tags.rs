@@ -335,6 +335,18 @@ pub fn user_agent_tags(r: &crate::message::Request) -> (&str, &str) {
     (&ua[..end], ua)
 }
 
+/// The tags every Token-style template knows about the request's client: `{client_ip}`,
+/// `{ua_browser}`, `{ua_string}`.
+pub fn client_tags(r: &crate::message::Request, tags: &mut Tags) {
+    tags.set(
+        "client_ip",
+        r.client.map(|c| c.to_string()).unwrap_or_default(),
+    );
+    let (browser, ua) = user_agent_tags(r);
+    tags.set("ua_browser", browser.to_owned());
+    tags.set("ua_string", ua.to_owned());
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;

@@ -322,15 +322,24 @@ impl TokenStore<'_> {
 
     /// The first of these serials that is already stored.
     async fn first_existing(&self, tokens: &[NewToken]) -> Result<Option<String>, StoreError> {
-        for chunk in tokens.chunks(500) {
+        let serials: Vec<&str> = tokens.iter().map(|t| t.serial.as_str()).collect();
+        Ok(self.existing_serials(&serials).await?.into_iter().next())
+    }
+
+    /// Which of these serials are stored.
+    pub async fn existing_serials(
+        &self,
+        serials: &[&str],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut found = std::collections::HashSet::new();
+        for chunk in serials.chunks(500) {
             let mut q = Sql::new("SELECT serial FROM token WHERE serial IN (");
-            q.bind_list(chunk.iter().map(|t| t.serial.as_str()))
-                .push(") LIMIT 1");
-            if let Some(row) = q.query().fetch_optional(self.store.db()).await? {
-                return Ok(Some(row.try_get("serial")?));
+            q.bind_list(chunk.iter().copied()).push(")");
+            for row in q.query().fetch_all(self.store.db()).await? {
+                found.insert(row.try_get::<String>("serial")?);
             }
         }
-        Ok(None)
+        Ok(found)
     }
 
     pub async fn by_serial(&self, serial: &str) -> Result<Option<Token>, StoreError> {

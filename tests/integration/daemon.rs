@@ -384,6 +384,19 @@ impl Daemon {
     }
 
     /// radclient (freeradius-utils): `attrs` like `User-Name = alice`, joined with commas.
+    /// A PAP login with radclient (Message-Authenticator sent): the reply's code.
+    pub fn pap(&self, user: &str, password: &str) -> String {
+        self.radclient(
+            "auth",
+            &[
+                &format!("User-Name = {user}"),
+                &format!("User-Password = \"{password}\""),
+                "Message-Authenticator = 0x00",
+            ],
+        )
+        .code
+    }
+
     pub fn radclient(&self, kind: &str, attrs: &[&str]) -> RadclientReply {
         let bin = which("radclient").unwrap_or_else(|| {
             panic!("radclient not found: run scripts/test (it installs freeradius-utils)")

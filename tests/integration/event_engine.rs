@@ -12,23 +12,30 @@ use otpgate::token::otp::{hotp, time_counter};
 use crate::daemon::{BIN, Daemon, Setup, config_text};
 use crate::harness::RFC4226;
 
-fn login(d: &Daemon, user: &str, password: &str) -> String {
-    d.radclient(
-        "auth",
-        &[
-            &format!("User-Name = {user}"),
-            &format!("User-Password = \"{password}\""),
-            "Message-Authenticator = 0x00",
-        ],
-    )
-    .code
-}
-
 fn with_events(extra: &str) -> Daemon {
     Daemon::start(&Setup {
         extra: extra.to_owned(),
         ..Setup::default()
     })
+}
+
+/// A Logging definition on validate_check whose line says `<name> fired for <serial> of
+/// <user>`: the log shows which conditions held.
+fn logging_def(name: &str, ordering: u32, position: &str, keys: &str, condition: &str) -> String {
+    format!(
+        "[[event]]\nname = \"{name}\"\nevent = \"validate_check\"\nhandler = \"Logging\"\n\
+         action = \"logging\"\nposition = \"{position}\"\nordering = {ordering}\n{keys}\
+         conditions = {{ {condition} }}\n\
+         options = {{ level = \"WARNING\", message = \"{name} fired for {{serial}} of {{username}}\" }}\n"
+    )
+}
+
+/// An `[[sms_gateway]]` named gw that sends GET requests to `url`.
+fn sms_gateway(url: &str) -> String {
+    format!(
+        "[[sms_gateway]]\nname = \"gw\"\nurl = \"{url}\"\nmethod = \"GET\"\ntimeout = 3\n\
+         parameters = {{ to = \"{{phone}}\", text = \"{{message}}\" }}\n"
+    )
 }
 
 #[test]
@@ -48,12 +55,12 @@ fn selectors_unassigned_and_disabled_change_every_such_token() {
     d.cli_ok(&["token", "disable", "BOB1"]);
 
     // a failed login: the conditions do not hold, nothing changes
-    assert_eq!(login(&d, "alice", "pin000000"), "Access-Reject");
+    assert_eq!(d.pap("alice", "pin000000"), "Access-Reject");
     assert_eq!(d.token("SPARE1")["active"], true);
     assert_eq!(d.token("BOB1")["description"], "");
 
     assert_eq!(
-        login(&d, "alice", &format!("pin{}", RFC4226[0])),
+        d.pap("alice", &format!("pin{}", RFC4226[0])),
         "Access-Accept"
     );
     assert_eq!(
@@ -83,7 +90,7 @@ fn additional_params_from_the_documentation_enroll_a_totp() {
          options = { tokentype = \"hotp\", user = \"1\", additional_params = \
          '{\"hashlib\": \"sha256\", \"type\": \"totp\", \"genkey\": 0, \"otpkey\": \"31323334\"}' }\n",
     );
-    assert_eq!(login(&d, "carol", "whatever"), "Access-Reject");
+    assert_eq!(d.pap("carol", "whatever"), "Access-Reject");
     let listed = d.cli_ok(&["token", "list", "--user", "carol"]);
     let serial = listed
         .lines()
@@ -94,7 +101,7 @@ fn additional_params_from_the_documentation_enroll_a_totp() {
     assert_eq!(d.token(&serial)["info"]["hashlib"], "sha256");
     let now = SystemClock.now().timestamp();
     let otp = hotp(b"1234", time_counter(now, 30) as u64, 6, HashLib::Sha256);
-    assert_eq!(login(&d, "carol", &otp), "Access-Accept");
+    assert_eq!(d.pap("carol", &otp), "Access-Accept");
 }
 
 #[test]
@@ -323,17 +330,14 @@ fn replay_counts_what_fired_and_what_would_have() {
     );
     d.enroll_hotp("A1", "alice", "pin");
     d.enroll_hotp("B1", "bob", "pin");
-    assert_eq!(login(&d, "alice", "pin000000"), "Access-Reject");
+    assert_eq!(d.pap("alice", "pin000000"), "Access-Reject");
     assert_eq!(
-        login(&d, "alice", &format!("pin{}", RFC4226[0])),
+        d.pap("alice", &format!("pin{}", RFC4226[0])),
         "Access-Accept"
     );
-    assert_eq!(login(&d, "bob", "pin111111"), "Access-Reject");
-    assert_eq!(login(&d, "alice", "wrong"), "Access-Reject");
-    assert_eq!(
-        login(&d, "bob", &format!("pin{}", RFC4226[0])),
-        "Access-Accept"
-    );
+    assert_eq!(d.pap("bob", "pin111111"), "Access-Reject");
+    assert_eq!(d.pap("alice", "wrong"), "Access-Reject");
+    assert_eq!(d.pap("bob", &format!("pin{}", RFC4226[0])), "Access-Accept");
 
     let replay: serde_json::Value =
         serde_json::from_str(&d.cli_ok(&["event", "test", "--replay", "100", "--json"])).unwrap();
@@ -495,11 +499,7 @@ fn token_actions_change_the_request_token() {
 #[test]
 fn conditions_on_a_real_login_and_the_logging_lines() {
     let logging = |name: &str, ordering: u32, condition: &str| {
-        format!(
-            "[[event]]\nname = \"{name}\"\nevent = \"validate_check\"\nhandler = \"Logging\"\n\
-             action = \"logging\"\nordering = {ordering}\nconditions = {{ {condition} }}\n\
-             options = {{ level = \"WARNING\", message = \"{name} fired for {{serial}} of {{username}}\" }}\n"
-        )
+        logging_def(name, ordering, "post", "", condition)
     };
     let holds = [
         ("realm3", "tokenrealm = \"realm3\""),
@@ -527,7 +527,7 @@ fn conditions_on_a_real_login_and_the_logging_lines() {
     d.enroll_hotp("A1", "alice", "pin");
     d.cli_ok(&["token", "realms", "A1", "realm1", "realm3"]);
     assert_eq!(
-        login(&d, "alice", &format!("pin{}", RFC4226[0])),
+        d.pap("alice", &format!("pin{}", RFC4226[0])),
         "Access-Accept"
     );
     d.wait_for_log(
@@ -583,9 +583,7 @@ fn sms_abort_on_error_and_background_scripts() {
     let dead_url = format!("http://{}/", dead.local_addr().unwrap());
     drop(dead);
     let d = with_events(&format!(
-        "[handlers]\nscript_directory = \"{scripts}\"\n\
-         [[sms_gateway]]\nname = \"gw\"\nurl = \"{sms}\"\nmethod = \"GET\"\ntimeout = 3\n\
-         parameters = {{ to = \"{{phone}}\", text = \"{{message}}\" }}\n\
+        "[handlers]\nscript_directory = \"{scripts}\"\n{sms}\
          [[event]]\nname = \"sms-on-login\"\nevent = \"validate_check\"\nhandler = \"UserNotification\"\n\
          action = \"sendsms\"\nconditions = {{ result_value = \"True\", user_info = \"username == alice\" }}\n\
          options = {{ smsconfig = \"gw\", body = \"login with {{serial}}\" }}\n\
@@ -600,23 +598,20 @@ fn sms_abort_on_error_and_background_scripts() {
          action = \"wait-for-gate.sh\"\nconditions = {{ result_value = \"True\", user_info = \"username == alice\" }}\n\
          options = {{ background = \"background\", serial = \"1\" }}\n",
         scripts = scripts.path().display(),
-        sms = gateway.url("/send"),
+        sms = sms_gateway(&gateway.url("/send")),
     ));
     d.enroll_hotp("A1", "alice", "pin");
     d.enroll_hotp("B1", "bob", "pin");
     d.enroll_hotp("C1", "carol", "pin");
 
+    assert_eq!(d.pap("bob", &format!("pin{}", RFC4226[0])), "Access-Reject");
     assert_eq!(
-        login(&d, "bob", &format!("pin{}", RFC4226[0])),
-        "Access-Reject"
-    );
-    assert_eq!(
-        login(&d, "carol", &format!("pin{}", RFC4226[0])),
+        d.pap("carol", &format!("pin{}", RFC4226[0])),
         "Access-Accept"
     );
     // the answer came while the script still waits at the gate
     assert_eq!(
-        login(&d, "alice", &format!("pin{}", RFC4226[0])),
+        d.pap("alice", &format!("pin{}", RFC4226[0])),
         "Access-Accept"
     );
     assert!(!out.exists());
@@ -712,11 +707,12 @@ fn challenge_and_time_offset_conditions_on_a_challenge_login() {
         } else {
             "post"
         };
-        format!(
-            "[[event]]\nname = \"{name}\"\nevent = \"validate_check\"\nhandler = \"Logging\"\n\
-             action = \"logging\"\nposition = \"{position}\"\nordering = {ordering}\nskip_unknown = false\n\
-             conditions = {{ {condition} }}\n\
-             options = {{ level = \"WARNING\", message = \"{name} fired for {{serial}}\" }}\n"
+        logging_def(
+            name,
+            ordering,
+            position,
+            "skip_unknown = false\n",
+            condition,
         )
     };
     let mut defs = String::from(
@@ -790,15 +786,13 @@ fn enroll_an_sms_token_with_dynamic_phone() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let gateway = rt.block_on(crate::sinks::HttpSink::start());
     let d = with_events(&format!(
-        "[[sms_gateway]]\nname = \"gw\"\nurl = \"{}\"\nmethod = \"GET\"\ntimeout = 3\n\
-         parameters = {{ to = \"{{phone}}\", text = \"{{message}}\" }}\n\
-         [[event]]\nname = \"sms-for-newcomers\"\nevent = \"validate_check\"\nhandler = \"Token\"\n\
+        "{}[[event]]\nname = \"sms-for-newcomers\"\nevent = \"validate_check\"\nhandler = \"Token\"\n\
          action = \"enroll\"\nconditions = {{ result_value = \"False\", user_token_number = \"0\" }}\n\
          options = {{ tokentype = \"sms\", user = \"1\", dynamic_phone = \"1\", sms_identifier = \"gw\", \
          additional_params = '{{\"pin\": \"smspin\"}}' }}\n",
-        gateway.url("/send")
+        sms_gateway(&gateway.url("/send"))
     ));
-    assert_eq!(login(&d, "carol", "anything"), "Access-Reject");
+    assert_eq!(d.pap("carol", "anything"), "Access-Reject");
     let listed = d.cli_ok(&["token", "list", "--user", "carol"]);
     assert!(listed.contains(" sms "), "{listed}");
     assert!(gateway.requests().is_empty(), "enrolling sends nothing");
@@ -818,7 +812,7 @@ fn enroll_an_sms_token_with_dynamic_phone() {
         sent[0].query
     );
     // a second failed login does not enroll a second token (the user has one now)
-    assert_eq!(login(&d, "carol", "anything"), "Access-Reject");
+    assert_eq!(d.pap("carol", "anything"), "Access-Reject");
     let listed = d.cli_ok(&["token", "list", "--user", "carol"]);
     assert!(listed.contains("1 token(s)"), "{listed}");
 }
@@ -953,7 +947,7 @@ fn notification_tags_of_a_login_reach_the_mail() {
     d.enroll_hotp("T1", "alice", "pin");
     d.cli_ok(&["token", "set", "T1", "--description", "blue fob"]);
     assert_eq!(
-        login(&d, "alice", &format!("pin{}", RFC4226[0])),
+        d.pap("alice", &format!("pin{}", RFC4226[0])),
         "Access-Accept"
     );
     let mails = rt.block_on(smtp.wait_for(1, std::time::Duration::from_secs(5)));

@@ -52,18 +52,6 @@ fn site(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn radius(d: &Daemon, user: &str, password: &str) -> String {
-    d.radclient(
-        "auth",
-        &[
-            &format!("User-Name = {user}"),
-            &format!("User-Password = \"{password}\""),
-            "Message-Authenticator = 0x00",
-        ],
-    )
-    .code
-}
-
 fn pi_token<'a>(site: &'a serde_json::Value, serial: &str) -> &'a serde_json::Value {
     site["tokens"]
         .as_array()
@@ -84,6 +72,14 @@ fn import(d: &Daemon, db: &str, enckey: &Path, extra: &[&str]) -> std::process::
     ];
     args.extend_from_slice(extra);
     d.cli(&args)
+}
+
+/// What the admin does with the import's TOML: `config` with it appended becomes the
+/// configuration, `check-config` accepts it, the daemon restarts on it.
+fn adopt(d: &mut Daemon, config: &str, generated: &str) {
+    std::fs::write(&d.config, format!("{config}{generated}")).unwrap();
+    d.cli_ok(&["check-config"]);
+    d.restart();
 }
 
 fn text(o: &std::process::Output) -> String {
@@ -183,12 +179,10 @@ fn move_site(home: &Path, db_uri: &str) {
     );
     // the admin makes privacyIDEA's default realm the default
     let generated = generated.replace("name = \"corp\"", "default = true\nname = \"corp\"");
-    let mut config = std::fs::read_to_string(&d.config).unwrap();
-    config = config.replace("name = \"realm1\"\ndefault = true", "name = \"realm1\"");
-    config.push_str(&generated);
-    std::fs::write(&d.config, config).unwrap();
-    d.cli_ok(&["check-config"]);
-    d.restart();
+    let config = std::fs::read_to_string(&d.config)
+        .unwrap()
+        .replace("name = \"realm1\"\ndefault = true", "name = \"realm1\"");
+    adopt(&mut d, &config, &generated);
     // and a third run finds them there
     let third = text(&import(&d, db_uri, &enckey, &["--dry-run"]));
     assert!(
@@ -199,28 +193,25 @@ fn move_site(home: &Path, db_uri: &str) {
     // logins: a used OTP stays used, the next one works, PINs as in privacyIDEA
     let h = |c| hotp(KEY, c, 6, HashLib::Sha1);
     assert_eq!(
-        radius(&d, "alice", &format!("alicepin{}", h(1))),
+        d.pap("alice", &format!("alicepin{}", h(1))),
         "Access-Reject"
     );
     assert_eq!(
-        radius(&d, "alice", &format!("alicepin{}", h(2))),
+        d.pap("alice", &format!("alicepin{}", h(2))),
         "Access-Accept"
     );
     assert_eq!(
-        radius(&d, "alice", &format!("wrongpin{}", h(3))),
+        d.pap("alice", &format!("wrongpin{}", h(3))),
         "Access-Reject"
     );
     let now = SystemClock.now().timestamp();
     let totp = hotp(KEY, time_counter(now, 30) as u64, 8, HashLib::Sha256);
-    assert_eq!(
-        radius(&d, "bob", &format!("bob pin%{totp}")),
-        "Access-Accept"
-    );
-    assert_eq!(radius(&d, "carol", "carolsecret"), "Access-Accept");
-    assert_eq!(radius(&d, "carol", "carolsecreT"), "Access-Reject");
+    assert_eq!(d.pap("bob", &format!("bob pin%{totp}")), "Access-Accept");
+    assert_eq!(d.pap("carol", "carolsecret"), "Access-Accept");
+    assert_eq!(d.pap("carol", "carolsecreT"), "Access-Reject");
     // frank's PIN was stored encrypted in privacyIDEA: sealed again with otpgate's key
     assert_eq!(
-        radius(&d, "frank", &format!("frankpin{}", h(0))),
+        d.pap("frank", &format!("frankpin{}", h(0))),
         "Access-Accept"
     );
 
@@ -228,7 +219,7 @@ fn move_site(home: &Path, db_uri: &str) {
     let wrong = format!("alicepin{}", h(100));
     let pi_after = site(&["check", home.to_str().unwrap(), "alice", &wrong]);
     assert_eq!(pi_after["result"]["value"], false);
-    assert_eq!(radius(&d, "alice", &wrong), "Access-Reject");
+    assert_eq!(d.pap("alice", &wrong), "Access-Reject");
     let pi_desc = pi_after["tokens"][0]["description"]
         .as_str()
         .unwrap()
@@ -298,21 +289,19 @@ fn owners_in_an_ldap_directory_are_found_by_entryuuid_and_by_dn() {
         generated.contains("bind_password = \"svc-pw\""),
         "{generated}"
     );
-    let mut config = std::fs::read_to_string(&d.config).unwrap();
-    config.push_str(&generated);
-    std::fs::write(&d.config, config).unwrap();
-    d.restart();
+    let config = std::fs::read_to_string(&d.config).unwrap();
+    adopt(&mut d, &config, &generated);
     let h = |c| hotp(KEY, c, 6, HashLib::Sha1);
     assert_eq!(
-        radius(&d, "alice@ldapuuid", &format!("ldappin{}", h(0))),
+        d.pap("alice@ldapuuid", &format!("ldappin{}", h(0))),
         "Access-Accept"
     );
     assert_eq!(
-        radius(&d, "carol@ldapdn", &format!("ldappin{}", h(0))),
+        d.pap("carol@ldapdn", &format!("ldappin{}", h(0))),
         "Access-Accept"
     );
     assert_eq!(
-        radius(&d, "carol@ldapdn", &format!("ldappin{}", h(0))),
+        d.pap("carol@ldapdn", &format!("ldappin{}", h(0))),
         "Access-Reject"
     );
 }

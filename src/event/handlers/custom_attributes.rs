@@ -4,7 +4,7 @@
 
 use super::{Done, HandlerError, Run};
 use crate::event::options::Options;
-use crate::event::tags::{Tags, render_time_tags, user_agent_tags};
+use crate::event::tags::{Tags, client_tags, render_time_tags};
 use crate::users::ResolvedUser;
 
 pub const ACTIONS: &[&str] = &[
@@ -122,16 +122,7 @@ impl CustomAttributeAction {
         run: &mut Run<'_, '_>,
     ) -> Result<String, HandlerError> {
         let mut tags = Tags::default();
-        let (browser, ua) = user_agent_tags(run.request);
-        tags.set("ua_browser", browser.to_owned());
-        tags.set("ua_string", ua.to_owned());
-        tags.set(
-            "client_ip",
-            run.request
-                .client
-                .map(|c| c.to_string())
-                .unwrap_or_default(),
-        );
+        client_tags(run.request, &mut tags);
         tags.set("username", user.login.clone());
         tags.set("userrealm", user.realm.clone());
         let mut ctx = run.ctx();

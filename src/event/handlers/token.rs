@@ -16,7 +16,7 @@ use crate::dates::parse_validity;
 use crate::event::Position;
 use crate::event::definition::BuildEnv;
 use crate::event::options::Options;
-use crate::event::tags::{Tags, render_time_tags};
+use crate::event::tags::{Tags, client_tags, render_time_tags};
 use crate::store::tokens::{IntColumn, OptColumn, TokenChange, TokenFilter};
 use crate::token::TokenType;
 use crate::token::enroll::EnrollSpec;
@@ -456,16 +456,7 @@ impl TokenAction {
     ) -> Result<String, HandlerError> {
         let now = run.scope.now;
         let mut tags = Tags::default();
-        tags.set(
-            "client_ip",
-            run.request
-                .client
-                .map(|c| c.to_string())
-                .unwrap_or_default(),
-        );
-        let (browser, ua) = crate::event::tags::user_agent_tags(run.request);
-        tags.set("ua_browser", browser.to_owned());
-        tags.set("ua_string", ua.to_owned());
+        client_tags(run.request, &mut tags);
         // errata 5: the request user's login and realm (upstream writes "N/A")
         let user = run.determined_user().await?;
         tags.set(

@@ -41,10 +41,6 @@ impl Sections {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        Self::KINDS.iter().all(|k| self.list(k).is_empty())
-    }
-
     /// As TOML text, `[[resolver]]` first.
     pub fn to_toml(&self) -> String {
         let mut out = String::new();
